@@ -1,0 +1,127 @@
+"""The central abstraction: a :class:`Distiller` holds a student and a frozen teacher.
+
+``forward_train(images, labels)`` returns ``(student_logits, losses)`` where ``losses`` maps a
+name (``ce``, ``kd``, ``app/stage2``, ``func_kl/TTSS`` ...) to a scalar tensor. The trainer
+sums the dict and logs every term; it knows nothing else about the method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fcfd_viz.models.base import StagedNet
+
+
+@dataclass
+class MethodConfig:
+    """Knobs shared by every method; subclasses add their own."""
+
+    ce_weight: float = 1.0
+
+
+def freeze(net: nn.Module) -> nn.Module:
+    """Stop gradients into ``net``'s parameters."""
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def freeze_bn_stats(net: nn.Module) -> None:
+    """BatchNorm layers of ``net`` keep their running statistics even in train mode.
+
+    With momentum 0 a BN layer in train mode normalises with batch statistics but its running
+    estimate stays ``(1 - 0) * running + 0 * batch``, i.e. unchanged.
+    """
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = 0.0
+
+
+def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
+    """Hinton KD: ``KL(softmax(t/T) || softmax(s/T)) * T^2``, batch mean. (N, K), (N, K) -> ()."""
+    t = temperature
+    log_p_s = F.log_softmax(student_logits / t, dim=1)
+    log_p_t = F.log_softmax(teacher_logits / t, dim=1)
+    return F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean") * (t * t)
+
+
+class Distiller(nn.Module):
+    """Base class of every method. Subclasses set ``method`` and ``Config`` and implement
+    :meth:`forward_train`.
+
+    Modules registered on the distiller other than ``student`` and ``teacher`` (bridges,
+    connectors) are *extras*: they are trained with the student and saved with it.
+    """
+
+    method: ClassVar[str] = "base"
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    needs_teacher: ClassVar[bool] = True
+
+    def __init__(self, student: StagedNet, teacher: StagedNet | None = None, cfg: MethodConfig | None = None):
+        super().__init__()
+        if self.needs_teacher and teacher is None:
+            from fcfd_viz.errors import UserError
+
+            raise UserError(f"method {self.method!r} needs a teacher checkpoint (--teacher CKPT)")
+        self.cfg = cfg if cfg is not None else self.Config()
+        self.student = student
+        self.teacher = freeze(teacher) if teacher is not None else None
+        self.epoch, self.epochs = 0, 1
+        # teacher BN: "frozen" = eval mode (running stats); "batch" = batch statistics, as the
+        # FCFD authors' code leaves the teacher in train mode. Running stats never change.
+        self.teacher_bn = "frozen"
+        if self.teacher is not None:
+            freeze_bn_stats(self.teacher)
+
+    # -- the trainer's interface -------------------------------------------------------
+    def forward_train(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    def forward(self, images: Tensor, labels: Tensor | None = None):
+        """``labels`` given: :meth:`forward_train` (so DDP wraps the whole step); else student logits."""
+        if labels is not None:
+            return self.forward_train(images, labels)
+        return self.student(images)
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Called by the trainer before each epoch (0-based): for warm-ups and ramps."""
+        self.epoch, self.epochs = epoch, epochs
+
+    def train(self, mode: bool = True) -> Distiller:
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.train(mode and self.teacher_bn == "batch")
+        return self
+
+    # -- saving --------------------------------------------------------------------------
+    def extras(self) -> dict[str, nn.Module]:
+        """Trainable modules besides the student (bridges, connectors)."""
+        return {n: m for n, m in self.named_children() if n not in ("student", "teacher")}
+
+    def extras_state_dict(self) -> dict[str, dict[str, Tensor]]:
+        return {n: m.state_dict() for n, m in self.extras().items()}
+
+    def load_extras_state_dict(self, state: dict[str, dict[str, Tensor]]) -> None:
+        for n, m in self.extras().items():
+            if n in state:
+                m.load_state_dict(state[n])
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        params = list(self.student.parameters())
+        for m in self.extras().values():
+            params += list(m.parameters())
+        return [p for p in params if p.requires_grad]
+
+    def config_dict(self) -> dict:
+        return {"method": self.method, **asdict(self.cfg), "teacher_bn": self.teacher_bn}
+
+    @torch.no_grad()
+    def teacher_outputs(self, images: Tensor) -> tuple[list[Tensor], Tensor]:
+        """Teacher stage features and logits (no graph: the teacher is frozen)."""
+        feats = self.teacher.forward_features(images)
+        return feats, self.teacher.head(feats[-1])

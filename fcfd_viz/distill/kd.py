@@ -1,0 +1,31 @@
+"""Hinton et al. (2015) knowledge distillation: CE + T^2-scaled KL to the teacher's soft labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from fcfd_viz.distill.base import Distiller, MethodConfig, kd_loss
+
+
+@dataclass
+class KDConfig(MethodConfig):
+    temperature: float = 4.0
+    kd_weight: float = 1.0
+
+
+class KD(Distiller):
+    """Logit distillation with temperature ``T``."""
+
+    method = "kd"
+    Config = KDConfig
+
+    def forward_train(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        _, t_logits = self.teacher_outputs(images)
+        logits = self.student(images)
+        return logits, {
+            "ce": self.cfg.ce_weight * F.cross_entropy(logits, labels),
+            "kd": self.cfg.kd_weight * kd_loss(logits, t_logits, self.cfg.temperature),
+        }
