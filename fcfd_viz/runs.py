@@ -162,6 +162,9 @@ class Run:
         except (OSError, json.JSONDecodeError):
             return {}
 
+    def write_summary(self, summary: dict) -> None:
+        write_json(self.file("summary.json"), summary)
+
     def summary(self) -> dict | None:
         try:
             return read_json(self.file("summary.json"))

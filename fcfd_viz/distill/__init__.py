@@ -31,10 +31,13 @@ def make_config(method: str, **knobs) -> MethodConfig:
     return cls(**knobs)
 
 
-def create(method: str, student, teacher=None, **knobs) -> Distiller:
-    """Build the distiller for ``method`` with its config filled from ``knobs``."""
+def create(method: str, student, teacher=None, input_shape=(3, 32, 32), **knobs) -> Distiller:
+    """Build the distiller for ``method`` with its config filled from ``knobs``.
+
+    ``input_shape`` (C, H, W) lets methods with bridges size them from the feature shapes.
+    """
     cfg = make_config(method, **knobs)
-    return METHODS[method](student, teacher, cfg)
+    return METHODS[method](student, teacher, cfg, input_shape=input_shape)
 
 
 __all__ = ["Distiller", "MethodConfig", "METHODS", "create", "kd_loss", "make_config", "method_names"]

@@ -1,0 +1,63 @@
+"""Argument groups shared by sub-commands (data, training) and their conversion to configs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from fcfd_viz.data import DATASETS, DataConfig
+from fcfd_viz.train import TrainConfig
+
+
+def add_data_args(p: argparse.ArgumentParser, default_dataset: str = "digits") -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default=default_dataset, choices=DATASETS, help="dataset (default: %(default)s)")
+    g.add_argument("--data-dir", default=None, help="folder with CIFAR / ImageNet data")
+    g.add_argument("--download", action="store_true", help="download CIFAR into --data-dir (needs internet)")
+    g.add_argument("--image-size", type=int, default=16, help="digits / ImageNet image size (default: %(default)s)")
+    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--subset", type=float, default=None, help="stratified fraction of the training split")
+    g.add_argument("--workers", type=int, default=None, help="data loader workers")
+
+
+def add_train_args(p: argparse.ArgumentParser, epochs: int | None = None) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=epochs, help="number of epochs")
+    g.add_argument("--lr", type=float, default=None, help="learning rate (default 0.05)")
+    g.add_argument("--weight-decay", type=float, default=None)
+    g.add_argument("--schedule", choices=["cosine", "step", "constant"], default=None)
+    g.add_argument("--milestones", type=int, nargs="*", default=None, help="step schedule epochs")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    g.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto")
+    g.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    g.add_argument("--out", required=False, help="run directory to write")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    g.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def data_config(args: argparse.Namespace, **base) -> DataConfig:
+    cfg = DataConfig(**base)
+    cfg.dataset, cfg.data_dir, cfg.download = args.dataset, args.data_dir, args.download
+    cfg.image_size, cfg.batch_size = args.image_size, args.batch_size
+    if args.subset is not None:
+        cfg.subset = args.subset
+    cfg.num_workers = args.workers
+    return cfg
+
+
+def train_config(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
+    cfg = base or TrainConfig()
+    for name in ("epochs", "lr", "weight_decay", "schedule", "milestones"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(cfg, name, value)
+    cfg.seed, cfg.device, cfg.amp, cfg.compile = args.seed, args.device, args.amp, args.compile
+    return cfg
+
+
+def print_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2, sort_keys=True, default=str)
+    sys.stdout.write("\n")

@@ -1,0 +1,105 @@
+"""``fcfd train-teacher``, ``fcfd eval``, ``fcfd runs``, ``fcfd models``."""
+
+from __future__ import annotations
+
+import argparse
+
+from fcfd_viz.cli.common import add_data_args, add_train_args, data_config, print_json, train_config
+from fcfd_viz.errors import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-teacher", help="train a network with cross-entropy (a teacher)")
+    p.add_argument("--arch", default=None, help="architecture (default: resnet8x4; `fcfd models` lists all)")
+    add_data_args(p)
+    add_train_args(p)
+    p.set_defaults(func=cmd_train_teacher)
+
+    p = sub.add_parser("eval", help="test top-1 of a checkpoint")
+    p.add_argument("ckpt", help="checkpoint file or run directory")
+    add_data_args(p, default_dataset=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("runs", help="table of run directories")
+    p.add_argument("dir", nargs="?", default=None, help="runs folder (default: $FCFD_RUNS_DIR or ./runs)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("models", help="list architectures")
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_train_teacher(args: argparse.Namespace) -> int:
+    from fcfd_viz import models
+    from fcfd_viz.pipeline import DEFAULT_TEACHER_ARCH, DEFAULT_TEACHER_EPOCHS, ExperimentConfig, run_experiment
+    from fcfd_viz.train import TrainConfig
+
+    arch = args.arch or DEFAULT_TEACHER_ARCH
+    models.check_name(arch)
+    epochs = DEFAULT_TEACHER_EPOCHS if args.epochs is None and args.dataset.startswith("digits") else args.epochs
+    base = TrainConfig(epochs=epochs if epochs is not None else 240, schedule="cosine")
+    if args.dataset.startswith("cifar") and args.schedule is None:
+        base.schedule, base.milestones = "step", [150, 180, 210]
+    cfg = ExperimentConfig(method="ce", student=arch, data=data_config(args), train=train_config(args, base))
+    out = args.out or f"runs/teacher-{arch}-{args.dataset}-s{args.seed}"
+    summary = run_experiment(cfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"{arch} on {args.dataset}: test top-1 {summary['top1']:.2f}% (best {summary['best_top1']:.2f}%) "
+          f"in {summary['seconds']:.0f} s -> {out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from fcfd_viz.data import DataConfig, make_loaders
+    from fcfd_viz.runs import load_checkpoint, model_from_checkpoint
+    from fcfd_viz.train import evaluate, resolve_device
+
+    ckpt = load_checkpoint(args.ckpt)
+    net = model_from_checkpoint(ckpt)
+    dataset = args.dataset or ckpt.get("dataset")
+    if dataset is None:
+        raise UserError("the checkpoint names no dataset; pass --dataset")
+    shape = ckpt.get("input_shape", [3, args.image_size, args.image_size])
+    cfg = DataConfig(dataset=dataset, data_dir=args.data_dir, download=args.download, image_size=shape[-1],
+                     batch_size=args.batch_size, num_workers=args.workers)
+    _, test_loader, info = make_loaders(cfg)
+    if info.num_classes != net.num_classes:
+        raise UserError(f"checkpoint has {net.num_classes} classes but {dataset} has {info.num_classes}")
+    device = resolve_device(args.device)
+    top1 = evaluate(net.to(device), test_loader, device)
+    result = {"ckpt": ckpt["path"], "arch": net.arch, "dataset": dataset, "top1": top1, "n": len(test_loader.dataset)}
+    if args.json:
+        print_json(result)
+    else:
+        print(f"{net.arch} on {dataset}: test top-1 {top1:.2f}% ({result['n']} images)")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    import os
+
+    from fcfd_viz.runs import list_runs
+
+    root = args.dir or os.environ.get("FCFD_RUNS_DIR", "runs")
+    rows = list_runs(root)
+    if args.json:
+        print_json(rows)
+        return 0
+    if not rows:
+        print(f"no runs in {root}")
+        return 0
+    cols = ["name", "method", "student", "dataset", "seed", "epochs", "top1", "best_top1", "state"]
+    fmt = [[("-" if r[c] is None else f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c])) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(f[i]) for f in fmt)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    for f in fmt:
+        print("  ".join(v.ljust(w) for v, w in zip(f, widths)))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from fcfd_viz import models
+
+    print("\n".join(models.names()))
+    return 0

@@ -1,0 +1,61 @@
+"""VGG with BatchNorm for CIFAR, as in the CRD benchmark (Tian et al. 2020).
+
+Five blocks of ``conv3x3 (with bias) + BN + ReLU`` with 64, 128, 256, 512, 512 channels.
+Stage 0 is block 0 at full resolution; stages 1-3 are ``maxpool 2x2 -> block``. As in CRD at
+32x32 input, there is no pool before block 4 (CRD pools there only for 64x64 inputs), so
+the last two stages share a resolution: 32, 16, 8, 4, 4. The final pool and linear classifier
+are the :class:`Head`. Stage outputs are post-ReLU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from fcfd_viz.models.base import Head, StagedNet
+from fcfd_viz.models.cifar_resnet import init_weights
+from fcfd_viz.models.registry import register
+
+# Channels of the convs in each of the five blocks.
+CONFIGS: dict[str, list[list[int]]] = {
+    "vgg8": [[64], [128], [256], [512], [512]],
+    "vgg11": [[64], [128], [256, 256], [512, 512], [512, 512]],
+    "vgg13": [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]],
+    "vgg16": [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]],
+    "vgg19": [[64, 64], [128, 128], [256] * 4, [512] * 4, [512] * 4],
+}
+
+
+def vgg_block(cin: int, widths: Sequence[int], pool: bool) -> nn.Sequential:
+    """Optional ``maxpool 2x2``, then ``conv3x3 + BN + ReLU`` for each width."""
+    layers: list[nn.Module] = [nn.MaxPool2d(2, 2)] if pool else []
+    for w in widths:
+        layers += [nn.Conv2d(cin, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+        cin = w
+    return nn.Sequential(*layers)
+
+
+def vgg(cfg: Sequence[Sequence[int]], num_classes: int, arch: str) -> StagedNet:
+    """A five-stage VGG-BN whose block ``i`` has convs of widths ``cfg[i]``."""
+    stages, cin = [], 3
+    for i, widths in enumerate(cfg):
+        # (N, 64, H, W), (N, 128, H/2, W/2), (N, 256, H/4, W/4), then 512 at H/8 twice
+        stages.append(vgg_block(cin, widths, pool=i in (1, 2, 3)))
+        cin = widths[-1]
+    net = StagedNet(stages, Head(cin, num_classes), arch=arch, num_classes=num_classes,
+                    arch_kwargs={})
+    init_weights(net)
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+    nn.init.normal_(net.head.fc.weight, std=0.01)
+    return net
+
+
+def _add(name: str) -> None:
+    register(name)(lambda num_classes=100: vgg(CONFIGS[name], num_classes, name))
+
+
+for _name in CONFIGS:
+    _add(_name)

@@ -1,0 +1,289 @@
+"""The training loop every method shares: CPU or CUDA, AMP, DDP, schedules, callbacks.
+
+The trainer sums the loss dict a :class:`~fcfd_viz.distill.Distiller` returns and logs every
+term; it knows nothing about any method.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections import defaultdict
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from fcfd_viz.data import set_epoch
+from fcfd_viz.distill.base import Distiller
+from fcfd_viz.errors import UserError
+from fcfd_viz.runs import Run, save_checkpoint
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and runtime settings (SGD with momentum 0.9, Nesterov by default)."""
+
+    epochs: int = 10
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # "cosine" | "step" | "constant"
+    milestones: list[int] = field(default_factory=list)  # step schedule: lr x gamma at these epochs
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+    seed: int = 0
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:1" ...
+    amp: str = "auto"  # "auto" (bf16 on CUDA where supported) | "bf16" | "fp16" | "off"
+    channels_last: bool | None = None  # None: on for CUDA
+    compile: bool = False
+
+    def validate(self) -> None:
+        if self.epochs <= 0:
+            raise UserError(f"epochs must be > 0, got {self.epochs}")
+        if self.lr <= 0:
+            raise UserError(f"lr must be > 0, got {self.lr}")
+        if self.schedule not in ("cosine", "step", "constant"):
+            raise UserError(f"schedule must be cosine, step or constant, got {self.schedule!r}")
+        if self.amp not in ("auto", "bf16", "fp16", "off"):
+            raise UserError(f"amp must be auto, bf16, fp16 or off, got {self.amp!r}")
+
+
+def lr_at(cfg: TrainConfig, epoch: int) -> float:
+    """Learning rate for 0-based ``epoch``: warm-up, then the schedule."""
+    if epoch < cfg.warmup_epochs:
+        return cfg.lr * (epoch + 1) / cfg.warmup_epochs
+    if cfg.schedule == "step":
+        return cfg.lr * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+    if cfg.schedule == "cosine":
+        span = max(1, cfg.epochs - cfg.warmup_epochs)
+        return 0.5 * cfg.lr * (1 + math.cos(math.pi * (epoch - cfg.warmup_epochs) / span))
+    return cfg.lr
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda asked for, but CUDA is not available; use --device cpu")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def dist_info() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+class Callback:
+    """Hooks to watch training (the app and notebooks use them; all optional)."""
+
+    def on_train_start(self, trainer: Trainer) -> None: ...
+    def on_step_end(self, trainer: Trainer, step: int, losses: dict[str, float]) -> None: ...
+    def on_epoch_end(self, trainer: Trainer, record: dict) -> None: ...
+    def on_train_end(self, trainer: Trainer, summary: dict) -> None: ...
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader, device: torch.device, amp_dtype=None) -> float:
+    """Top-1 accuracy (%) of ``model`` on ``loader`` in eval mode."""
+    was = model.training
+    model.eval()
+    correct = total = 0
+    ctx = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with ctx:
+            correct += (model(x).argmax(1) == y).sum().item()
+        total += len(y)
+    model.train(was)
+    return 100.0 * correct / max(1, total)
+
+
+class Trainer:
+    """Trains ``distiller`` on ``train_loader``; evaluates its student on ``test_loader``.
+
+    ``run`` (optional) receives config, metrics, checkpoints and summary; only rank 0 writes.
+    Under torchrun the distiller is wrapped in DistributedDataParallel.
+    """
+
+    def __init__(self, distiller: Distiller, train_loader, test_loader, cfg: TrainConfig,
+                 run: Run | None = None, callbacks: list[Callback] | None = None,
+                 meta: dict | None = None, progress: bool = True) -> None:
+        cfg.validate()
+        self.cfg, self.run, self.callbacks, self.meta = cfg, run, list(callbacks or []), dict(meta or {})
+        self.train_loader, self.test_loader = train_loader, test_loader
+        self.rank, self.world, local_rank = dist_info()
+        dev = cfg.device
+        if self.world > 1 and dev in ("auto", "cuda") and torch.cuda.is_available():
+            dev = f"cuda:{local_rank}"
+        self.device = resolve_device(dev)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.distiller = distiller.to(self.device)
+        self.channels_last = cfg.channels_last if cfg.channels_last is not None else self.device.type == "cuda"
+        if self.channels_last:
+            self.distiller.to(memory_format=torch.channels_last)
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                         nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+        self.model = self.distiller
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # FCFD samples a few paths per step, so some bridges get no gradient in a step
+            self.model = DDP(self.distiller, device_ids=ids, find_unused_parameters=True)
+        if cfg.compile:
+            self.model = torch.compile(self.model)
+        self.start_epoch, self.best_top1, self.elapsed = 0, 0.0, 0.0
+        self.history: list[dict] = []
+        self.stop_requested = False
+        self.progress = progress
+
+    def _amp_dtype(self):
+        amp = self.cfg.amp
+        if amp == "off" or (amp == "auto" and self.device.type != "cuda"):
+            return None
+        if amp == "fp16":
+            return torch.float16
+        if amp == "auto" and not torch.cuda.is_bf16_supported():
+            return torch.float16
+        return torch.bfloat16
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def checkpoint(self, epoch: int, with_optimizer: bool) -> dict:
+        d = self.distiller
+        ckpt = {"model": d.student.spec(), "state_dict": d.student.state_dict(),
+                "extras": d.extras_state_dict(), "method": d.config_dict(), "epoch": epoch,
+                "best_top1": self.best_top1, "elapsed": self.elapsed, **self.meta}
+        if with_optimizer:
+            ckpt["optimizer"] = self.optimizer.state_dict()
+            ckpt["scaler"] = self.scaler.state_dict()
+        return ckpt
+
+    def resume(self, ckpt: dict) -> None:
+        """Continue from a ``last.pt`` checkpoint dict (loaded with weights_only=True)."""
+        self.distiller.student.load_state_dict(ckpt["state_dict"])
+        self.distiller.load_extras_state_dict(ckpt.get("extras", {}))
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if "scaler" in ckpt:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.start_epoch, self.best_top1 = int(ckpt["epoch"]), float(ckpt["best_top1"])
+        self.elapsed = float(ckpt.get("elapsed", 0.0))
+        if self.run is not None:
+            self.run.truncate_metrics(self.start_epoch)
+            self.history = self.run.metrics()
+
+    # -- the loop -------------------------------------------------------------------------
+    def _step(self, x: Tensor, y: Tensor) -> dict[str, float]:
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        ctx = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
+        with ctx:
+            logits, losses = self.model(x, y)
+            loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()}; lower --lr or the loss weights")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        out = {k: v.detach() for k, v in losses.items()}
+        out["loss"] = loss.detach()
+        out["_correct"] = (logits.detach().argmax(1) == y).sum()
+        out["_count"] = torch.tensor(len(y), device=self.device)
+        return out
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        cfg = self.cfg
+        lr = lr_at(cfg, epoch)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        # every random draw of the epoch (shuffle, augmentation, FCFD paths) is a function of
+        # (seed, epoch), so a resumed run replays exactly what an uninterrupted one would do
+        seed_everything(cfg.seed * 100_003 + epoch)
+        set_epoch(self.train_loader, cfg.seed, epoch)
+        self.distiller.start_epoch(epoch, cfg.epochs)
+        self.model.train()
+        sums: dict[str, Tensor] = defaultdict(lambda: torch.zeros((), device=self.device))
+        bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not self.progress or self.rank != 0)
+        steps = 0
+        for step, (x, y) in enumerate(bar):
+            out = self._step(x, y)
+            for k, v in out.items():
+                sums[k] += v * (len(y) if not k.startswith("_") else 1)
+            steps += 1
+            for cb in self.callbacks:
+                cb.on_step_end(self, step, {k: float(v) for k, v in out.items() if not k.startswith("_")})
+            if self.run is not None and self.run.stop_requested():
+                self.stop_requested = True
+            if self.stop_requested:
+                break
+        names = sorted(sums)
+        vec = torch.stack([sums[k].float() for k in names])
+        if self.world > 1:
+            dist.all_reduce(vec)
+        tot = dict(zip(names, vec.tolist()))
+        n = max(1.0, tot.pop("_count"))
+        correct = tot.pop("_correct")
+        rec = {"lr": lr, "loss": tot.pop("loss") / n, "losses": {k: v / n for k, v in tot.items()},
+               "train_top1": 100.0 * correct / n, "steps": steps}
+        return rec
+
+    def fit(self) -> dict:
+        """Train from ``start_epoch`` to ``cfg.epochs``; returns the summary dict."""
+        cfg = self.cfg
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        writer = self.run if self.rank == 0 else None
+        for epoch in range(self.start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            if writer is not None:
+                writer.write_status(state="running", epoch=epoch, epochs=cfg.epochs)
+            rec = self.train_epoch(epoch)
+            test_top1 = evaluate(self.distiller.student, self.test_loader, self.device, self.amp_dtype) if self.rank == 0 else 0.0
+            seconds = time.perf_counter() - t0
+            self.elapsed += seconds
+            rec = {"epoch": epoch + 1, **rec, "test_top1": test_top1, "seconds": seconds}
+            self.history.append(rec)
+            if writer is not None:
+                if test_top1 > self.best_top1:
+                    self.best_top1 = test_top1
+                    save_checkpoint(writer.file("best.pt"), self.checkpoint(epoch + 1, with_optimizer=False))
+                # checkpoint before the metrics line: a resume drops lines past its checkpoint
+                save_checkpoint(writer.file("last.pt"), self.checkpoint(epoch + 1, with_optimizer=True))
+                writer.append_metrics(rec)
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, rec)
+            if self.stop_requested:
+                break
+        summary = self.summary()
+        if writer is not None:
+            writer.write_summary(summary)
+            writer.write_status(state="stopped" if self.stop_requested else "completed",
+                                epoch=len(self.history), epochs=cfg.epochs)
+        for cb in self.callbacks:
+            cb.on_train_end(self, summary)
+        return summary
+
+    def summary(self) -> dict:
+        last = self.history[-1] if self.history else {}
+        return {"top1": last.get("test_top1"), "best_top1": self.best_top1, "epochs": len(self.history),
+                "seconds": round(self.elapsed, 3), "stopped": self.stop_requested, **self.meta}
