@@ -10,15 +10,16 @@ from fcfd_viz.data import DATASETS, DataConfig
 from fcfd_viz.train import TrainConfig
 
 
-def add_data_args(p: argparse.ArgumentParser, default_dataset: str = "digits") -> None:
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    """Data flags; each defaults to None so presets and configs fill what the user left out."""
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default=default_dataset, choices=DATASETS, help="dataset (default: %(default)s)")
+    g.add_argument("--dataset", default=None, choices=DATASETS, help="dataset (default: digits)")
     g.add_argument("--data-dir", default=None, help="folder with CIFAR / ImageNet data")
-    g.add_argument("--download", action="store_true", help="download CIFAR into --data-dir (needs internet)")
-    g.add_argument("--image-size", type=int, default=16, help="digits / ImageNet image size (default: %(default)s)")
-    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--download", action="store_true", default=None, help="download CIFAR into --data-dir (needs internet)")
+    g.add_argument("--image-size", type=int, default=None, help="digits / ImageNet image size (default: 16 / 224)")
+    g.add_argument("--batch-size", type=int, default=None, help="batch size (default: 64)")
     g.add_argument("--subset", type=float, default=None, help="stratified fraction of the training split")
-    g.add_argument("--workers", type=int, default=None, help="data loader workers")
+    g.add_argument("--workers", dest="num_workers", type=int, default=None, help="data loader workers")
 
 
 def add_train_args(p: argparse.ArgumentParser, epochs: int | None = None) -> None:
@@ -38,13 +39,13 @@ def add_train_args(p: argparse.ArgumentParser, epochs: int | None = None) -> Non
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def data_config(args: argparse.Namespace, **base) -> DataConfig:
-    cfg = DataConfig(**base)
-    cfg.dataset, cfg.data_dir, cfg.download = args.dataset, args.data_dir, args.download
-    cfg.image_size, cfg.batch_size = args.image_size, args.batch_size
-    if args.subset is not None:
-        cfg.subset = args.subset
-    cfg.num_workers = args.workers
+def data_config(args: argparse.Namespace, base: DataConfig | None = None) -> DataConfig:
+    """``base`` (or the defaults) overridden by every data flag the user gave."""
+    cfg = base or DataConfig()
+    for name in ("dataset", "data_dir", "download", "image_size", "batch_size", "subset", "num_workers"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(cfg, name, value)
     return cfg
 
 

@@ -9,10 +9,14 @@ import dataclasses
 
 from fcfd_viz.distill.base import Distiller, MethodConfig, kd_loss
 from fcfd_viz.distill.ce import CE
+from fcfd_viz.distill.dkd import DKD
+from fcfd_viz.distill.fcfd import FCFD
+from fcfd_viz.distill.fcfd_dkd import FCFDDKD
+from fcfd_viz.distill.fitnet import FitNet
 from fcfd_viz.distill.kd import KD
 from fcfd_viz.errors import UserError
 
-METHODS: dict[str, type[Distiller]] = {cls.method: cls for cls in (CE, KD)}
+METHODS: dict[str, type[Distiller]] = {cls.method: cls for cls in (CE, KD, FitNet, DKD, FCFD, FCFDDKD)}
 
 
 def method_names() -> list[str]:
@@ -40,4 +44,4 @@ def create(method: str, student, teacher=None, input_shape=(3, 32, 32), **knobs)
     return METHODS[method](student, teacher, cfg, input_shape=input_shape)
 
 
-__all__ = ["Distiller", "MethodConfig", "METHODS", "create", "kd_loss", "make_config", "method_names"]
+__all__ = ["CE", "DKD", "FCFD", "FCFDDKD", "FitNet", "KD", "Distiller", "MethodConfig", "METHODS", "create", "kd_loss", "make_config", "method_names"]

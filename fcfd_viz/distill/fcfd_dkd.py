@@ -1,0 +1,34 @@
+"""FCFD + DKD: FCFD's feature and mixed-path terms with DKD as the student's logit term.
+
+The paper notes FCFD combines with logit methods; here only the student's own KD term is
+replaced by DKD (TCKD + NCKD). Mixed-path outputs keep the plain KD pull towards the
+teacher, which is what "function consistent" measures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from fcfd_viz.distill.dkd import DKDConfig, dkd_loss
+from fcfd_viz.distill.fcfd import FCFD, FCFDConfig
+
+
+@dataclass
+class FCFDDKDConfig(FCFDConfig):
+    alpha: float = 1.0
+    beta: float = 8.0
+    warmup_epochs: int = 20
+
+
+class FCFDDKD(FCFD):
+    method = "fcfd+dkd"
+    Config = FCFDDKDConfig
+
+    def logit_losses(self, s_logits: Tensor, t_logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
+        c = self.cfg
+        dkd_cfg = DKDConfig(temperature=c.temperature, alpha=c.alpha, beta=c.beta, warmup_epochs=c.warmup_epochs)
+        return {"ce": c.ce_weight * F.cross_entropy(s_logits, labels),
+                **dkd_loss(s_logits, t_logits, labels, dkd_cfg, self.epoch)}

@@ -1,0 +1,52 @@
+"""Named presets: YAML files beside this module, one per teacher/student pair and protocol.
+
+A preset names the teacher and student archs, the dataset, the method's knobs and the
+training schedule. Knobs a chosen method does not have are ignored (a preset's
+``feat_weight`` does not apply to ``kd``), so one preset serves every method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from fcfd_viz.errors import UserError
+
+PRESET_DIR = Path(__file__).parent
+
+
+@dataclass
+class Preset:
+    name: str
+    description: str
+    teacher: str
+    student: str
+    dataset: str
+    method: str = "fcfd"
+    method_kwargs: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+
+    def knobs_for(self, method: str) -> dict:
+        """The preset's method knobs that ``method``'s config accepts."""
+        from fcfd_viz.distill import METHODS
+
+        fields = {f.name for f in dataclasses.fields(METHODS[method].Config)}
+        return {k: v for k, v in self.method_kwargs.items() if k in fields}
+
+
+def names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load(name: str) -> Preset:
+    """The preset called ``name`` (see :func:`names`)."""
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise UserError(f"unknown preset {name!r}; choose one of {', '.join(names())}")
+    with open(path) as f:
+        raw = yaml.safe_load(f)
+    return Preset(name=name, **raw)
