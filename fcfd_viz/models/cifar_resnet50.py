@@ -24,11 +24,15 @@ class Bottleneck(nn.Module):
         super().__init__()
         cout = planes * self.expansion
         self.body = nn.Sequential(
-            conv_bn(cin, planes, 1), nn.ReLU(inplace=True),
-            conv_bn(planes, planes, 3, stride), nn.ReLU(inplace=True),
+            conv_bn(cin, planes, 1),
+            nn.ReLU(inplace=True),
+            conv_bn(planes, planes, 3, stride),
+            nn.ReLU(inplace=True),
             conv_bn(planes, cout, 1),
         )
-        self.shortcut = conv_bn(cin, cout, 1, stride) if stride != 1 or cin != cout else nn.Identity()
+        self.shortcut = (
+            conv_bn(cin, cout, 1, stride) if stride != 1 or cin != cout else nn.Identity()
+        )
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -41,15 +45,18 @@ def bottleneck_layer(cin: int, planes: int, blocks: int, stride: int) -> nn.Sequ
     return nn.Sequential(*layers)
 
 
-def cifar_resnet50(num_classes: int, arch: str, blocks: tuple[int, ...] = (3, 4, 6, 3)) -> StagedNet:
+def cifar_resnet50(
+    num_classes: int, arch: str, blocks: tuple[int, ...] = (3, 4, 6, 3)
+) -> StagedNet:
     stem = nn.Sequential(conv_bn(3, 64), nn.ReLU(inplace=True))  # (N, 64, H, W)
     stages, cin = [stem], 64
     for i, (planes, n) in enumerate(zip((64, 128, 256, 512), blocks)):
         # (N, 256, H, W), (N, 512, H/2, W/2), (N, 1024, H/4, W/4), (N, 2048, H/8, W/8)
         stages.append(bottleneck_layer(cin, planes, n, 1 if i == 0 else 2))
         cin = planes * 4
-    net = StagedNet(stages, Head(cin, num_classes), arch=arch, num_classes=num_classes,
-                    arch_kwargs={})
+    net = StagedNet(
+        stages, Head(cin, num_classes), arch=arch, num_classes=num_classes, arch_kwargs={}
+    )
     init_weights(net)
     return net
 

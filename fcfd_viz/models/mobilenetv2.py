@@ -16,15 +16,25 @@ from fcfd_viz.models.cifar_resnet import init_weights
 from fcfd_viz.models.registry import register
 
 # (expansion t, output channels c, repeats n, first stride s) at width 1.0, from the paper.
-SETTINGS = [(1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-            (6, 160, 3, 2), (6, 320, 1, 1)]
+SETTINGS = [
+    (1, 16, 1, 1),
+    (6, 24, 2, 1),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+]
 # Which settings form stages 1..4 (the stem is stage 0).
 STAGE_SETTINGS = [(0, 1), (2,), (3, 4), (5, 6)]
 
 
 def conv_bn_relu(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
-            nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+    return [
+        nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    ]
 
 
 class InvertedResidual(nn.Module):
@@ -46,8 +56,9 @@ class InvertedResidual(nn.Module):
         return x + self.body(x) if self.residual else self.body(x)
 
 
-def mobilenetv2(num_classes: int, arch: str, width: float = 0.5, last_channel: int = 1280
-                ) -> StagedNet:
+def mobilenetv2(
+    num_classes: int, arch: str, width: float = 0.5, last_channel: int = 1280
+) -> StagedNet:
     """CRD's CIFAR MobileNetV2 (``mobile_half``) with width multiplier ``width``."""
     cin = int(32 * width)
     stages: list[nn.Module] = [nn.Sequential(*conv_bn_relu(3, cin, 3, 2))]  # (N, 16, H/2, W/2)
@@ -62,8 +73,14 @@ def mobilenetv2(num_classes: int, arch: str, width: float = 0.5, last_channel: i
         stages.append(nn.Sequential(*layers))
     # (N, 12, H/2), (N, 16, H/4), (N, 48, H/8), then (N, 1280, H/16) after the 1x1 widening
     stages[-1].extend(conv_bn_relu(cin, last_channel, 1))
-    net = StagedNet(stages, Head(last_channel, num_classes), arch=arch, num_classes=num_classes,
-                    post_relu=False, arch_kwargs={})
+    net = StagedNet(
+        stages,
+        Head(last_channel, num_classes),
+        arch=arch,
+        num_classes=num_classes,
+        post_relu=False,
+        arch_kwargs={},
+    )
     init_weights(net)
     return net
 

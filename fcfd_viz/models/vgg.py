@@ -43,8 +43,9 @@ def vgg(cfg: Sequence[Sequence[int]], num_classes: int, arch: str) -> StagedNet:
         # (N, 64, H, W), (N, 128, H/2, W/2), (N, 256, H/4, W/4), then 512 at H/8 twice
         stages.append(vgg_block(cin, widths, pool=i in (1, 2, 3)))
         cin = widths[-1]
-    net = StagedNet(stages, Head(cin, num_classes), arch=arch, num_classes=num_classes,
-                    arch_kwargs={})
+    net = StagedNet(
+        stages, Head(cin, num_classes), arch=arch, num_classes=num_classes, arch_kwargs={}
+    )
     init_weights(net)
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:

@@ -58,8 +58,14 @@ def wide_resnet(depth: int, k: int, num_classes: int, arch: str) -> StagedNet:
         wide_group(w1, w2, n, 2),  # (N, 32k, H/2, W/2)
         nn.Sequential(wide_group(w2, w3, n, 2), bn_relu(w3)),  # (N, 64k, H/4, W/4), post-ReLU
     ]
-    net = StagedNet(stages, Head(w3, num_classes), arch=arch, num_classes=num_classes,
-                    post_relu=False, arch_kwargs={})
+    net = StagedNet(
+        stages,
+        Head(w3, num_classes),
+        arch=arch,
+        num_classes=num_classes,
+        post_relu=False,
+        arch_kwargs={},
+    )
     init_weights(net)
     return net
 
