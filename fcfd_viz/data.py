@@ -68,18 +68,25 @@ class DigitsDataset(Dataset):
         from sklearn.model_selection import train_test_split
 
         if image_size < 8:
-            raise UserError(f"digits image size must be >= 8, got {image_size}; use --image-size 16")
+            raise UserError(
+                f"digits image size must be >= 8, got {image_size}; use --image-size 16"
+            )
         digits = load_digits()
         x = digits.images.astype(np.float32) / 16.0  # (1797, 8, 8) in [0, 1]
         y = digits.target.astype(np.int64)
         idx_train, idx_test = train_test_split(
-            np.arange(len(y)), test_size=DIGITS_TEST_FRACTION, stratify=y, random_state=DIGITS_SPLIT_SEED
+            np.arange(len(y)),
+            test_size=DIGITS_TEST_FRACTION,
+            stratify=y,
+            random_state=DIGITS_SPLIT_SEED,
         )
         # normalise with the training split's statistics, for train and test alike
         mean, std = x[idx_train].mean(), x[idx_train].std()
         idx = idx_train if train else idx_test
         images = torch.from_numpy((x[idx] - mean) / std).unsqueeze(1)  # (N, 1, 8, 8)
-        images = F.interpolate(images, size=(image_size, image_size), mode="bilinear", align_corners=False)
+        images = F.interpolate(
+            images, size=(image_size, image_size), mode="bilinear", align_corners=False
+        )
         self.images = images.expand(-1, 3, -1, -1).contiguous()  # (N, 3, S, S)
         self.targets = torch.from_numpy(y[idx])
         self.augment = train if augment is None else augment
@@ -143,10 +150,14 @@ def _imagenet(train: bool, data_dir: str | None, image_size: int) -> Dataset:
     from torchvision import datasets, transforms
 
     if not data_dir:
-        raise UserError("imagenet needs --data-dir pointing at a folder with train/ and val/ ImageFolders")
+        raise UserError(
+            "imagenet needs --data-dir pointing at a folder with train/ and val/ ImageFolders"
+        )
     split = os.path.join(data_dir, "train" if train else "val")
     if not os.path.isdir(split):
-        raise UserError(f"imagenet folder {split} not found; --data-dir must contain train/ and val/")
+        raise UserError(
+            f"imagenet folder {split} not found; --data-dir must contain train/ and val/"
+        )
     mean, std = IMAGENET_STATS
     if train:
         tf = [transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip()]
@@ -206,15 +217,25 @@ def make_loaders(
     """
     train, test, info = build_datasets(cfg)
     in_memory = cfg.dataset.startswith("digits")
-    workers = cfg.num_workers if cfg.num_workers is not None else (0 if in_memory else min(4, os.cpu_count() or 1))
+    workers = (
+        cfg.num_workers
+        if cfg.num_workers is not None
+        else (0 if in_memory else min(4, os.cpu_count() or 1))
+    )
     pin = device.startswith("cuda")
     common = dict(num_workers=workers, pin_memory=pin, persistent_workers=workers > 0)
     if world_size > 1:
-        sampler = DistributedSampler(train, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
-        train_loader = DataLoader(train, batch_size=cfg.batch_size, sampler=sampler, drop_last=False, **common)
+        sampler = DistributedSampler(
+            train, num_replicas=world_size, rank=rank, shuffle=True, seed=seed
+        )
+        train_loader = DataLoader(
+            train, batch_size=cfg.batch_size, sampler=sampler, drop_last=False, **common
+        )
     else:
         gen = torch.Generator().manual_seed(seed)
-        train_loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, generator=gen, **common)
+        train_loader = DataLoader(
+            train, batch_size=cfg.batch_size, shuffle=True, generator=gen, **common
+        )
     test_loader = DataLoader(test, batch_size=max(cfg.batch_size, 256), shuffle=False, **common)
     return train_loader, test_loader, info
 

@@ -16,7 +16,7 @@ from fcfd_viz import distill, models
 from fcfd_viz.data import DataConfig, data_info, make_loaders
 from fcfd_viz.errors import UserError
 from fcfd_viz.runs import Run, load_checkpoint, model_from_checkpoint
-from fcfd_viz.train import Callback, Trainer, TrainConfig, dist_info, seed_everything
+from fcfd_viz.train import Callback, TrainConfig, Trainer, dist_info, seed_everything
 
 DEFAULT_TEACHER_ARCH = "resnet8x4"
 DEFAULT_TEACHER_EPOCHS = 15
@@ -35,15 +35,25 @@ class ExperimentConfig:
 
     def to_dict(self, distiller=None) -> dict:
         d = asdict(self)
-        d["method"] = distiller.config_dict() if distiller is not None else {"method": self.method, **self.method_kwargs}
+        d["method"] = (
+            distiller.config_dict()
+            if distiller is not None
+            else {"method": self.method, **self.method_kwargs}
+        )
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ExperimentConfig:
         method = dict(d["method"])
         name = method.pop("method")
-        return cls(method=name, student=d["student"], teacher=d.get("teacher"), data=DataConfig(**d["data"]),
-                   train=TrainConfig(**d["train"]), method_kwargs=method)
+        return cls(
+            method=name,
+            student=d["student"],
+            teacher=d.get("teacher"),
+            data=DataConfig(**d["data"]),
+            train=TrainConfig(**d["train"]),
+            method_kwargs=method,
+        )
 
 
 def check_compatible(teacher_ckpt: dict, data_cfg: DataConfig) -> None:
@@ -52,7 +62,11 @@ def check_compatible(teacher_ckpt: dict, data_cfg: DataConfig) -> None:
     t_classes = teacher_ckpt["model"]["num_classes"]
     t_shape = tuple(teacher_ckpt.get("input_shape", info.input_shape))
     t_data = str(teacher_ckpt.get("dataset", "?")).replace("-hard", "")
-    if t_classes != info.num_classes or t_shape != info.input_shape or t_data != info.name.replace("-hard", ""):
+    if (
+        t_classes != info.num_classes
+        or t_shape != info.input_shape
+        or t_data != info.name.replace("-hard", "")
+    ):
         raise UserError(
             f"teacher {teacher_ckpt.get('path')} was trained on {teacher_ckpt.get('dataset')} {list(t_shape)} with "
             f"{t_classes} classes, but the student data is {info.name} {list(info.input_shape)} with "
@@ -70,14 +84,24 @@ def build_distiller(cfg: ExperimentConfig):
         check_compatible(ckpt, cfg.data)
         teacher = model_from_checkpoint(ckpt)
     elif distill.METHODS.get(cfg.method, distill.CE).needs_teacher:
-        raise UserError(f"method {cfg.method!r} needs a teacher: pass --teacher CKPT (train one with `fcfd train-teacher`)")
+        raise UserError(
+            f"method {cfg.method!r} needs a teacher: pass --teacher CKPT (train one with `fcfd train-teacher`)"
+        )
     seed_everything(cfg.train.seed)
     student = models.create(cfg.student, num_classes=info.num_classes)
-    return distill.create(cfg.method, student, teacher, input_shape=info.input_shape, **cfg.method_kwargs)
+    return distill.create(
+        cfg.method, student, teacher, input_shape=info.input_shape, **cfg.method_kwargs
+    )
 
 
-def run_experiment(cfg: ExperimentConfig, out: str | Path | None, resume: bool = False, overwrite: bool = False,
-                   callbacks: list[Callback] | None = None, progress: bool = True) -> dict:
+def run_experiment(
+    cfg: ExperimentConfig,
+    out: str | Path | None,
+    resume: bool = False,
+    overwrite: bool = False,
+    callbacks: list[Callback] | None = None,
+    progress: bool = True,
+) -> dict:
     """Train as configured and write the run directory ``out`` (rank 0 only). Returns the summary."""
     rank, world, _ = dist_info()
     run = None
@@ -89,15 +113,36 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path | None, resume: bool =
         cfg = ExperimentConfig.from_dict(Run(out).config())
     cfg.train.validate()
     distiller = build_distiller(cfg)
-    device = cfg.train.device if cfg.train.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    train_loader, test_loader, info = make_loaders(cfg.data, seed=cfg.train.seed, rank=rank, world_size=world, device=device)
-    meta = {"method": cfg.method, "arch": cfg.student, "student": cfg.student, "teacher": cfg.teacher,
-            "dataset": cfg.data.dataset, "seed": cfg.train.seed, "input_shape": list(info.input_shape),
-            "num_classes": info.num_classes}
+    device = (
+        cfg.train.device
+        if cfg.train.device != "auto"
+        else ("cuda" if torch.cuda.is_available() else "cpu")
+    )
+    train_loader, test_loader, info = make_loaders(
+        cfg.data, seed=cfg.train.seed, rank=rank, world_size=world, device=device
+    )
+    meta = {
+        "method": cfg.method,
+        "arch": cfg.student,
+        "student": cfg.student,
+        "teacher": cfg.teacher,
+        "dataset": cfg.data.dataset,
+        "seed": cfg.train.seed,
+        "input_shape": list(info.input_shape),
+        "num_classes": info.num_classes,
+    }
     if run is not None and not resume:
         run.write_config(cfg.to_dict(distiller))
-    trainer = Trainer(distiller, train_loader, test_loader, cfg.train, run=run, callbacks=callbacks, meta=meta,
-                      progress=progress)
+    trainer = Trainer(
+        distiller,
+        train_loader,
+        test_loader,
+        cfg.train,
+        run=run,
+        callbacks=callbacks,
+        meta=meta,
+        progress=progress,
+    )
     if resume:
         trainer.resume(load_checkpoint(Path(out) / "last.pt"))
     try:

@@ -73,11 +73,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict:
         cand = [path / "best.pt", path / "last.pt"]
         path = next((p for p in cand if p.exists()), cand[0])
     if not path.exists():
-        raise UserError(f"checkpoint {path} not found; pass a .pt file or a run directory with best.pt")
+        raise UserError(
+            f"checkpoint {path} not found; pass a .pt file or a run directory with best.pt"
+        )
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise UserError(f"checkpoint {path} is unreadable ({type(e).__name__}); it may be corrupt or not an fcfd-viz file") from None
+        raise UserError(
+            f"checkpoint {path} is unreadable ({type(e).__name__}); it may be corrupt or not an fcfd-viz file"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT or "model" not in ckpt:
         raise UserError(f"{path} is not an fcfd-viz checkpoint (no {CKPT_FORMAT!r} format tag)")
     ckpt["path"] = str(path)
@@ -92,12 +96,18 @@ def model_from_checkpoint(ckpt: dict | str | os.PathLike, expect_arch: str | Non
         ckpt = load_checkpoint(ckpt)
     spec = ckpt["model"]
     if expect_arch is not None and spec["arch"] != expect_arch:
-        raise UserError(f"checkpoint {ckpt.get('path')} holds a {spec['arch']}, not a {expect_arch}")
-    net = models.create(spec["arch"], num_classes=spec["num_classes"], **spec.get("arch_kwargs", {}))
+        raise UserError(
+            f"checkpoint {ckpt.get('path')} holds a {spec['arch']}, not a {expect_arch}"
+        )
+    net = models.create(
+        spec["arch"], num_classes=spec["num_classes"], **spec.get("arch_kwargs", {})
+    )
     try:
         net.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:
-        raise UserError(f"checkpoint {ckpt.get('path')} does not fit a {spec['arch']}: {str(e).splitlines()[0]}") from None
+        raise UserError(
+            f"checkpoint {ckpt.get('path')} does not fit a {spec['arch']}: {str(e).splitlines()[0]}"
+        ) from None
     return net.eval()
 
 
@@ -116,7 +126,9 @@ class Run:
             return cls(path)
         if path.exists() and any(path.iterdir()):
             if not overwrite:
-                raise UserError(f"output directory {path} is not empty; pass --resume to continue it or --overwrite to replace it")
+                raise UserError(
+                    f"output directory {path} is not empty; pass --resume to continue it or --overwrite to replace it"
+                )
             shutil.rmtree(path)
         path.mkdir(parents=True, exist_ok=True)
         return cls(path)
@@ -145,13 +157,17 @@ class Run:
 
     def append_metrics(self, record: dict) -> None:
         # rewrite whole file atomically: a reader never sees half a line (files are small)
-        lines = [json.dumps(r, sort_keys=True) for r in self.metrics()] + [json.dumps(record, sort_keys=True)]
+        lines = [json.dumps(r, sort_keys=True) for r in self.metrics()] + [
+            json.dumps(record, sort_keys=True)
+        ]
         atomic_write(self.file("metrics.jsonl"), "\n".join(lines) + "\n")
 
     def truncate_metrics(self, epochs_done: int) -> None:
         """Drop records past ``epochs_done`` (written after the checkpoint a resume starts from)."""
         keep = [r for r in self.metrics() if r.get("epoch", 0) <= epochs_done]
-        atomic_write(self.file("metrics.jsonl"), "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep))
+        atomic_write(
+            self.file("metrics.jsonl"), "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep)
+        )
 
     def write_status(self, **status) -> None:
         write_json(self.file("status.json"), {"time": time.time(), "pid": os.getpid(), **status})
@@ -185,7 +201,11 @@ def list_runs(root: str | os.PathLike) -> list[dict]:
     rows = []
     if not root.exists():
         return rows
-    for cfg in sorted(set(root.glob("config.json")) | set(root.glob("*/config.json")) | set(root.glob("*/*/config.json"))):
+    for cfg in sorted(
+        set(root.glob("config.json"))
+        | set(root.glob("*/config.json"))
+        | set(root.glob("*/*/config.json"))
+    ):
         run = Run(cfg.parent)
         try:
             config = run.config()

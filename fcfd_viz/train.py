@@ -12,7 +12,7 @@ import random
 import time
 from collections import defaultdict
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -85,7 +85,11 @@ def seed_everything(seed: int) -> None:
 
 def dist_info() -> tuple[int, int, int]:
     """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) otherwise."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+    return (
+        int(os.environ.get("RANK", 0)),
+        int(os.environ.get("WORLD_SIZE", 1)),
+        int(os.environ.get("LOCAL_RANK", 0)),
+    )
 
 
 class Callback:
@@ -120,11 +124,24 @@ class Trainer:
     Under torchrun the distiller is wrapped in DistributedDataParallel.
     """
 
-    def __init__(self, distiller: Distiller, train_loader, test_loader, cfg: TrainConfig,
-                 run: Run | None = None, callbacks: list[Callback] | None = None,
-                 meta: dict | None = None, progress: bool = True) -> None:
+    def __init__(
+        self,
+        distiller: Distiller,
+        train_loader,
+        test_loader,
+        cfg: TrainConfig,
+        run: Run | None = None,
+        callbacks: list[Callback] | None = None,
+        meta: dict | None = None,
+        progress: bool = True,
+    ) -> None:
         cfg.validate()
-        self.cfg, self.run, self.callbacks, self.meta = cfg, run, list(callbacks or []), dict(meta or {})
+        self.cfg, self.run, self.callbacks, self.meta = (
+            cfg,
+            run,
+            list(callbacks or []),
+            dict(meta or {}),
+        )
         self.train_loader, self.test_loader = train_loader, test_loader
         self.rank, self.world, local_rank = dist_info()
         dev = cfg.device
@@ -134,13 +151,20 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.distiller = distiller.to(self.device)
-        self.channels_last = cfg.channels_last if cfg.channels_last is not None else self.device.type == "cuda"
+        self.channels_last = (
+            cfg.channels_last if cfg.channels_last is not None else self.device.type == "cuda"
+        )
         if self.channels_last:
             self.distiller.to(memory_format=torch.channels_last)
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                         nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.SGD(
+            distiller.trainable_parameters(),
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov,
+            weight_decay=cfg.weight_decay,
+        )
         self.model = self.distiller
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -168,9 +192,16 @@ class Trainer:
     # -- checkpoints ----------------------------------------------------------------------
     def checkpoint(self, epoch: int, with_optimizer: bool) -> dict:
         d = self.distiller
-        ckpt = {"model": d.student.spec(), "state_dict": d.student.state_dict(),
-                "extras": d.extras_state_dict(), "method": d.config_dict(), "epoch": epoch,
-                "best_top1": self.best_top1, "elapsed": self.elapsed, **self.meta}
+        ckpt = {
+            "model": d.student.spec(),
+            "state_dict": d.student.state_dict(),
+            "extras": d.extras_state_dict(),
+            "method": d.config_dict(),
+            "epoch": epoch,
+            "best_top1": self.best_top1,
+            "elapsed": self.elapsed,
+            **self.meta,
+        }
         if with_optimizer:
             ckpt["optimizer"] = self.optimizer.state_dict()
             ckpt["scaler"] = self.scaler.state_dict()
@@ -194,7 +225,11 @@ class Trainer:
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        ctx = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
+        ctx = (
+            torch.autocast(self.device.type, dtype=self.amp_dtype)
+            if self.amp_dtype
+            else nullcontext()
+        )
         with ctx:
             logits, losses = self.model(x, y)
             loss = sum(losses.values())
@@ -222,8 +257,12 @@ class Trainer:
         self.distiller.start_epoch(epoch, cfg.epochs)
         self.model.train()
         sums: dict[str, Tensor] = defaultdict(lambda: torch.zeros((), device=self.device))
-        bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not self.progress or self.rank != 0)
+        bar = tqdm(
+            self.train_loader,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            leave=False,
+            disable=not self.progress or self.rank != 0,
+        )
         steps = 0
         for step, (x, y) in enumerate(bar):
             out = self._step(x, y)
@@ -231,7 +270,9 @@ class Trainer:
                 sums[k] += v * (len(y) if not k.startswith("_") else 1)
             steps += 1
             for cb in self.callbacks:
-                cb.on_step_end(self, step, {k: float(v) for k, v in out.items() if not k.startswith("_")})
+                cb.on_step_end(
+                    self, step, {k: float(v) for k, v in out.items() if not k.startswith("_")}
+                )
             if self.run is not None and self.run.stop_requested():
                 self.stop_requested = True
             if self.stop_requested:
@@ -243,8 +284,13 @@ class Trainer:
         tot = dict(zip(names, vec.tolist()))
         n = max(1.0, tot.pop("_count"))
         correct = tot.pop("_correct")
-        rec = {"lr": lr, "loss": tot.pop("loss") / n, "losses": {k: v / n for k, v in tot.items()},
-               "train_top1": 100.0 * correct / n, "steps": steps}
+        rec = {
+            "lr": lr,
+            "loss": tot.pop("loss") / n,
+            "losses": {k: v / n for k, v in tot.items()},
+            "train_top1": 100.0 * correct / n,
+            "steps": steps,
+        }
         return rec
 
     def fit(self) -> dict:
@@ -258,7 +304,11 @@ class Trainer:
             if writer is not None:
                 writer.write_status(state="running", epoch=epoch, epochs=cfg.epochs)
             rec = self.train_epoch(epoch)
-            test_top1 = evaluate(self.distiller.student, self.test_loader, self.device, self.amp_dtype) if self.rank == 0 else 0.0
+            test_top1 = (
+                evaluate(self.distiller.student, self.test_loader, self.device, self.amp_dtype)
+                if self.rank == 0
+                else 0.0
+            )
             seconds = time.perf_counter() - t0
             self.elapsed += seconds
             rec = {"epoch": epoch + 1, **rec, "test_top1": test_top1, "seconds": seconds}
@@ -266,9 +316,13 @@ class Trainer:
             if writer is not None:
                 if test_top1 > self.best_top1:
                     self.best_top1 = test_top1
-                    save_checkpoint(writer.file("best.pt"), self.checkpoint(epoch + 1, with_optimizer=False))
+                    save_checkpoint(
+                        writer.file("best.pt"), self.checkpoint(epoch + 1, with_optimizer=False)
+                    )
                 # checkpoint before the metrics line: a resume drops lines past its checkpoint
-                save_checkpoint(writer.file("last.pt"), self.checkpoint(epoch + 1, with_optimizer=True))
+                save_checkpoint(
+                    writer.file("last.pt"), self.checkpoint(epoch + 1, with_optimizer=True)
+                )
                 writer.append_metrics(rec)
             for cb in self.callbacks:
                 cb.on_epoch_end(self, rec)
@@ -277,13 +331,22 @@ class Trainer:
         summary = self.summary()
         if writer is not None:
             writer.write_summary(summary)
-            writer.write_status(state="stopped" if self.stop_requested else "completed",
-                                epoch=len(self.history), epochs=cfg.epochs)
+            writer.write_status(
+                state="stopped" if self.stop_requested else "completed",
+                epoch=len(self.history),
+                epochs=cfg.epochs,
+            )
         for cb in self.callbacks:
             cb.on_train_end(self, summary)
         return summary
 
     def summary(self) -> dict:
         last = self.history[-1] if self.history else {}
-        return {"top1": last.get("test_top1"), "best_top1": self.best_top1, "epochs": len(self.history),
-                "seconds": round(self.elapsed, 3), "stopped": self.stop_requested, **self.meta}
+        return {
+            "top1": last.get("test_top1"),
+            "best_top1": self.best_top1,
+            "epochs": len(self.history),
+            "seconds": round(self.elapsed, 3),
+            "stopped": self.stop_requested,
+            **self.meta,
+        }

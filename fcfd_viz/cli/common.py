@@ -15,11 +15,25 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default=None, choices=DATASETS, help="dataset (default: digits)")
     g.add_argument("--data-dir", default=None, help="folder with CIFAR / ImageNet data")
-    g.add_argument("--download", action="store_true", default=None, help="download CIFAR into --data-dir (needs internet)")
-    g.add_argument("--image-size", type=int, default=None, help="digits / ImageNet image size (default: 16 / 224)")
+    g.add_argument(
+        "--download",
+        action="store_true",
+        default=None,
+        help="download CIFAR into --data-dir (needs internet)",
+    )
+    g.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="digits / ImageNet image size (default: 16 / 224)",
+    )
     g.add_argument("--batch-size", type=int, default=None, help="batch size (default: 64)")
-    g.add_argument("--subset", type=float, default=None, help="stratified fraction of the training split")
-    g.add_argument("--workers", dest="num_workers", type=int, default=None, help="data loader workers")
+    g.add_argument(
+        "--subset", type=float, default=None, help="stratified fraction of the training split"
+    )
+    g.add_argument(
+        "--workers", dest="num_workers", type=int, default=None, help="data loader workers"
+    )
 
 
 def add_train_args(p: argparse.ArgumentParser, epochs: int | None = None) -> None:
@@ -42,7 +56,15 @@ def add_train_args(p: argparse.ArgumentParser, epochs: int | None = None) -> Non
 def data_config(args: argparse.Namespace, base: DataConfig | None = None) -> DataConfig:
     """``base`` (or the defaults) overridden by every data flag the user gave."""
     cfg = base or DataConfig()
-    for name in ("dataset", "data_dir", "download", "image_size", "batch_size", "subset", "num_workers"):
+    for name in (
+        "dataset",
+        "data_dir",
+        "download",
+        "image_size",
+        "batch_size",
+        "subset",
+        "num_workers",
+    ):
         value = getattr(args, name, None)
         if value is not None:
             setattr(cfg, name, value)

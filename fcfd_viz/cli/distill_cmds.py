@@ -10,9 +10,20 @@ from fcfd_viz.cli.common import add_data_args, add_train_args, data_config, trai
 
 # CLI flag -> method config field; a flag applies to the methods whose config has the field
 KNOBS = {
-    "temperature": float, "kd_weight": float, "ce_weight": float, "feat_weight": float,
-    "feat_warmup_epochs": int, "mix_weight": float, "paths": str, "num_paths": int, "teacher_bn": str,
-    "hint_stage": int, "hint_weight": float, "alpha": float, "beta": float, "warmup_epochs": int,
+    "temperature": float,
+    "kd_weight": float,
+    "ce_weight": float,
+    "feat_weight": float,
+    "feat_warmup_epochs": int,
+    "mix_weight": float,
+    "paths": str,
+    "num_paths": int,
+    "teacher_bn": str,
+    "hint_stage": int,
+    "hint_weight": float,
+    "alpha": float,
+    "beta": float,
+    "warmup_epochs": int,
 }
 
 
@@ -20,9 +31,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     from fcfd_viz.distill import method_names
 
     p = sub.add_parser("distill", help="distil a student from a teacher checkpoint")
-    p.add_argument("--method", default=None, choices=method_names(), help="method (default: the preset's, else fcfd)")
+    p.add_argument(
+        "--method",
+        default=None,
+        choices=method_names(),
+        help="method (default: the preset's, else fcfd)",
+    )
     p.add_argument("--teacher", default=None, help="teacher checkpoint (file or run directory)")
-    p.add_argument("--student", default=None, help="student architecture (default: the preset's, else resnet8)")
+    p.add_argument(
+        "--student", default=None, help="student architecture (default: the preset's, else resnet8)"
+    )
     p.add_argument("--preset", default=None, help="named preset (`fcfd presets` lists them)")
     g = p.add_argument_group("method knobs (apply to the methods that have them)")
     for name, typ in KNOBS.items():
@@ -51,14 +69,25 @@ def build_config(args: argparse.Namespace):
         value = getattr(args, name)
         if value is not None:
             if name not in fields:
-                print(f"fcfd distill: note: --{name.replace('_', '-')} does not apply to {method}; ignored", file=sys.stderr)
+                print(
+                    f"fcfd distill: note: --{name.replace('_', '-')} does not apply to {method}; ignored",
+                    file=sys.stderr,
+                )
                 continue
             knobs[name] = value
-    data = data_config(args, DataConfig(**{"dataset": preset.dataset, **preset.data}) if preset else None)
+    data = data_config(
+        args, DataConfig(**{"dataset": preset.dataset, **preset.data}) if preset else None
+    )
     train = train_config(args, TrainConfig(**preset.train) if preset else None)
     student = args.student or (preset.student if preset else "resnet8")
-    return ExperimentConfig(method=method, student=student, teacher=args.teacher, data=data, train=train,
-                            method_kwargs=knobs), preset
+    return ExperimentConfig(
+        method=method,
+        student=student,
+        teacher=args.teacher,
+        data=data,
+        train=train,
+        method_kwargs=knobs,
+    ), preset
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
@@ -69,11 +98,18 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if preset and cfg.teacher and not args.resume:
         arch = load_checkpoint(cfg.teacher)["model"]["arch"]
         if arch != preset.teacher:
-            print(f"fcfd distill: note: preset {preset.name} expects a {preset.teacher} teacher, got {arch}", file=sys.stderr)
+            print(
+                f"fcfd distill: note: preset {preset.name} expects a {preset.teacher} teacher, got {arch}",
+                file=sys.stderr,
+            )
     out = args.out or f"runs/{cfg.method}-{cfg.student}-{cfg.data.dataset}-s{cfg.train.seed}"
-    summary = run_experiment(cfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
-    print(f"{summary['method']} {summary['student']} on {summary['dataset']}: test top-1 {summary['top1']:.2f}% "
-          f"(best {summary['best_top1']:.2f}%) in {summary['seconds']:.0f} s -> {out}")
+    summary = run_experiment(
+        cfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress
+    )
+    print(
+        f"{summary['method']} {summary['student']} on {summary['dataset']}: test top-1 {summary['top1']:.2f}% "
+        f"(best {summary['best_top1']:.2f}%) in {summary['seconds']:.0f} s -> {out}"
+    )
     return 0
 
 

@@ -10,7 +10,9 @@ from fcfd_viz.errors import UserError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-teacher", help="train a network with cross-entropy (a teacher)")
-    p.add_argument("--arch", default=None, help="architecture (default: resnet8x4; `fcfd models` lists all)")
+    p.add_argument(
+        "--arch", default=None, help="architecture (default: resnet8x4; `fcfd models` lists all)"
+    )
     add_data_args(p)
     add_train_args(p)
     p.set_defaults(func=cmd_train_teacher)
@@ -23,7 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("runs", help="table of run directories")
-    p.add_argument("dir", nargs="?", default=None, help="runs folder (default: $FCFD_RUNS_DIR or ./runs)")
+    p.add_argument(
+        "dir", nargs="?", default=None, help="runs folder (default: $FCFD_RUNS_DIR or ./runs)"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)
 
@@ -33,7 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_train_teacher(args: argparse.Namespace) -> int:
     from fcfd_viz import models
-    from fcfd_viz.pipeline import DEFAULT_TEACHER_ARCH, DEFAULT_TEACHER_EPOCHS, ExperimentConfig, run_experiment
+    from fcfd_viz.pipeline import (
+        DEFAULT_TEACHER_ARCH,
+        DEFAULT_TEACHER_EPOCHS,
+        ExperimentConfig,
+        run_experiment,
+    )
     from fcfd_viz.train import TrainConfig
 
     arch = args.arch or DEFAULT_TEACHER_ARCH
@@ -46,9 +55,13 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
         base = TrainConfig(epochs=240, schedule="step", milestones=[150, 180, 210])
     cfg = ExperimentConfig(method="ce", student=arch, data=data, train=train_config(args, base))
     out = args.out or f"runs/teacher-{arch}-{data.dataset}-s{args.seed}"
-    summary = run_experiment(cfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
-    print(f"{arch} on {data.dataset}: test top-1 {summary['top1']:.2f}% (best {summary['best_top1']:.2f}%) "
-          f"in {summary['seconds']:.0f} s -> {out}")
+    summary = run_experiment(
+        cfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress
+    )
+    print(
+        f"{arch} on {data.dataset}: test top-1 {summary['top1']:.2f}% (best {summary['best_top1']:.2f}%) "
+        f"in {summary['seconds']:.0f} s -> {out}"
+    )
     return 0
 
 
@@ -63,15 +76,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if dataset is None:
         raise UserError("the checkpoint names no dataset; pass --dataset")
     shape = ckpt.get("input_shape", [3, 16, 16])
-    cfg = DataConfig(dataset=dataset, data_dir=args.data_dir, download=bool(args.download),
-                     image_size=args.image_size or shape[-1], batch_size=args.batch_size or 256,
-                     num_workers=args.num_workers)
+    cfg = DataConfig(
+        dataset=dataset,
+        data_dir=args.data_dir,
+        download=bool(args.download),
+        image_size=args.image_size or shape[-1],
+        batch_size=args.batch_size or 256,
+        num_workers=args.num_workers,
+    )
     _, test_loader, info = make_loaders(cfg)
     if info.num_classes != net.num_classes:
-        raise UserError(f"checkpoint has {net.num_classes} classes but {dataset} has {info.num_classes}")
+        raise UserError(
+            f"checkpoint has {net.num_classes} classes but {dataset} has {info.num_classes}"
+        )
     device = resolve_device(args.device)
     top1 = evaluate(net.to(device), test_loader, device)
-    result = {"ckpt": ckpt["path"], "arch": net.arch, "dataset": dataset, "top1": top1, "n": len(test_loader.dataset)}
+    result = {
+        "ckpt": ckpt["path"],
+        "arch": net.arch,
+        "dataset": dataset,
+        "top1": top1,
+        "n": len(test_loader.dataset),
+    }
     if args.json:
         print_json(result)
     else:
@@ -93,7 +119,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"no runs in {root}")
         return 0
     cols = ["name", "method", "student", "dataset", "seed", "epochs", "top1", "best_top1", "state"]
-    fmt = [[("-" if r[c] is None else f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c])) for c in cols] for r in rows]
+    fmt = [
+        [
+            ("-" if r[c] is None else f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]))
+            for c in cols
+        ]
+        for r in rows
+    ]
     widths = [max(len(c), *(len(f[i]) for f in fmt)) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
     for f in fmt:

@@ -16,7 +16,9 @@ from fcfd_viz.distill.fitnet import FitNet
 from fcfd_viz.distill.kd import KD
 from fcfd_viz.errors import UserError
 
-METHODS: dict[str, type[Distiller]] = {cls.method: cls for cls in (CE, KD, FitNet, DKD, FCFD, FCFDDKD)}
+METHODS: dict[str, type[Distiller]] = {
+    cls.method: cls for cls in (CE, KD, FitNet, DKD, FCFD, FCFDDKD)
+}
 
 
 def method_names() -> list[str]:
@@ -31,7 +33,9 @@ def make_config(method: str, **knobs) -> MethodConfig:
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(knobs) - fields)
     if unknown:
-        raise UserError(f"method {method!r} has no option(s) {', '.join(unknown)}; it takes {', '.join(sorted(fields))}")
+        raise UserError(
+            f"method {method!r} has no option(s) {', '.join(unknown)}; it takes {', '.join(sorted(fields))}"
+        )
     return cls(**knobs)
 
 
@@ -44,4 +48,18 @@ def create(method: str, student, teacher=None, input_shape=(3, 32, 32), **knobs)
     return METHODS[method](student, teacher, cfg, input_shape=input_shape)
 
 
-__all__ = ["CE", "DKD", "FCFD", "FCFDDKD", "FitNet", "KD", "Distiller", "MethodConfig", "METHODS", "create", "kd_loss", "make_config", "method_names"]
+__all__ = [
+    "CE",
+    "DKD",
+    "FCFD",
+    "FCFDDKD",
+    "FitNet",
+    "KD",
+    "Distiller",
+    "MethodConfig",
+    "METHODS",
+    "create",
+    "kd_loss",
+    "make_config",
+    "method_names",
+]

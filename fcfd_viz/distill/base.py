@@ -62,8 +62,13 @@ class Distiller(nn.Module):
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     needs_teacher: ClassVar[bool] = True
 
-    def __init__(self, student: StagedNet, teacher: StagedNet | None = None, cfg: MethodConfig | None = None,
-                 input_shape: tuple[int, int, int] = (3, 32, 32)):
+    def __init__(
+        self,
+        student: StagedNet,
+        teacher: StagedNet | None = None,
+        cfg: MethodConfig | None = None,
+        input_shape: tuple[int, int, int] = (3, 32, 32),
+    ):
         super().__init__()
         self.input_shape = tuple(input_shape)  # (C, H, W): methods with bridges size them from it
         if self.needs_teacher and teacher is None:

@@ -62,12 +62,15 @@ class Bridge(nn.Sequential):
         return self
 
 
-def make_bridges(src_shapes: Sequence[Shape], dst_shapes: Sequence[Shape], leaky: bool,
-                 stages: Iterable[int]) -> nn.ModuleDict:
+def make_bridges(
+    src_shapes: Sequence[Shape], dst_shapes: Sequence[Shape], leaky: bool, stages: Iterable[int]
+) -> nn.ModuleDict:
     """One :class:`Bridge` per stage index in ``stages``, keyed by ``str(stage)``."""
     if len(src_shapes) != len(dst_shapes):
         raise UserError(
             f"teacher and student must have the same number of stages to be bridged, got "
             f"{len(dst_shapes)} and {len(src_shapes)}; pick a pair from the presets (`fcfd presets`)"
         )
-    return nn.ModuleDict({str(i): Bridge(src_shapes[i], dst_shapes[i], leaky, stage=i) for i in stages})
+    return nn.ModuleDict(
+        {str(i): Bridge(src_shapes[i], dst_shapes[i], leaky, stage=i) for i in stages}
+    )

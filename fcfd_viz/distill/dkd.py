@@ -24,7 +24,9 @@ class DKDConfig(MethodConfig):
     warmup_epochs: int = 20
 
 
-def dkd_terms(s_logits: Tensor, t_logits: Tensor, labels: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+def dkd_terms(
+    s_logits: Tensor, t_logits: Tensor, labels: Tensor, temperature: float
+) -> tuple[Tensor, Tensor]:
     """(TCKD, NCKD), each ``KL(teacher || student) * T^2`` with batch mean. (N, K), (N, K), (N,)."""
     t = temperature
     gt = F.one_hot(labels, s_logits.shape[1]).bool()  # (N, K)
@@ -40,7 +42,9 @@ def dkd_terms(s_logits: Tensor, t_logits: Tensor, labels: Tensor, temperature: f
     return tckd, nckd
 
 
-def dkd_loss(s_logits: Tensor, t_logits: Tensor, labels: Tensor, cfg: DKDConfig, epoch: int) -> dict[str, Tensor]:
+def dkd_loss(
+    s_logits: Tensor, t_logits: Tensor, labels: Tensor, cfg: DKDConfig, epoch: int
+) -> dict[str, Tensor]:
     """The named DKD terms, warm-up included (epoch is 0-based)."""
     ramp = min(1.0, (epoch + 1) / cfg.warmup_epochs) if cfg.warmup_epochs > 0 else 1.0
     tckd, nckd = dkd_terms(s_logits, t_logits, labels, cfg.temperature)

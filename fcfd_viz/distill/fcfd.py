@@ -57,8 +57,13 @@ def running_stats_frozen(net: nn.Module) -> Iterator[None]:
     Mixed-path passes run inside this, so the running statistics used at evaluation come
     only from the network's own pure path.
     """
-    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
-    saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None) for m in bns]
+    bns = [
+        m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+    ]
+    saved = [
+        (m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None)
+        for m in bns
+    ]
     for m in bns:
         m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
     try:
@@ -76,7 +81,9 @@ class FCFD(Distiller):
     method = "fcfd"
     Config = FCFDConfig
 
-    def __init__(self, student, teacher=None, cfg: FCFDConfig | None = None, input_shape=(3, 32, 32)):
+    def __init__(
+        self, student, teacher=None, cfg: FCFDConfig | None = None, input_shape=(3, 32, 32)
+    ):
         super().__init__(student, teacher, cfg, input_shape)
         cfg = self.cfg
         if cfg.teacher_bn not in ("frozen", "batch"):
@@ -99,7 +106,11 @@ class FCFD(Distiller):
         self.path_rng.manual_seed(torch.initial_seed())
 
     def feat_weight(self) -> float:
-        ramp = min(1.0, (self.epoch + 1) / self.cfg.feat_warmup_epochs) if self.cfg.feat_warmup_epochs > 0 else 1.0
+        ramp = (
+            min(1.0, (self.epoch + 1) / self.cfg.feat_warmup_epochs)
+            if self.cfg.feat_warmup_epochs > 0
+            else 1.0
+        )
         return self.cfg.feat_weight * ramp
 
     def logit_losses(self, s_logits: Tensor, t_logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
@@ -114,7 +125,9 @@ class FCFD(Distiller):
 
     def forward_train(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         student, teacher, cfg = self.student, self.teacher, self.cfg
-        t_feats, t_logits = self.teacher_outputs(images)  # no graph: list of (N, C_k, H_k, W_k), (N, K)
+        t_feats, t_logits = self.teacher_outputs(
+            images
+        )  # no graph: list of (N, C_k, H_k, W_k), (N, K)
         s_feats = student.forward_features(images)
         s_logits = student.head(s_feats[-1])  # (N, K)
         losses = self.logit_losses(s_logits, t_logits, labels)
@@ -123,7 +136,9 @@ class FCFD(Distiller):
         bridged = {k: self.s2t[str(k)](s_feats[k]) for k in range(1, last + 1)}  # teacher space
         for k, f in bridged.items():
             losses[f"app/stage{k}"] = w * F.mse_loss(f, t_feats[k])
-        losses["app/pooled"] = w * F.mse_loss(teacher.head.pooled(bridged[last]), teacher.head.pooled(t_feats[last]))
+        losses["app/pooled"] = w * F.mse_loss(
+            teacher.head.pooled(bridged[last]), teacher.head.pooled(t_feats[last])
+        )
         for path in self.sample():
             k = path.switch
             if path.direction == "s2t":
@@ -136,5 +151,7 @@ class FCFD(Distiller):
                 f = self.t2s[str(k)](t_feats[k])
                 with running_stats_frozen(student):
                     out = student.forward_from(f, k + 1)
-            losses[f"func_kl/{path.name}"] = cfg.mix_weight * kd_loss(out, t_logits, cfg.temperature)
+            losses[f"func_kl/{path.name}"] = cfg.mix_weight * kd_loss(
+                out, t_logits, cfg.temperature
+            )
         return s_logits, losses

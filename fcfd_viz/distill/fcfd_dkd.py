@@ -29,6 +29,10 @@ class FCFDDKD(FCFD):
 
     def logit_losses(self, s_logits: Tensor, t_logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
         c = self.cfg
-        dkd_cfg = DKDConfig(temperature=c.temperature, alpha=c.alpha, beta=c.beta, warmup_epochs=c.warmup_epochs)
-        return {"ce": c.ce_weight * F.cross_entropy(s_logits, labels),
-                **dkd_loss(s_logits, t_logits, labels, dkd_cfg, self.epoch)}
+        dkd_cfg = DKDConfig(
+            temperature=c.temperature, alpha=c.alpha, beta=c.beta, warmup_epochs=c.warmup_epochs
+        )
+        return {
+            "ce": c.ce_weight * F.cross_entropy(s_logits, labels),
+            **dkd_loss(s_logits, t_logits, labels, dkd_cfg, self.epoch),
+        }

@@ -26,15 +26,21 @@ class FitNet(Distiller):
     method = "fitnet"
     Config = FitNetConfig
 
-    def __init__(self, student, teacher=None, cfg: FitNetConfig | None = None, input_shape=(3, 32, 32)):
+    def __init__(
+        self, student, teacher=None, cfg: FitNetConfig | None = None, input_shape=(3, 32, 32)
+    ):
         super().__init__(student, teacher, cfg, input_shape)
         s_shapes = student.feature_shapes(self.input_shape)
         n = len(s_shapes)
         k = self.cfg.hint_stage if self.cfg.hint_stage >= 0 else n // 2
         if not 1 <= k < n:
-            raise UserError(f"hint_stage must be in 1..{n - 1} for this pair, got {self.cfg.hint_stage}")
+            raise UserError(
+                f"hint_stage must be in 1..{n - 1} for this pair, got {self.cfg.hint_stage}"
+            )
         self.hint_stage = k
-        self.s2t = make_bridges(s_shapes, self.teacher.feature_shapes(self.input_shape), self.teacher.post_relu, [k])
+        self.s2t = make_bridges(
+            s_shapes, self.teacher.feature_shapes(self.input_shape), self.teacher.post_relu, [k]
+        )
 
     def forward_train(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         k = self.hint_stage
@@ -43,5 +49,6 @@ class FitNet(Distiller):
         logits = self.student.head(s_feats[-1])
         return logits, {
             "ce": self.cfg.ce_weight * F.cross_entropy(logits, labels),
-            f"hint/stage{k}": self.cfg.hint_weight * F.mse_loss(self.s2t[str(k)](s_feats[k]), t_feats[k]),
+            f"hint/stage{k}": self.cfg.hint_weight
+            * F.mse_loss(self.s2t[str(k)](s_feats[k]), t_feats[k]),
         }

@@ -89,7 +89,9 @@ class StagedNet(nn.Module):
         return self.head(self.run_stages(x, 0))
 
     @torch.no_grad()
-    def feature_shapes(self, input_shape: Sequence[int] = (3, 32, 32)) -> list[tuple[int, int, int]]:
+    def feature_shapes(
+        self, input_shape: Sequence[int] = (3, 32, 32)
+    ) -> list[tuple[int, int, int]]:
         """(C, H, W) of each stage's output for one input of ``input_shape`` (C, H, W)."""
         key = tuple(input_shape)
         if key not in self._shape_cache:

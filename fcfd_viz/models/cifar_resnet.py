@@ -27,8 +27,12 @@ class BasicBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
         super().__init__()
-        self.body = nn.Sequential(conv_bn(cin, cout, 3, stride), nn.ReLU(inplace=True), conv_bn(cout, cout))
-        self.shortcut = conv_bn(cin, cout, 1, stride) if stride != 1 or cin != cout else nn.Identity()
+        self.body = nn.Sequential(
+            conv_bn(cin, cout, 3, stride), nn.ReLU(inplace=True), conv_bn(cout, cout)
+        )
+        self.shortcut = (
+            conv_bn(cin, cout, 1, stride) if stride != 1 or cin != cout else nn.Identity()
+        )
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -47,10 +51,13 @@ def cifar_resnet(depth: int, widths: Sequence[int], num_classes: int, arch: str)
         raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
     n = (depth - 2) // 6
     w0, w1, w2, w3 = widths
-    stem = nn.Sequential(nn.Conv2d(3, w0, 3, padding=1, bias=False), nn.BatchNorm2d(w0), nn.ReLU(inplace=True))
+    stem = nn.Sequential(
+        nn.Conv2d(3, w0, 3, padding=1, bias=False), nn.BatchNorm2d(w0), nn.ReLU(inplace=True)
+    )
     stages = [stem, make_layer(w0, w1, n, 1), make_layer(w1, w2, n, 2), make_layer(w2, w3, n, 2)]
-    net = StagedNet(stages, Head(w3, num_classes), arch=arch, num_classes=num_classes,
-                    arch_kwargs={})
+    net = StagedNet(
+        stages, Head(w3, num_classes), arch=arch, num_classes=num_classes, arch_kwargs={}
+    )
     init_weights(net)
     return net
 
