@@ -35,7 +35,7 @@ class DataConfig:
     image_size: int = 16
     batch_size: int = 64
     subset: float | None = None
-    subset_seed: int = 0
+    subset_seed: int | None = None  # None: the training seed (a subset fixed per seed)
     num_workers: int | None = None
 
 
@@ -188,7 +188,7 @@ def build_datasets(cfg: DataConfig) -> tuple[Dataset, Dataset, DataInfo]:
         info = DataInfo(name, len(train.classes), (3, size, size))
     if subset is not None and subset < 1:
         targets = train.targets
-        train = Subset(train, stratified_subset(targets, subset, cfg.subset_seed))
+        train = Subset(train, stratified_subset(targets, subset, cfg.subset_seed or 0))
     return train, test, info
 
 

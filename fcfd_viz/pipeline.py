@@ -112,6 +112,8 @@ def run_experiment(
             raise UserError("--resume needs --out DIR of the run to continue")
         cfg = ExperimentConfig.from_dict(Run(out).config())
     cfg.train.validate()
+    if cfg.data.subset_seed is None:
+        cfg.data.subset_seed = cfg.train.seed  # the student's subset is fixed per seed
     distiller = build_distiller(cfg)
     device = (
         cfg.train.device

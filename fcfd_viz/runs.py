@@ -123,6 +123,7 @@ class Run:
         if resume:
             if not (path / "last.pt").exists():
                 raise UserError(f"cannot resume: {path / 'last.pt'} not found")
+            (path / STOP_FILE).unlink(missing_ok=True)  # the old stop request is honoured already
             return cls(path)
         if path.exists() and any(path.iterdir()):
             if not overwrite:

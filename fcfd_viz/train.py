@@ -169,6 +169,8 @@ class Trainer:
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
+            if not dist.is_initialized():  # torchrun sets the env vars; the group is ours to start
+                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
             ids = [self.device.index] if self.device.type == "cuda" else None
             # FCFD samples a few paths per step, so some bridges get no gradient in a step
             self.model = DDP(self.distiller, device_ids=ids, find_unused_parameters=True)
@@ -193,6 +195,7 @@ class Trainer:
     def checkpoint(self, epoch: int, with_optimizer: bool) -> dict:
         d = self.distiller
         ckpt = {
+            **self.meta,  # first: its "method" (a name) must not replace the method's config
             "model": d.student.spec(),
             "state_dict": d.student.state_dict(),
             "extras": d.extras_state_dict(),
@@ -200,7 +203,6 @@ class Trainer:
             "epoch": epoch,
             "best_top1": self.best_top1,
             "elapsed": self.elapsed,
-            **self.meta,
         }
         if with_optimizer:
             ckpt["optimizer"] = self.optimizer.state_dict()

@@ -125,7 +125,9 @@ class Distiller(nn.Module):
         return [p for p in params if p.requires_grad]
 
     def config_dict(self) -> dict:
-        return {"method": self.method, **asdict(self.cfg), "teacher_bn": self.teacher_bn}
+        # the method's knobs only: config.json must load back into the same config (--resume);
+        # FCFD's teacher_bn is one of its knobs, the other methods always run the teacher frozen
+        return {"method": self.method, **asdict(self.cfg)}
 
     @torch.no_grad()
     def teacher_outputs(self, images: Tensor) -> tuple[list[Tensor], Tensor]:

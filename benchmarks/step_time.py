@@ -1,0 +1,146 @@
+"""Training-step time of ce / kd / fitnet / fcfd, and where FCFD's extra time goes.
+
+Median ms per SGD step (forward_train + backward + step), batch 64 of random 3x32x32 inputs,
+100 classes, CPU threads as given, methods interleaved in every repeat so drift hits all
+alike. Peak memory is measured per method in a fresh subprocess (peak RSS growth on CPU,
+max_memory_allocated on CUDA). The FCFD breakdown comes from ablations run in the same
+interleaved loop (appearance only, s->t paths only, t->s paths only) and a torch.profiler
+table of the operators of one FCFD step.
+
+    python benchmarks/step_time.py [--quick] [--repeats N] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+from benchmarks.common import machine, table, write_json, write_section  # noqa: E402
+from fcfd_viz import distill, models  # noqa: E402
+
+PAIRS = [("resnet32x4", "resnet8x4"), ("resnet56", "resnet20")]
+VARIANTS = {  # name -> (method, knobs)
+    "ce": ("ce", {}),
+    "kd": ("kd", {}),
+    "fitnet": ("fitnet", {}),
+    "fcfd": ("fcfd", {}),
+    "fcfd (teacher_bn=batch)": ("fcfd", {"teacher_bn": "batch"}),
+    "fcfd appearance only": ("fcfd", {"paths": "nomix"}),
+    "fcfd 2 s->t paths": ("fcfd", {"paths": "s2t"}),
+    "fcfd 2 t->s paths": ("fcfd", {"paths": "t2s"}),
+}
+MAIN = ["ce", "kd", "fitnet", "fcfd", "fcfd (teacher_bn=batch)"]
+
+
+def make_step(teacher: str, student: str, variant: str, device: str, batch: int = 64):
+    torch.manual_seed(0)
+    method, knobs = VARIANTS[variant]
+    t = models.create(teacher, 100)
+    s = models.create(student, 100)
+    d = distill.create(method, s, t if method != "ce" else None, input_shape=(3, 32, 32), **knobs).to(device)
+    d.train()
+    d.start_epoch(20, 240)  # past the warm-up: every term at full weight
+    opt = torch.optim.SGD(d.trainable_parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 100, (batch,), device=device)
+
+    def step() -> None:
+        _, losses = d.forward_train(x, y)
+        loss = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return step
+
+
+def time_variants(pair, variants, repeats: int, device: str) -> dict[str, float]:
+    steps = {v: make_step(*pair, v, device) for v in variants}
+    for s in steps.values():  # warm-up (allocator, oneDNN primitive caches)
+        s()
+        s()
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for _ in range(repeats):
+        for v, s in steps.items():
+            t0 = time.perf_counter()
+            s()
+            times[v].append(time.perf_counter() - t0)
+    return {v: 1000 * statistics.median(ts) for v, ts in times.items()}
+
+
+def peak_memory_mb(pair, variant: str, device: str, threads: int) -> float:
+    """Peak memory growth of 3 steps, in a fresh process so earlier runs cannot hide it."""
+    code = (
+        "import sys, json, resource, torch; sys.argv=['x']; torch.set_num_threads(%d);"
+        "from benchmarks.step_time import make_step;"
+        "s = make_step(%r, %r, %r, %r); import gc; gc.collect();"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "torch.cuda.reset_peak_memory_stats() if %r == 'cuda' else None;"
+        "[s() for _ in range(3)];"
+        "peak = torch.cuda.max_memory_allocated() / 2**20 if %r == 'cuda' else "
+        "(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024;"
+        "print(json.dumps(peak))" % (threads, pair[0], pair[1], variant, device, device, device)
+    )
+    root = str(__import__("pathlib").Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
+    return float(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def profile_fcfd(pair, device: str, top: int = 12) -> list[list]:
+    step = make_step(*pair, "fcfd", device)
+    step()
+    acts = [torch.profiler.ProfilerActivity.CPU]
+    with torch.profiler.profile(activities=acts) as prof:
+        for _ in range(3):
+            step()
+    rows = []
+    total = sum(e.self_cpu_time_total for e in prof.key_averages())
+    for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:top]:
+        rows.append([e.key, round(e.self_cpu_time_total / 3000, 1), round(100 * e.self_cpu_time_total / total, 1), e.count // 3])
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="3 repeats, no profile, no memory")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    repeats = 3 if args.quick else args.repeats
+    result = {"machine": machine(), "repeats": repeats, "batch": 64, "input": [3, 32, 32], "pairs": {}}
+    md = [f"Machine: {result['machine']['cpu']}, {args.threads} threads, torch {torch.__version__}, "
+          f"device {args.device}; batch 64 of random 3x32x32, median of {repeats} interleaved repeats.\n"]
+    for pair in PAIRS:
+        name = f"{pair[1]} <- {pair[0]}"
+        print(f"timing {name} ...", flush=True)
+        ms = time_variants(pair, list(VARIANTS), repeats, args.device)
+        mem = {} if args.quick else {v: peak_memory_mb(pair, v, args.device, args.threads) for v in MAIN}
+        result["pairs"][name] = {"ms": ms, "peak_mb": mem, "fcfd_over_kd": ms["fcfd"] / ms["kd"],
+                                 "fcfd_batch_over_kd": ms["fcfd (teacher_bn=batch)"] / ms["kd"]}
+        rows = [[v, round(ms[v]), round(ms[v] / ms["kd"], 2), round(mem[v]) if v in mem else "-"] for v in VARIANTS]
+        md.append(f"### {name}\n\n" + table(["variant", "ms / step", "x KD", "peak MB"], rows) + "\n")
+        print(json.dumps(result["pairs"][name], indent=1), flush=True)
+    if not args.quick:
+        prof = profile_fcfd(PAIRS[0], args.device)
+        result["profile_fcfd"] = prof
+        md.append(f"### Top operators of one FCFD step ({PAIRS[0][1]} <- {PAIRS[0][0]}, self CPU time)\n\n"
+                  + table(["operator", "ms / step", "%", "calls / step"], prof) + "\n")
+    write_json("step_time", result)
+    write_section("step_time", "## Training step time (`benchmarks/step_time.py`)\n\n" + "\n".join(md))
+    _ = resource  # imported for the memory child's benefit when run as a module
+
+
+if __name__ == "__main__":
+    main()

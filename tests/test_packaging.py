@@ -1,0 +1,57 @@
+"""Packaging facts users rely on: install metadata, environment.yml, import seams."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_environment_yml_installs_this_project_with_a_supported_python():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    deps = env["dependencies"]
+    python = next(d for d in deps if isinstance(d, str) and d.startswith("python="))
+    major, minor = map(int, python.split("=")[1].split(".")[:2])
+    required = re.match(r">=(\d+)\.(\d+)", PYPROJECT["project"]["requires-python"]).groups()
+    assert (major, minor) >= tuple(map(int, required))
+    pip = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
+    # the conda env installs the project itself, so its dependencies can never drift from pyproject's
+    assert any(re.fullmatch(r'-e\s+"?\.\[dev\]"?', p) for p in pip), pip
+    assert "pip" in deps
+
+
+def test_runtime_dependencies_are_ranges_not_pins():
+    deps = PYPROJECT["project"]["dependencies"]
+    names = {re.split(r"[<>=!~ \[]", d, maxsplit=1)[0].lower() for d in deps}
+    needed = {"torch", "torchvision", "numpy", "scikit-learn", "plotly", "streamlit", "captum", "ipywidgets",
+              "jupyterlab", "tqdm", "pyyaml"}
+    assert needed <= names, needed - names
+    assert not [d for d in deps if "==" in d], "no exact pins in runtime dependencies"
+
+
+def test_console_script_and_module_entry_point():
+    assert PYPROJECT["project"]["scripts"]["fcfd"] == "fcfd_viz.cli:main"
+    out = subprocess.run([sys.executable, "-m", "fcfd_viz", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("fcfd-viz ")
+
+
+def test_library_never_imports_streamlit_or_ipywidgets():
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "fcfd_viz").rglob("*.py")
+        if re.search(r"^\s*(import|from)\s+(streamlit|ipywidgets)\b", p.read_text(), flags=re.M)
+    ]
+    assert offenders == []
+
+
+def test_presets_ship_as_package_data():
+    data = PYPROJECT["tool"]["setuptools"]["package-data"]
+    assert "presets/*.yaml" in data["fcfd_viz.distill"]
+    assert list((ROOT / "fcfd_viz" / "distill" / "presets").glob("*.yaml"))
