@@ -29,39 +29,75 @@ RUNS = ROOT / "benchmarks" / "runs" / "accuracy"
 FCFD = {"temperature": 4.0, "feat_weight": 0.02, "feat_warmup_epochs": 20, "mix_weight": 1.0}
 # setting -> (student, subset, {label: (method, knobs)})
 SETTINGS = {
-    "resnet8, 10%": ("resnet8", 0.1, {
-        "ce": ("ce", {}), "kd": ("kd", {"temperature": 4.0}), "fitnet": ("fitnet", {}),
-        "dkd": ("dkd", {"temperature": 4.0}), "fcfd": ("fcfd", FCFD),
-    }),
-    "resnet8 quarter width, 10%": ("resnet8_w025", 0.1, {
-        "ce": ("ce", {}), "kd": ("kd", {"temperature": 4.0}), "fcfd": ("fcfd", FCFD),
-    }),
-    "resnet8, 5%": ("resnet8", 0.05, {
-        "ce": ("ce", {}), "kd": ("kd", {"temperature": 4.0}), "fcfd": ("fcfd", FCFD),
-        "fcfd teacher_bn=batch": ("fcfd", {**FCFD, "teacher_bn": "batch"}),
-        "fcfd feat_weight=5": ("fcfd", {**FCFD, "feat_weight": 5.0}),
-    }),
+    "resnet8, 10%": (
+        "resnet8",
+        0.1,
+        {
+            "ce": ("ce", {}),
+            "kd": ("kd", {"temperature": 4.0}),
+            "fitnet": ("fitnet", {}),
+            "dkd": ("dkd", {"temperature": 4.0}),
+            "fcfd": ("fcfd", FCFD),
+        },
+    ),
+    "resnet8 quarter width, 10%": (
+        "resnet8_w025",
+        0.1,
+        {
+            "ce": ("ce", {}),
+            "kd": ("kd", {"temperature": 4.0}),
+            "fcfd": ("fcfd", FCFD),
+        },
+    ),
+    "resnet8, 5%": (
+        "resnet8",
+        0.05,
+        {
+            "ce": ("ce", {}),
+            "kd": ("kd", {"temperature": 4.0}),
+            "fcfd": ("fcfd", FCFD),
+            "fcfd teacher_bn=batch": ("fcfd", {**FCFD, "teacher_bn": "batch"}),
+            "fcfd feat_weight=5": ("fcfd", {**FCFD, "feat_weight": 5.0}),
+        },
+    ),
 }
 
 
 def ensure_teacher(arch: str, epochs: int) -> Path:
     out = RUNS / f"teacher-{arch}-e{epochs}"
     if not (out / "summary.json").exists():
-        cfg = ExperimentConfig(method="ce", student=arch, data=DataConfig(dataset="digits"),
-                               train=TrainConfig(epochs=epochs, seed=0))
+        cfg = ExperimentConfig(
+            method="ce",
+            student=arch,
+            data=DataConfig(dataset="digits"),
+            train=TrainConfig(epochs=epochs, seed=0),
+        )
         run_experiment(cfg, out, overwrite=True, progress=False)
     return out
 
 
-def ensure_student(teacher: Path, student: str, subset: float, method: str, knobs: dict, label: str,
-                   seed: int, epochs: int) -> dict:
+def ensure_student(
+    teacher: Path,
+    student: str,
+    subset: float,
+    method: str,
+    knobs: dict,
+    label: str,
+    seed: int,
+    epochs: int,
+) -> dict:
     slug = label.replace(" ", "_").replace("=", "")
     out = RUNS / f"{student}-p{int(subset * 100)}-{slug}-s{seed}-e{epochs}"
     summary = Run(out).summary()
     if summary is None:
-        cfg = ExperimentConfig(method=method, student=student, teacher=str(teacher) if method != "ce" else None,
-                               data=DataConfig(dataset="digits-hard", subset=subset),
-                               train=TrainConfig(epochs=epochs, seed=seed), method_kwargs=dict(knobs))
+        cfg = ExperimentConfig(
+            method=method,
+            student=student,
+            teacher=str(teacher) if method != "ce" else None,
+            data=DataConfig(dataset="digits-hard", subset=subset),
+            train=TrainConfig(epochs=epochs, seed=seed),
+            method_kwargs=dict(knobs),
+        )
         summary = run_experiment(cfg, out, overwrite=True, progress=False)
     return {**summary, "run": str(out.relative_to(ROOT))}
 
@@ -84,23 +120,44 @@ def main() -> None:
         args.seeds, args.epochs, args.settings = [0], 5, [next(iter(SETTINGS))]
     teacher = ensure_teacher(args.teacher, args.teacher_epochs)
     t_summary = Run(teacher).summary()
-    result = {"machine": machine(), "teacher": {"arch": args.teacher, **t_summary}, "epochs": args.epochs,
-              "seeds": args.seeds, "settings": {}}
-    md = [f"Teacher {args.teacher} trained {args.teacher_epochs} epochs on all of digits' training split: "
-          f"test top-1 {t_summary['top1']:.2f}%. Students: 16x16 digits, {args.epochs} epochs, seeds "
-          f"{args.seeds} (the subset is fixed per seed, so methods are paired by seed). "
-          f"Machine: {result['machine']['cpu']}, {torch.get_num_threads()} threads.\n"]
+    result = {
+        "machine": machine(),
+        "teacher": {"arch": args.teacher, **t_summary},
+        "epochs": args.epochs,
+        "seeds": args.seeds,
+        "settings": {},
+    }
+    md = [
+        f"Teacher {args.teacher} trained {args.teacher_epochs} epochs on all of digits' training split: "
+        f"test top-1 {t_summary['top1']:.2f}%. Students: 16x16 digits, {args.epochs} epochs, seeds "
+        f"{args.seeds} (the subset is fixed per seed, so methods are paired by seed). "
+        f"Machine: {result['machine']['cpu']}, {torch.get_num_threads()} threads.\n"
+    ]
     for setting in args.settings:
         student, subset, methods = SETTINGS[setting]
         rows, res = [], {}
         for label, (method, knobs) in methods.items():
-            runs = [ensure_student(teacher, student, subset, method, knobs, label, s, args.epochs) for s in args.seeds]
+            runs = [
+                ensure_student(teacher, student, subset, method, knobs, label, s, args.epochs)
+                for s in args.seeds
+            ]
             final, best = [r["top1"] for r in runs], [r["best_top1"] for r in runs]
-            res[label] = {"final": final, "best": best, "runs": [r["run"] for r in runs], "knobs": knobs}
-            rows.append([label, mean_std(final), mean_std(best), " / ".join(f"{v:.1f}" for v in final)])
+            res[label] = {
+                "final": final,
+                "best": best,
+                "runs": [r["run"] for r in runs],
+                "knobs": knobs,
+            }
+            rows.append(
+                [label, mean_std(final), mean_std(best), " / ".join(f"{v:.1f}" for v in final)]
+            )
             print(setting, label, rows[-1], flush=True)
         result["settings"][setting] = res
-        md.append(f"### {setting}\n\n" + table(["method", "final top-1", "best top-1", "per seed (final)"], rows) + "\n")
+        md.append(
+            f"### {setting}\n\n"
+            + table(["method", "final top-1", "best top-1", "per seed (final)"], rows)
+            + "\n"
+        )
     write_json("accuracy", result)
     section = "## Accuracy on digits-hard (`benchmarks/accuracy.py`)\n\n" + "\n".join(md)
     write_section("accuracy", section, doc=ROOT / "docs" / "results.md")

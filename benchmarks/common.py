@@ -46,7 +46,11 @@ def write_section(name: str, markdown: str, doc: Path = DOC) -> None:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{start}\n{markdown.strip()}\n{end}"
     title = "Results" if doc.name == "results.md" else "Benchmarks"
-    text = doc.read_text() if doc.exists() else f"# {title}\n\nWritten by the scripts in `benchmarks/`.\n"
+    text = (
+        doc.read_text()
+        if doc.exists()
+        else f"# {title}\n\nWritten by the scripts in `benchmarks/`.\n"
+    )
     if start in text and end in text:
         text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
     else:

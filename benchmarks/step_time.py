@@ -45,7 +45,9 @@ def make_step(teacher: str, student: str, variant: str, device: str, batch: int 
     method, knobs = VARIANTS[variant]
     t = models.create(teacher, 100)
     s = models.create(student, 100)
-    d = distill.create(method, s, t if method != "ce" else None, input_shape=(3, 32, 32), **knobs).to(device)
+    d = distill.create(
+        method, s, t if method != "ce" else None, input_shape=(3, 32, 32), **knobs
+    ).to(device)
     d.train()
     d.start_epoch(20, 240)  # past the warm-up: every term at full weight
     opt = torch.optim.SGD(d.trainable_parameters(), lr=0.01, momentum=0.9, nesterov=True)
@@ -92,7 +94,9 @@ def peak_memory_mb(pair, variant: str, device: str, threads: int) -> float:
         "print(json.dumps(peak))" % (threads, pair[0], pair[1], variant, device, device, device)
     )
     root = str(__import__("pathlib").Path(__file__).resolve().parents[1])
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True
+    )
     return float(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -106,7 +110,14 @@ def profile_fcfd(pair, device: str, top: int = 12) -> list[list]:
     rows = []
     total = sum(e.self_cpu_time_total for e in prof.key_averages())
     for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:top]:
-        rows.append([e.key, round(e.self_cpu_time_total / 3000, 1), round(100 * e.self_cpu_time_total / total, 1), e.count // 3])
+        rows.append(
+            [
+                e.key,
+                round(e.self_cpu_time_total / 3000, 1),
+                round(100 * e.self_cpu_time_total / total, 1),
+                e.count // 3,
+            ]
+        )
     return rows
 
 
@@ -119,26 +130,52 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     repeats = 3 if args.quick else args.repeats
-    result = {"machine": machine(), "repeats": repeats, "batch": 64, "input": [3, 32, 32], "pairs": {}}
-    md = [f"Machine: {result['machine']['cpu']}, {args.threads} threads, torch {torch.__version__}, "
-          f"device {args.device}; batch 64 of random 3x32x32, median of {repeats} interleaved repeats.\n"]
+    result = {
+        "machine": machine(),
+        "repeats": repeats,
+        "batch": 64,
+        "input": [3, 32, 32],
+        "pairs": {},
+    }
+    md = [
+        f"Machine: {result['machine']['cpu']}, {args.threads} threads, torch {torch.__version__}, "
+        f"device {args.device}; batch 64 of random 3x32x32, median of {repeats} interleaved repeats.\n"
+    ]
     for pair in PAIRS:
         name = f"{pair[1]} <- {pair[0]}"
         print(f"timing {name} ...", flush=True)
         ms = time_variants(pair, list(VARIANTS), repeats, args.device)
-        mem = {} if args.quick else {v: peak_memory_mb(pair, v, args.device, args.threads) for v in MAIN}
-        result["pairs"][name] = {"ms": ms, "peak_mb": mem, "fcfd_over_kd": ms["fcfd"] / ms["kd"],
-                                 "fcfd_batch_over_kd": ms["fcfd (teacher_bn=batch)"] / ms["kd"]}
-        rows = [[v, round(ms[v]), round(ms[v] / ms["kd"], 2), round(mem[v]) if v in mem else "-"] for v in VARIANTS]
-        md.append(f"### {name}\n\n" + table(["variant", "ms / step", "x KD", "peak MB"], rows) + "\n")
+        mem = (
+            {}
+            if args.quick
+            else {v: peak_memory_mb(pair, v, args.device, args.threads) for v in MAIN}
+        )
+        result["pairs"][name] = {
+            "ms": ms,
+            "peak_mb": mem,
+            "fcfd_over_kd": ms["fcfd"] / ms["kd"],
+            "fcfd_batch_over_kd": ms["fcfd (teacher_bn=batch)"] / ms["kd"],
+        }
+        rows = [
+            [v, round(ms[v]), round(ms[v] / ms["kd"], 2), round(mem[v]) if v in mem else "-"]
+            for v in VARIANTS
+        ]
+        md.append(
+            f"### {name}\n\n" + table(["variant", "ms / step", "x KD", "peak MB"], rows) + "\n"
+        )
         print(json.dumps(result["pairs"][name], indent=1), flush=True)
     if not args.quick:
         prof = profile_fcfd(PAIRS[0], args.device)
         result["profile_fcfd"] = prof
-        md.append(f"### Top operators of one FCFD step ({PAIRS[0][1]} <- {PAIRS[0][0]}, self CPU time)\n\n"
-                  + table(["operator", "ms / step", "%", "calls / step"], prof) + "\n")
+        md.append(
+            f"### Top operators of one FCFD step ({PAIRS[0][1]} <- {PAIRS[0][0]}, self CPU time)\n\n"
+            + table(["operator", "ms / step", "%", "calls / step"], prof)
+            + "\n"
+        )
     write_json("step_time", result)
-    write_section("step_time", "## Training step time (`benchmarks/step_time.py`)\n\n" + "\n".join(md))
+    write_section(
+        "step_time", "## Training step time (`benchmarks/step_time.py`)\n\n" + "\n".join(md)
+    )
     _ = resource  # imported for the memory child's benefit when run as a module
 
 

@@ -80,13 +80,16 @@ class DigitsDataset(Dataset):
             stratify=y,
             random_state=DIGITS_SPLIT_SEED,
         )
-        # normalise with the training split's statistics, for train and test alike
-        mean, std = x[idx_train].mean(), x[idx_train].std()
         idx = idx_train if train else idx_test
-        images = torch.from_numpy((x[idx] - mean) / std).unsqueeze(1)  # (N, 1, 8, 8)
-        images = F.interpolate(
-            images, size=(image_size, image_size), mode="bilinear", align_corners=False
-        )
+        up = F.interpolate(
+            torch.from_numpy(x).unsqueeze(1),
+            size=(image_size, image_size),
+            mode="bilinear",
+            align_corners=False,
+        )  # (1797, 1, S, S)
+        # normalise with the (upsampled) training split's statistics, for train and test alike
+        mean, std = up[idx_train].mean(), up[idx_train].std()
+        images = (up[idx] - mean) / std
         self.images = images.expand(-1, 3, -1, -1).contiguous()  # (N, 3, S, S)
         self.targets = torch.from_numpy(y[idx])
         self.augment = train if augment is None else augment

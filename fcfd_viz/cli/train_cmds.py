@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("eval", help="test top-1 of a checkpoint")
     p.add_argument("ckpt", help="checkpoint file or run directory")
+    p.add_argument("--arch", default=None, help="refuse a checkpoint of another architecture")
     add_data_args(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -71,7 +72,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from fcfd_viz.train import evaluate, resolve_device
 
     ckpt = load_checkpoint(args.ckpt)
-    net = model_from_checkpoint(ckpt)
+    net = model_from_checkpoint(ckpt, expect_arch=args.arch)
     dataset = args.dataset or ckpt.get("dataset")
     if dataset is None:
         raise UserError("the checkpoint names no dataset; pass --dataset")
