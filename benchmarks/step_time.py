@@ -82,22 +82,34 @@ def time_variants(pair, variants, repeats: int, device: str) -> dict[str, float]
 
 def peak_memory_mb(pair, variant: str, device: str, threads: int) -> float:
     """Peak memory growth of 3 steps, in a fresh process so earlier runs cannot hide it."""
-    code = (
-        "import sys, json, resource, torch; sys.argv=['x']; torch.set_num_threads(%d);"
-        "from benchmarks.step_time import make_step;"
-        "s = make_step(%r, %r, %r, %r); import gc; gc.collect();"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
-        "torch.cuda.reset_peak_memory_stats() if %r == 'cuda' else None;"
-        "[s() for _ in range(3)];"
-        "peak = torch.cuda.max_memory_allocated() / 2**20 if %r == 'cuda' else "
-        "(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024;"
-        "print(json.dumps(peak))" % (threads, pair[0], pair[1], variant, device, device, device)
-    )
-    root = str(__import__("pathlib").Path(__file__).resolve().parents[1])
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True
-    )
+    cmd = [
+        sys.executable,
+        __file__,
+        "--memory-child",
+        pair[0],
+        pair[1],
+        variant,
+        "--device",
+        device,
+        "--threads",
+        str(threads),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return float(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def memory_child(teacher: str, student: str, variant: str, device: str) -> None:
+    step = make_step(teacher, student, variant, device)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for _ in range(3):
+        step()
+    if device == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+    print(json.dumps(peak))
 
 
 def profile_fcfd(pair, device: str, top: int = 12) -> list[list]:
@@ -127,8 +139,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="3 repeats, no profile, no memory")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--memory-child", nargs=3, metavar=("TEACHER", "STUDENT", "VARIANT"), help=argparse.SUPPRESS
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.memory_child:
+        return memory_child(*args.memory_child, args.device)
     repeats = 3 if args.quick else args.repeats
     result = {
         "machine": machine(),
@@ -176,7 +193,6 @@ def main() -> None:
     write_section(
         "step_time", "## Training step time (`benchmarks/step_time.py`)\n\n" + "\n".join(md)
     )
-    _ = resource  # imported for the memory child's benefit when run as a module
 
 
 if __name__ == "__main__":

@@ -104,12 +104,11 @@ def run_experiment(
 ) -> dict:
     """Train as configured and write the run directory ``out`` (rank 0 only). Returns the summary."""
     rank, world, _ = dist_info()
-    run = None
-    if out is not None and rank == 0:
-        run = Run.create(out, resume=resume, overwrite=overwrite)
     if resume:
         if out is None:
             raise UserError("--resume needs --out DIR of the run to continue")
+        if rank == 0:
+            Run.create(out, resume=True)  # checks there is a last.pt to continue from
         cfg = ExperimentConfig.from_dict(Run(out).config())
     cfg.train.validate()
     if cfg.data.subset_seed is None:
@@ -133,6 +132,11 @@ def run_experiment(
         "input_shape": list(info.input_shape),
         "num_classes": info.num_classes,
     }
+    # the run directory is touched only once config, models and data are known good: a bad
+    # option never leaves a half-made run, and --overwrite never deletes a run for nothing
+    run = None
+    if out is not None and rank == 0:
+        run = Run(out) if resume else Run.create(out, overwrite=overwrite)
     if run is not None and not resume:
         run.write_config(cfg.to_dict(distiller))
     trainer = Trainer(
