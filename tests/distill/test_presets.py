@@ -1,0 +1,125 @@
+"""Every preset YAML is usable: it loads, names registered archs, its knobs fit the method, its
+schedule is valid, and the authors' values of the method note are the ones shipped."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from fcfd_viz import distill, models
+from fcfd_viz.data import DataConfig, data_info
+from fcfd_viz.distill import presets
+from fcfd_viz.errors import UserError
+from fcfd_viz.train import TrainConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+NAMES = presets.names()
+FCFD_ONLY = {"feat_weight", "feat_warmup_epochs", "mix_weight", "paths", "num_paths", "teacher_bn"}
+
+
+def test_the_expected_presets_ship():
+    expected = {
+        "digits",
+        "digits-hard",
+        "resnet56-resnet20",
+        "resnet110-resnet32",
+        "resnet32x4-resnet8x4",
+        "wrn_40_2-wrn_16_2",
+        "wrn_40_2-wrn_40_1",
+        "vgg13-vgg8",
+        "resnet32x4-shufflev1",
+        "resnet32x4-shufflev2",
+        "imagenet-resnet34-resnet18",
+        "imagenet-resnet50-mobilenet",
+    }
+    assert expected <= set(NAMES)
+    with pytest.raises(UserError, match="unknown preset"):
+        presets.load("resnet56-resnet21")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_preset_is_usable(name: str):
+    p = presets.load(name)
+    assert p.name == name and p.description
+    registered = models.names()
+    for role, arch in (("teacher", p.teacher), ("student", p.student)):
+        assert arch in registered, f"{name}: {role} arch {arch!r} is not registered"
+    assert p.method in distill.METHODS
+    # every knob is one FCFD takes (make_config rejects unknown ones)
+    cfg = distill.make_config("fcfd", **p.method_kwargs)
+    for k, v in p.method_kwargs.items():
+        assert getattr(cfg, k) == v
+    kd = p.knobs_for("kd")
+    assert not set(kd) & FCFD_ONLY
+    assert set(kd) == set(p.method_kwargs) - FCFD_ONLY
+    distill.make_config("kd", **kd)
+    assert p.knobs_for("fcfd") == p.method_kwargs
+    TrainConfig(**p.train).validate()
+    data = DataConfig(**{"dataset": p.dataset, **p.data})
+    assert data.batch_size > 0
+
+
+# the small pairs only: stage alignment of every pair is tests/models' job; this checks that a
+# preset's knobs build a working distiller end to end
+@pytest.mark.parametrize("name", ["digits", "digits-hard", "resnet56-resnet20"])
+def test_preset_pair_builds_fcfd(name: str):
+    """The preset's pair and knobs build the FCFD distiller (all bridges)."""
+    p = presets.load(name)
+    shape = data_info(DataConfig(**{"dataset": p.dataset, **p.data})).input_shape
+    torch.manual_seed(0)
+    teacher = models.create(p.teacher, num_classes=10)
+    student = models.create(p.student, num_classes=10)
+    d = distill.create("fcfd", student, teacher, input_shape=shape, **p.method_kwargs)
+    assert len(d.s2t) == teacher.num_stages - 1 and len(d.t2s) == teacher.num_stages - 2
+
+
+def test_knobs_for_drops_what_a_method_lacks():
+    p = presets.load("resnet56-resnet20")
+    assert p.knobs_for("kd") == {"temperature": 4}
+    assert p.knobs_for("ce") == {}
+    fields = {f.name for f in dataclasses.fields(distill.METHODS["fcfd+dkd"].Config)}
+    assert set(p.knobs_for("fcfd+dkd")) == set(p.method_kwargs) & fields
+
+
+# (teacher, student, dataset) -> (T, feat_weight, mix_weight) from the method note / paper
+AUTHORS = {
+    "resnet56-resnet20": (4, 0.02, 1.0),
+    "vgg13-vgg8": (4, 5.0, 1.0),
+    "wrn_40_2-wrn_16_2": (4, 5.0, 0.2),
+    "resnet32x4-shufflev2": (8, 5.0, 1.0),
+    "imagenet-resnet34-resnet18": (1, 0.02, None),
+    "imagenet-resnet50-mobilenet": (1, 5.0, None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(AUTHORS))
+def test_authors_values(name: str):
+    p = presets.load(name)
+    t, w_feat, w_mix = AUTHORS[name]
+    kw = p.method_kwargs
+    assert kw["temperature"] == t and kw["feat_weight"] == w_feat
+    if w_mix is not None:
+        assert kw["mix_weight"] == w_mix
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if not n.startswith(("digits", "imagenet"))])
+def test_cifar_schedule(name: str):
+    p = presets.load(name)
+    small = p.student.startswith(("shuffle", "mobilenet"))
+    assert p.dataset in ("cifar100", "cifar10")
+    assert p.train["epochs"] == 240 and p.train["schedule"] == "step"
+    assert p.train["milestones"] == [150, 180, 210]
+    assert p.train["weight_decay"] == pytest.approx(5e-4)
+    assert p.train["lr"] == pytest.approx(0.01 if small else 0.05)
+    assert p.data["batch_size"] == 64
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("imagenet")])
+def test_imagenet_schedule(name: str):
+    p = presets.load(name)
+    assert p.dataset == "imagenet" and p.data["batch_size"] == 256
+    assert p.train["epochs"] == 100 and p.train["lr"] == pytest.approx(0.1)
+    assert p.train["milestones"] == [30, 60, 90] and p.train["weight_decay"] == pytest.approx(1e-4)

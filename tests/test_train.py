@@ -1,0 +1,270 @@
+"""The trainer and run directories: exact resume, refusal to clobber, STOP, lr schedules,
+checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from fcfd_viz.data import DataConfig
+from fcfd_viz.errors import UserError
+from fcfd_viz.pipeline import ExperimentConfig, run_experiment
+from fcfd_viz.runs import CKPT_FORMAT, Run, load_checkpoint, model_from_checkpoint, save_checkpoint
+from fcfd_viz.train import Callback, TrainConfig, lr_at
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def tiny(
+    method: str = "ce", teacher: Path | None = None, epochs: int = 4, **knobs
+) -> ExperimentConfig:
+    """resnet8 on 20% of digits at 16x16: 5 steps an epoch."""
+    return ExperimentConfig(
+        method=method,
+        student="resnet8",
+        teacher=str(teacher) if teacher else None,
+        data=DataConfig(dataset="digits", image_size=16, subset=0.2),
+        train=TrainConfig(epochs=epochs, device="cpu", seed=3, lr=0.05),
+        method_kwargs=knobs,
+    )
+
+
+class Interrupt(Exception):
+    """Stands in for a kill in the middle of training."""
+
+
+class CrashAt(Callback):
+    """Raise after ``step`` of the 0-based ``epoch`` (the epoch's checkpoint is never written)."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        self.epoch, self.step = epoch, step
+
+    def on_step_end(self, trainer, step, losses) -> None:
+        if len(trainer.history) == self.epoch and step == self.step:
+            raise Interrupt
+
+
+class Keep(Callback):
+    """Keeps the trainer so a test can look at the in-memory model afterwards."""
+
+    def on_train_end(self, trainer, summary) -> None:
+        self.trainer = trainer
+
+
+def without_seconds(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    ra, rb = Run(a).metrics(), Run(b).metrics()
+    assert len(ra) == len(rb) == 4
+    assert without_seconds(ra) == without_seconds(rb)
+    sa, sb = Run(a).summary(), Run(b).summary()
+    assert {k: v for k, v in sa.items() if k != "seconds"} == {
+        k: v for k, v in sb.items() if k != "seconds"
+    }
+    for name in ("last.pt", "best.pt"):
+        ca = torch.load(a / name, weights_only=True)
+        cb = torch.load(b / name, weights_only=True)
+        assert ca["epoch"] == cb["epoch"]
+        assert ca["state_dict"].keys() == cb["state_dict"].keys()
+        for k in ca["state_dict"]:
+            assert torch.equal(ca["state_dict"][k], cb["state_dict"][k]), (name, k)
+        assert ca["extras"].keys() == cb["extras"].keys()
+        for m in ca["extras"]:
+            for k in ca["extras"][m]:
+                assert torch.equal(ca["extras"][m][k], cb["extras"][m][k]), (name, m, k)
+
+
+def interrupted_then_resumed(cfg: ExperimentConfig, out: Path) -> None:
+    with pytest.raises(Interrupt):  # killed in epoch 3, after epoch 2's checkpoint
+        run_experiment(cfg, out, callbacks=[CrashAt(epoch=2, step=1)], progress=False)
+    assert Run(out).status()["state"] == "failed"
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 2
+    assert len(Run(out).metrics()) == 2
+    # the config given here is ignored: a resume continues the run's own config.json
+    run_experiment(tiny(epochs=1), out, resume=True, progress=False)
+    assert Run(out).status()["state"] == "completed"
+
+
+@pytest.mark.slow
+def test_resume_ce_equals_uninterrupted(tmp_path: Path):
+    run_experiment(tiny(), tmp_path / "full", progress=False)
+    interrupted_then_resumed(tiny(), tmp_path / "resumed")
+    assert_same_run(tmp_path / "full", tmp_path / "resumed")
+    records = Run(tmp_path / "full").metrics()
+    assert [r["lr"] for r in records] == pytest.approx([lr_at(tiny().train, e) for e in range(4)])
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4]
+    assert all(r["steps"] == 5 for r in records)
+
+
+@pytest.mark.slow
+def test_resume_fcfd_equals_uninterrupted(tmp_path: Path, digits_teacher: Path):
+    cfg = tiny("fcfd", digits_teacher, feat_warmup_epochs=3, num_paths=2)
+    run_experiment(cfg, tmp_path / "full", progress=False)
+    interrupted_then_resumed(
+        tiny("fcfd", digits_teacher, feat_warmup_epochs=3, num_paths=2), tmp_path / "resumed"
+    )
+    assert_same_run(tmp_path / "full", tmp_path / "resumed")
+    rec = Run(tmp_path / "full").metrics()[-1]
+    assert any(k.startswith("func_kl/") for k in rec["losses"]) and "app/stage3" in rec["losses"]
+    ckpt = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    assert set(ckpt["extras"]) == {"s2t", "t2s"}
+    assert ckpt["method"]["method"] == "fcfd" and ckpt["method"]["feat_warmup_epochs"] == 3
+
+
+# ------------------------------------------------------------------ run directories
+def test_run_create_refuses_non_empty_and_overwrite_replaces(tmp_path: Path):
+    out = tmp_path / "run"
+    run = Run.create(out)  # a new directory
+    assert out.is_dir() and run.path == out
+    (out / "metrics.jsonl").write_text("precious\n")
+    with pytest.raises(UserError, match="not empty"):
+        Run.create(out)
+    assert (out / "metrics.jsonl").read_text() == "precious\n"
+    Run.create(out, overwrite=True)
+    assert out.is_dir() and list(out.iterdir()) == []
+    Run.create(out)  # an existing empty directory is fine
+    with pytest.raises(UserError, match="last.pt"):
+        Run.create(out, resume=True)
+
+
+def test_run_files_are_written_atomically(tmp_path: Path):
+    run = Run.create(tmp_path / "r")
+    run.append_metrics({"epoch": 1, "x": 1.0})
+    run.append_metrics({"epoch": 2, "x": 2.0})
+    with open(run.file("metrics.jsonl"), "a") as f:
+        f.write('{"epoch": 3, "x"')  # a torn line, as after a crash of a non-atomic writer
+    assert [r["epoch"] for r in run.metrics()] == [1, 2]
+    run.truncate_metrics(1)
+    assert [r["epoch"] for r in run.metrics()] == [1]
+    leftovers = [p.name for p in run.path.iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+# ------------------------------------------------------------------ STOP
+class StopAt(Callback):
+    """Touch the run's STOP file (what the app's Stop button does) at one step."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        self.epoch, self.step, self.steps_seen = epoch, step, 0
+
+    def on_step_end(self, trainer, step, losses) -> None:
+        self.steps_seen += 1
+        if len(trainer.history) == self.epoch and step == self.step:
+            trainer.run.request_stop()
+
+
+@pytest.mark.slow
+def test_stop_file_stops_after_the_current_step(tmp_path: Path):
+    out = tmp_path / "run"
+    stop = StopAt(epoch=1, step=1)
+    summary = run_experiment(tiny(), out, callbacks=[stop], progress=False)
+    assert stop.steps_seen == 5 + 2  # epoch 1 whole, then steps 0 and 1 of epoch 2
+    assert Run(out).status()["state"] == "stopped"
+    assert summary["stopped"] is True and summary["epochs"] == 2
+    records = Run(out).metrics()
+    assert [r["steps"] for r in records] == [5, 2]
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 2
+    # a resumed run is not stopped again by the old request
+    summary = run_experiment(tiny(), out, resume=True, progress=False)
+    assert Run(out).status()["state"] == "completed"
+    assert summary["stopped"] is False and summary["epochs"] == 4
+    assert [r["steps"] for r in Run(out).metrics()] == [5, 2, 5, 5]
+
+
+# ------------------------------------------------------------------ lr schedules
+def test_lr_schedules():
+    step = TrainConfig(epochs=6, lr=0.1, schedule="step", milestones=[2, 4], gamma=0.1)
+    assert [lr_at(step, e) for e in range(6)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    cos = TrainConfig(epochs=4, lr=0.2, schedule="cosine")
+    expected = [0.1 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]
+    assert [lr_at(cos, e) for e in range(4)] == pytest.approx(expected)
+    assert lr_at(cos, 0) == pytest.approx(0.2) and lr_at(cos, 2) == pytest.approx(0.1)
+    warm = TrainConfig(epochs=6, lr=0.4, schedule="cosine", warmup_epochs=2)
+    lrs = [lr_at(warm, e) for e in range(6)]
+    assert lrs[:3] == pytest.approx([0.2, 0.4, 0.4])  # linear warm-up, then cosine from the top
+    assert lrs[3:] == pytest.approx([0.2 * (1 + math.cos(math.pi * k / 4)) for k in (1, 2, 3)])
+    warm_step = TrainConfig(epochs=6, lr=0.1, schedule="step", milestones=[4], warmup_epochs=4)
+    assert [lr_at(warm_step, e) for e in range(6)] == pytest.approx(
+        [0.025, 0.05, 0.075, 0.1, 0.01, 0.01]
+    )
+    const = TrainConfig(epochs=3, lr=0.3, schedule="constant")
+    assert [lr_at(const, e) for e in range(3)] == pytest.approx([0.3] * 3)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"epochs": -2}, "epochs"),
+        ({"lr": 0.0}, "lr"),
+        ({"schedule": "linear"}, "schedule"),
+        ({"amp": "fp8"}, "amp"),
+    ],
+)
+def test_train_config_validation(bad: dict, match: str):
+    with pytest.raises(UserError, match=match):
+        TrainConfig(**bad).validate()
+
+
+# ------------------------------------------------------------------ checkpoints
+def test_checkpoints_rebuild_the_model(tmp_path: Path):
+    keep = Keep()
+    out = tmp_path / "run"
+    run_experiment(tiny(epochs=1), out, callbacks=[keep], progress=False)
+    for name in ("last.pt", "best.pt"):
+        raw = torch.load(out / name, weights_only=True)
+        assert raw["format"] == CKPT_FORMAT
+        assert raw["model"]["arch"] == "resnet8" and raw["model"]["num_classes"] == 10
+        assert raw["input_shape"] == [3, 16, 16] and raw["dataset"] == "digits"
+    assert "optimizer" in torch.load(out / "last.pt", weights_only=True)
+    student = keep.trainer.distiller.student.eval()
+    x = torch.randn(4, 3, 16, 16)
+    net = model_from_checkpoint(out / "last.pt", expect_arch="resnet8")
+    assert not net.training and net.arch == "resnet8" and net.num_classes == 10
+    with torch.no_grad():
+        assert torch.equal(net(x), student(x))
+        # a run directory resolves to its best checkpoint (here the only epoch, so the same net)
+        assert torch.equal(model_from_checkpoint(out)(x), student(x))
+    with pytest.raises(UserError, match="resnet8, not a resnet20"):
+        model_from_checkpoint(out / "last.pt", expect_arch="resnet20")
+
+
+def test_bad_checkpoints_are_user_errors(tmp_path: Path):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00not a checkpoint\xff" * 100)
+    with pytest.raises(UserError, match="unreadable"):
+        load_checkpoint(garbage)
+    good = tmp_path / "good.pt"
+    torch.manual_seed(0)
+    from fcfd_viz import models
+
+    net = models.create("resnet8", num_classes=10)
+    save_checkpoint(good, {"model": net.spec(), "state_dict": net.state_dict()})
+    assert load_checkpoint(good)["model"]["arch"] == "resnet8"
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(UserError, match="unreadable"):
+        load_checkpoint(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": net.state_dict()}, foreign)
+    with pytest.raises(UserError, match="not an fcfd-viz checkpoint"):
+        load_checkpoint(foreign)
+    unsafe = tmp_path / "unsafe.pt"  # loadable only with weights_only=False
+    torch.save({"format": CKPT_FORMAT, "model": net.spec(), "obj": argparse.Namespace(a=1)}, unsafe)
+    with pytest.raises(UserError, match="unreadable"):
+        load_checkpoint(unsafe)
+    with pytest.raises(UserError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(UserError, match="not found"):
+        load_checkpoint(tmp_path)  # a directory without best.pt / last.pt
+    wrong = tmp_path / "wrong.pt"
+    other = models.create("resnet14", num_classes=10)
+    save_checkpoint(wrong, {"model": net.spec(), "state_dict": other.state_dict()})
+    with pytest.raises(UserError, match="does not fit a resnet8"):
+        model_from_checkpoint(wrong)
