@@ -275,9 +275,7 @@ class Trainer:
                 cb.on_step_end(
                     self, step, {k: float(v) for k, v in out.items() if not k.startswith("_")}
                 )
-            if self.run is not None and self.run.stop_requested():
-                self.stop_requested = True
-            if self.stop_requested:
+            if self._poll_stop():
                 break
         names = sorted(sums)
         vec = torch.stack([sums[k].float() for k in names])
@@ -295,6 +293,16 @@ class Trainer:
         }
         return rec
 
+    def _poll_stop(self) -> bool:
+        """True once a stop was asked for (STOP file or :attr:`stop_requested`), on every rank."""
+        stop = self.stop_requested or (self.run is not None and self.run.stop_requested())
+        if self.world > 1:  # only rank 0 has the run directory: share its answer
+            flag = torch.tensor(float(stop), device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item())
+        self.stop_requested = stop
+        return stop
+
     def fit(self) -> dict:
         """Train from ``start_epoch`` to ``cfg.epochs``; returns the summary dict."""
         cfg = self.cfg
@@ -306,6 +314,10 @@ class Trainer:
             if writer is not None:
                 writer.write_status(state="running", epoch=epoch, epochs=cfg.epochs)
             rec = self.train_epoch(epoch)
+            if self.stop_requested and rec["steps"] < len(self.train_loader):
+                # a stop mid-epoch drops the partial epoch: last.pt stays at the end of the
+                # previous one, so --resume replays this epoch exactly as an uninterrupted run
+                break
             test_top1 = (
                 evaluate(self.distiller.student, self.test_loader, self.device, self.amp_dtype)
                 if self.rank == 0

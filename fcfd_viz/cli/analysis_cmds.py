@@ -30,21 +30,41 @@ def _add_probe(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("probe", help="perturbation anisotropy of a network cut after a stage")
     p.add_argument("ckpt", help="checkpoint file or run directory")
     p.add_argument("--stage", type=int, required=True, help="cut after this stage (0 = stem)")
-    p.add_argument("--eps", type=float, default=0.05, help="perturbation size, relative to ||f|| (default 0.05)")
-    p.add_argument("--absolute", action="store_true", help="eps is an absolute L2 norm, not relative")
+    p.add_argument(
+        "--eps",
+        type=float,
+        default=0.05,
+        help="perturbation size, relative to ||f|| (default 0.05)",
+    )
+    p.add_argument(
+        "--absolute", action="store_true", help="eps is an absolute L2 norm, not relative"
+    )
     p.add_argument("--mode", choices=["exact", "fisher"], default="exact")
     p.add_argument("--divergence", choices=["kl", "l2"], default="kl")
-    p.add_argument("--directions", default="channel,random,jacobian", help="comma list of channel,random,jacobian")
+    p.add_argument(
+        "--directions",
+        default="channel,random,jacobian",
+        help="comma list of channel,random,jacobian",
+    )
     p.add_argument("--images", type=int, default=32, help="test images to probe (default 32)")
     p.add_argument("--n-random", type=int, default=64, help="random directions (default 64)")
-    p.add_argument("--k-jacobian", type=int, default=5, help="top/bottom Jacobian directions (default 5)")
-    p.add_argument("--attribution", default="grad_x_act,integrated_gradients,ablation",
-                   help="captum methods to rank-correlate with ('none' to skip)")
-    p.add_argument("--dataset", default=None, choices=DATASETS, help="default: the checkpoint's dataset")
+    p.add_argument(
+        "--k-jacobian", type=int, default=5, help="top/bottom Jacobian directions (default 5)"
+    )
+    p.add_argument(
+        "--attribution",
+        default="grad_x_act,integrated_gradients,ablation",
+        help="captum methods to rank-correlate with ('none' to skip)",
+    )
+    p.add_argument(
+        "--dataset", default=None, choices=DATASETS, help="default: the checkpoint's dataset"
+    )
     p.add_argument("--data-dir", default=None, help="folder with CIFAR / ImageNet data")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--html", default=None, metavar="OUT", help="write the figures into one HTML file")
+    p.add_argument(
+        "--html", default=None, metavar="OUT", help="write the figures into one HTML file"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_probe)
 
@@ -59,7 +79,9 @@ def probe_images(ckpt: dict, dataset: str | None, data_dir: str | None, n: int):
     if name is None:
         raise UserError("the checkpoint names no dataset; pass --dataset")
     shape = list(ckpt.get("input_shape") or [3, 16, 16])
-    _, test, info = build_datasets(DataConfig(dataset=name, data_dir=data_dir, image_size=shape[-1]))
+    _, test, info = build_datasets(
+        DataConfig(dataset=name, data_dir=data_dir, image_size=shape[-1])
+    )
     if n < 1:
         raise UserError(f"--images must be >= 1, got {n}")
     n = min(n, len(test))
@@ -76,26 +98,45 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
     check_options(args.eps, args.mode, args.divergence)
     directions = parse_directions(args.directions)
-    methods = [] if args.attribution.strip().lower() in ("", "none") else [m.strip() for m in args.attribution.split(",") if m.strip()]
+    methods = (
+        []
+        if args.attribution.strip().lower() in ("", "none")
+        else [m.strip() for m in args.attribution.split(",") if m.strip()]
+    )
     bad = [m for m in methods if m not in METHODS]
     if bad:
-        raise UserError(f"unknown attribution method {', '.join(bad)}; choose from {', '.join(METHODS)} or none")
+        raise UserError(
+            f"unknown attribution method {', '.join(bad)}; choose from {', '.join(METHODS)} or none"
+        )
     ckpt = load_checkpoint(args.ckpt)
     net = model_from_checkpoint(ckpt)
     probe = Anisotropy(net, args.stage)  # validates the stage before any data is loaded
     images, info = probe_images(ckpt, args.dataset, args.data_dir, args.images)
     if info.num_classes != net.num_classes:
-        raise UserError(f"checkpoint has {net.num_classes} classes but {info.name} has {info.num_classes}")
-    res = probe.compute(images, eps=args.eps, relative=not args.absolute, directions=directions, mode=args.mode,
-                        divergence=args.divergence, n_random=args.n_random, k_jacobian=args.k_jacobian,
-                        seed=args.seed, progress=not args.no_progress and not args.json)
+        raise UserError(
+            f"checkpoint has {net.num_classes} classes but {info.name} has {info.num_classes}"
+        )
+    res = probe.compute(
+        images,
+        eps=args.eps,
+        relative=not args.absolute,
+        directions=directions,
+        mode=args.mode,
+        divergence=args.divergence,
+        n_random=args.n_random,
+        k_jacobian=args.k_jacobian,
+        seed=args.seed,
+        progress=not args.no_progress and not args.json,
+    )
     attr = None
     if methods and res.channel_sensitivity is not None:
         attr = attribute_channels(net, args.stage, images, methods)
     out = {"ckpt": ckpt["path"], "arch": net.arch, "dataset": info.name, **res.to_dict()}
     out["attribution"] = {m: v.tolist() for m, v in attr.channels.items()} if attr else {}
     out["spearman"] = attr.spearman_with(res.channel_sensitivity) if attr else {}
-    out["spearman"] = {m: (v if v == v else None) for m, v in out["spearman"].items()}  # NaN -> null
+    out["spearman"] = {
+        m: (v if v == v else None) for m, v in out["spearman"].items()
+    }  # NaN -> null
     if args.html:
         _write_probe_html(args.html, res, attr, out)
     if args.json:
@@ -109,16 +150,24 @@ def _print_probe(out: dict, html: str | None) -> None:
     def f(v):
         return "n/a" if v is None else f"{v:.3g}"
 
-    print(f"{out['arch']} stage {out['stage']} {tuple(out['feature_shape'])} on {out['num_images']} {out['dataset']} "
-          f"images, eps={out['eps']} ({'relative' if out['relative'] else 'absolute'}), {out['mode']}, {out['divergence']}")
+    print(
+        f"{out['arch']} stage {out['stage']} {tuple(out['feature_shape'])} on {out['num_images']} {out['dataset']} "
+        f"images, eps={out['eps']} ({'relative' if out['relative'] else 'absolute'}), {out['mode']}, {out['divergence']}"
+    )
     if out["channel_sensitivity"] is not None:
-        print(f"  channel sensitivity: max/min {f(out['anisotropy_ratio'])}, p95/p5 {f(out['p95_p5_ratio'])}")
+        print(
+            f"  channel sensitivity: max/min {f(out['anisotropy_ratio'])}, p95/p5 {f(out['p95_p5_ratio'])}"
+        )
     if out["random_sensitivity"] is not None:
-        print(f"  random directions:   p5 {f(out['random_p5'])}, median {f(out['random_median'])}, p95 {f(out['random_p95'])}")
+        print(
+            f"  random directions:   p5 {f(out['random_p5'])}, median {f(out['random_median'])}, p95 {f(out['random_p95'])}"
+        )
     if out["jacobian"]:
         j = out["jacobian"]
-        print(f"  Jacobian singular values: top {[round(v, 4) for v in j['top_singular_values']]}, "
-              f"bottom {[round(v, 4) for v in j['bottom_singular_values']]}")
+        print(
+            f"  Jacobian singular values: top {[round(v, 4) for v in j['top_singular_values']]}, "
+            f"bottom {[round(v, 4) for v in j['bottom_singular_values']]}"
+        )
     for m, rho in out["spearman"].items():
         print(f"  Spearman(sensitivity, {m}) = {f(rho)}")
     if html:
@@ -136,11 +185,19 @@ def _write_probe_html(path: str, res, attr, out: dict) -> None:
         figs.append(viz.jacobian_spectrum_figure(res))
     if attr is not None:
         for m, v in attr.channels.items():
-            figs.append(viz.sensitivity_vs_attribution_figure(res.channel_sensitivity.tolist(), v.tolist(), m, out["spearman"][m]))
+            figs.append(
+                viz.sensitivity_vs_attribution_figure(
+                    res.channel_sensitivity.tolist(), v.tolist(), m, out["spearman"][m]
+                )
+            )
     if res.divergence == "kl":
         size, div, labels = [], [], []
-        for label, t in (("channel", res.channel_per_image), ("random", res.random_per_image),
-                         ("jacobian top", res.jacobian_top_per_image), ("jacobian bottom", res.jacobian_bottom_per_image)):
+        for label, t in (
+            ("channel", res.channel_per_image),
+            ("random", res.random_per_image),
+            ("jacobian top", res.jacobian_top_per_image),
+            ("jacobian bottom", res.jacobian_bottom_per_image),
+        ):
             if t is not None:
                 size += res.eps_abs[:, None].expand_as(t).flatten().tolist()
                 div += t.flatten().tolist()
@@ -165,23 +222,57 @@ def _write_probe_html(path: str, res, attr, out: dict) -> None:
 # path, method, dataset, seed) and ``reading`` (one plain-English line).
 def _add_gap(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gap", help="appearance vs functional gap of students against their teacher")
-    p.add_argument("--teacher", default=None, help="teacher checkpoint (default: the one the students recorded)")
-    p.add_argument("--student", action="append", required=True, metavar="CKPT",
-                   help="student checkpoint or run directory (repeat for several)")
-    p.add_argument("--label", action="append", default=None, help="a label per --student (default: its method)")
-    p.add_argument("--bn", choices=["eval", "batch"], default="eval",
-                   help="teacher BN regime: eval (running statistics) or batch (batch statistics)")
-    p.add_argument("--fit-max-epochs", type=int, default=None,
-                   help="cap on post-hoc connector fitting epochs (default 400; the fit stops earlier on a plateau)")
-    p.add_argument("--fit-lr", type=float, default=None, help="Adam learning rate of the fit (default 0.01)")
-    p.add_argument("--fit-data", choices=["student", "teacher"], default="student",
-                   help="fit connectors on each student's training data (default) or the teacher's")
-    p.add_argument("--no-fit", action="store_true", help="only students with their own bridges, no fitting")
-    p.add_argument("--batch-size", type=int, default=256, help="test batch size (batch statistics depend on it)")
+    p.add_argument(
+        "--teacher",
+        default=None,
+        help="teacher checkpoint (default: the one the students recorded)",
+    )
+    p.add_argument(
+        "--student",
+        action="append",
+        required=True,
+        metavar="CKPT",
+        help="student checkpoint or run directory (repeat for several)",
+    )
+    p.add_argument(
+        "--label", action="append", default=None, help="a label per --student (default: its method)"
+    )
+    p.add_argument(
+        "--bn",
+        choices=["eval", "batch"],
+        default="eval",
+        help="teacher BN regime: eval (running statistics) or batch (batch statistics)",
+    )
+    p.add_argument(
+        "--fit-max-epochs",
+        type=int,
+        default=None,
+        help="cap on post-hoc connector fitting epochs (default 400; the fit stops earlier on a plateau)",
+    )
+    p.add_argument(
+        "--fit-lr", type=float, default=None, help="Adam learning rate of the fit (default 0.01)"
+    )
+    p.add_argument(
+        "--fit-data",
+        choices=["student", "teacher"],
+        default="student",
+        help="fit connectors on each student's training data (default) or the teacher's",
+    )
+    p.add_argument(
+        "--no-fit", action="store_true", help="only students with their own bridges, no fitting"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=256,
+        help="test batch size (batch statistics depend on it)",
+    )
     p.add_argument("--data-dir", default=None, help="folder with CIFAR / ImageNet data")
     p.add_argument("--seed", type=int, default=0, help="seeds the connectors' initialisation")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--html", default=None, metavar="OUT", help="write the figures into one HTML file")
+    p.add_argument(
+        "--html", default=None, metavar="OUT", help="write the figures into one HTML file"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_gap)
 
@@ -193,19 +284,36 @@ def cmd_gap(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     knobs = {"max_epochs": args.fit_max_epochs, "lr": args.fit_lr}
-    fit = False if args.no_fit else FitConfig(seed=args.seed, **{k: v for k, v in knobs.items() if v is not None})
+    fit = (
+        False
+        if args.no_fit
+        else FitConfig(seed=args.seed, **{k: v for k, v in knobs.items() if v is not None})
+    )
     if fit:
         fit.validate()
     loaded = load_students(args.student, args.teacher, args.label)
     teacher, students, bridges = loaded
     gap = FunctionalGap(teacher, students, bridges, loaded.info["input_shape"])
     test_loader, train_loaders = gap_loaders(loaded, args.fit_data, args.data_dir, args.batch_size)
-    res = gap.compute(test_loader, None if args.no_fit else train_loaders, bn=args.bn, fit=fit,
-                      progress=not args.no_progress and not args.json)
+    res = gap.compute(
+        test_loader,
+        None if args.no_fit else train_loaders,
+        bn=args.bn,
+        fit=fit,
+        progress=not args.no_progress and not args.json,
+    )
     info = loaded.info
-    out = {**res.to_dict(), "teacher": info["teacher"], "dataset": info["dataset"],
-           "input_shape": info["input_shape"], "reading": gap_reading(res),
-           "inputs": {k: {f: v.get(f) for f in ("path", "method", "dataset", "seed")} for k, v in info["students"].items()}}
+    out = {
+        **res.to_dict(),
+        "teacher": info["teacher"],
+        "dataset": info["dataset"],
+        "input_shape": info["input_shape"],
+        "reading": gap_reading(res),
+        "inputs": {
+            k: {f: v.get(f) for f in ("path", "method", "dataset", "seed")}
+            for k, v in info["students"].items()
+        },
+    }
     if args.html:
         _write_gap_html(args.html, res, out)
     if args.json:
@@ -216,20 +324,27 @@ def cmd_gap(args: argparse.Namespace) -> int:
 
 
 def _print_gap(out: dict, html: str | None) -> None:
-    print(f"teacher {out['teacher']} ({out['dataset']}, {out['num_images']} test images, top-1 "
-          f"{out['teacher_accuracy']:.2f}%), tail in {out['bn_label']}")
+    print(
+        f"teacher {out['teacher']} ({out['dataset']}, {out['num_images']} test images, top-1 "
+        f"{out['teacher_accuracy']:.2f}%), tail in {out['bn_label']}"
+    )
     for name, e in out["students"].items():
         print(f"  {name}: top-1 {e['accuracy']:.2f}%")
         for k in map(str, out["stages"]):
             rev = e["reverse"][k]
-            print(f"    stage {k}: appearance {e['appearance'][k]:.4g}  functional KL {e['functional'][k]:.4g}"
-                  + ("" if rev is None else f"  reverse KL {rev:.4g}"))
+            print(
+                f"    stage {k}: appearance {e['appearance'][k]:.4g}  functional KL {e['functional'][k]:.4g}"
+                + ("" if rev is None else f"  reverse KL {rev:.4g}")
+            )
         paths = {p: a for p, a in e["path_accuracy"].items() if len(set(p)) > 1}
         print("    mixed paths: " + ", ".join(f"{p} {a:.1f}%" for p, a in paths.items()))
         if e["fit"]:
             f = e["fit"]
-            print(f"    fit: {f['epochs']} epochs max over bridges, {'converged' if f['converged'] else 'hit the cap'}, "
-                  f"final MSE " + ", ".join(f"{b} {v['final_loss']:.3g}" for b, v in f["bridges"].items()))
+            print(
+                f"    fit: {f['epochs']} epochs max over bridges, {'converged' if f['converged'] else 'hit the cap'}, "
+                f"final MSE "
+                + ", ".join(f"{b} {v['final_loss']:.3g}" for b, v in f["bridges"].items())
+            )
     print(out["reading"])
     if html:
         print(f"  figures -> {html}")

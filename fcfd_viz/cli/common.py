@@ -84,3 +84,20 @@ def train_config(args: argparse.Namespace, base: TrainConfig | None = None) -> T
 def print_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=2, sort_keys=True, default=str)
     sys.stdout.write("\n")
+
+
+def print_summary(summary: dict, out) -> None:
+    """The one result line of a training command (rank 0 only under torchrun)."""
+    import os
+
+    if int(os.environ.get("RANK", 0)) != 0:
+        return
+    what = f"{summary['method']} {summary['student']} on {summary['dataset']}"
+    if summary.get("top1") is None:
+        print(f"{what}: stopped before the first epoch ended -> {out}")
+        return
+    state = f"stopped after {summary['epochs']} epochs, " if summary.get("stopped") else ""
+    print(
+        f"{what}: {state}test top-1 {summary['top1']:.2f}% (best {summary['best_top1']:.2f}%) "
+        f"in {summary['seconds']:.0f} s -> {out}"
+    )

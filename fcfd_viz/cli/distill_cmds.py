@@ -6,7 +6,13 @@ import argparse
 import dataclasses
 import sys
 
-from fcfd_viz.cli.common import add_data_args, add_train_args, data_config, train_config
+from fcfd_viz.cli.common import (
+    add_data_args,
+    add_train_args,
+    data_config,
+    print_summary,
+    train_config,
+)
 
 # CLI flag -> method config field; a flag applies to the methods whose config has the field
 KNOBS = {
@@ -106,10 +112,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     summary = run_experiment(
         cfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress
     )
-    print(
-        f"{summary['method']} {summary['student']} on {summary['dataset']}: test top-1 {summary['top1']:.2f}% "
-        f"(best {summary['best_top1']:.2f}%) in {summary['seconds']:.0f} s -> {out}"
-    )
+    print_summary(summary, out)
     return 0
 
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from fcfd_viz.cli.common import add_data_args, add_train_args, data_config, print_json, train_config
+from fcfd_viz.cli.common import (
+    add_data_args,
+    add_train_args,
+    data_config,
+    print_json,
+    print_summary,
+    train_config,
+)
 from fcfd_viz.errors import UserError
 
 
@@ -59,10 +66,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
     summary = run_experiment(
         cfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress
     )
-    print(
-        f"{arch} on {data.dataset}: test top-1 {summary['top1']:.2f}% (best {summary['best_top1']:.2f}%) "
-        f"in {summary['seconds']:.0f} s -> {out}"
-    )
+    print_summary(summary, out)
     return 0
 
 
