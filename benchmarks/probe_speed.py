@@ -27,7 +27,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -39,6 +38,7 @@ from torch import Tensor, nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import machine, write_section  # noqa: E402
 from fcfd_viz import models  # noqa: E402
 from fcfd_viz.analysis import Anisotropy, spearman  # noqa: E402
 from fcfd_viz.analysis.anisotropy import divergence_fn  # noqa: E402
@@ -46,7 +46,6 @@ from fcfd_viz.analysis.anisotropy import divergence_fn  # noqa: E402
 STAGE = 2
 EPS = 0.05
 EPS_SWEEP = (1e-3, 1e-2, 0.05, 0.1, 0.3, 1.0)
-START, END = "<!-- probe_speed:start -->", "<!-- probe_speed:end -->"
 
 
 def build(num_classes: int, seed: int = 0) -> nn.Module:
@@ -77,7 +76,11 @@ class Rest(nn.Module):
 
 
 def ours(net, x, mode: str, eps: float = EPS) -> Tensor:
-    return Anisotropy(net, STAGE).compute(x, eps=eps, directions="channel", mode=mode).channel_sensitivity
+    return (
+        Anisotropy(net, STAGE)
+        .compute(x, eps=eps, directions="channel", mode=mode)
+        .channel_sensitivity
+    )
 
 
 @torch.no_grad()
@@ -107,14 +110,17 @@ def captum_ablation(net, x, ppe: int) -> Tensor:
         return rest(inp).gather(1, target.repeat(inp.shape[0] // n)[:, None]).squeeze(1)
 
     mask = torch.arange(c).view(1, c, 1, 1)
-    attr = LayerFeatureAblation(target_logit, rest.inp).attribute(f, layer_mask=mask, perturbations_per_eval=ppe)
+    attr = LayerFeatureAblation(target_logit, rest.inp).attribute(
+        f, layer_mask=mask, perturbations_per_eval=ppe
+    )
     return attr.abs().mean(dim=(0, 2, 3))
 
 
-def timed(fn) -> tuple[float, Tensor]:
-    t0 = time.perf_counter()
+def timed(fn) -> tuple[float, float, Tensor]:
+    """(wall seconds, CPU seconds of this process, result)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
-    return time.perf_counter() - t0, out
+    return time.perf_counter() - t0, time.process_time() - c0, out
 
 
 def run(args) -> dict:
@@ -129,41 +135,65 @@ def run(args) -> dict:
         "captum ablation ppe=16": lambda: captum_ablation(net, x, 16),
         "fisher (ours)": lambda: ours(net, x, "fisher"),
     }
-    times: dict[str, list[float]] = {k: [] for k in cases}
+    wall: dict[str, list[float]] = {k: [] for k in cases}
+    cpu: dict[str, list[float]] = {k: [] for k in cases}
     outs: dict[str, Tensor] = {}
     load = [os.getloadavg()[0]]
     for rep in range(args.repeats):
-        order = list(cases) if rep % 2 == 0 else list(cases)[::-1]  # interleaved, alternating order
+        order = list(cases) if rep % 2 == 0 else list(cases)[::-1]  # interleaved, alternating
         for name in order:
-            t, out = timed(cases[name])
-            times[name].append(t)
-            outs[name] = out
-            print(f"  rep {rep + 1}/{args.repeats} {name:24s} {t:7.2f} s", flush=True)
+            t, c, outs[name] = timed(cases[name])
+            wall[name].append(t)
+            cpu[name].append(c)
+            print(
+                f"  rep {rep + 1}/{args.repeats} {name:24s} {t:7.2f} s wall {c:7.2f} s CPU",
+                flush=True,
+            )
         load.append(os.getloadavg()[0])
-    med = {k: statistics.median(v) for k, v in times.items()}
+    if not args.quick:  # the Fisher cost grows with the number of classes
+        net100 = build(100)
+        ours(net100, x[:2], "fisher")
+        name = "fisher (ours), 100 classes"
+        t, c, _ = timed(lambda: ours(net100, x, "fisher"))
+        wall[name], cpu[name] = [t], [c]
+    med = {k: statistics.median(v) for k, v in wall.items()}
     exact = outs["exact (ours, batched)"]
     agree = float(((exact - outs["naive loop"]).abs() / exact.abs()).max())
-    fisher = outs["fisher (ours)"]
     sweep = {}
     for eps in args.eps:
         ex = ours(net, x, "exact", eps)
         fi = ours(net, x, "fisher", eps)
-        sweep[str(eps)] = {"spearman": spearman(fi, ex), "exact_over_fisher": float((ex / fi).median())}
-        print(f"  eps {eps:<6g} Spearman(fisher, exact) {sweep[str(eps)]['spearman']:.3f}", flush=True)
-    extra = {}
-    if not args.quick:  # the Fisher cost grows with the number of classes
-        net100 = build(100)
-        ours(net100, x[:2], "fisher")
-        extra["fisher (ours), 100 classes"] = timed(lambda: ours(net100, x, "fisher"))[0]
+        rho = spearman(fi, ex)
+        sweep[str(eps)] = {"spearman": rho, "exact_over_fisher": float((ex / fi).median())}
+        print(f"  eps {eps:<6g} Spearman(fisher, exact) {rho:.3f}", flush=True)
     fastest_captum = min(med["captum ablation ppe=1"], med["captum ablation ppe=16"])
     return {
         "config": {
-            "arch": "resnet32x4", "stage": STAGE, "channels": int(exact.numel()), "images": args.images,
-            "input": [3, 32, 32], "classes": args.classes, "eps": EPS, "divergence": "kl", "threads": args.threads,
-            "repeats": args.repeats, "quick": args.quick, "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "load_avg_1min": load,
+            "arch": "resnet32x4",
+            "stage": STAGE,
+            "channels": int(exact.numel()),
+            "images": args.images,
+            "input": [3, 32, 32],
+            "classes": args.classes,
+            "eps": EPS,
+            "divergence": "kl",
+            "threads": args.threads,
+            "repeats": args.repeats,
+            "quick": args.quick,
+            "torch": torch.__version__,
+            "cpu_count": os.cpu_count(),
+            "machine": machine(),
+            "load_avg_1min": load,
         },
-        "seconds": {k: {"median": med[k], "runs": v} for k, v in times.items()} | {k: {"median": v, "runs": [v]} for k, v in extra.items()},
+        "seconds": {
+            k: {
+                "median": med[k],
+                "runs": v,
+                "cpu_median": statistics.median(cpu[k]),
+                "cpu_runs": cpu[k],
+            }
+            for k, v in wall.items()
+        },
         "speedup": {
             "exact_vs_naive": med["naive loop"] / med["exact (ours, batched)"],
             "exact_vs_fastest_captum": fastest_captum / med["exact (ours, batched)"],
@@ -178,21 +208,25 @@ def markdown(res: dict) -> str:
     c, s, sp = res["config"], res["seconds"], res["speedup"]
     exact = s["exact (ours, batched)"]["median"]
     lines = [
-        START,
         "## Probe speed (`benchmarks/probe_speed.py`)",
         "",
         f"Exact per-channel KL sensitivity of all {c['channels']} channels of resnet32x4's stage-{c['stage']} output "
         f"(rest = layer3 + head, {c['classes']} classes) on {c['images']} random {c['input'][1]}x{c['input'][2]} images, "
-        f"random weights (BN statistics re-estimated on random inputs), eps = {c['eps']} relative, CPU "
-        f"({c['cpu_count']} cores, {c['threads']} threads, torch {c['torch']}), median of {c['repeats']} interleaved "
+        f"random weights (BN statistics re-estimated on random inputs), eps = {c['eps']} relative, "
+        f"{c['machine']['cpu']} ({c['cpu_count']} cores, {c['threads']} threads, torch {c['torch']}), median of {c['repeats']} interleaved "
         f"repeat(s){' (--quick)' if c['quick'] else ''}. 1-min load average during the run: "
-        f"{min(c['load_avg_1min']):.1f}..{max(c['load_avg_1min']):.1f} (the box is shared; timings are noisy).",
+        f"{min(c['load_avg_1min']):.1f}..{max(c['load_avg_1min']):.1f} (the box is shared; timings are noisy). CPU s is this process's CPU time over all threads: "
+        "steadier than wall time on a busy box.",
         "",
-        "| method | seconds (median) | vs exact |",
-        "|---|---:|---:|",
+        "| method | wall s (median) | vs exact | CPU s (median) | CPU vs exact |",
+        "|---|---:|---:|---:|---:|",
     ]
+    exact_cpu = s["exact (ours, batched)"]["cpu_median"]
     for name, v in s.items():
-        lines.append(f"| {name} | {v['median']:.2f} | {v['median'] / exact:.2f}x |")
+        lines.append(
+            f"| {name} | {v['median']:.2f} | {v['median'] / exact:.2f}x | {v['cpu_median']:.2f} "
+            f"| {v['cpu_median'] / exact_cpu:.2f}x |"
+        )
     lines += [
         "",
         "captum's feature ablation replaces a channel by 0 instead of adding eps * d: it is the comparable",
@@ -208,29 +242,19 @@ def markdown(res: dict) -> str:
     ]
     for eps, v in res["fisher_vs_exact"].items():
         lines.append(f"| {eps} | {v['spearman']:.3f} | {v['exact_over_fisher']:.3f} |")
-    lines += ["", END]
     return "\n".join(lines)
-
-
-def write_section(path: Path, section: str) -> None:
-    from fcfd_viz.runs import atomic_write
-
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nEach section is written by a script in `benchmarks/`.\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, text)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="1 repeat, 4 images, 2 eps values")
-    p.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 3; quick 1)")
+    p.add_argument(
+        "--repeats", type=int, default=None, help="interleaved repeats (default 3; quick 1)"
+    )
     p.add_argument("--images", type=int, default=None, help="images (default 16; quick 4)")
-    p.add_argument("--classes", type=int, default=10, help="head size (default 10, the digits teacher)")
+    p.add_argument(
+        "--classes", type=int, default=10, help="head size (default 10, the digits teacher)"
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "probe_speed.json"))
     p.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
@@ -242,7 +266,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
-    write_section(Path(args.doc), markdown(res))
+    write_section("probe_speed", markdown(res), Path(args.doc))
     print(markdown(res))
     return 0
 

@@ -1,0 +1,294 @@
+"""Perturbation anisotropy of a staged network cut after one stage.
+
+For a cut at stage ``i`` the feature is ``f = stages[:i+1](x)`` and ``rest = stages[i+1:] +
+head``. The sensitivity of a unit direction ``d`` (L2 norm 1 per image over the whole
+C x H x W tensor) at size ``eps`` is the mean over images of
+``D(rest(f + eps * d), rest(f))`` where ``D`` is ``KL(p(f + eps d) || p(f))`` of the softmax
+outputs (``"kl"``) or the Euclidean norm of the logit change (``"l2"``); ``eps`` is relative to
+``||f||`` per image by default. Direction families:
+
+- ``channel``: one per channel, uniform over that channel's map (``1/sqrt(H W)``);
+- ``random``: Gaussian directions shared by all images (seeded);
+- ``jacobian``: per image, the top-k / bottom-k singular vectors of the Jacobian of
+  ``rest`` in the divergence's output metric (see :mod:`fcfd_viz.analysis.jacobian`).
+
+``mode="exact"`` evaluates every perturbation with forward passes, many directions stacked
+along the batch; ``mode="fisher"`` uses the second-order expansion and needs only a fixed
+number of backward passes (see :mod:`fcfd_viz.analysis.fisher`).
+
+>>> probe = Anisotropy(model, stage=2)                       # doctest: +SKIP
+>>> res = probe.compute(images, eps=0.05, mode="fisher")     # doctest: +SKIP
+>>> res.anisotropy_ratio, res.to_dict()["p95_p5_ratio"]      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from fcfd_viz.analysis.anisotropy_result import AnisotropyResult
+from fcfd_viz.analysis.fisher import fisher_projections, linearised
+from fcfd_viz.analysis.jacobian import jacobian_svd
+from fcfd_viz.errors import UserError
+from fcfd_viz.models.base import StagedNet
+
+DIRECTIONS = ("channel", "random", "jacobian")
+MODES = ("exact", "fisher")
+DIVERGENCES = ("kl", "l2")
+
+
+# ---------------------------------------------------------------- shared helpers
+def check_stage(model: StagedNet, stage: int) -> int:
+    """The stage index as an int, or a :class:`UserError` naming the valid range."""
+    last = model.num_stages - 1
+    if isinstance(stage, bool) or not isinstance(stage, int) or not 0 <= stage <= last:
+        raise UserError(
+            f"stage {stage!r} is out of range for {getattr(model, 'arch', 'this model')} "
+            f"({model.num_stages} stages): use 0..{last}"
+        )
+    return stage
+
+
+def parse_directions(directions: str | Sequence[str]) -> tuple[str, ...]:
+    """``"channel,random"`` or a sequence -> validated tuple (order kept, no duplicates)."""
+    items = directions.split(",") if isinstance(directions, str) else list(directions)
+    out = tuple(dict.fromkeys(d.strip().lower() for d in items if d.strip()))
+    bad = [d for d in out if d not in DIRECTIONS]
+    if bad or not out:
+        raise UserError(
+            f"unknown direction family {', '.join(bad) or '(none)'}; choose from {', '.join(DIRECTIONS)}"
+        )
+    return out
+
+
+def check_options(eps: float, mode: str = "exact", divergence: str = "kl") -> None:
+    """Raise :class:`UserError` for eps <= 0 (or not finite) and unknown mode/divergence."""
+    if not isinstance(eps, int | float) or not math.isfinite(eps) or eps <= 0:
+        raise UserError(f"eps must be a positive number, got {eps!r}")
+    if mode not in MODES:
+        raise UserError(f"unknown mode {mode!r}; choose exact or fisher")
+    if divergence not in DIVERGENCES:
+        raise UserError(f"unknown divergence {divergence!r}; choose kl or l2")
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module, eval_mode: bool = True) -> Iterator[None]:
+    """Freeze ``model`` for analysis; every module's mode and every buffer are restored after.
+
+    ``eval_mode=True`` switches to eval mode. Otherwise modules keep their modes, and
+    BatchNorm layers in training mode normalise with batch statistics *without* updating
+    their running statistics (``track_running_stats`` is lifted for the duration).
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    tracking = [
+        (m, m.track_running_stats)
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    ]
+    buffers = {k: v.detach().clone() for k, v in model.named_buffers()}
+    if eval_mode:
+        model.eval()
+    else:
+        for m, _ in tracking:
+            if m.training:
+                m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m, was in modes:
+            m.training = was
+        for m, was in tracking:
+            m.track_running_stats = was
+        with torch.no_grad():
+            for k, v in model.named_buffers():
+                if k in buffers and not torch.equal(v, buffers[k]):
+                    v.copy_(buffers[k])
+
+
+def divergence_fn(z: Tensor, z0: Tensor, kind: str) -> Tensor:
+    """Per-row divergence of logits z (..., K) from z0 (broadcastable), in float64."""
+    z, z0 = z.double(), z0.double()
+    if kind == "kl":
+        logp, logq = torch.log_softmax(z, -1), torch.log_softmax(z0, -1)
+        return (logp.exp() * (logp - logq)).sum(-1).clamp_min(0)
+    return (z - z0).norm(dim=-1)
+
+
+# ---------------------------------------------------------------- the probe
+Block = Callable[[int, int], Tensor]  # (start, stop) -> perturbed features (m, N, C, H, W)
+
+
+class Anisotropy:
+    """Perturbation-anisotropy probe bound to ``(model, stage)``; weights never change.
+
+    Args:
+        model: the staged network.
+        stage: cut after ``stages[stage]`` (0 .. num_stages-1; the last leaves only the head).
+        eval_mode: run in eval mode (the default; BN uses running statistics and every image
+            is independent). With False the modules keep their modes and training-mode BN
+            normalises each forward pass with its batch statistics (running statistics are
+            left untouched); images then interact, and the Jacobian / Fisher are no longer
+            per image, so use it knowingly.
+    """
+
+    def __init__(self, model: StagedNet, stage: int, eval_mode: bool = True) -> None:
+        self.model = model
+        self.stage = check_stage(model, stage)
+        self.eval_mode = eval_mode
+
+    def rest(self, f: Tensor) -> Tensor:
+        """Logits from the stage output: ``stages[stage+1:]`` then the head."""
+        return self.model.forward_from(f, self.stage + 1)
+
+    def features(self, images: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.model.run_stages(images, 0, self.stage + 1)
+
+    def compute(
+        self,
+        images: Tensor,
+        eps: float = 0.05,
+        relative: bool = True,
+        directions: str | Sequence[str] = DIRECTIONS,
+        mode: str = "exact",
+        divergence: str = "kl",
+        n_random: int = 64,
+        k_jacobian: int = 5,
+        lanczos_steps: int | None = None,
+        chunk_size: int = 1024,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> AnisotropyResult:
+        """Probe the cut on ``images`` (N, 3, H, W).
+
+        Args:
+            eps: perturbation size; relative to ``||f||`` per image unless ``relative=False``.
+            directions: families to probe (``"channel"``, ``"random"``, ``"jacobian"``).
+            mode: ``"exact"`` (forward passes at finite eps) or ``"fisher"`` (second order).
+            divergence: ``"kl"`` (softmax KL, perturbed || clean) or ``"l2"`` (logit norm).
+            n_random: number of random Gaussian directions (shared by all images).
+            k_jacobian: singular directions at each end of the spectrum.
+            lanczos_steps: see :func:`~fcfd_viz.analysis.jacobian.jacobian_svd`.
+            chunk_size: most perturbed feature maps (directions x images) per forward pass.
+            seed: seeds the random directions and the Lanczos start.
+            progress: show a tqdm bar over forward passes (exact mode).
+        """
+        check_options(eps, mode, divergence)
+        eps = float(eps)
+        families = parse_directions(directions)
+        if "random" in families and n_random < 1:
+            raise UserError(f"n_random must be >= 1, got {n_random}")
+        if "jacobian" in families and k_jacobian < 1:
+            raise UserError(f"k_jacobian must be >= 1, got {k_jacobian}")
+        if chunk_size < 1:
+            raise UserError(f"chunk_size must be >= 1, got {chunk_size}")
+        t0 = time.perf_counter()
+        with frozen(self.model, self.eval_mode):
+            f = self.features(images)
+            n, c, h, w = f.shape
+            norm = f.reshape(n, -1).norm(dim=1)
+            eps_abs = eps * norm if relative else torch.full_like(norm, eps)
+            shape = (c, h, w)
+            res = AnisotropyResult(
+                self.stage, eps, relative, mode, divergence, shape, norm, eps_abs
+            )
+            rand = None
+            if "random" in families:
+                gen = torch.Generator(device="cpu").manual_seed(seed)
+                rand = torch.randn(n_random, c, h, w, generator=gen).to(f)
+                rand = rand / rand.reshape(n_random, -1).norm(dim=1).view(-1, 1, 1, 1)
+            svd = None
+            if "jacobian" in families:
+                svd = jacobian_svd(self.rest, f, divergence, k_jacobian, lanczos_steps, seed)
+                res.jacobian_top_values, res.jacobian_bottom_values = (
+                    svd.top_values,
+                    svd.bottom_values,
+                )
+                res.jacobian_steps, res.jacobian_rank = svd.steps, svd.rank
+            if mode == "fisher":
+                self._fisher(res, f, "channel" in families, rand, svd, chunk_size)
+            else:
+                self._exact(res, f, "channel" in families, rand, svd, chunk_size, progress)
+        res.seconds = time.perf_counter() - t0
+        return res
+
+    # ---- fisher: quadratic forms from per-class gradients
+    def _fisher(self, res, f, channels, rand, svd, chunk_size) -> None:
+        if channels or rand is not None:
+            div = res.divergence
+            chan_q, rand_q = fisher_projections(self.rest, f, div, rand, channels, chunk_size)
+            if chan_q is not None:
+                res.channel_per_image = linearised(chan_q, res.eps_abs, res.divergence)
+            if rand_q is not None:
+                res.random_per_image = linearised(rand_q, res.eps_abs, res.divergence)
+        if svd is not None:
+            res.jacobian_top_per_image = linearised(
+                svd.top_values.pow(2), res.eps_abs, res.divergence
+            )
+            res.jacobian_bottom_per_image = linearised(
+                svd.bottom_values.pow(2), res.eps_abs, res.divergence
+            )
+
+    # ---- exact: forward passes with directions stacked along the batch
+    def _exact(self, res, f, channels, rand, svd, chunk_size, progress) -> None:
+        n, c, h, w = f.shape
+        e = res.eps_abs.view(1, n, 1, 1, 1).to(f)
+        jobs: list[tuple[str, int, Block]] = []
+        if channels:
+            scale = (res.eps_abs / math.sqrt(h * w)).to(f).view(1, n, 1, 1)
+
+            def channel_block(a: int, b: int) -> Tensor:
+                x = f.unsqueeze(0).repeat(b - a, 1, 1, 1, 1)
+                idx = torch.arange(b - a, device=f.device)
+                x[idx, :, idx + a] += scale.expand(b - a, n, h, w)
+                return x
+
+            jobs.append(("channel_per_image", c, channel_block))
+        if rand is not None:
+            jobs.append(("random_per_image", len(rand), lambda a, b: f[None] + e * rand[a:b, None]))
+        if svd is not None:
+            top, bot = svd.top_vectors.transpose(0, 1), svd.bottom_vectors.transpose(0, 1)
+            jobs.append(("jacobian_top_per_image", len(top), lambda a, b: f[None] + e * top[a:b]))
+            jobs.append(
+                ("jacobian_bottom_per_image", len(bot), lambda a, b: f[None] + e * bot[a:b])
+            )
+        per_pass = max(1, chunk_size // n)
+        total = sum(-(-count // per_pass) for _, count, _ in jobs)
+        bar = _bar(total, progress, f"probe stage {self.stage}")
+        try:
+            with torch.no_grad():
+                for name, count, block in jobs:
+                    setattr(
+                        res, name, self._run_block(f, block, count, per_pass, res.divergence, bar)
+                    )
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _run_block(self, f, block, count, per_pass, divergence, bar) -> Tensor:
+        n = f.shape[0]
+        out = []
+        for a in range(0, count, per_pass):
+            b = min(count, a + per_pass)
+            x = block(a, b)
+            # the clean features ride along in every pass: the difference then comes from
+            # one forward call, so rounding does not swamp tiny eps
+            z = self.rest(torch.cat([f, x.reshape(-1, *f.shape[1:])]))
+            z0, zp = z[:n], z[n:].view(b - a, n, -1)
+            out.append(divergence_fn(zp, z0.unsqueeze(0), divergence))  # (m, N)
+            if bar is not None:
+                bar.update(1)
+        return torch.cat(out).T.contiguous()  # (N, count)
+
+
+def _bar(total: int, enabled: bool, desc: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="pass", leave=False)

@@ -1,0 +1,146 @@
+"""The result of a perturbation-anisotropy probe (:class:`AnisotropyResult`).
+
+Per-image tensors hold the divergence of every (image, direction) pair; the summary
+properties average them over images. Jacobian directions are per image: the ``i``-th top
+direction of one image is not the ``i``-th of another, so their "sensitivity" averages the
+``i``-th largest response over images.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _list(t: Tensor | None) -> list | None:
+    if t is None:
+        return None
+    return (
+        [_finite(v) if isinstance(v, float) else v for v in t.tolist()]
+        if t.dim() == 1
+        else [_list(r) for r in t]
+    )
+
+
+@dataclass
+class AnisotropyResult:
+    """Sensitivities of one probe; per-image tensors are (N, M), summaries average over N."""
+
+    stage: int
+    eps: float
+    relative: bool
+    mode: str
+    divergence: str
+    feature_shape: tuple[int, int, int]
+    feature_norm: Tensor  # (N,) ||f|| per image
+    eps_abs: Tensor  # (N,) the perturbation norm actually used per image
+    channel_per_image: Tensor | None = None  # (N, C)
+    random_per_image: Tensor | None = None  # (N, R)
+    jacobian_top_values: Tensor | None = None  # (N, k) singular values, largest first
+    jacobian_bottom_values: Tensor | None = None  # (N, k) smallest first
+    jacobian_top_per_image: Tensor | None = None  # (N, k) sensitivities along those vectors
+    jacobian_bottom_per_image: Tensor | None = None  # (N, k)
+    jacobian_steps: int | None = None
+    jacobian_rank: int | None = None
+    seconds: float = 0.0
+
+    @property
+    def num_images(self) -> int:
+        return int(self.feature_norm.shape[0])
+
+    @staticmethod
+    def _mean(t: Tensor | None) -> Tensor | None:
+        return None if t is None else t.double().mean(0)
+
+    @property
+    def channel_sensitivity(self) -> Tensor | None:
+        """(C,) mean over images of each channel direction's divergence."""
+        return self._mean(self.channel_per_image)
+
+    @property
+    def random_sensitivity(self) -> Tensor | None:
+        return self._mean(self.random_per_image)
+
+    @property
+    def jacobian_top_sensitivity(self) -> Tensor | None:
+        return self._mean(self.jacobian_top_per_image)
+
+    @property
+    def jacobian_bottom_sensitivity(self) -> Tensor | None:
+        return self._mean(self.jacobian_bottom_per_image)
+
+    @property
+    def top_singular_values(self) -> Tensor | None:
+        return self._mean(self.jacobian_top_values)
+
+    @property
+    def bottom_singular_values(self) -> Tensor | None:
+        return self._mean(self.jacobian_bottom_values)
+
+    @property
+    def anisotropy_ratio(self) -> float | None:
+        """max / min channel sensitivity (inf when a channel has exactly zero effect)."""
+        s = self.channel_sensitivity
+        if s is None:
+            return None
+        lo, hi = float(s.min()), float(s.max())
+        return hi / lo if lo > 0 else math.inf
+
+    @property
+    def p95_p5_ratio(self) -> float | None:
+        """95th / 5th percentile of the channel sensitivities (robust to single outliers)."""
+        s = self.channel_sensitivity
+        if s is None:
+            return None
+        lo, hi = (float(torch.quantile(s, q)) for q in (0.05, 0.95))
+        return hi / lo if lo > 0 else math.inf
+
+    def random_quantile(self, q: float) -> float | None:
+        s = self.random_sensitivity
+        return None if s is None else float(torch.quantile(s, q))
+
+    def to_dict(self, per_image: bool = False) -> dict:
+        """JSON-ready summary (non-finite numbers become None); ``per_image`` adds (N, M) lists."""
+        out = {
+            "stage": self.stage,
+            "eps": self.eps,
+            "relative": self.relative,
+            "mode": self.mode,
+            "divergence": self.divergence,
+            "feature_shape": list(self.feature_shape),
+            "num_images": self.num_images,
+            "feature_norm_mean": float(self.feature_norm.mean()),
+            "channel_sensitivity": _list(self.channel_sensitivity),
+            "anisotropy_ratio": _finite(self.anisotropy_ratio),
+            "p95_p5_ratio": _finite(self.p95_p5_ratio),
+            "random_sensitivity": _list(self.random_sensitivity),
+            "random_p5": self.random_quantile(0.05),
+            "random_median": self.random_quantile(0.5),
+            "random_p95": self.random_quantile(0.95),
+            "jacobian": None
+            if self.jacobian_top_values is None
+            else {
+                "top_singular_values": _list(self.top_singular_values),
+                "bottom_singular_values": _list(self.bottom_singular_values),
+                "top_sensitivity": _list(self.jacobian_top_sensitivity),
+                "bottom_sensitivity": _list(self.jacobian_bottom_sensitivity),
+                "steps": self.jacobian_steps,
+                "rank": self.jacobian_rank,
+                "per_image": True,
+            },
+            "seconds": self.seconds,
+        }
+        if per_image:
+            out["per_image"] = {
+                fl.name: _list(getattr(self, fl.name))
+                for fl in fields(self)
+                if isinstance(getattr(self, fl.name), Tensor)
+            }
+        return out

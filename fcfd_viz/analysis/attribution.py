@@ -1,0 +1,180 @@
+"""Per-channel importance at a stage with captum, and rank agreement with sensitivities.
+
+Every method attributes the logit of the predicted (or given) class to the output of
+``model.stages[stage]``; the (N, C, H, W) attribution becomes one number per channel: the
+mean of ``|attribution|`` over images and positions. Methods (all captum):
+
+- ``grad_x_act``: ``LayerGradientXActivation``;
+- ``integrated_gradients``: ``LayerIntegratedGradients`` (zero-image baseline);
+- ``conductance``: ``LayerConductance`` (zero-image baseline);
+- ``ablation``: ``LayerFeatureAblation`` with one group per channel (the channel is replaced
+  by 0 and the drop in the target logit is its attribution).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from fcfd_viz.analysis.anisotropy import check_stage, frozen
+from fcfd_viz.errors import UserError
+from fcfd_viz.models.base import StagedNet
+
+DEFAULT_METHODS = ("grad_x_act", "integrated_gradients", "ablation")
+
+
+def _grad_x_act(model: nn.Module, layer: nn.Module, x: Tensor, target: Tensor, **kw) -> Tensor:
+    from captum.attr import LayerGradientXActivation
+
+    return LayerGradientXActivation(model, layer).attribute(x, target=target)
+
+
+def _integrated_gradients(model, layer, x, target, n_steps: int = 16, **kw) -> Tensor:
+    from captum.attr import LayerIntegratedGradients
+
+    return LayerIntegratedGradients(model, layer).attribute(
+        x, baselines=torch.zeros_like(x), target=target, n_steps=n_steps
+    )
+
+
+def _conductance(model, layer, x, target, n_steps: int = 16, **kw) -> Tensor:
+    from captum.attr import LayerConductance
+
+    return LayerConductance(model, layer).attribute(
+        x, baselines=torch.zeros_like(x), target=target, n_steps=n_steps
+    )
+
+
+def _ablation(
+    model, layer, x, target, channels: int = 1, perturbations_per_eval: int = 8, **kw
+) -> Tensor:
+    from captum.attr import LayerFeatureAblation
+
+    n = x.shape[0]
+
+    def target_logit(inp: Tensor) -> Tensor:
+        # captum tiles the batch when it ablates several channels per pass; a tensor target
+        # is not tiled with it, so select each row's target logit here (tiled the same way)
+        t = target.repeat(inp.shape[0] // n)
+        return model(inp).gather(1, t[:, None]).squeeze(1)
+
+    mask = torch.arange(channels, device=x.device).view(1, channels, 1, 1)
+    return LayerFeatureAblation(target_logit, layer).attribute(
+        x, layer_mask=mask, perturbations_per_eval=perturbations_per_eval
+    )
+
+
+METHODS: dict[str, Callable[..., Tensor]] = {
+    "grad_x_act": _grad_x_act,
+    "integrated_gradients": _integrated_gradients,
+    "conductance": _conductance,
+    "ablation": _ablation,
+}
+
+
+def _ranks(x: Tensor) -> Tensor:
+    """Ranks 1..n with ties sharing their average rank."""
+    x = x.double().flatten()
+    order = torch.argsort(x, stable=True)
+    ranks = torch.empty_like(x)
+    ranks[order] = torch.arange(1, len(x) + 1, dtype=x.dtype)
+    uniq, inverse = torch.unique(x, return_inverse=True)
+    if len(uniq) < len(x):  # average the ranks within each tie group
+        sums = torch.zeros(len(uniq), dtype=x.dtype).index_add_(0, inverse, ranks)
+        counts = torch.zeros(len(uniq), dtype=x.dtype).index_add_(0, inverse, torch.ones_like(x))
+        ranks = (sums / counts)[inverse]
+    return ranks
+
+
+def spearman(a: Sequence[float] | Tensor, b: Sequence[float] | Tensor) -> float:
+    """Spearman rank correlation (average ranks for ties); NaN when either side is constant."""
+    a, b = torch.as_tensor(a).flatten(), torch.as_tensor(b).flatten()
+    if a.numel() != b.numel():
+        raise UserError(f"spearman needs equal lengths, got {a.numel()} and {b.numel()}")
+    if a.numel() < 2:
+        return float("nan")
+    ra, rb = _ranks(a), _ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    den = ra.norm() * rb.norm()
+    return float((ra * rb).sum() / den) if den > 0 else float("nan")
+
+
+@dataclass
+class AttributionResult:
+    """One (C,) importance vector per method, plus the targets that were attributed."""
+
+    stage: int
+    channels: dict[str, Tensor]
+    target: Tensor  # (N,) class per image
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.channels)
+
+    def spearman_with(self, sensitivity: Sequence[float] | Tensor) -> dict[str, float]:
+        """Rank correlation of every method's channel importance with ``sensitivity``."""
+        return {m: spearman(v, sensitivity) for m, v in self.channels.items()}
+
+    def to_dict(self) -> dict:
+        return {
+            "stage": self.stage,
+            "num_images": int(self.target.numel()),
+            "channels": {m: v.tolist() for m, v in self.channels.items()},
+            "seconds": dict(self.seconds),
+        }
+
+
+def attribute_channels(
+    model: StagedNet,
+    stage: int,
+    images: Tensor,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    target: Tensor | int | None = None,
+    n_steps: int = 16,
+    perturbations_per_eval: int = 8,
+    eval_mode: bool = True,
+) -> AttributionResult:
+    """Captum channel importance of ``model.stages[stage]``'s output on ``images``.
+
+    Args:
+        methods: names from :data:`METHODS`.
+        target: class per image (or one for all); default the predicted class.
+        n_steps: integration steps for integrated gradients / conductance.
+        perturbations_per_eval: channels ablated per forward pass (``ablation``).
+        eval_mode: evaluate in eval mode; module modes are restored afterwards.
+    """
+    check_stage(model, stage)
+    methods = list(dict.fromkeys(methods))
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise UserError(
+            f"unknown attribution method {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}"
+        )
+    layer = model.stages[stage]
+    out: dict[str, Tensor] = {}
+    seconds: dict[str, float] = {}
+    with frozen(model, eval_mode):
+        with torch.no_grad():
+            feat = model.run_stages(images, 0, stage + 1)
+            if target is None:
+                target = model.forward_from(feat, stage + 1).argmax(1)
+        target = torch.as_tensor(target, device=images.device).expand(images.shape[0]).clone()
+        for name in methods:
+            t0 = time.perf_counter()
+            attr = METHODS[name](
+                model,
+                layer,
+                images,
+                target,
+                n_steps=n_steps,
+                channels=feat.shape[1],
+                perturbations_per_eval=perturbations_per_eval,
+            )
+            out[name] = attr.detach().abs().double().mean(dim=(0, 2, 3)).float()
+            seconds[name] = time.perf_counter() - t0
+    return AttributionResult(stage, out, target.cpu(), seconds)

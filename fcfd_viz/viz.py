@@ -1,0 +1,246 @@
+"""Plotly figures shared by the CLI, the app and notebooks (no UI framework here).
+
+Every figure function returns a ``plotly.graph_objects.Figure``. Methods keep one colour
+everywhere (:data:`METHOD_COLORS`, :func:`method_color`). Probe figures accept an
+:class:`~fcfd_viz.analysis.AnisotropyResult` or its ``to_dict()`` (e.g. loaded from JSON).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+
+METHOD_COLORS: dict[str, str] = {
+    "teacher": "#444444",
+    "ce": "#7f7f7f",
+    "kd": "#1f77b4",
+    "fitnet": "#2ca02c",
+    "dkd": "#9467bd",
+    "fcfd": "#d62728",
+    "fcfd+dkd": "#ff7f0e",
+}
+_FALLBACK = ("#17becf", "#bcbd22", "#8c564b", "#e377c2", "#393b79", "#637939")
+FAMILY_COLORS = {
+    "channel": "#1f77b4",
+    "random": "#7f7f7f",
+    "jacobian top": "#d62728",
+    "jacobian bottom": "#2ca02c",
+}
+TEMPLATE = "plotly_white"
+
+
+def method_color(name: str) -> str:
+    """Colour of a method or of a run named after one (``"KD"``, ``"fcfd+dkd-seed1"``)."""
+    key = name.lower()
+    if key in METHOD_COLORS:
+        return METHOD_COLORS[key]
+    for m in sorted(METHOD_COLORS, key=len, reverse=True):  # "fcfd+dkd" before "fcfd"
+        if key.startswith(m) and not key[len(m) : len(m) + 1].isalnum():
+            return METHOD_COLORS[m]
+    return _FALLBACK[sum(map(ord, key)) % len(_FALLBACK)]
+
+
+def _summary(result: Any) -> dict:
+    return result if isinstance(result, Mapping) else result.to_dict()
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str, log_y: bool = False) -> go.Figure:
+    fig.update_layout(
+        title=title,
+        template=TEMPLATE,
+        xaxis_title=x,
+        yaxis_title=y,
+        legend=dict(orientation="h", y=-0.2),
+    )
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3g}"
+
+
+def _line(x, y, name: str, color: str | None = None, **kw) -> go.Scatter:
+    kw.setdefault("mode", "lines")
+    return go.Scatter(x=list(x), y=list(y), name=name, line=dict(color=color), **kw)
+
+
+# ---------------------------------------------------------------- probe figures
+def channel_sensitivity_figure(result: Any) -> go.Figure:
+    """Channel sensitivities sorted high to low, with the random-direction p5..p95 band."""
+    d = _summary(result)
+    sens = d.get("channel_sensitivity") or []
+    order = sorted(range(len(sens)), key=lambda i: -(sens[i] or 0.0))
+    bars = go.Bar(
+        x=list(range(1, len(order) + 1)),
+        y=[sens[i] for i in order],
+        customdata=order,
+        hovertemplate="channel %{customdata}<br>sensitivity %{y:.3g}<extra></extra>",
+        name="channel directions",
+        marker_color=FAMILY_COLORS["channel"],
+    )
+    fig = go.Figure(bars)
+    if d.get("random_p5") is not None and order:
+        x = [0.5, len(order) + 0.5]
+        band = "rgba(127,127,127,0.25)"
+        fig.add_trace(_line(x, [d["random_p5"]] * 2, "random p5", showlegend=False, line_width=0))
+        fig.add_trace(_line(x, [d["random_p95"]] * 2, "random directions p5..p95", fill="tonexty"))
+        fig.data[-1].update(fillcolor=band, line_width=0)
+        fig.add_trace(_line(x, [d["random_median"]] * 2, "random median", FAMILY_COLORS["random"]))
+        fig.data[-1].line.dash = "dash"
+    title = (
+        f"Stage {d.get('stage')} channel sensitivity ({d.get('divergence')}, eps={d.get('eps')}, "
+        f"{d.get('mode')}): max/min {_fmt(d.get('anisotropy_ratio'))}, "
+        f"p95/p5 {_fmt(d.get('p95_p5_ratio'))}"
+    )
+    return _layout(fig, title, "channel (sorted by sensitivity)", "sensitivity", log_y=True)
+
+
+def jacobian_spectrum_figure(result: Any) -> go.Figure:
+    """Top-k and bottom-k singular values of the Jacobian of rest() (mean over images)."""
+    d = _summary(result)
+    jac = d.get("jacobian") or {}
+    top, bot = jac.get("top_singular_values") or [], jac.get("bottom_singular_values") or []
+    rank = jac.get("rank") or len(top)
+    mode = "markers+lines"
+    fig = go.Figure()
+    fig.add_trace(
+        _line(range(1, len(top) + 1), top, "top", FAMILY_COLORS["jacobian top"], mode=mode)
+    )
+    bottom_x = [rank - i for i in range(len(bot))]
+    fig.add_trace(_line(bottom_x, bot, "bottom", FAMILY_COLORS["jacobian bottom"], mode=mode))
+    metric = "Fisher metric" if d.get("divergence") == "kl" else "logits"
+    title = f"Stage {d.get('stage')} Jacobian spectrum ({metric}, per image, mean)"
+    return _layout(fig, title, "singular value index", "singular value", log_y=True)
+
+
+def sensitivity_vs_attribution_figure(
+    sens: Sequence[float], attr: Sequence[float], method_name: str, spearman: float | None = None
+) -> go.Figure:
+    """One point per channel: perturbation sensitivity against an attribution's importance."""
+    sens, attr = list(map(float, sens)), list(map(float, attr))
+    hover = "channel %{customdata}<br>attribution %{x:.3g}<br>sensitivity %{y:.3g}<extra></extra>"
+    points = go.Scatter(
+        x=attr,
+        y=sens,
+        mode="markers",
+        customdata=list(range(len(sens))),
+        name=method_name,
+        hovertemplate=hover,
+    )
+    fig = go.Figure(points)
+    fig.update_xaxes(type="log")
+    rho = "" if spearman is None else f" (Spearman {spearman:.2f})"
+    title = f"Sensitivity vs {method_name}{rho}"
+    return _layout(fig, title, f"{method_name} |attribution|", "sensitivity", log_y=True)
+
+
+def perturbation_scatter_figure(
+    l2: Sequence[float], kl: Sequence[float], labels: Sequence[str] | None = None
+) -> go.Figure:
+    """Feature-space L2 size vs output KL of individual perturbations, coloured by ``labels``."""
+    l2, kl = list(map(float, l2)), list(map(float, kl))
+    labels = list(labels) if labels is not None else ["perturbation"] * len(l2)
+    fig = go.Figure()
+    for lab in dict.fromkeys(labels):
+        idx = [i for i, v in enumerate(labels) if v == lab]
+        marker = dict(size=5, opacity=0.6, color=FAMILY_COLORS.get(lab))
+        xs, ys = [l2[i] for i in idx], [kl[i] for i in idx]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=lab, marker=marker))
+    title = "Same L2 size, different function change"
+    return _layout(fig, title, "perturbation L2 norm", "output KL", log_y=True)
+
+
+# ---------------------------------------------------------------- functional gap
+def gap_figure(gap: Any) -> go.Figure:
+    """Appearance (MSE) beside functional (KL) gap per stage, one bar group per student view
+    (a :class:`~fcfd_viz.analysis.GapResult` or its ``to_dict()``); fitted connectors of a
+    student also shown with its own bridges are hatched."""
+    from plotly.subplots import make_subplots
+
+    d = _summary(gap)
+    stages = [str(k) for k in d["stages"]]
+    titles = ("appearance gap (MSE after the bridge)", "functional gap (KL)")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=titles)
+    own = {e.get("student") for e in d["students"].values() if e.get("bridges") == "own bridges"}
+    for name, e in d["students"].items():
+        hatch = "/" if e.get("bridges") == "fitted" and e.get("student") in own else ""
+        color = method_color(e.get("method") or name)
+        for col, key in ((1, "appearance"), (2, "functional")):
+            bar = go.Bar(
+                x=[f"stage {k}" for k in stages],
+                y=[e[key].get(k) for k in stages],
+                name=name,
+                legendgroup=name,
+                showlegend=col == 1,
+                marker=dict(color=color, pattern_shape=hatch),
+            )
+            fig.add_trace(bar, row=1, col=col)
+    fig.update_yaxes(type="log")
+    title = f"Appearance vs functional gap ({d.get('bn_label', d.get('bn'))})"
+    fig.update_layout(barmode="group", template=TEMPLATE, title=title)
+    return fig.update_layout(legend=dict(orientation="h", y=-0.2))
+
+
+def path_accuracy_figure(gap: Any) -> go.Figure:
+    """Test top-1 of every path (columns, from all-student to all-teacher) per student view."""
+    d = _summary(gap)
+    names = list(d["students"])
+    paths = list(dict.fromkeys(p for e in d["students"].values() for p in e["path_accuracy"]))
+    paths.sort(key=lambda p: (p.count("T"), p))  # SSSS first, TTTT last
+    z = [[d["students"][n]["path_accuracy"].get(p) for p in paths] for n in names]
+    text = [["" if v is None else f"{v:.1f}" for v in row] for row in z]
+    heat = go.Heatmap(
+        z=z, x=paths, y=names, zmin=0, zmax=100, colorscale="RdYlGn", text=text,
+        texttemplate="%{text}", colorbar=dict(title="top-1 %"),
+    )  # fmt: skip
+    fig = go.Figure(heat)
+    title = "Mixed-path test accuracy (S = student stage, T = teacher stage)"
+    fig.update_layout(template=TEMPLATE, title=title, height=160 + 45 * len(names))
+    return fig.update_layout(yaxis=dict(autorange="reversed"))
+
+
+# ---------------------------------------------------------------- training curves
+def loss_curves_figure(metrics: Sequence[Mapping]) -> go.Figure:
+    """Total loss and each component per epoch (metrics.jsonl records), lr on a right axis."""
+    epochs = [m.get("epoch") for m in metrics]
+    fig = go.Figure(_line(epochs, [m.get("loss") for m in metrics], "loss", "black", line_width=3))
+    names = list(dict.fromkeys(k for m in metrics for k in (m.get("losses") or {})))
+    for name in names:
+        fig.add_trace(_line(epochs, [(m.get("losses") or {}).get(name) for m in metrics], name))
+    if any(m.get("lr") is not None for m in metrics):
+        lr = _line(epochs, [m.get("lr") for m in metrics], "lr", "#999999", yaxis="y2")
+        lr.line.dash = "dot"
+        fig.add_trace(lr)
+        fig.update_layout(yaxis2=dict(title="lr", overlaying="y", side="right", showgrid=False))
+    return _layout(fig, "Training losses", "epoch", "loss")
+
+
+def accuracy_curves_figure(runs: Mapping[str, Sequence[Mapping]]) -> go.Figure:
+    """Test (solid) and train (dotted) top-1 per epoch for several runs, coloured by method."""
+    fig = go.Figure()
+    for name, metrics in runs.items():
+        color, epochs = method_color(name), [m.get("epoch") for m in metrics]
+        test = [m.get("test_top1") for m in metrics]
+        fig.add_trace(_line(epochs, test, f"{name} test", color, legendgroup=name))
+        if any(m.get("train_top1") is not None for m in metrics):
+            train = [m.get("train_top1") for m in metrics]
+            fig.add_trace(_line(epochs, train, f"{name} train", color, legendgroup=name))
+            fig.data[-1].line.dash = "dot"
+    return _layout(fig, "Top-1 accuracy", "epoch", "top-1 (%)")
+
+
+# ---------------------------------------------------------------- export
+def figures_to_html(figures: Sequence[go.Figure], title: str = "fcfd-viz") -> str:
+    """One self-contained HTML page (plotly.js inlined once) holding ``figures`` in order."""
+    parts = [f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figures)]
+    body = "\n".join(f"<div class='fig'>{p}</div>" for p in parts)
+    esc = html.escape(title)
+    return (
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{esc}</title></head>\n"
+        f"<body>\n<h1>{esc}</h1>\n{body}\n</body></html>\n"
+    )
