@@ -38,6 +38,7 @@ SETTINGS = {
             "fitnet": ("fitnet", {}),
             "dkd": ("dkd", {"temperature": 4.0}),
             "fcfd": ("fcfd", FCFD),
+            "fcfd teacher_bn=batch": ("fcfd", {**FCFD, "teacher_bn": "batch"}),
         },
     ),
     "resnet8 quarter width, 10%": (
@@ -49,28 +50,17 @@ SETTINGS = {
             "fcfd": ("fcfd", FCFD),
         },
     ),
-    "resnet8, 5%": (
-        "resnet8",
-        0.05,
-        {
-            "ce": ("ce", {}),
-            "kd": ("kd", {"temperature": 4.0}),
-            "fcfd": ("fcfd", FCFD),
-            "fcfd teacher_bn=batch": ("fcfd", {**FCFD, "teacher_bn": "batch"}),
-            "fcfd feat_weight=5": ("fcfd", {**FCFD, "feat_weight": 5.0}),
-        },
-    ),
 }
 
 
-def ensure_teacher(arch: str, epochs: int) -> Path:
+def ensure_teacher(arch: str, epochs: int, lr: float) -> Path:
     out = RUNS / f"teacher-{arch}-e{epochs}"
     if not (out / "summary.json").exists():
         cfg = ExperimentConfig(
             method="ce",
             student=arch,
             data=DataConfig(dataset="digits"),
-            train=TrainConfig(epochs=epochs, seed=0),
+            train=TrainConfig(epochs=epochs, lr=lr, seed=0),
         )
         run_experiment(cfg, out, overwrite=True, progress=False)
     return out
@@ -112,13 +102,16 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--teacher", default="resnet32x4")
     ap.add_argument("--teacher-epochs", type=int, default=10)
+    # resnet32x4 has 15 blocks and digits gives 23 steps an epoch: lr 0.05 diverges early
+    # (23% train top-1 after 4 epochs), lr 0.02 trains it (86% after 2)
+    ap.add_argument("--teacher-lr", type=float, default=0.02)
     ap.add_argument("--settings", nargs="*", default=list(SETTINGS))
     ap.add_argument("--quick", action="store_true", help="1 seed, 5 epochs, first setting only")
     args = ap.parse_args()
     torch.set_num_threads(2)
     if args.quick:
         args.seeds, args.epochs, args.settings = [0], 5, [next(iter(SETTINGS))]
-    teacher = ensure_teacher(args.teacher, args.teacher_epochs)
+    teacher = ensure_teacher(args.teacher, args.teacher_epochs, args.teacher_lr)
     t_summary = Run(teacher).summary()
     result = {
         "machine": machine(),
