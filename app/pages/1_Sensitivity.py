@@ -1,0 +1,105 @@
+"""Sensitivity: how differently does the output react to same-size feature perturbations?"""
+
+import state
+import streamlit as st
+
+from fcfd_viz import viz, viz_app
+from fcfd_viz.analysis.anisotropy import DIRECTIONS
+
+st.title("Sensitivity")
+st.caption(
+    "Cut a network after a stage, push its feature by the same L2 size eps in different "
+    "directions, and measure how much the output moves (KL). Equal L2 distance is not "
+    "equal function: that is why FCFD matches features through the teacher's own layers."
+)
+root = state.runs_dir()
+ckpts = state.checkpoints(root)
+if not ckpts:
+    st.info(f"No checkpoints in `{root}` yet: build the default runs on the Home page.")
+    st.stop()
+
+labels = [c["label"] for c in ckpts]
+first = next((i for i, c in enumerate(ckpts) if c["name"] == "defaults/teacher"), 0)
+c1, c2, c3 = st.columns([3, 1, 1])
+choice = c1.selectbox("Checkpoint", labels, index=first, key="sens_ckpt")
+ck = ckpts[labels.index(choice)]
+try:
+    net, meta = state.model(ck["path"])
+    shape = meta.get("input_shape") or [3, 32, 32]
+    chans = net.stage_channels(shape)
+except Exception as e:  # noqa: BLE001 - a corrupt checkpoint must not take the app down
+    state.show_error(e)
+    st.stop()
+
+stage = c2.selectbox(
+    "Stage (cut after)",
+    list(range(net.num_stages)),
+    index=min(2, net.num_stages - 1),
+    format_func=lambda i: f"{i} ({chans[i]} ch)",
+    key="sens_stage",
+)
+eps = c3.number_input(
+    "eps (relative to ||f||)", value=0.05, step=0.01, format="%.3f", key="sens_eps"
+)
+c4, c5, c6, c7 = st.columns(4)
+dirs = c4.multiselect(
+    "Direction families", list(DIRECTIONS), default=list(DIRECTIONS), key="sens_dirs"
+)
+n_images = c5.slider("Images", 1, 64, 16, key="sens_n")
+mode = c6.selectbox(
+    "Mode", ["exact", "fisher"], key="sens_mode", help="fisher: second-order, much faster"
+)
+attribution = c7.selectbox("Attribution (captum)", state.ATTRIBUTIONS, key="sens_attr")
+
+if not 0 < eps <= 1:
+    st.error(f"eps must be in (0, 1] (a fraction of the feature norm), got {eps}")
+    st.stop()
+if not dirs:
+    st.error("pick at least one direction family")
+    st.stop()
+with st.spinner("probing ..."):
+    try:
+        out = state.probe(ck["path"], stage, float(eps), dirs, n_images, mode, attribution)
+    except Exception as e:  # noqa: BLE001
+        state.show_error(e)
+        st.stop()
+
+res = out["result"]
+m1, m2, m3, m4 = st.columns(4)
+fmt = lambda v: "n/a" if v is None else f"{v:.3g}"  # noqa: E731
+m1.metric("max / min channel sensitivity", fmt(res["anisotropy_ratio"]))
+m2.metric("p95 / p5", fmt(res["p95_p5_ratio"]))
+m3.metric("random median", fmt(res["random_median"]))
+m4.metric("probe seconds", f"{res['seconds']:.2f}")
+
+left, right = st.columns(2)
+if res["channel_sensitivity"] is not None:
+    left.plotly_chart(viz.channel_sensitivity_figure(res), key="sens_bars")
+else:
+    left.info("Add the channel family to see per-channel sensitivity.")
+if res["jacobian"]:
+    right.plotly_chart(viz.jacobian_spectrum_figure(res), key="sens_jac")
+    right.caption(
+        f"Jacobian of the rest of the network on the first {min(n_images, state.JACOBIAN_IMAGES)} images"
+    )
+else:
+    right.info("Add the jacobian family to see the Jacobian spectrum.")
+
+attr = out["attribution"]
+left, right = st.columns(2)
+if attr is not None:
+    fig = viz.sensitivity_vs_attribution_figure(
+        res["channel_sensitivity"], attr["values"], attr["method"], attr["spearman"]
+    )
+    left.plotly_chart(fig, key="sens_attr_fig")
+    rho = attr["spearman"]
+    left.caption(
+        f"Spearman rank correlation between {attr['method']} and the sensitivity: "
+        f"{'n/a' if rho is None else f'{rho:.2f}'}"
+    )
+if "maps" in out:
+    m = out["maps"]
+    fig = viz_app.feature_maps_figure(
+        m["images"], m["maps"], m["channels"], m["kinds"], m["sensitivity"]
+    )
+    right.plotly_chart(fig, key="sens_maps")

@@ -1,0 +1,115 @@
+"""Distill: launch short runs in the background, watch them live, stop them, compare them.
+
+A launched run is a ``fcfd distill`` subprocess writing a normal run directory in the runs
+folder; the page only reads that folder, so a reload or a second tab shows the same runs.
+"""
+
+import state
+import streamlit as st
+
+from fcfd_viz import jobs, models, viz, viz_app
+from fcfd_viz.distill import method_names, presets
+
+st.title("Distill")
+root = state.runs_dir()
+preset = presets.load("digits")
+st.caption(
+    f"Runs use the `digits` preset ({preset.description}); at most {jobs.max_jobs()} run at "
+    "once (FCFD_MAX_JOBS), a launch beyond that is refused. A run keeps going when you "
+    "close the page."
+)
+
+teachers = [c for c in state.checkpoints(root) if c["method"] == "ce" and c["dataset"] == "digits"]
+with st.form("launch"):
+    c1, c2, c3, c4 = st.columns(4)
+    methods = method_names()
+    method = c1.selectbox("Method", methods, index=methods.index("fcfd"), key="d_method")
+    archs = models.names()
+    student = c2.selectbox("Student", archs, index=archs.index(preset.student), key="d_student")
+    t_labels = [c["label"] for c in teachers] or ["(no digits teacher in this folder)"]
+    first = next((i for i, c in enumerate(teachers) if c["name"] == "defaults/teacher"), 0)
+    t_label = c3.selectbox("Teacher", t_labels, index=first, key="d_teacher")
+    name = c4.text_input("Run name", "", key="d_name", help="default: method-student-eE-sSEED")
+    c1, c2, c3, c4, c5, c6 = st.columns(6)
+    epochs = c1.number_input("Epochs", 1, 500, int(preset.train["epochs"]), key="d_epochs")
+    lr = c2.number_input("lr", 0.0001, 1.0, float(preset.train["lr"]), format="%.4f", key="d_lr")
+    knobs = preset.method_kwargs
+    temp = c3.number_input("T", 0.1, 50.0, float(knobs["temperature"]), key="d_T")
+    feat = c4.number_input(
+        "feature weight", 0.0, 100.0, float(knobs["feat_weight"]), format="%.3f", key="d_feat"
+    )
+    mix = c5.number_input("mix weight", 0.0, 100.0, float(knobs["mix_weight"]), key="d_mix")
+    seed = c6.number_input("seed", 0, 10_000, 0, key="d_seed")
+    submitted = st.form_submit_button("Launch", type="primary")
+
+if submitted:
+    teacher = teachers[t_labels.index(t_label)]["path"] if teachers else None
+    spec = jobs.JobSpec(
+        name=name.strip() or f"{method}-{student}-e{epochs}-s{seed}",
+        method=method,
+        student=student,
+        teacher=teacher,
+        epochs=int(epochs),
+        lr=float(lr),
+        temperature=float(temp),
+        feat_weight=float(feat),
+        mix_weight=float(mix),
+        seed=int(seed),
+    )
+    try:
+        job, started = jobs.launch(root, spec)
+    except Exception as e:  # noqa: BLE001 - refused or invalid: say so, keep the page
+        state.show_error(e)
+    else:
+        if started:
+            st.success(f"started {job.name} (pid {job.pid}) -> {job.path}")
+        else:
+            st.info(f"{job.name} exists already ({job.state}); nothing new started")
+        st.session_state["d_watch"] = job.name
+
+
+def live(polling: bool) -> None:
+    """Jobs, Stop buttons and live curves; reruns itself every 2 s while runs are active."""
+    all_jobs = jobs.list_jobs(root)
+    active = [j for j in all_jobs if j.active]
+    if polling and not active:
+        st.rerun()  # the last run ended: one full rerun stops the polling
+    if not all_jobs:
+        st.info("No runs yet.")
+        return
+    if active:
+        st.plotly_chart(viz_app.progress_figure([vars(j) for j in active]), key="d_progress")
+        for j in active:
+            c1, c2 = st.columns([4, 1])
+            c1.write(f"**{j.name}**: {j.state}, epoch {j.epoch or 0}/{j.epochs or '?'}")
+            if c2.button("Stop", key=f"stop_{j.name}", disabled=j.state == "stopping"):
+                jobs.stop(root, j.name)
+                st.rerun(scope="fragment")
+    for j in all_jobs:
+        if j.state in ("failed", "interrupted") and j.message:
+            st.warning(f"{j.name} {j.state}: {j.message}")
+    names = [j.name for j in all_jobs if (j.path / "config.json").exists()]
+    if not names:
+        return
+    watch = st.session_state.get("d_watch")
+    if watch in names and st.session_state.get("d_shown") != watch:
+        st.session_state["d_shown"] = watch  # a run just launched: show it once it exists
+        st.session_state["d_live"] = watch
+        if "d_cmp" in st.session_state:
+            st.session_state["d_cmp"] = [watch, *st.session_state["d_cmp"]][:4]
+    for key in ("d_live", "d_cmp"):
+        state.keep_valid(key, names)
+    left, right = st.columns(2)
+    pick = left.selectbox("Loss terms of", names, key="d_live")
+    left.plotly_chart(viz.loss_curves_figure(state.metrics(root / pick)), key="d_loss")
+    by_name = {j.name: j for j in all_jobs}
+    default = [n for n in names if by_name[n].active or n == pick]
+    default += [n for n in ("defaults/kd", "defaults/fcfd") if n in names and n not in default]
+    chosen = right.multiselect("Compare test accuracy", names, default=default[:4], key="d_cmp")
+    runs = {state.run_label(by_name[n]): state.metrics(root / n) for n in chosen}
+    right.plotly_chart(viz.accuracy_curves_figure(runs), key="d_acc")
+
+
+polling = any(j.active for j in jobs.list_jobs(root))
+st.subheader("Runs")
+st.fragment(run_every=2.0 if polling else None)(live)(polling)

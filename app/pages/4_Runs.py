@@ -1,0 +1,89 @@
+"""Runs: every run directory of the folder, compared, resumed or deleted."""
+
+from pathlib import Path
+
+import state
+import streamlit as st
+
+from fcfd_viz import jobs, viz, viz_app
+
+st.title("Runs")
+root = state.runs_dir()
+all_jobs = jobs.list_jobs(root)
+st.caption(f"`{root}`: the same table as `fcfd runs {root}`, with live states.")
+if not all_jobs:
+    st.info("No runs yet: build the default runs on the Home page or launch one on Distill.")
+    st.stop()
+
+
+def short(path: str | None) -> str | None:
+    """A teacher path relative to the runs folder when it lies inside it."""
+    if not path:
+        return None
+    p, r = Path(path).resolve(), root.resolve()
+    return p.relative_to(r).as_posix() if r in p.parents else path
+
+
+rows = []
+for j in all_jobs:
+    summ = (state.summary(j.path) or {}) if j.path.exists() else {}
+    rows.append(
+        {
+            "run": j.name,
+            "state": j.state,
+            "method": j.method,
+            "student": j.student,
+            "dataset": summ.get("dataset"),
+            "epochs": f"{j.epoch or 0}/{j.epochs or summ.get('epochs', '?')}",
+            "top1": j.top1,
+            "best_top1": summ.get("best_top1"),
+            "seconds": summ.get("seconds"),
+            "teacher": short(summ.get("teacher")),
+        }
+    )
+num = st.column_config.NumberColumn
+cols = {k: num(format="%.2f") for k in ("top1", "best_top1")} | {"seconds": num(format="%.0f")}
+st.dataframe(rows, hide_index=True, width="stretch", column_config=cols)
+
+st.subheader("Compare")
+names = [j.name for j in all_jobs if (j.path / "metrics.jsonl").exists()]
+by_name = {j.name: j for j in all_jobs}
+c1, c2 = st.columns([3, 1])
+default = [n for n in names if n.startswith("defaults/")] or names[:3]
+state.keep_valid("r_cmp", names)
+chosen = c1.multiselect("Runs", names, default=default, key="r_cmp")
+runs = {state.run_label(by_name[n]): state.metrics(root / n) for n in chosen}
+terms = sorted({k for m in runs.values() for r in m for k in (r.get("losses") or {})})
+metric = c2.selectbox("Second metric", ["loss", *terms, "train_top1"], key="r_metric")
+left, right = st.columns(2)
+left.plotly_chart(viz.accuracy_curves_figure(runs), key="r_acc")
+right.plotly_chart(viz_app.metric_compare_figure(runs, metric), key="r_metric_fig")
+
+st.subheader("Resume or delete")
+idle = [j.name for j in all_jobs if not j.active]
+c1, c2 = st.columns(2)
+with c1:
+    resumable = [j.name for j in all_jobs if j.state in ("stopped", "interrupted")]
+    state.keep_valid("r_res", resumable or ["-"])
+    pick = st.selectbox("Resume a stopped or interrupted run", resumable or ["-"], key="r_res")
+    if st.button("Resume", disabled=not resumable, key="r_resume"):
+        try:
+            job = jobs.resume(root, pick)
+            st.success(f"{job.name}: {job.state} (follow it on the Distill page)")
+        except Exception as e:  # noqa: BLE001
+            state.show_error(e)
+with c2:
+    state.keep_valid("r_del", idle or ["-"])
+    pick = st.selectbox("Delete a run (not while it runs)", idle or ["-"], key="r_del")
+    sure = st.checkbox("Yes, delete the selected run and its checkpoints", key="r_sure")
+    if st.button("Delete", type="primary", disabled=not (idle and sure), key="r_delete"):
+        try:
+            jobs.delete(root, pick)
+        except Exception as e:  # noqa: BLE001
+            state.show_error(e)
+        else:
+            st.session_state["r_flash"] = f"deleted {pick}"
+            del st.session_state["r_sure"]
+            st.rerun()
+    if "r_flash" in st.session_state:
+        st.success(st.session_state.pop("r_flash"))

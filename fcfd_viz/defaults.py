@@ -1,0 +1,197 @@
+"""The default runs every app page can show on a fresh clone: a digits teacher and its students.
+
+``ensure_defaults(runs_dir)`` trains, when missing, ``RUNS/defaults/teacher`` (the default
+teacher, :data:`~fcfd_viz.pipeline.DEFAULT_TEACHER_ARCH` for
+:data:`~fcfd_viz.pipeline.DEFAULT_TEACHER_EPOCHS` epochs on digits, exactly what
+``fcfd train-teacher --dataset digits`` does) and ``RUNS/defaults/{ce,kd,fcfd}`` (the
+``digits`` smoke preset). Finished runs are reused, half-finished ones resumed; a second
+caller waits on a file lock and then finds everything done. Progress goes to the callback
+and to ``RUNS/defaults/progress.json``, which the app polls while another process builds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from fcfd_viz.runs import STOP_FILE, Run, read_json, write_json
+from fcfd_viz.train import Callback
+
+DEFAULTS = "defaults"
+STUDENT_METHODS = ("ce", "kd", "fcfd")
+PRESET = "digits"
+# rough relative cost of one epoch (teacher: full digits; students: the 10% subset + test)
+_COST = {"teacher": 1.0, "ce": 0.06, "kd": 0.1, "fcfd": 0.21}
+
+Progress = Callable[[float, str], None]
+
+
+def default_paths(runs_dir: str | os.PathLike) -> dict[str, Path]:
+    """``{"teacher": RUNS/defaults/teacher, "ce": ..., "kd": ..., "fcfd": ...}``."""
+    d = Path(runs_dir) / DEFAULTS
+    return {k: d / k for k in ("teacher", *STUDENT_METHODS)}
+
+
+def is_done(path: str | os.PathLike) -> bool:
+    """A run directory whose training completed (summary written, not stopped)."""
+    run = Run(path)
+    summ = run.summary()
+    return bool(summ) and not summ.get("stopped") and run.status().get("state") != "running"
+
+
+def defaults_ready(runs_dir: str | os.PathLike) -> bool:
+    """True when every default run is complete."""
+    return all(is_done(p) for p in default_paths(runs_dir).values())
+
+
+def default_configs(runs_dir: str | os.PathLike, epochs: int | None = None) -> dict:
+    """The :class:`~fcfd_viz.pipeline.ExperimentConfig` of every default run (``epochs``
+    overrides every run's epochs: tests use it)."""
+    from fcfd_viz.data import DataConfig
+    from fcfd_viz.distill import presets
+    from fcfd_viz.pipeline import DEFAULT_TEACHER_ARCH, DEFAULT_TEACHER_EPOCHS, ExperimentConfig
+    from fcfd_viz.train import TrainConfig
+
+    paths = default_paths(runs_dir)
+    cfgs = {
+        "teacher": ExperimentConfig(
+            method="ce",
+            student=DEFAULT_TEACHER_ARCH,
+            data=DataConfig(dataset="digits"),
+            train=TrainConfig(epochs=epochs or DEFAULT_TEACHER_EPOCHS),
+        )
+    }
+    p = presets.load(PRESET)
+    for m in STUDENT_METHODS:
+        train = TrainConfig(**p.train)
+        train.epochs = epochs or train.epochs
+        cfgs[m] = ExperimentConfig(
+            method=m,
+            student=p.student,
+            teacher=str(paths["teacher"].resolve()) if m != "ce" else None,
+            data=DataConfig(dataset=p.dataset, **p.data),
+            train=train,
+            method_kwargs=p.knobs_for(m),
+        )
+    return cfgs
+
+
+class _EpochProgress(Callback):
+    def __init__(self, report: Progress, key: str, offset: float, weight: float, total: float):
+        self.report, self.key, self.offset, self.weight, self.total = (
+            report,
+            key,
+            offset,
+            weight,
+            total,
+        )
+
+    def on_epoch_end(self, trainer, record: dict) -> None:
+        done = self.offset + self.weight * record["epoch"]
+        msg = (
+            f"{self.key}: epoch {record['epoch']}/{trainer.cfg.epochs}, "
+            f"test top-1 {record['test_top1']:.1f}%"
+        )
+        self.report(min(1.0, done / self.total), msg)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    with open(path, "a") as f:
+        try:
+            import fcntl
+
+            fcntl.flock(f, fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover - not POSIX
+            pass
+        yield
+
+
+def ensure_defaults(
+    runs_dir: str | os.PathLike, progress: Progress | None = None, epochs: int | None = None
+) -> dict[str, Path]:
+    """Train whatever default run is missing; returns :func:`default_paths`.
+
+    ``progress(fraction, message)`` is called after every epoch and at the end. Later calls
+    return at once. ``epochs`` shortens every run (for tests; the app never sets it).
+    """
+    from fcfd_viz.pipeline import run_experiment
+
+    paths = default_paths(runs_dir)
+    d = Path(runs_dir) / DEFAULTS
+    d.mkdir(parents=True, exist_ok=True)
+
+    def report(fraction: float, message: str) -> None:
+        write_json(
+            d / "progress.json",
+            {"fraction": fraction, "message": message, "pid": os.getpid(), "time": time.time()},
+        )
+        if progress is not None:
+            progress(fraction, message)
+
+    with _file_lock(d / ".lock"):
+        cfgs = default_configs(runs_dir, epochs)
+        cost = {k: _COST[k] * c.train.epochs for k, c in cfgs.items()}
+        total, offset = sum(cost.values()), 0.0
+        t0 = time.perf_counter()
+        for key, cfg in cfgs.items():
+            path = paths[key]
+            if not is_done(path):
+                report(offset / total, f"{key}: starting")
+                resumable = (path / "last.pt").exists() and (path / "config.json").exists()
+                (path / STOP_FILE).unlink(missing_ok=True)
+                cb = _EpochProgress(report, key, offset, _COST[key], total)
+                run_experiment(
+                    cfg, path, resume=resumable, overwrite=True, callbacks=[cb], progress=False
+                )
+            offset += cost[key]
+        report(1.0, f"defaults ready in {time.perf_counter() - t0:.0f} s")
+    return paths
+
+
+def defaults_progress(runs_dir: str | os.PathLike) -> dict | None:
+    """The last ``progress.json`` of a defaults build (``fraction``, ``message``, ``pid``)."""
+    try:
+        return read_json(Path(runs_dir) / DEFAULTS / "progress.json")
+    except (OSError, ValueError):
+        return None
+
+
+def start_defaults(runs_dir: str | os.PathLike) -> bool:
+    """Build the defaults in a background ``fcfd defaults`` process (the app's button).
+
+    Returns False when they are ready or a build is already running (nothing started).
+    """
+    from fcfd_viz import jobs
+
+    runs_dir = Path(runs_dir)
+    if defaults_ready(runs_dir):
+        return False
+    with jobs.runs_lock(runs_dir):
+        if building(runs_dir):
+            return False
+        jobs.check_limit(runs_dir)
+        # every core: the app has nothing else to show until this is done
+        jobs.spawn(
+            runs_dir,
+            DEFAULTS,
+            ["defaults", "--runs-dir", str(runs_dir.resolve())],
+            threads=os.cpu_count() or 1,
+            module="fcfd_viz.cli.app_cmds",  # works before `fcfd defaults` is registered
+        )
+    return True
+
+
+def building(runs_dir: str | os.PathLike) -> bool:
+    """True while a defaults build runs: one :func:`start_defaults` began, or any other
+    process (``fcfd defaults`` in a terminal) whose progress file is not finished."""
+    from fcfd_viz import jobs
+
+    rec = jobs.job_record(Path(runs_dir), DEFAULTS)
+    if rec and jobs.pid_alive(rec.get("pid"), rec.get("start")):
+        return True
+    p = defaults_progress(runs_dir)
+    return bool(p) and p.get("fraction", 1) < 1 and jobs.pid_alive(p.get("pid"))

@@ -1,0 +1,176 @@
+"""Every page of the dashboard under streamlit.testing.v1.AppTest, on a tiny runs folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from fcfd_viz import jobs
+
+APP = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
+SENS, GAP = "pages/1_Sensitivity.py", "pages/2_Functional_gap.py"
+DISTILL, RUNS = "pages/3_Distill.py", "pages/4_Runs.py"
+
+
+def open_page(page: str | None = None, timeout: float = 240) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def specs(at: AppTest) -> list[str]:
+    return [c.proto.spec for c in at.get("plotly_chart")]
+
+
+def rerun(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_home_shows_the_default_runs(app_env):
+    at = open_page()
+    assert at.title[0].value == "fcfd-viz"
+    assert len(at.metric) == 4 and len(specs(at)) == 1
+    assert at.text_input(key="runs_dir").value == str(app_env)
+
+
+def test_home_offers_to_build_defaults_in_an_empty_folder(monkeypatch, tmp_path):
+    from fcfd_viz import defaults
+
+    calls = []
+    monkeypatch.setenv("FCFD_RUNS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr(defaults, "start_defaults", lambda root: calls.append(root) or True)
+    at = open_page()
+    assert "No default runs" in at.warning[0].value
+    at.button[0].click()
+    rerun(at)
+    assert calls == [tmp_path / "empty"]
+    for page in (SENS, GAP, DISTILL, RUNS):  # every page copes with an empty folder
+        at.switch_page(page)
+        rerun(at)
+
+
+def test_sensitivity_widgets_change_the_figures(app_env):
+    at = open_page(SENS)
+    assert at.title[0].value == "Sensitivity"
+    before = specs(at)
+    assert len(before) == 4  # sensitivity bars, Jacobian spectrum, attribution, maps
+    at.selectbox(key="sens_stage").set_value(1)
+    after = specs(rerun(at))
+    assert len(after) == 4 and all(a != b for a, b in zip(before, after))
+    at.number_input(key="sens_eps").set_value(0.2)
+    assert specs(rerun(at))[0] != after[0]
+    assert any("Spearman" in c.value for c in at.caption)
+    at.number_input(key="sens_eps").set_value(0.0)  # out of range: an error, no crash
+    assert "eps must be in (0, 1]" in rerun(at).error[0].value
+    at.number_input(key="sens_eps").set_value(0.05)
+    at.multiselect(key="sens_dirs").set_value(["channel"])
+    at.selectbox(key="sens_mode").set_value("fisher")
+    assert not rerun(at).error and len(specs(at)) == 3  # no Jacobian: its chart is gone
+
+
+def test_sensitivity_reports_a_corrupt_checkpoint(runs_copy, monkeypatch):
+    monkeypatch.setenv("FCFD_RUNS_DIR", str(runs_copy))
+    (runs_copy / "defaults" / "ce" / "best.pt").write_bytes(b"not a checkpoint")
+    at = open_page(SENS)
+    labels = at.selectbox(key="sens_ckpt").options
+    at.selectbox(key="sens_ckpt").set_value(next(s for s in labels if "defaults/ce" in s))
+    assert "unreadable" in rerun(at).error[0].value
+    at.selectbox(key="sens_ckpt").set_value(next(s for s in labels if "teacher" in s))
+    assert not rerun(at).error and specs(at)  # the page recovers
+
+
+def test_functional_gap_computes_and_follows_the_widgets(runs_copy, monkeypatch):
+    monkeypatch.setenv("FCFD_RUNS_DIR", str(runs_copy))
+    at = open_page(GAP)
+    assert at.title[0].value == "Functional gap" and not specs(at)  # waits for Compute
+    fcfd = next(s for s in at.multiselect(key="g_students").options if "defaults/fcfd" in s)
+    at.multiselect(key="g_students").set_value([fcfd])
+    at.select_slider(key="g_fit").set_value(10)
+    at.button(key="g_go").click()
+    before = specs(rerun(at))
+    assert len(before) == 2 and "functional gap" in at.info[0].value
+    at.radio(key="g_bn").set_value("batch")
+    after = specs(rerun(at))
+    assert all(a != b for a, b in zip(before, after))
+    assert list((runs_copy / ".cache").glob("gap-*.json"))  # kept for the next launch
+
+
+def test_functional_gap_rejects_a_student_of_another_dataset(runs_copy, monkeypatch):
+    import shutil
+
+    import torch
+
+    from fcfd_viz.runs import load_checkpoint, save_checkpoint
+
+    monkeypatch.setenv("FCFD_RUNS_DIR", str(runs_copy))
+    other = runs_copy / "cifar-student"
+    shutil.copytree(runs_copy / "defaults" / "ce", other)
+    ckpt = load_checkpoint(other / "best.pt")
+    ckpt.update(dataset="cifar10", input_shape=[3, 32, 32])
+    save_checkpoint(other / "best.pt", {k: v for k, v in ckpt.items() if k != "path"})
+    assert torch.is_tensor(ckpt["state_dict"]["head.fc.weight"])
+    at = open_page(GAP)
+    label = next(s for s in at.multiselect(key="g_students").options if "cifar-student" in s)
+    at.multiselect(key="g_students").set_value([label])
+    at.button(key="g_go").click()
+    assert "same dataset" in rerun(at).error[0].value
+
+
+def test_runs_page_compares_and_deletes(runs_copy, monkeypatch):
+    monkeypatch.setenv("FCFD_RUNS_DIR", str(runs_copy))
+    at = open_page(RUNS)
+    assert at.title[0].value == "Runs" and len(at.dataframe) == 1
+    before = specs(at)
+    at.multiselect(key="r_cmp").set_value(["defaults/kd"])
+    mid = specs(rerun(at))
+    assert mid[0] != before[0] and mid[1] != before[1]
+    at.selectbox(key="r_metric").set_value("train_top1")
+    assert specs(rerun(at))[1] != mid[1]
+    at.selectbox(key="r_del").set_value("defaults/ce")
+    assert at.button(key="r_delete").disabled  # until the deletion is confirmed
+    at.checkbox(key="r_sure").check()
+    rerun(at).button(key="r_delete").click()
+    rerun(at)
+    assert not (runs_copy / "defaults" / "ce").exists()
+    assert "deleted defaults/ce" in at.success[0].value
+
+
+def launch_from_page(name: str, method: str = "kd", epochs: int = 1) -> AppTest:
+    """A fresh session (a browser tab) on the Distill page that submits the launch form."""
+    at = open_page(DISTILL)
+    at.selectbox(key="d_method").set_value(method)
+    at.number_input(key="d_epochs").set_value(epochs)
+    at.text_input(key="d_name").input(name)
+    next(b for b in at.button if b.label == "Launch").click()
+    return rerun(at)
+
+
+def test_distill_launches_a_background_run(runs_copy, monkeypatch):
+    monkeypatch.setenv("FCFD_RUNS_DIR", str(runs_copy))
+    monkeypatch.setenv("FCFD_MAX_JOBS", "1")
+    at = launch_from_page("smoke")
+    assert at.title[0].value == "Distill"
+    assert "started smoke" in at.success[0].value, [e.value for e in at.error]
+    pid = jobs.get_job(runs_copy, "smoke").pid
+    tab2 = launch_from_page("smoke")  # a second tab, same run: nothing new starts
+    assert "exists already" in tab2.info[0].value
+    if jobs.get_job(runs_copy, "smoke").active:  # a third run while it trains: refused
+        assert "limit 1" in launch_from_page("other").error[0].value
+    job = jobs.wait(runs_copy, "smoke", timeout=240)
+    assert job.state == "completed" and job.pid == pid, (runs_copy / ".jobs/smoke.log").read_text()
+    assert (runs_copy / "smoke" / "summary.json").exists()
+    at.multiselect(key="d_cmp").set_value(["smoke"])
+    assert len(specs(rerun(at))) == 2
+
+
+@pytest.mark.parametrize("page", [SENS, GAP, DISTILL, RUNS])
+def test_every_page_loads(app_env, page):
+    at = open_page(page)
+    assert at.title and not at.error
