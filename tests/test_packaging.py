@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,15 +30,28 @@ def test_environment_yml_installs_this_project_with_a_supported_python():
 def test_runtime_dependencies_are_ranges_not_pins():
     deps = PYPROJECT["project"]["dependencies"]
     names = {re.split(r"[<>=!~ \[]", d, maxsplit=1)[0].lower() for d in deps}
-    needed = {"torch", "torchvision", "numpy", "scikit-learn", "plotly", "streamlit", "captum", "ipywidgets",
-              "jupyterlab", "tqdm", "pyyaml"}
+    needed = {
+        "torch",
+        "torchvision",
+        "numpy",
+        "scikit-learn",
+        "plotly",
+        "streamlit",
+        "captum",
+        "ipywidgets",
+        "jupyterlab",
+        "tqdm",
+        "pyyaml",
+    }
     assert needed <= names, needed - names
     assert not [d for d in deps if "==" in d], "no exact pins in runtime dependencies"
 
 
 def test_console_script_and_module_entry_point():
     assert PYPROJECT["project"]["scripts"]["fcfd"] == "fcfd_viz.cli:main"
-    out = subprocess.run([sys.executable, "-m", "fcfd_viz", "--version"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "fcfd_viz", "--version"], capture_output=True, text=True, check=True
+    )
     assert out.stdout.startswith("fcfd-viz ")
 
 
