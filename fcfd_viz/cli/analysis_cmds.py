@@ -254,9 +254,10 @@ def _add_gap(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--fit-data",
-        choices=["student", "teacher"],
-        default="student",
-        help="fit connectors on each student's training data (default) or the teacher's",
+        choices=["full", "student"],
+        default="full",
+        help="fit connectors on the dataset's whole training split (default) or on each "
+        "student's own training subset",
     )
     p.add_argument(
         "--no-fit", action="store_true", help="only students with their own bridges, no fitting"

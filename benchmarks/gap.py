@@ -1,0 +1,554 @@
+"""Functional gap and anisotropy of the digits students (docs/results.md, benchmarks/results/gap.json).
+
+Uses the teacher and the students trained by ``benchmarks/accuracy.py`` (setting "resnet8, 10%":
+``benchmarks/runs/accuracy/resnet8-p10-{method}-s{seed}-e60``, teacher
+``teacher-resnet32x4-e10``); it waits for their ``summary.json`` files and never trains them.
+Per seed, with ce / kd / fitnet / fcfd students (final weights, ``last.pt``):
+
+* connectors fitted post hoc on digits' whole training split (``--fit-data student``: on
+  each student's own 10% subset, where the wide stage-3 connector overfits), both networks
+  frozen, FCFD's bridge architecture, Adam until the loss plateaus (see
+  fcfd_viz.analysis.connectors); FCFD is measured with its own bridges too. Each student is
+  fitted as soon as its run exists, and fits are cached under benchmarks/runs/gap;
+* per stage, the appearance gap (MSE) and functional gap (KL) through an eval-mode teacher
+  tail and through a batch-statistics tail, the reverse gap and the mixed-path accuracies;
+* FCFD vs KD paired by seed (same training subset).
+
+And the per-stage channel-sensitivity anisotropy of the trained teacher vs a randomly
+initialised resnet32x4 whose BN statistics were re-estimated on the training data.
+
+    python benchmarks/gap.py [--seeds 0 1 2] [--wait 21600] [--fit-max-epochs 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ROOT, machine, table, write_json, write_section  # noqa: E402
+from fcfd_viz import models  # noqa: E402
+from fcfd_viz.analysis import Anisotropy, FitConfig, FitInfo, FunctionalGap, gap_reading  # noqa: E402
+from fcfd_viz.analysis.connectors import new_bridges  # noqa: E402
+from fcfd_viz.analysis.gap import gap_loaders, load_students  # noqa: E402
+from fcfd_viz.data import DataConfig, make_loaders  # noqa: E402
+from fcfd_viz.runs import Run, load_checkpoint, model_from_checkpoint  # noqa: E402
+
+RUNS = ROOT / "benchmarks" / "runs" / "accuracy"
+CACHE = ROOT / "benchmarks" / "runs" / "gap"
+REFERENCE = {  # the authors' code on the same setting (eval-mode tail, fits of 100 epochs)
+    "functional": {"fcfd": [0.118, 0.094, 0.048], "kd": [0.188, 0.138, 0.068]},
+    "teacher_stage2": {"p95_p5": 8.0, "max_min": 21.0, "random_p95_p5": 2.1},
+}
+
+
+# ---------------------------------------------------------------- inputs
+def run_dir(runs: Path, student: str, method: str, seed: int, epochs: int) -> Path:
+    return runs / f"{student}-p10-{method}-s{seed}-e{epochs}"
+
+
+def wait_for(paths: list[Path], deadline: float, what: str) -> bool:
+    """Poll until every run directory has a summary.json (True) or the deadline passes."""
+    announced = False
+    while True:
+        missing = [p for p in paths if Run(p).summary() is None]
+        if not missing:
+            return True
+        if time.time() >= deadline:
+            return False
+        if not announced:
+            print(f"waiting for {what}: {', '.join(p.name for p in missing)}", flush=True)
+            announced = True
+        time.sleep(min(120.0, max(1.0, deadline - time.time())))
+
+
+# ---------------------------------------------------------------- fits and gaps
+def mtime(path: Path) -> float:
+    return Path(path).stat().st_mtime
+
+
+def fit_student(
+    teacher_dir: Path,
+    run: Path,
+    method: str,
+    fit: FitConfig,
+    fit_data: str,
+    cache: Path,
+    progress: bool,
+) -> None:
+    """Fit one student's connectors as soon as it exists; bridges + record go to ``cache``."""
+    loaded = load_students([run / "last.pt"], teacher_dir, labels=[method])
+    teacher, students, bridges = loaded
+    gap = FunctionalGap(teacher, students, bridges, loaded.info["input_shape"])
+    _, train_loaders = gap_loaders(loaded, fit_data)
+    t0 = time.perf_counter()
+    info = gap.fit(train_loaders, config=fit, progress=progress)[method]
+    s2t, t2s, _ = gap.fitted(method)
+    torch.save({"s2t": s2t.state_dict(), "t2s": t2s.state_dict(), "info": info.to_dict()}, cache)
+    eps = {k: b.epochs for k, b in info.bridges.items()}
+    print(
+        f"  fitted {run.name} in {time.perf_counter() - t0:.0f} s: epochs {eps}, "
+        f"converged {info.converged}",
+        flush=True,
+    )
+
+
+def gap_seed(
+    teacher_dir: Path,
+    dirs: dict[str, Path],
+    fits: dict[str, Path],
+    fit: FitConfig,
+    fit_data: str,
+    progress: bool,
+) -> dict:
+    """Both BN regimes for one seed's students, with their cached connector fits."""
+    loaded = load_students([d / "last.pt" for d in dirs.values()], teacher_dir, labels=list(dirs))
+    teacher, students, bridges = loaded
+    shape = loaded.info["input_shape"]
+    gap = FunctionalGap(teacher, students, bridges, shape)
+    for m, path in fits.items():
+        saved = torch.load(path, weights_only=True)
+        s2t, t2s = new_bridges(teacher, students[m], shape)
+        s2t.load_state_dict(saved["s2t"])
+        t2s.load_state_dict(saved["t2s"])
+        gap.set_fitted(m, s2t, t2s, FitInfo.from_dict(saved["info"]))
+    test_loader, train_loaders = gap_loaders(loaded, fit_data)
+    out = {"students": {m: str(d) for m, d in dirs.items()}}
+    for bn in ("eval", "batch"):
+        t0 = time.perf_counter()
+        res = gap.compute(test_loader, train_loaders, bn=bn, fit=fit, progress=progress)
+        out[bn] = res.to_dict(curves=bn == "eval")
+        out[bn]["reading"] = gap_reading(res)
+        print(f"  {bn}: {time.perf_counter() - t0:.0f} s  {out[bn]['reading']}", flush=True)
+    return out
+
+
+# ---------------------------------------------------------------- anisotropy
+@torch.no_grad()
+def reestimate_bn(net: torch.nn.Module, loader, batches: int) -> None:
+    """BN running statistics = cumulative average over ``batches`` train-mode passes."""
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    net.train()
+    for i, (x, _) in enumerate(loader):
+        if i >= batches:
+            break
+        net(x)
+    for m in bns:
+        m.momentum = 0.1
+    net.eval()
+
+
+def anisotropy(teacher_dir: Path, n_images: int, eps: float, seed: int) -> dict:
+    ckpt = load_checkpoint(teacher_dir)
+    trained = model_from_checkpoint(ckpt)
+    torch.manual_seed(seed)
+    random = models.create(ckpt["model"]["arch"], num_classes=ckpt["model"]["num_classes"])
+    train_loader, test_loader, _ = make_loaders(DataConfig(dataset="digits"), seed=seed)
+    reestimate_bn(random, train_loader, batches=10)
+    test = test_loader.dataset
+    idx = torch.linspace(0, len(test) - 1, n_images).round().long().tolist()
+    images = torch.stack([test[i][0] for i in idx])
+    out = {
+        "arch": ckpt["model"]["arch"],
+        "images": n_images,
+        "eps": eps,
+        "random_seed": seed,
+        "bn_reestimated_batches": 10,
+    }
+    for name, net in (("trained", trained), ("random", random)):
+        with torch.no_grad():
+            p = torch.softmax(net(images), 1)
+        out[name] = {"mean_max_prob": float(p.max(1).values.mean()), "stages": {}}
+        for stage in range(1, net.num_stages):
+            t0 = time.perf_counter()
+            r = Anisotropy(net, stage).compute(images, eps=eps, directions="channel")
+            out[name]["stages"][str(stage)] = {
+                "max_min": r.anisotropy_ratio,
+                "p95_p5": r.p95_p5_ratio,
+                "channels": int(r.feature_shape[0]),
+                "seconds": time.perf_counter() - t0,
+            }
+            print(
+                f"  anisotropy {name} stage {stage}: max/min {r.anisotropy_ratio:.3g} "
+                f"p95/p5 {r.p95_p5_ratio:.3g}",
+                flush=True,
+            )
+    return out
+
+
+# ---------------------------------------------------------------- summaries
+def ms(xs: list[float]) -> tuple[float, float]:
+    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def fmt(xs: list[float], digits: int = 3) -> str:
+    m, s = ms(xs)
+    return f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def aggregate(per_seed: dict[int, dict], bn: str) -> dict:
+    """{entry: {metric: {stage: [values over seeds]}}, path_accuracy: {path: [...]}}."""
+    agg: dict = {}
+    for res in per_seed.values():
+        for name, e in res[bn]["students"].items():
+            a = agg.setdefault(name, {"path_accuracy": {}})
+            for key in ("appearance", "functional", "reverse"):
+                for k, v in e[key].items():
+                    if v is not None:
+                        a.setdefault(key, {}).setdefault(k, []).append(v)
+            for p, v in e["path_accuracy"].items():
+                a["path_accuracy"].setdefault(p, []).append(v)
+    return agg
+
+
+def paired(per_seed: dict[int, dict], bn: str, a: str, b: str, stages: list[str]) -> dict:
+    """Seeds where entry ``a`` has a smaller functional KL than ``b``, and by how much."""
+    out = {"a": a, "b": b, "per_stage": {}}
+    for k in stages:
+        rel, wins = [], 0
+        for res in per_seed.values():
+            st = res[bn]["students"]
+            if a in st and b in st:
+                fa, fb = st[a]["functional"][k], st[b]["functional"][k]
+                wins += fa < fb
+                rel.append(100.0 * (fb - fa) / fb if fb > 0 else 0.0)
+        out["per_stage"][k] = {"wins": wins, "seeds": len(rel), "reduction_pct": rel}
+    all_wins = 0
+    for res in per_seed.values():
+        st = res[bn]["students"]
+        if a in st and b in st:
+            all_wins += all(st[a]["functional"][k] < st[b]["functional"][k] for k in stages)
+    out["seeds_below_at_every_stage"] = all_wins
+    return out
+
+
+def agreement(agg: dict, stages: list[str], names: list[str]) -> list[str]:
+    """Per stage: does the smallest appearance gap belong to the smallest functional gap?"""
+    lines = []
+    for k in stages:
+        app = {n: statistics.mean(agg[n]["appearance"][k]) for n in names}
+        fun = {n: statistics.mean(agg[n]["functional"][k]) for n in names}
+        ra = sorted(names, key=app.get)
+        rf = sorted(names, key=fun.get)
+        same = ra == rf
+        lead = "same leader" if ra[0] == rf[0] else f"leaders differ (L2: {ra[0]}, KL: {rf[0]})"
+        lines.append(
+            f"stage {k}: L2 order {' < '.join(ra)}; KL order {' < '.join(rf)} "
+            f"({'identical orders' if same else lead})"
+        )
+    return lines
+
+
+def markdown(result: dict) -> str:
+    per_seed = {int(s): r for s, r in result["per_seed"].items()}
+    seeds = sorted(per_seed)
+    first = per_seed[seeds[0]]
+    stages = [str(k) for k in first["eval"]["stages"]]
+    t = result["teacher"]
+    where = (
+        "the whole digits training split"
+        if result["fit_data"] == "full"
+        else "the student's own training subset"
+    )
+    md = [
+        "## Functional gap on digits (`benchmarks/gap.py`)\n",
+        f"Teacher {t['arch']} ({t['top1']:.2f}% test top-1); students resnet8 on the 10% digits-hard subset, "
+        f"{result['epochs']} epochs (final weights), seeds {seeds} (paired: one subset per seed). Connectors "
+        f"for every student fitted post hoc, both networks frozen, on "
+        f"{where} (Adam lr "
+        f"{result['fit']['lr']}, plateau rule: < {result['fit']['rel_tol']:.0e} relative improvement for "
+        f"{result['fit']['patience']} epochs -> lr /10 once, then stop; cap {result['fit']['max_epochs']} "
+        f"epochs); `fcfd (own bridges)` uses the bridges FCFD trained. Gaps averaged over the "
+        f"{first['eval']['num_images']} test images; mean ± std over seeds. Machine: "
+        f"{result['machine']['cpu']}, {result['machine']['threads']} threads, shared with other jobs.\n",
+    ]
+    for bn in ("eval", "batch"):
+        agg = aggregate(per_seed, bn)
+        names = list(agg)
+        label = first[bn]["bn_label"]
+        rev = [k for k in stages if any(k in agg[n].get("reverse", {}) for n in names)]
+        rows = []
+        for n in names:
+            a = agg[n]
+            rows.append(
+                [
+                    n,
+                    *(fmt(a["appearance"][k]) for k in stages),
+                    *(fmt(a["functional"][k]) for k in stages),
+                    *(fmt(a["reverse"][k]) if k in a.get("reverse", {}) else "–" for k in rev),
+                ]
+            )
+        heads = [
+            "student (bridges)",
+            *(f"L2 s{k}" for k in stages),
+            *(f"KL s{k}" for k in stages),
+            *(f"reverse KL s{k}" for k in rev),
+        ]
+        md.append(f"### Teacher tail in {label}\n\n" + table(heads, rows) + "\n")
+        paths = list(agg[names[0]]["path_accuracy"])
+        prow = [
+            [n, *(fmt(agg[n]["path_accuracy"].get(p, [float("nan")]), 1) for p in paths)]
+            for n in names
+        ]
+        md.append(
+            "Mixed-path test top-1 (%):\n\n" + table(["student (bridges)", *paths], prow) + "\n"
+        )
+        fitted = [n for n in names if n.endswith("(fitted)")]
+        md.append(
+            "Does L2 order the students like function does (fitted connectors, means over seeds)?\n\n"
+            + "\n".join(f"- {line}" for line in agreement(agg, stages, fitted))
+            + "\n"
+        )
+        for a, b in (("fcfd (fitted)", "kd (fitted)"), ("fcfd (own bridges)", "kd (fitted)")):
+            pr = result["paired"][bn].get(f"{a} vs {b}")
+            if pr:
+                parts = [
+                    f"stage {k}: {v['wins']}/{v['seeds']} seeds, "
+                    f"{statistics.mean(v['reduction_pct']):+.0f}% ({', '.join(f'{x:+.0f}' for x in v['reduction_pct'])})"
+                    for k, v in pr["per_stage"].items()
+                ]
+                md.append(
+                    f"Paired, {a} functional KL below {b}: "
+                    + "; ".join(parts)
+                    + f"; below at every stage in {pr['seeds_below_at_every_stage']}/{len(seeds)} seeds. "
+                    "(% = KL reduction relative to KD.)\n"
+                )
+    fit_rows = []
+    for m in result["fit_summary"]:
+        f = result["fit_summary"][m]
+        fit_rows.append(
+            [
+                m,
+                f"{f['epochs_median']:.0f} ({f['epochs_min']}–{f['epochs_max']})",
+                f"{f['converged']}/{f['bridges']}",
+                f"{f['final_over_initial_median']:.3f}",
+                f"{f['seconds_mean']:.0f}",
+            ]
+        )
+    md.append(
+        "### Connector fit convergence\n\n"
+        + table(
+            [
+                "student",
+                "epochs per bridge: median (range)",
+                "stopped on plateau",
+                "final/initial MSE (median)",
+                "fit seconds per student",
+            ],
+            fit_rows,
+        )
+        + "\n"
+    )
+    an = result.get("anisotropy")
+    if an:
+        rows = []
+        for k in an["trained"]["stages"]:
+            tr, rd = an["trained"]["stages"][k], an["random"]["stages"][k]
+            rows.append(
+                [
+                    k,
+                    tr["channels"],
+                    f"{tr['max_min']:.3g}",
+                    f"{tr['p95_p5']:.3g}",
+                    f"{rd['max_min']:.3g}",
+                    f"{rd['p95_p5']:.3g}",
+                ]
+            )
+        md.append(
+            f"### Channel-sensitivity anisotropy of the teacher\n\nExact channel directions, eps = {an['eps']} "
+            f"relative, KL, {an['images']} test images; the random {an['arch']} had its BN statistics "
+            f"re-estimated on {an['bn_reestimated_batches']} training batches (mean max softmax prob: trained "
+            f"{an['trained']['mean_max_prob']:.2f}, random {an['random']['mean_max_prob']:.2f}).\n\n"
+            + table(
+                [
+                    "stage",
+                    "channels",
+                    "trained max/min",
+                    "trained p95/p5",
+                    "random max/min",
+                    "random p95/p5",
+                ],
+                rows,
+            )
+            + "\n"
+        )
+    ref = REFERENCE
+    md.append(
+        "### Against the reference (authors' code, same setting, eval-mode tail, 100-epoch fits)\n\n"
+        f"Reference functional KL stage 1/2/3: FCFD {'/'.join(map(str, ref['functional']['fcfd']))}, KD "
+        f"{'/'.join(map(str, ref['functional']['kd']))}; teacher stage-2 p95/p5 "
+        f"{ref['teacher_stage2']['p95_p5']} (max/min {ref['teacher_stage2']['max_min']}) vs random "
+        f"{ref['teacher_stage2']['random_p95_p5']}.\n"
+    )
+    return "\n".join(md)
+
+
+def fit_summary(per_seed: dict[int, dict]) -> dict:
+    out = {}
+    for res in per_seed.values():
+        for e in res["eval"]["students"].values():
+            if e["fit"] is None:
+                continue
+            f = out.setdefault(
+                e["student"],
+                {"epochs": [], "ratio": [], "converged": 0, "bridges": 0, "seconds": []},
+            )
+            f["seconds"].append(e["fit"]["seconds"])
+            for b in e["fit"]["bridges"].values():
+                f["epochs"].append(b["epochs"])
+                f["ratio"].append(b["final_loss"] / b["initial_loss"])
+                f["converged"] += b["converged"]
+                f["bridges"] += 1
+    return {
+        m: {
+            "epochs_median": statistics.median(f["epochs"]),
+            "epochs_min": min(f["epochs"]),
+            "epochs_max": max(f["epochs"]),
+            "converged": f["converged"],
+            "bridges": f["bridges"],
+            "final_over_initial_median": statistics.median(f["ratio"]),
+            "seconds_mean": statistics.mean(f["seconds"]),
+        }
+        for m, f in out.items()
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--student", default="resnet8")
+    ap.add_argument("--methods", nargs="+", default=["ce", "kd", "fitnet", "fcfd"])
+    ap.add_argument("--teacher", default="teacher-resnet32x4-e10")
+    ap.add_argument("--fit-max-epochs", type=int, default=FitConfig.max_epochs)
+    ap.add_argument(
+        "--fit-data",
+        choices=["full", "student"],
+        default="full",
+        help="connectors fitted on digits' whole training split or the student's subset",
+    )
+    ap.add_argument("--wait", type=float, default=6 * 3600, help="seconds to wait for missing runs")
+    ap.add_argument("--anisotropy-images", type=int, default=32)
+    ap.add_argument("--eps", type=float, default=0.05)
+    ap.add_argument("--no-anisotropy", action="store_true")
+    ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--runs", type=Path, default=RUNS, help="folder of the accuracy runs")
+    ap.add_argument("--dry-run", action="store_true", help="print the section, write nothing")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    deadline = time.time() + args.wait
+    teacher_dir = args.runs / args.teacher
+    if not wait_for([teacher_dir], deadline, "the teacher"):
+        sys.exit(f"teacher {teacher_dir} not finished; run benchmarks/accuracy.py first")
+    fit = FitConfig(max_epochs=args.fit_max_epochs)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha1(
+        json.dumps([fit.__dict__, args.fit_data], sort_keys=True).encode()
+    ).hexdigest()[:8]
+    result = {
+        "machine": machine(),
+        "teacher": Run(teacher_dir).summary(),
+        "epochs": args.epochs,
+        "methods": args.methods,
+        "fit": fit.__dict__,
+        "fit_data": args.fit_data,
+        "per_seed": {},
+    }
+    if not args.no_anisotropy:
+        print("anisotropy", flush=True)
+        t_mtime = Path(load_checkpoint(teacher_dir)["path"]).stat().st_mtime
+        cache = CACHE / f"{args.runs.name}-anisotropy-{args.anisotropy_images}-{args.eps}.json"
+        cached = json.loads(cache.read_text()) if cache.exists() else None
+        if cached and cached.get("stamp") == t_mtime:
+            result["anisotropy"] = cached["result"]
+        else:
+            result["anisotropy"] = anisotropy(teacher_dir, args.anisotropy_images, args.eps, seed=0)
+            cache.write_text(json.dumps({"stamp": t_mtime, "result": result["anisotropy"]}))
+    dirs = {
+        seed: {m: run_dir(args.runs, args.student, m, seed, args.epochs) for m in args.methods}
+        for seed in args.seeds
+    }
+    t_stamp = mtime(load_checkpoint(teacher_dir)["path"])
+    done: dict[int, dict] = {}
+    announced = False
+    while True:
+        # fit every finished student as soon as it exists (the slow part), then measure every
+        # seed whose students are all fitted; results are cached against the files' mtimes
+        for seed, runs in dirs.items():
+            if seed in done:
+                continue
+            fits = {}
+            for m, d in runs.items():
+                if Run(d).summary() is None:
+                    continue
+                stamp = f"{mtime(d / 'last.pt'):.0f}-{t_stamp:.0f}"
+                path = CACHE / f"{args.runs.name}-fit-{d.name}-{key}-{stamp}.pt"
+                if not path.exists():
+                    print(f"fit {d.name}", flush=True)
+                    fit_student(teacher_dir, d, m, fit, args.fit_data, path, args.progress)
+                fits[m] = path
+            if len(fits) < len(runs):
+                continue
+            stamp = "|".join(sorted(p.name for p in fits.values()))
+            cache = CACHE / f"{args.runs.name}-seed{seed}-{key}.json"
+            cached = json.loads(cache.read_text()) if cache.exists() else None
+            if cached and cached.get("stamp") == stamp:
+                res = cached["result"]
+            else:
+                print(f"seed {seed}", flush=True)
+                res = gap_seed(teacher_dir, runs, fits, fit, args.fit_data, args.progress)
+                cache.write_text(json.dumps({"stamp": stamp, "result": res}))
+            res["accuracy"] = {m: Run(d).summary()["top1"] for m, d in runs.items()}
+            done[seed] = res
+        if len(done) == len(dirs) or time.time() >= deadline:
+            break
+        if not announced:
+            missing = [
+                d.name for r in dirs.values() for d in r.values() if Run(d).summary() is None
+            ]
+            print(f"waiting for {', '.join(missing)}", flush=True)
+            announced = True
+        time.sleep(120)
+    for seed in sorted(done):
+        result["per_seed"][str(seed)] = done[seed]
+    missing = sorted(set(dirs) - set(done))
+    if missing:
+        print(f"seeds {missing}: runs missing at the deadline, left out", flush=True)
+    if not result["per_seed"]:
+        sys.exit("no seed had all its runs; nothing to report")
+    per_seed = {int(s): r for s, r in result["per_seed"].items()}
+    stages = [str(k) for k in next(iter(per_seed.values()))["eval"]["stages"]]
+    result["paired"] = {
+        bn: {
+            f"{a} vs {b}": paired(per_seed, bn, a, b, stages)
+            for a, b in (("fcfd (fitted)", "kd (fitted)"), ("fcfd (own bridges)", "kd (fitted)"))
+        }
+        for bn in ("eval", "batch")
+    }
+    result["fit_summary"] = fit_summary(per_seed)
+    result["summary"] = {
+        bn: {
+            n: {m: {k: ms(v) for k, v in a[m].items()} for m in a}
+            for n, a in aggregate(per_seed, bn).items()
+        }
+        for bn in ("eval", "batch")
+    }
+    section = markdown(result)
+    print(section)
+    if not args.dry_run:
+        write_json("gap", result)
+        write_section("gap", section, doc=ROOT / "docs" / "results.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,296 @@
+"""Functional gap: zero for an identical student, a KL that grows with perturbation, the
+post-hoc connector fit and its plateau rule, the two BN regimes, checkpoints and errors."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from fcfd_viz import distill, models
+from fcfd_viz.analysis import (
+    FitConfig,
+    FitInfo,
+    FunctionalGap,
+    GapResult,
+    gap_reading,
+    load_students,
+)
+from fcfd_viz.analysis.connectors import _Plateau, new_bridges
+from fcfd_viz.errors import UserError
+from fcfd_viz.models.base import StagedNet
+from fcfd_viz.runs import save_checkpoint
+
+SHAPE = (3, 16, 16)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    """A resnet8 with BN running statistics estimated on data (so eval != batch BN)."""
+    torch.manual_seed(0)
+    net = models.create("resnet8", num_classes=10)
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.randn(32, *SHAPE) * 1.5 + 0.3)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def data(teacher):
+    """40 images labelled by the teacher, 10 labels flipped: teacher top-1 is 75%."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(40, *SHAPE, generator=g) * 1.5 + 0.3
+    with torch.no_grad():
+        y = teacher(x).argmax(1)
+    y[:10] = (y[:10] + 1) % 10
+    return x, y
+
+
+def loader(data, batch_size=20):
+    return DataLoader(TensorDataset(*data), batch_size=batch_size)
+
+
+def identity_bridges(teacher, student):
+    s2t, t2s = new_bridges(teacher, student, SHAPE)
+    for b in [*s2t.values(), *t2s.values()]:
+        b.set_identity()
+    return s2t.eval(), t2s.eval()
+
+
+def buffers(net):
+    return {k: v.clone() for k, v in net.named_buffers()}
+
+
+def test_identical_student_with_identity_bridges_has_no_gap(teacher, data):
+    student = copy.deepcopy(teacher)
+    gap = FunctionalGap(
+        teacher, {"fcfd": student}, {"fcfd": identity_bridges(teacher, student)}, SHAPE
+    )
+    res = gap.compute(loader(data), bn="eval", fit=False)
+    assert isinstance(res, GapResult) and res.stages == [1, 2, 3] and res.num_images == 40
+    assert res.teacher_accuracy == pytest.approx(75.0)
+    e = res.entries["fcfd (own bridges)"]
+    assert e.bridges == "own bridges" and e.fit is None
+    assert float(e.appearance.max()) < 1e-8
+    assert float(e.functional.max()) < 1e-8
+    assert float(e.reverse[:2].max()) < 1e-8 and math.isnan(float(e.reverse[2]))
+    assert set(e.path_accuracy) == {"SSSS", "SSTT", "SSST", "TTSS", "TTTS", "TTTT"}
+    assert all(a == pytest.approx(res.teacher_accuracy) for a in e.path_accuracy.values())
+    d = json.loads(json.dumps(res.to_dict()))
+    s = d["students"]["fcfd (own bridges)"]
+    assert set(s["appearance"]) == set(s["functional"]) == {"1", "2", "3"}
+    assert s["reverse"]["3"] is None and d["bn"] == "eval" and "running" in d["bn_label"]
+
+
+def test_functional_gap_is_a_kl_that_grows_with_perturbation(teacher, data):
+    student = copy.deepcopy(teacher)
+    s2t, t2s = identity_bridges(teacher, student)
+    gap = FunctionalGap(teacher, {"s": student}, {"s": (s2t, t2s)}, SHAPE)
+    g = torch.Generator().manual_seed(3)
+    directions = {k: torch.randn(b[1].bias.shape, generator=g) for k, b in s2t.items()}
+    funcs, apps = [], []
+    for eps in (0.0, 0.2, 0.6):
+        with torch.no_grad():
+            for k, b in s2t.items():
+                b[1].bias.copy_(eps * directions[k])  # shift the bridged student feature
+        e = gap.compute(loader(data), fit=False).entries["s (own bridges)"]
+        funcs.append(e.functional)
+        apps.append(e.appearance)
+    assert bool((funcs[1] > funcs[0]).all() and (funcs[2] > funcs[1]).all())
+    assert bool((apps[1] > apps[0]).all() and (apps[2] > apps[1]).all())
+    # the number is KL(teacher tail on the bridged feature || teacher output), mean over images
+    x, _ = data
+    with torch.no_grad():
+        f = s2t["2"](student.run_stages(x, 0, 3))
+        kl = F.kl_div(
+            F.log_softmax(teacher(x), 1),
+            F.log_softmax(teacher.forward_from(f, 3), 1),
+            log_target=True,
+            reduction="batchmean",
+        )
+    assert float(funcs[2][1]) == pytest.approx(float(kl), rel=1e-4)
+
+
+def test_plateau_rule():
+    cfg = FitConfig(patience=3, min_epochs=1, lr_drops=1, rel_tol=0.01)
+    group = {"lr": 1.0}
+    rule = _Plateau(cfg, group)
+    losses = [1.0, 0.5, 0.499, 0.498, 0.497, 0.3, 0.3, 0.3, 0.3, 0.1]
+    for loss in losses:
+        rule.update(loss)
+        if rule.done:
+            break
+    # epochs 3-5 improve by < 1%: lr drops after epoch 5; 6 improves; 7-9 do not: stop at 9
+    assert rule.drop_epochs == [5] and group["lr"] == pytest.approx(0.1)
+    assert rule.done and len(rule.curve) == 9
+
+
+def test_fit_reaches_the_reachable_optimum_and_stops_on_plateau(teacher, data):
+    student = copy.deepcopy(teacher)  # identity bridges are the optimum: the fit must find it
+    gap = FunctionalGap(teacher, {"kd": student}, input_shape=SHAPE)
+    cfg = FitConfig(lr=3e-2, max_epochs=300, patience=4, rel_tol=1e-2, batch_size=10)
+    with pytest.raises(UserError, match="no bridges"):
+        gap.compute(loader(data))
+    res = gap.compute(loader(data), loader(data, 10), fit=cfg)
+    e = res.entries["kd (fitted)"]
+    assert list(res.entries) == ["kd (fitted)"] and e.bridges == "fitted"
+    fit = e.fit
+    assert set(fit.bridges) == {"s2t/1", "s2t/2", "s2t/3", "t2s/1", "t2s/2"}
+    assert fit.converged and fit.epochs < cfg.max_epochs  # stopped by the plateau rule
+    for b in fit.bridges.values():
+        assert b.final_loss < 0.05 * b.initial_loss and b.lr_drop_epochs
+    x, _ = data
+    with torch.no_grad():
+        scale = [float(f.pow(2).mean()) for f in teacher.forward_features(x)[1:]]
+    assert all(float(a) < 0.05 * s for a, s in zip(e.appearance, scale))
+    assert float(e.functional.max()) < 0.05
+    assert res.to_dict()["students"]["kd (fitted)"]["fit"]["converged"] is True
+    # a second measurement reuses the fit (same config): no refit, same bridges
+    again = gap.compute(loader(data), loader(data, 10), fit=cfg)
+    assert again.entries["kd (fitted)"].fit is fit
+    # a saved fit (bridges + record) restores into a new analysis without refitting
+    s2t, t2s, info = gap.fitted("kd")
+    restored = FitInfo.from_dict(json.loads(json.dumps(info.to_dict())))
+    assert restored == info
+    other = FunctionalGap(teacher, {"kd": student}, input_shape=SHAPE)
+    other.set_fitted("kd", s2t, t2s, restored)
+    same = other.compute(loader(data), loader(data, 10), fit=cfg).entries["kd (fitted)"]
+    assert same.fit is restored and torch.equal(same.functional, e.functional)
+
+
+def test_bn_regimes_differ_and_teacher_buffers_stay(teacher, data):
+    student = copy.deepcopy(teacher)
+    gap = FunctionalGap(
+        teacher, {"fcfd": student}, {"fcfd": identity_bridges(teacher, student)}, SHAPE
+    )
+    before = buffers(teacher)
+    ev = gap.compute(loader(data), bn="eval", fit=False)
+    ba = gap.compute(loader(data), bn="batch", fit=False)
+    after = buffers(teacher)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not teacher.training
+    assert ev.bn == "eval" and ba.bn == "batch" and ba.batch_size == 20
+    e, b = ev.entries["fcfd (own bridges)"], ba.entries["fcfd (own bridges)"]
+    assert (
+        float(e.functional.max()) < 1e-8 < float(b.functional.min())
+    )  # eval student vs batch tail
+    with pytest.raises(UserError, match="BN regime"):
+        gap.compute(loader(data), bn="train", fit=False)
+
+
+def test_stage_and_class_mismatch(teacher):
+    short = StagedNet(
+        list(copy.deepcopy(teacher.stages[:3])), copy.deepcopy(teacher.head), "toy", 10
+    )
+    with pytest.raises(UserError, match="stages"):
+        FunctionalGap(teacher, {"s": short}, input_shape=SHAPE)
+    with pytest.raises(UserError, match="classes"):
+        FunctionalGap(teacher, {"s": models.create("resnet8", num_classes=5)}, input_shape=SHAPE)
+
+
+@pytest.fixture(scope="module")
+def ckpts(teacher, tmp_path_factory):
+    root = tmp_path_factory.mktemp("gap")
+    t_path = root / "teacher.pt"
+    save_checkpoint(
+        t_path,
+        {
+            "model": teacher.spec(),
+            "state_dict": teacher.state_dict(),
+            "dataset": "digits",
+            "input_shape": list(SHAPE),
+            "seed": 0,
+        },
+    )
+    out = {"teacher": t_path}
+    for method in ("fcfd", "fitnet", "kd"):
+        torch.manual_seed(1)
+        d = distill.create(
+            method, models.create("resnet8", num_classes=10), teacher, input_shape=SHAPE
+        )
+        out[method] = root / f"{method}.pt"
+        save_checkpoint(
+            out[method],
+            {
+                "model": d.student.spec(),
+                "state_dict": d.student.state_dict(),
+                "extras": d.extras_state_dict(),
+                "method": d.config_dict(),
+                "dataset": "digits-hard",
+                "input_shape": list(SHAPE),
+                "seed": 0,
+                "teacher": str(t_path),
+            },
+        )
+    bad = root / "cifar.pt"
+    save_checkpoint(
+        bad,
+        {
+            "model": teacher.spec(),
+            "state_dict": teacher.state_dict(),
+            "dataset": "cifar10",
+            "input_shape": [3, 32, 32],
+            "method": {"method": "kd"},
+            "teacher": str(t_path),
+        },
+    )
+    out["cifar"] = bad
+    return out
+
+
+def test_load_students(ckpts):
+    teacher, students, bridges = loaded = load_students(
+        [ckpts["fcfd"], ckpts["fitnet"], ckpts["kd"]]
+    )
+    assert list(students) == ["fcfd", "fitnet", "kd"]
+    assert bridges["fitnet"] is None and bridges["kd"] is None  # FitNet's one hint connector: fit
+    s2t, t2s = bridges["fcfd"]
+    assert sorted(s2t.keys()) == ["1", "2", "3"] and sorted(t2s.keys()) == ["1", "2"]
+    assert not s2t.training
+    assert loaded.info["input_shape"] == list(SHAPE) and loaded.info["dataset"] == "digits"
+    assert loaded.info["students"]["kd"]["method"] == "kd"
+    gap = FunctionalGap(teacher, students, bridges, SHAPE)
+    assert set(gap.own) == {"fcfd"}
+    # duplicates get the seed; explicit labels win
+    _, two, _ = load_students([ckpts["kd"], ckpts["kd"]], ckpts["teacher"], labels=["a", "b"])
+    assert list(two) == ["a", "b"]
+    with pytest.raises(UserError, match="trained on cifar10"):
+        load_students([ckpts["kd"], ckpts["cifar"]], ckpts["teacher"])
+
+
+def test_reading_and_figures(teacher, data):
+    from fcfd_viz import viz
+
+    a, b = copy.deepcopy(teacher), copy.deepcopy(teacher)
+    ba = identity_bridges(teacher, b)
+    with torch.no_grad():
+        ba[0]["2"][1].bias.add_(0.5)
+    gap = FunctionalGap(
+        teacher, {"fcfd": a, "kd": b}, {"fcfd": identity_bridges(teacher, a), "kd": ba}, SHAPE
+    )
+    res = gap.compute(loader(data), fit=False)
+    line = gap_reading(res)
+    assert "fcfd (own bridges) has the smallest functional gap" in line and "\n" not in line
+    assert gap_reading(res.to_dict()) == line
+    fig = viz.gap_figure(res)
+    assert len(fig.data) == 4 and {t.marker.color for t in fig.data} == {
+        viz.METHOD_COLORS["fcfd"],
+        viz.METHOD_COLORS["kd"],
+    }
+    heat = viz.path_accuracy_figure(res.to_dict())
+    assert list(heat.data[0].x)[0] == "SSSS" and list(heat.data[0].x)[-1] == "TTTT"
+    assert list(heat.data[0].y) == ["fcfd (own bridges)", "kd (own bridges)"]

@@ -1,0 +1,161 @@
+"""``fcfd gap``: JSON keys, HTML output, and exit 2 on a mismatched teacher/student pair."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from fcfd_viz import distill, models
+from fcfd_viz.cli import main
+from fcfd_viz.runs import save_checkpoint
+
+SHAPE = [3, 16, 16]
+FAST = ["--fit-max-epochs", "3", "--fit-data", "student", "--no-progress"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gapcli")
+    torch.manual_seed(0)
+    teacher = models.create("resnet8", num_classes=10).eval()
+    paths = {"teacher": root / "teacher.pt"}
+    save_checkpoint(
+        paths["teacher"],
+        {
+            "model": teacher.spec(),
+            "state_dict": teacher.state_dict(),
+            "dataset": "digits",
+            "input_shape": SHAPE,
+        },
+    )
+    for method in ("kd", "fcfd"):
+        d = distill.create(
+            method, models.create("resnet8", num_classes=10), teacher, input_shape=SHAPE
+        )
+        paths[method] = root / f"{method}.pt"
+        save_checkpoint(
+            paths[method],
+            {
+                "model": d.student.spec(),
+                "state_dict": d.student.state_dict(),
+                "extras": d.extras_state_dict(),
+                "method": d.config_dict(),
+                "dataset": "digits-hard",
+                "input_shape": SHAPE,
+                "seed": 0,
+                "teacher": str(paths["teacher"]),
+            },
+        )
+    paths["cifar"] = root / "cifar.pt"
+    save_checkpoint(
+        paths["cifar"],
+        {
+            "model": teacher.spec(),
+            "state_dict": teacher.state_dict(),
+            "dataset": "cifar10",
+            "input_shape": [3, 32, 32],
+            "method": {"method": "kd"},
+        },
+    )
+    return paths
+
+
+def test_gap_json(ckpts, capsys):
+    rc = main(
+        [
+            "gap",
+            "--teacher",
+            str(ckpts["teacher"]),
+            "--student",
+            str(ckpts["kd"]),
+            "--student",
+            str(ckpts["fcfd"]),
+            "--json",
+            *FAST,
+        ]
+    )
+    d = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    for key in (
+        "bn",
+        "bn_label",
+        "stages",
+        "num_images",
+        "teacher_accuracy",
+        "students",
+        "reading",
+        "teacher",
+    ):
+        assert key in d, key
+    assert d["bn"] == "eval" and d["stages"] == [1, 2, 3] and d["num_images"] == 360
+    assert set(d["students"]) == {"kd (fitted)", "fcfd (own bridges)", "fcfd (fitted)"}
+    for name, s in d["students"].items():
+        for key in ("appearance", "functional", "reverse", "path_accuracy", "fit", "accuracy"):
+            assert key in s, (name, key)
+        assert set(s["appearance"]) == set(s["functional"]) == {"1", "2", "3"}
+        assert all(v >= 0 for v in s["functional"].values())
+        assert {"SSTT", "SSST", "TTSS", "TTTS"} <= set(s["path_accuracy"])
+    fit = d["students"]["kd (fitted)"]["fit"]
+    assert (
+        fit["epochs"] == 3 and not fit["converged"] and fit["num_images"] < 200
+    )  # digits-hard: 10% of 1437
+    assert d["students"]["fcfd (own bridges)"]["fit"] is None
+
+
+def test_gap_batch_html_no_fit(ckpts, tmp_path, capsys):
+    out = tmp_path / "figs" / "gap.html"
+    rc = main(
+        [
+            "gap",
+            "--student",
+            str(ckpts["fcfd"]),
+            "--bn",
+            "batch",
+            "--no-fit",
+            "--html",
+            str(out),
+            "--no-progress",
+        ]
+    )  # the teacher comes from the student's checkpoint
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "batch-statistics" in text and "functional KL" in text and str(out) in text
+    html = out.read_text()
+    assert "plotly" in html and "Appearance vs functional gap" in html and "Mixed-path" in html
+    assert not list(out.parent.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--student", "CIFAR"], "cifar10"),
+        (["--student", "KD", "--no-fit"], "no bridges"),
+        (["--student", "KD", "--fit-max-epochs", "0"], "max_epochs"),
+    ],
+)
+def test_gap_errors_exit_2(ckpts, capsys, extra, match):
+    extra = [str(ckpts[a.lower()]) if a in ("CIFAR", "KD") else a for a in extra]
+    rc = main(["gap", "--teacher", str(ckpts["teacher"]), *extra, "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert len(err.strip().splitlines()) == 1 and match in err and "Traceback" not in err
+
+
+def test_fit_data_choice(ckpts):
+    from fcfd_viz.analysis.gap import gap_loaders, load_students
+
+    loaded = load_students([ckpts["kd"]], ckpts["teacher"])
+    test, full = gap_loaders(loaded)
+    _, own = gap_loaders(loaded, "student")
+    assert len(test.dataset) == 360 and len(full["kd"].dataset) == 1437
+    assert len(own["kd"].dataset) < 200  # the student's 10% digits-hard subset

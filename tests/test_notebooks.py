@@ -1,0 +1,239 @@
+"""The tutorial notebooks: committed clean, and executed top to bottom in a real Jupyter kernel.
+
+Each notebook's first code cell is tagged ``parameters``. Like papermill, the execution test
+inserts a cell right after it that overrides those values with smoke settings (``SMOKE =
+True``, a temporary ``RUNS_DIR``, ``DEVICE = "cpu"``), then runs a *copy* of the notebook
+with nbclient in ``notebooks/`` as the working directory; a cell error fails the test. The
+kernel is this interpreter (``sys.executable``, i.e. the project's venv) through a private
+kernelspec, so whichever ``python3`` kernel the machine has installed does not matter.
+
+All notebooks of one session share a runs folder: 02 and 03 reuse the digits runs that 01
+trained (each trains them itself when run alone).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+EXPECTED = [
+    "01_quickstart.ipynb",
+    "02_anisotropy.ipynb",
+    "03_functional_gap.ipynb",
+    "04_bring_your_own_model.ipynb",
+    "05_cifar100_reproduction.ipynb",
+]
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+CELL_TIMEOUT = 900  # seconds per cell: generous, the CI box may be shared
+KERNEL_NAME = "fcfd-viz-notebook-tests"
+INJECTED_TAG = "injected-parameters"
+
+
+def _read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def _parameters_index(nb: nbformat.NotebookNode) -> int:
+    """Index of the first code cell, which must carry the ``parameters`` tag."""
+    first = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+    assert "parameters" in nb.cells[first].metadata.get("tags", []), (
+        "the first code cell must be tagged 'parameters'"
+    )
+    return first
+
+
+def inject_parameters(nb: nbformat.NotebookNode, params: dict) -> nbformat.NotebookNode:
+    """Insert (or replace) an ``injected-parameters`` cell right after the parameters cell."""
+    nb = copy.deepcopy(nb)
+    nb.cells = [c for c in nb.cells if INJECTED_TAG not in c.metadata.get("tags", [])]
+    i = _parameters_index(nb)
+    lines = ["# Parameters injected by tests/test_notebooks.py"]
+    lines += [f"{name} = {value!r}" for name, value in params.items()]
+    cell = nbformat.v4.new_code_cell("\n".join(lines))
+    cell.metadata["tags"] = [INJECTED_TAG]
+    nb.cells.insert(i + 1, cell)
+    return nb
+
+
+def _text(nb: nbformat.NotebookNode) -> str:
+    """Every stream and text/plain output of an executed notebook, in order."""
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                parts.append(out.text)
+            elif out.output_type in ("execute_result", "display_data"):
+                parts.append(out.get("data", {}).get("text/plain", ""))
+    return "\n".join(parts)
+
+
+# ------------------------------------------------------------------ committed state
+def test_every_tutorial_notebook_is_there():
+    assert [p.name for p in NOTEBOOKS] == EXPECTED
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_without_outputs_and_with_parameters_cell(path):
+    nb = _read(path)
+    nbformat.validate(nb)
+    _parameters_index(nb)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"cell {i} of {path.name} has outputs"
+            assert cell.execution_count is None, f"cell {i} of {path.name} has an execution count"
+            assert INJECTED_TAG not in cell.metadata.get("tags", [])
+    assert "widgets" not in nb.metadata, f"{path.name} carries saved widget state"
+    params = "".join(nb.cells[_parameters_index(nb)].source)
+    for name in ("SMOKE", "DEVICE", "RUNS_DIR"):
+        assert re.search(rf"^{name} = ", params, re.M), f"{path.name}: no {name} parameter"
+
+
+def test_injection_replaces_an_earlier_injected_cell():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# title"),
+        nbformat.v4.new_code_cell("SMOKE = False"),
+        nbformat.v4.new_code_cell("print(SMOKE)"),
+    ]
+    nb.cells[1].metadata["tags"] = ["parameters"]
+    once = inject_parameters(nb, {"SMOKE": True})
+    twice = inject_parameters(once, {"SMOKE": True, "RUNS_DIR": "/tmp/x"})
+    assert [c.source for c in twice.cells] == [
+        "# title",
+        "SMOKE = False",
+        "# Parameters injected by tests/test_notebooks.py\nSMOKE = True\nRUNS_DIR = '/tmp/x'",
+        "print(SMOKE)",
+    ]
+    assert len(nb.cells) == 3  # the original is untouched
+
+
+# ------------------------------------------------------------------ execution
+@pytest.fixture(scope="module")
+def kernel_specs(tmp_path_factory) -> KernelSpecManager:
+    """A kernelspec that starts this very interpreter, whatever else is installed."""
+    kdir = tmp_path_factory.mktemp("kernels")
+    spec = kdir / KERNEL_NAME
+    spec.mkdir()
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "fcfd-viz tests",
+                "language": "python",
+            }
+        )
+    )
+    return KernelSpecManager(kernel_dirs=[str(kdir)])
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("notebook-runs")
+
+
+def kernel_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        OMP_NUM_THREADS="2",
+        MKL_NUM_THREADS="2",
+        PLOTLY_RENDERER="json",  # small outputs: no plotly.js bundle in every executed copy
+        TQDM_DISABLE="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+    )
+    env.pop("FCFD_DATA_DIR", None)
+    return env
+
+
+def execute(path: Path, params: dict, specs: KernelSpecManager, out_dir: Path):
+    """Run a parameterised copy of ``path``; returns (executed notebook, its text, seconds)."""
+    nb = inject_parameters(_read(path), params)
+    km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
+    client = NotebookClient(
+        nb,
+        km=km,
+        timeout=CELL_TIMEOUT,
+        resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
+    )
+    t0 = time.perf_counter()
+    try:
+        client.execute(env=kernel_env())
+    finally:
+        seconds = time.perf_counter() - t0
+        nbformat.write(nb, out_dir / path.name)  # the executed copy, for a look after a failure
+        print(f"{path.name}: executed in {seconds:.0f} s")
+    return nb, _text(nb), seconds
+
+
+def smoke_params(runs_dir: Path, **extra) -> dict:
+    return {"SMOKE": True, "DEVICE": "cpu", "RUNS_DIR": str(runs_dir), **extra}
+
+
+def number_after(label: str, text: str) -> float:
+    m = re.search(rf"{re.escape(label)}\s*([-+0-9.eEinf]+)", text)
+    assert m, f"no {label!r} in the notebook's output:\n{text[-3000:]}"
+    return float(m.group(1))
+
+
+@pytest.mark.slow
+def test_01_quickstart(kernel_specs, runs_dir, tmp_path):
+    path = NOTEBOOK_DIR / "01_quickstart.ipynb"
+    _, text, _ = execute(path, smoke_params(runs_dir), kernel_specs, tmp_path)
+    for name in ("teacher", "ce", "kd", "fcfd"):
+        assert re.search(rf"^{name}\s+test top-1", text, re.M), f"no summary line for {name}"
+    m = re.search(r"live run: (\d+) of (\d+) epochs drawn; fcfd: test top-1", text)
+    assert m, text[-3000:]
+    assert int(m.group(1)) == int(m.group(2)) >= 1
+    assert (runs_dir / "short-1ep" / "live" / "fcfd" / "summary.json").exists()
+
+
+@pytest.mark.slow
+def test_02_anisotropy(kernel_specs, runs_dir, tmp_path):
+    path = NOTEBOOK_DIR / "02_anisotropy.ipynb"
+    _, text, _ = execute(path, smoke_params(runs_dir), kernel_specs, tmp_path)
+    assert number_after("anisotropy ratio:", text) > 1
+    # the slider moved from code probed a second stage
+    assert len(re.findall(r"^stage \d, eps [0-9.e-]+: anisotropy ratio", text, re.M)) >= 2
+
+
+@pytest.mark.slow
+def test_03_functional_gap(kernel_specs, runs_dir, tmp_path):
+    path = NOTEBOOK_DIR / "03_functional_gap.ipynb"
+    _, text, _ = execute(path, smoke_params(runs_dir), kernel_specs, tmp_path)
+    assert "has the smallest functional gap" in text
+    assert re.search(r"\b5 student views\b", text)  # ce, kd, fitnet fitted; fcfd own + fitted
+    assert re.search(r"^eval : With the teacher's tail in eval-mode BN", text, re.M)
+    assert re.search(r"^batch: With the teacher's tail in batch-statistics BN", text, re.M)
+
+
+@pytest.mark.slow
+def test_04_bring_your_own_model(kernel_specs, runs_dir, tmp_path):
+    path = NOTEBOOK_DIR / "04_bring_your_own_model.ipynb"
+    _, text, _ = execute(path, smoke_params(runs_dir), kernel_specs, tmp_path)
+    assert "same logits as the torchvision model: True" in text
+    for name, arch in (("teacher", "tv_resnet18"), ("ce", "my_cnn"), ("fcfd", "my_cnn")):
+        assert number_after(f"anisotropy ratio ({name}, {arch}, stage 2):", text) > 1
+
+
+@pytest.mark.slow
+def test_05_cifar100_reproduction(kernel_specs, runs_dir, tmp_path):
+    path = NOTEBOOK_DIR / "05_cifar100_reproduction.ipynb"
+    params = smoke_params(runs_dir, DATA_DIR=str(tmp_path / "no-cifar"))
+    _, text, _ = execute(path, params, kernel_specs, tmp_path)
+    assert "a tiny slice on random data" in text
+    assert "CIFAR-100 loader: cifar100 not found" in text
+    for who in ("teacher resnet32x4 (ce)", "student resnet8x4 (kd)", "student resnet8x4 (fcfd)"):
+        assert f"{who}: code path OK" in text
+    assert "resnet32x4-resnet8x4: kd 73.33%, fcfd 76.62%" in text
