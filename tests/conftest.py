@@ -30,6 +30,13 @@ def one_thread() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="module")
+def one_thread_module() -> Iterator[None]:
+    """``one_thread`` for a whole module: ``pytestmark = pytest.mark.usefixtures(...)``."""
+    with threads(1):
+        yield
+
+
 @pytest.fixture(scope="session")
 def digits_teacher(tmp_path_factory) -> Path:
     """Run directory of a tiny CE teacher (resnet8, full digits at 16x16, 2 epochs, CPU).

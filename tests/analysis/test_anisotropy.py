@@ -15,14 +15,8 @@ from fcfd_viz.analysis.jacobian import jacobian_svd
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import Head, StagedNet
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one thread avoids OpenMP spin-waits when the box is shared
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny tensors: one thread avoids OpenMP spin-waits when the CPU is shared
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def linear_net(s, channels=6, hw=2, seed=0):

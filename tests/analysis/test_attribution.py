@@ -15,13 +15,8 @@ from fcfd_viz.analysis.attribution import METHODS
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import Head, StagedNet
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny tensors: one thread avoids OpenMP spin-waits when the CPU is shared
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def test_spearman_basics():

@@ -29,12 +29,8 @@ from fcfd_viz.runs import save_checkpoint
 SHAPE = (3, 16, 16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny tensors: one thread avoids OpenMP spin-waits when the CPU is shared
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @pytest.fixture(scope="module")

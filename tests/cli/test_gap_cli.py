@@ -15,12 +15,8 @@ SHAPE = [3, 16, 16]
 FAST = ["--fit-max-epochs", "3", "--fit-data", "student", "--no-progress"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny tensors: one thread avoids OpenMP spin-waits when the CPU is shared
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,8 @@ from fcfd_viz.runs import save_checkpoint
 FAST = ["--images", "4", "--n-random", "6", "--k-jacobian", "2", "--no-progress"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny tensors: one thread avoids OpenMP spin-waits when the CPU is shared
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @pytest.fixture(scope="module")

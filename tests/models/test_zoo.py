@@ -15,13 +15,8 @@ from fcfd_viz.errors import UserError
 IMAGENET = {"tv_resnet18", "tv_resnet34", "tv_resnet50", "mobilenet_v1"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These are many tiny ops: one thread is far faster than two fighting a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tiny tensors: one thread avoids OpenMP spin-waits when the CPU is shared
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @cache
