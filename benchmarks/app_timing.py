@@ -39,7 +39,7 @@ def build_defaults(runs_dir: Path) -> float | None:
     if defaults_ready(runs_dir):
         return None
     t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "fcfd_viz.cli.app_cmds", "defaults", "--runs-dir", str(runs_dir)]
+    cmd = [sys.executable, "-m", "fcfd_viz", "defaults", "--runs-dir", str(runs_dir)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0
 

@@ -180,7 +180,6 @@ def start_defaults(runs_dir: str | os.PathLike) -> bool:
             DEFAULTS,
             ["defaults", "--runs-dir", str(runs_dir.resolve())],
             threads=os.cpu_count() or 1,
-            module="fcfd_viz.cli.app_cmds",  # works before `fcfd defaults` is registered
         )
     return True
 

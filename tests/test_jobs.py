@@ -152,7 +152,7 @@ def test_ensure_defaults_reports_progress_and_is_instant_later(tmp_path, monkeyp
     assert time.perf_counter() - t0 < 1.0 and len(seen) == 1
     assert not defaults.start_defaults(tmp_path)  # ready: nothing to start
     out = subprocess.run(
-        [sys.executable, "-m", "fcfd_viz.cli.app_cmds", "defaults", "--runs-dir", str(tmp_path)],
+        [sys.executable, "-m", "fcfd_viz", "defaults", "--runs-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -161,14 +161,14 @@ def test_ensure_defaults_reports_progress_and_is_instant_later(tmp_path, monkeyp
 
 
 def test_fcfd_app_binds_localhost(monkeypatch, tmp_path):
-    from fcfd_viz.cli import app_cmds
+    from fcfd_viz.cli import app_cmds, main
 
     calls = []
     monkeypatch.setattr(app_cmds.subprocess, "call", lambda cmd, env: calls.append(cmd) or 0)
-    assert app_cmds.main(["app", "--runs-dir", str(tmp_path)]) == 0
+    assert main(["app", "--runs-dir", str(tmp_path)]) == 0
     cmd = calls[0]
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
     assert cmd[-2:] == ["--runs-dir", str(tmp_path.resolve())]
     assert cmd[cmd.index("run") + 1].endswith("app/main.py")
-    app_cmds.main(["app", "--host", "0.0.0.0", "--port", "9999"])
+    main(["app", "--host", "0.0.0.0", "--port", "9999"])
     assert calls[1][calls[1].index("--server.address") + 1] == "0.0.0.0"

@@ -77,21 +77,3 @@ def cmd_app(args: argparse.Namespace) -> int:
         return subprocess.call(cmd, env={**os.environ, "FCFD_RUNS_DIR": str(runs_dir)})
     except KeyboardInterrupt:
         return 130
-
-
-def main(argv: list[str] | None = None) -> int:
-    """These sub-commands alone (``python -m fcfd_viz.cli.app_cmds defaults``): background
-    jobs use it so they work whatever the main ``fcfd`` parser registers."""
-    parser = argparse.ArgumentParser(prog="fcfd")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    register(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except UserError as e:
-        print(f"fcfd {args.command}: error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
