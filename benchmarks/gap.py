@@ -270,8 +270,12 @@ def markdown(result: dict) -> str:
         f"{result['fit']['patience']} epochs -> lr /10 once, then stop; cap {result['fit']['max_epochs']} "
         f"epochs); `fcfd (own bridges)` uses the bridges FCFD trained. Gaps averaged over the "
         f"{first['eval']['num_images']} test images; mean ± std over seeds. Machine: "
-        f"{result['machine']['cpu']}, {result['machine']['threads']} threads, shared with other jobs.\n",
+        f"{result['machine']['cpu']}, {result['machine']['threads']} threads.\n",
     ]
+    if result.get("missing_runs"):
+        md.append(
+            f"Runs not available when this was measured (left out): {', '.join(result['missing_runs'])}.\n"
+        )
     for bn in ("eval", "batch"):
         agg = aggregate(per_seed, bn)
         names = list(agg)
@@ -283,6 +287,7 @@ def markdown(result: dict) -> str:
             rows.append(
                 [
                     n,
+                    len(a["functional"][stages[0]]),
                     *(fmt(a["appearance"][k]) for k in stages),
                     *(fmt(a["functional"][k]) for k in stages),
                     *(fmt(a["reverse"][k]) if k in a.get("reverse", {}) else "–" for k in rev),
@@ -290,6 +295,7 @@ def markdown(result: dict) -> str:
             )
         heads = [
             "student (bridges)",
+            "seeds",
             *(f"L2 s{k}" for k in stages),
             *(f"KL s{k}" for k in stages),
             *(f"reverse KL s{k}" for k in rev),
@@ -343,12 +349,15 @@ def markdown(result: dict) -> str:
                 "epochs per bridge: median (range)",
                 "stopped on plateau",
                 "final/initial MSE (median)",
-                "fit seconds per student",
+                "fit seconds per student (mean)",
             ],
             fit_rows,
         )
-        + "\n"
+        + "\n\nFinal/initial compares the last epoch's training MSE with the first epoch's "
+        "(from a random initialisation). Fit times depend heavily on what else ran on the shared "
+        "machine (about 40 s per student when idle, about 10 min under load).\n"
     )
+    md.append(regime_notes(per_seed, stages))
     an = result.get("anisotropy")
     if an:
         rows = []
@@ -391,6 +400,38 @@ def markdown(result: dict) -> str:
         f"{ref['teacher_stage2']['random_p95_p5']}.\n"
     )
     return "\n".join(md)
+
+
+def regime_notes(per_seed: dict[int, dict], stages: list[str]) -> str:
+    """Where the two BN regimes disagree (mixed paths moving > 5 points), and FCFD's own
+    last-stage bridge, which no mixed path trains for function."""
+    ev, ba = aggregate(per_seed, "eval"), aggregate(per_seed, "batch")
+    lines = []
+    for n in ev:
+        for p, accs in ev[n]["path_accuracy"].items():
+            a, b = statistics.mean(accs), statistics.mean(ba[n]["path_accuracy"][p])
+            if abs(a - b) > 5:
+                lines.append(
+                    f"{n} {p}: {a:.1f}% with eval-mode BN vs {b:.1f}% with batch statistics"
+                )
+    out = "### Where the BN regime matters\n\n"
+    out += (
+        "Mixed paths whose top-1 moves by more than 5 points between regimes: "
+        + ("; ".join(lines) if lines else "none")
+        + ".\n"
+    )
+    own, fitted, last = "fcfd (own bridges)", "fcfd (fitted)", stages[-1]
+    if own in ev and fitted in ev:
+        o = statistics.mean(ev[own]["functional"][last])
+        f = statistics.mean(ev[fitted]["functional"][last])
+        if o > 10 * f:
+            out += (
+                f"\nFCFD's own stage-{last} student->teacher bridge has a functional KL of {o:.2f} "
+                f"vs {f:.3f} for a fitted one: no mixed path switches after the last stage, so "
+                "that bridge only ever sees the (small-weight) appearance term and is never "
+                "trained to work through the teacher's head.\n"
+            )
+    return out
 
 
 def fit_summary(per_seed: dict[int, dict]) -> dict:
@@ -483,7 +524,9 @@ def main() -> None:
     announced = False
     while True:
         # fit every finished student as soon as it exists (the slow part), then measure every
-        # seed whose students are all fitted; results are cached against the files' mtimes
+        # seed whose students are all fitted (at the deadline: whichever of them exist);
+        # results are cached against the files' mtimes
+        last_round = time.time() >= deadline
         for seed, runs in dirs.items():
             if seed in done:
                 continue
@@ -497,8 +540,9 @@ def main() -> None:
                     print(f"fit {d.name}", flush=True)
                     fit_student(teacher_dir, d, m, fit, args.fit_data, path, args.progress)
                 fits[m] = path
-            if len(fits) < len(runs):
+            if not fits or (len(fits) < len(runs) and not last_round):
                 continue
+            runs = {m: d for m, d in runs.items() if m in fits}
             stamp = "|".join(sorted(p.name for p in fits.values()))
             cache = CACHE / f"{args.runs.name}-seed{seed}-{key}.json"
             cached = json.loads(cache.read_text()) if cache.exists() else None
@@ -510,7 +554,7 @@ def main() -> None:
                 cache.write_text(json.dumps({"stamp": stamp, "result": res}))
             res["accuracy"] = {m: Run(d).summary()["top1"] for m, d in runs.items()}
             done[seed] = res
-        if len(done) == len(dirs) or time.time() >= deadline:
+        if len(done) == len(dirs) or last_round:
             break
         if not announced:
             missing = [
@@ -521,9 +565,10 @@ def main() -> None:
         time.sleep(120)
     for seed in sorted(done):
         result["per_seed"][str(seed)] = done[seed]
-    missing = sorted(set(dirs) - set(done))
+    missing = [d.name for r in dirs.values() for d in r.values() if Run(d).summary() is None]
     if missing:
-        print(f"seeds {missing}: runs missing at the deadline, left out", flush=True)
+        print(f"missing at the deadline, left out: {', '.join(missing)}", flush=True)
+    result["missing_runs"] = missing
     if not result["per_seed"]:
         sys.exit("no seed had all its runs; nothing to report")
     per_seed = {int(s): r for s, r in result["per_seed"].items()}

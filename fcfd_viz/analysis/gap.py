@@ -15,11 +15,16 @@ Students without bridges get connectors fitted post hoc
 (:mod:`fcfd_viz.analysis.connectors`); students with their own bridges (FCFD) are shown twice,
 ``"<label> (own bridges)"`` and ``"<label> (fitted)"``.
 
-The teacher runs in one of two labelled BatchNorm regimes: ``"eval"`` (running statistics,
-what inference sees) or ``"batch"`` (batch statistics, what the FCFD authors' training sees;
-the teacher's running statistics are left untouched). The regime applies to every teacher
-pass (its features, its tail and its reference output); students and bridges always run in
-eval mode. Batch statistics depend on the test loader's batch size, recorded in the result.
+Two labelled BatchNorm regimes:
+
+* ``"eval"``: every network and bridge on running statistics (what inference sees);
+* ``"batch"``: batch statistics as in FCFD training: the teacher everywhere (its features, its
+  tail and its reference output: the authors' code leaves the teacher in train mode), and
+  every bridge and every student tail that runs after a bridge (FCFD runs all mixed-path
+  passes on batch statistics); the student's own pure path stays in eval mode.
+
+No running statistic changes in either regime. Batch statistics depend on the test loader's
+batch size, recorded in the result.
 
 >>> gap = FunctionalGap(teacher, {"kd": kd_net}, input_shape=(3, 16, 16))   # doctest: +SKIP
 >>> res = gap.compute(test_loader, train_loader, bn="eval")                 # doctest: +SKIP
@@ -47,7 +52,7 @@ from fcfd_viz.models.base import StagedNet
 
 BN_REGIMES = {
     "eval": "eval-mode BN (running statistics)",
-    "batch": "batch-statistics BN (as in the authors' training)",
+    "batch": "batch-statistics BN (teacher, bridges and tails after a switch, as in FCFD training)",
 }
 OWN, FITTED = "own bridges", "fitted"
 Bridges = tuple[nn.ModuleDict, nn.ModuleDict | None]
@@ -129,13 +134,17 @@ class GapResult:
 
 # ---------------------------------------------------------------- the analysis
 @contextlib.contextmanager
-def teacher_regime(net: nn.Module, bn: str) -> Iterator[None]:
-    """Run ``net`` with eval-mode BN (``"eval"``) or batch statistics (``"batch"``) without
-    changing its running statistics; every module's mode is restored afterwards."""
-    modes = [(m, m.training) for m in net.modules()]
-    net.train(bn == "batch")
+def bn_regime(nets: Sequence[nn.Module], bn: str) -> Iterator[None]:
+    """Run ``nets`` with eval-mode BN (``"eval"``) or batch statistics (``"batch"``) without
+    changing their running statistics; every module's mode is restored afterwards."""
+    modes = [(m, m.training) for net in nets for m in net.modules()]
+    for net in nets:
+        net.train(bn == "batch")
     try:
-        with running_stats_frozen(net) if bn == "batch" else contextlib.nullcontext():
+        with contextlib.ExitStack() as stack:
+            if bn == "batch":
+                for net in nets:
+                    stack.enter_context(running_stats_frozen(net))
             yield
     finally:
         for m, was in modes:
@@ -261,7 +270,7 @@ class FunctionalGap:
 
         Args:
             train_loader: data for post-hoc connectors (one loader, or ``{label: loader}``).
-            bn: the teacher's BN regime, ``"eval"`` or ``"batch"``.
+            bn: the BN regime, ``"eval"`` or ``"batch"`` (see the module docstring).
             fit: a :class:`FitConfig`, True/None (defaults; needs ``train_loader``) or False
                 (no fitting: only students with their own bridges are measured).
             progress: tqdm bars for the fit and the evaluation.
@@ -325,7 +334,7 @@ class FunctionalGap:
                 stack.enter_context(frozen(self.students[lab]))
             for b in bridges:
                 stack.enter_context(frozen(b))
-            stack.enter_context(teacher_regime(teacher, bn))
+            stack.enter_context(bn_regime([teacher, *bridges], bn))
             for x, y in bar if bar is not None else loader:
                 x, y = x.to(device), y.to(device)
                 batch_size = batch_size or len(y)
@@ -348,7 +357,8 @@ class FunctionalGap:
                                 (out.argmax(1) == y).sum()
                             )
                         if t2s is not None and str(k) in t2s:
-                            out = student.forward_from(t2s[str(k)](t_feats[k]), k + 1)
+                            with bn_regime([student], bn):  # the tail after a bridge
+                                out = student.forward_from(t2s[str(k)](t_feats[k]), k + 1)
                             rev[v][i] += float(_kl(out, t_logp).sum())
                             correct[v][MixedPath(k, "t2s", n).name] += int(
                                 (out.argmax(1) == y).sum()

@@ -170,15 +170,16 @@ def test_fit_reaches_the_reachable_optimum_and_stops_on_plateau(teacher, data):
 
 def test_bn_regimes_differ_and_teacher_buffers_stay(teacher, data):
     student = copy.deepcopy(teacher)
-    gap = FunctionalGap(
-        teacher, {"fcfd": student}, {"fcfd": identity_bridges(teacher, student)}, SHAPE
-    )
-    before = buffers(teacher)
+    s2t, t2s = identity_bridges(teacher, student)
+    gap = FunctionalGap(teacher, {"fcfd": student}, {"fcfd": (s2t, t2s)}, SHAPE)
+    nets = (teacher, student, s2t, t2s)
+    before = [buffers(m) for m in nets]
     ev = gap.compute(loader(data), bn="eval", fit=False)
     ba = gap.compute(loader(data), bn="batch", fit=False)
-    after = buffers(teacher)
-    assert all(torch.equal(before[k], after[k]) for k in before)
-    assert not teacher.training
+    for net, old in zip(nets, before):  # no running statistic moved, every mode restored
+        new = buffers(net)
+        assert all(torch.equal(old[k], new[k]) for k in old)
+        assert not any(m.training for m in net.modules())
     assert ev.bn == "eval" and ba.bn == "batch" and ba.batch_size == 20
     e, b = ev.entries["fcfd (own bridges)"], ba.entries["fcfd (own bridges)"]
     assert (
