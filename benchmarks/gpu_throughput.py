@@ -91,7 +91,8 @@ def main() -> None:
     for m in args.methods:
         res["methods"][m] = measure(m, args, args.device)
         print(m, res["methods"][m], flush=True)
-    write_json(f"gpu_throughput_{args.device.split(':')[0]}", res)
+    name = args.device.split(":")[0] + ("_compile" if args.compile else "")
+    write_json(f"gpu_throughput_{name}", res)
     card = res["machine"].get("gpu", res["machine"]["cpu"])
     rows = [
         [
@@ -103,7 +104,7 @@ def main() -> None:
         for m, r in res["methods"].items()
     ]
     write_section(
-        f"throughput_{args.device.split(':')[0]}",
+        f"throughput_{name}",
         f"## Throughput on {card} (`benchmarks/gpu_throughput.py`)\n\n{res['pair']}, batch {args.batch}, "
         f"AMP {next(iter(res['methods'].values()))['amp']}, compile={args.compile}, median of {args.steps} steps.\n\n"
         + table(["method", "images/s", "ms / step", "peak MB"], rows),

@@ -48,7 +48,7 @@ EPS = 0.05
 EPS_SWEEP = (1e-3, 1e-2, 0.05, 0.1, 0.3, 1.0)
 
 
-def build(num_classes: int, seed: int = 0) -> nn.Module:
+def build(num_classes: int, seed: int = 0, device: str = "cpu") -> nn.Module:
     """resnet32x4 with random weights and BN statistics re-estimated on random inputs."""
     torch.manual_seed(seed)
     net = models.create("resnet32x4", num_classes=num_classes)
@@ -60,7 +60,7 @@ def build(num_classes: int, seed: int = 0) -> nn.Module:
     with torch.no_grad():
         for _ in range(4):
             net(torch.randn(32, 3, 32, 32))
-    return net.eval()
+    return net.eval().to(device)
 
 
 class Rest(nn.Module):
@@ -109,7 +109,7 @@ def captum_ablation(net, x, ppe: int) -> Tensor:
     def target_logit(inp: Tensor) -> Tensor:  # a tensor target is not tiled with ppe > 1
         return rest(inp).gather(1, target.repeat(inp.shape[0] // n)[:, None]).squeeze(1)
 
-    mask = torch.arange(c).view(1, c, 1, 1)
+    mask = torch.arange(c, device=f.device).view(1, c, 1, 1)
     attr = LayerFeatureAblation(target_logit, rest.inp).attribute(
         f, layer_mask=mask, perturbations_per_eval=ppe
     )
@@ -117,16 +117,28 @@ def captum_ablation(net, x, ppe: int) -> Tensor:
 
 
 def timed(fn) -> tuple[float, float, Tensor]:
-    """(wall seconds, CPU seconds of this process, result)."""
+    """(wall seconds, CPU seconds of this process, result); waits for queued CUDA work."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    sync()
     t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
+    sync()
     return time.perf_counter() - t0, time.process_time() - c0, out
+
+
+def captum_available() -> bool:
+    try:
+        import captum  # noqa: F401
+    except ImportError:  # a bare GPU image may lack it: the captum rows are then left out
+        return False
+    return True
 
 
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
-    net = build(args.classes)
+    net = build(args.classes, device=args.device)
     x = torch.randn(args.images, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    x = x.to(args.device)
     ours(net, x[:2], "fisher")  # warm-up: autograd set-up, allocator
     cases = {
         "exact (ours, batched)": lambda: ours(net, x, "exact"),
@@ -135,6 +147,8 @@ def run(args) -> dict:
         "captum ablation ppe=16": lambda: captum_ablation(net, x, 16),
         "fisher (ours)": lambda: ours(net, x, "fisher"),
     }
+    if not captum_available():
+        cases = {k: v for k, v in cases.items() if not k.startswith("captum")}
     wall: dict[str, list[float]] = {k: [] for k in cases}
     cpu: dict[str, list[float]] = {k: [] for k in cases}
     outs: dict[str, Tensor] = {}
@@ -151,7 +165,7 @@ def run(args) -> dict:
             )
         load.append(os.getloadavg()[0])
     if not args.quick:  # the Fisher cost grows with the number of classes
-        net100 = build(100)
+        net100 = build(100, device=args.device)
         ours(net100, x[:2], "fisher")
         name = "fisher (ours), 100 classes"
         t, c, _ = timed(lambda: ours(net100, x, "fisher"))
@@ -166,7 +180,9 @@ def run(args) -> dict:
         rho = spearman(fi, ex)
         sweep[str(eps)] = {"spearman": rho, "exact_over_fisher": float((ex / fi).median())}
         print(f"  eps {eps:<6g} Spearman(fisher, exact) {rho:.3f}", flush=True)
-    fastest_captum = min(med["captum ablation ppe=1"], med["captum ablation ppe=16"])
+    fastest_captum = min(
+        (v for k, v in med.items() if k.startswith("captum")), default=float("nan")
+    )
     return {
         "config": {
             "arch": "resnet32x4",
@@ -178,6 +194,7 @@ def run(args) -> dict:
             "eps": EPS,
             "divergence": "kl",
             "threads": args.threads,
+            "device": args.device,
             "repeats": args.repeats,
             "quick": args.quick,
             "torch": torch.__version__,
@@ -207,13 +224,14 @@ def run(args) -> dict:
 def markdown(res: dict) -> str:
     c, s, sp = res["config"], res["seconds"], res["speedup"]
     exact = s["exact (ours, batched)"]["median"]
+    on = c["machine"].get("gpu", "") if c.get("device", "cpu") != "cpu" else ""
     lines = [
-        "## Probe speed (`benchmarks/probe_speed.py`)",
+        f"## Probe speed{' on ' + on if on else ''} (`benchmarks/probe_speed.py`)",
         "",
         f"Exact per-channel KL sensitivity of all {c['channels']} channels of resnet32x4's stage-{c['stage']} output "
         f"(rest = layer3 + head, {c['classes']} classes) on {c['images']} random {c['input'][1]}x{c['input'][2]} images, "
         f"random weights (BN statistics re-estimated on random inputs), eps = {c['eps']} relative, "
-        f"{c['machine']['cpu']} ({c['cpu_count']} cores, {c['threads']} threads, torch {c['torch']}), median of {c['repeats']} interleaved "
+        f"{on or c['machine']['cpu']} ({c['cpu_count']} CPU cores, {c['threads']} threads, torch {c['torch']}), median of {c['repeats']} interleaved "
         f"repeat(s){' (--quick)' if c['quick'] else ''}. 1-min load average during the run: "
         f"{min(c['load_avg_1min']):.1f}..{max(c['load_avg_1min']):.1f} (the box is shared; timings are noisy). CPU s is this process's CPU time over all threads: "
         "steadier than wall time on a busy box.",
@@ -256,17 +274,25 @@ def main(argv=None) -> int:
         "--classes", type=int, default=10, help="head size (default 10, the digits teacher)"
     )
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "probe_speed.json"))
+    p.add_argument(
+        "--device", default="cpu", help="cpu or cuda (GPU results get their own section)"
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="JSON path (default benchmarks/results/probe_speed[_DEVICE].json)",
+    )
     p.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
     args = p.parse_args(argv)
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.images = args.images or (4 if args.quick else 16)
     args.eps = (1e-2, 0.3) if args.quick else EPS_SWEEP
+    suffix = "" if args.device == "cpu" else "_" + args.device.split(":")[0]
     res = run(args)
-    out = Path(args.out)
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"probe_speed{suffix}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
-    write_section("probe_speed", markdown(res), Path(args.doc))
+    write_section(f"probe_speed{suffix}", markdown(res), Path(args.doc))
     print(markdown(res))
     return 0
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -98,18 +97,77 @@ def peak_memory_mb(pair, variant: str, device: str, threads: int) -> float:
     return float(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+def _status_kib(field: str) -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
 def memory_child(teacher: str, student: str, variant: str, device: str) -> None:
+    """Peak memory of 3 training steps above the resting process (models, inputs built).
+
+    On CPU: the kernel's resident-set high-water mark, reset once the models exist (writing 5
+    to /proc/self/clear_refs), so the import-time peak of a CUDA build of torch cannot hide the
+    step's own peak. On CUDA: max_memory_allocated over the steps.
+    """
     step = make_step(teacher, student, variant, device)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = _status_kib("VmRSS") * 1024
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
     for _ in range(3):
         step()
     if device == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**20
+        peak = torch.cuda.max_memory_allocated()
     else:
-        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
-    print(json.dumps(peak))
+        peak = _status_kib("VmHWM") * 1024
+    print(json.dumps((peak - base) / 2**20))
+
+
+def gflops_per_step(pair, variant: str, device: str, steps: int = 4) -> float:
+    """Conv/matmul GFLOPs of one step (forward + backward), averaged over ``steps`` steps
+    because FCFD draws its mixed paths at random each step."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    step = make_step(*pair, variant, device)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        for _ in range(steps):
+            step()
+    return counter.get_total_flops() / steps / 1e9
+
+
+def account(ms: dict[str, float], flops: dict[str, float]) -> str:
+    """Where FCFD's time over KD goes, from the interleaved ablations (same run, same inputs)."""
+    kd, app, fcfd = ms["kd"], ms["fcfd appearance only"], ms["fcfd"]
+    s2t, t2s = ms["fcfd 2 s->t paths"] - app, ms["fcfd 2 t->s paths"] - app
+    lines = [
+        f"FCFD costs {fcfd - kd:.0f} ms a step more than KD ({fcfd / kd:.2f}x). Bridges and the "
+        f"appearance terms (the `nomix` ablation) add {app - kd:.0f} ms; two student->teacher "
+        f"paths add {s2t:.0f} ms (teacher tails run forward and backward: the gradient must reach "
+        f"the student through frozen teacher stages), two teacher->student paths add {t2s:.0f} ms "
+        f"(student tails, with weight gradients). The default `bi` draws 2 of the 4 paths, so its "
+        f"mixed-path cost sits between the two ({fcfd - app:.0f} ms)."
+    ]
+    if flops:
+        lines.append(
+            f"Counted conv/matmul work: FCFD {flops['fcfd']:.1f} GFLOP a step vs KD "
+            f"{flops['kd']:.1f} ({flops['fcfd'] / flops['kd']:.2f}x); time ratio "
+            f"{fcfd / kd:.2f}x. "
+            + (
+                "The time ratio is under the FLOP ratio: FCFD's extra work runs at least as "
+                "efficiently as KD's own step, so what remains is the math itself."
+                if fcfd / kd <= flops["fcfd"] / flops["kd"]
+                else "The time ratio is over the FLOP ratio: the extra time is overhead beyond "
+                "the math (BatchNorm and elementwise passes, memory traffic, autograd "
+                "bookkeeping); see the operator table."
+            )
+        )
+    return " ".join(lines)
 
 
 def profile_fcfd(pair, device: str, top: int = 12) -> list[list]:
@@ -167,19 +225,26 @@ def main() -> None:
             if args.quick
             else {v: peak_memory_mb(pair, v, args.device, args.threads) for v in MAIN}
         )
+        flops = {} if args.quick else {v: gflops_per_step(pair, v, args.device) for v in MAIN}
         result["pairs"][name] = {
             "ms": ms,
+            "gflops": flops,
             "peak_mb": mem,
             "fcfd_over_kd": ms["fcfd"] / ms["kd"],
             "fcfd_batch_over_kd": ms["fcfd (teacher_bn=batch)"] / ms["kd"],
         }
         rows = [
-            [v, round(ms[v]), round(ms[v] / ms["kd"], 2), round(mem[v]) if v in mem else "-"]
+            [
+                v,
+                round(ms[v]),
+                round(ms[v] / ms["kd"], 2),
+                round(flops[v], 2) if v in flops else "-",
+                round(mem[v]) if v in mem else "-",
+            ]
             for v in VARIANTS
         ]
-        md.append(
-            f"### {name}\n\n" + table(["variant", "ms / step", "x KD", "peak MB"], rows) + "\n"
-        )
+        headers = ["variant", "ms / step", "x KD", "GFLOP / step", "peak MB above rest"]
+        md.append(f"### {name}\n\n" + table(headers, rows) + "\n\n" + account(ms, flops) + "\n")
         print(json.dumps(result["pairs"][name], indent=1), flush=True)
     if not args.quick:
         prof = profile_fcfd(PAIRS[0], args.device)

@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from fcfd_viz.callbacks import Callback
 from fcfd_viz.runs import STOP_FILE, Run, read_json, write_json
-from fcfd_viz.train import Callback
 
 DEFAULTS = "defaults"
 STUDENT_METHODS = ("ce", "kd", "fcfd")

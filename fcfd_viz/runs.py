@@ -23,8 +23,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from fcfd_viz.errors import UserError
 
 CKPT_FORMAT = "fcfd-viz/1"
@@ -55,6 +53,8 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:
     """Save ``ckpt`` atomically: ``torch.save`` to a temp file, then rename."""
+    import torch  # here, not at the top: listing runs and reading metrics need no torch
+
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -68,6 +68,8 @@ def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:
 
 def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict:
     """Load an fcfd-viz checkpoint (``weights_only=True``) with clear errors for bad files."""
+    import torch
+
     path = Path(path)
     if path.is_dir():  # a run directory: take its best (else last) checkpoint
         cand = [path / "best.pt", path / "last.pt"]

@@ -20,10 +20,13 @@ import torch.distributed as dist
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from fcfd_viz.callbacks import Callback
 from fcfd_viz.data import set_epoch
 from fcfd_viz.distill.base import Distiller
 from fcfd_viz.errors import UserError
 from fcfd_viz.runs import Run, save_checkpoint
+
+__all__ = ["Callback", "TrainConfig", "Trainer", "dist_info", "evaluate", "lr_at"]
 
 
 @dataclass
@@ -92,15 +95,6 @@ def dist_info() -> tuple[int, int, int]:
     )
 
 
-class Callback:
-    """Hooks to watch training (the app and notebooks use them; all optional)."""
-
-    def on_train_start(self, trainer: Trainer) -> None: ...
-    def on_step_end(self, trainer: Trainer, step: int, losses: dict[str, float]) -> None: ...
-    def on_epoch_end(self, trainer: Trainer, record: dict) -> None: ...
-    def on_train_end(self, trainer: Trainer, summary: dict) -> None: ...
-
-
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader, device: torch.device, amp_dtype=None) -> float:
     """Top-1 accuracy (%) of ``model`` on ``loader`` in eval mode."""
@@ -148,8 +142,8 @@ class Trainer:
         if self.world > 1 and dev in ("auto", "cuda") and torch.cuda.is_available():
             dev = f"cuda:{local_rank}"
         self.device = resolve_device(dev)
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
+        if self.device.type == "cuda" and self.device.index is not None:
+            torch.cuda.set_device(self.device)  # plain "cuda" keeps the current device
         self.distiller = distiller.to(self.device)
         self.channels_last = (
             cfg.channels_last if cfg.channels_last is not None else self.device.type == "cuda"

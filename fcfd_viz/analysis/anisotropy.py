@@ -146,8 +146,9 @@ class Anisotropy:
         return self.model.forward_from(f, self.stage + 1)
 
     def features(self, images: Tensor) -> Tensor:
-        with torch.no_grad():
-            return self.model.run_stages(images, 0, self.stage + 1)
+        device = next(self.model.parameters(), torch.empty(0)).device
+        with torch.no_grad():  # images follow the model (a CUDA model takes CPU batches)
+            return self.model.run_stages(images.to(device), 0, self.stage + 1)
 
     def compute(
         self,

@@ -81,11 +81,13 @@ def _ranks(x: Tensor) -> Tensor:
     x = x.double().flatten()
     order = torch.argsort(x, stable=True)
     ranks = torch.empty_like(x)
-    ranks[order] = torch.arange(1, len(x) + 1, dtype=x.dtype)
+    ranks[order] = torch.arange(1, len(x) + 1, dtype=x.dtype, device=x.device)
     uniq, inverse = torch.unique(x, return_inverse=True)
     if len(uniq) < len(x):  # average the ranks within each tie group
-        sums = torch.zeros(len(uniq), dtype=x.dtype).index_add_(0, inverse, ranks)
-        counts = torch.zeros(len(uniq), dtype=x.dtype).index_add_(0, inverse, torch.ones_like(x))
+        sums = torch.zeros(len(uniq), dtype=x.dtype, device=x.device).index_add_(0, inverse, ranks)
+        counts = torch.zeros(len(uniq), dtype=x.dtype, device=x.device).index_add_(
+            0, inverse, torch.ones_like(x)
+        )
         ranks = (sums / counts)[inverse]
     return ranks
 

@@ -174,3 +174,20 @@ def test_distill_launches_a_background_run(runs_copy, monkeypatch):
 def test_every_page_loads(app_env, page):
     at = open_page(page)
     assert at.title and not at.error
+
+
+def test_home_page_modules_do_not_import_torch():
+    # the Home page must render within seconds of `make app`: importing torch alone takes
+    # 2-3 s on 2 cores, so what app/main.py and app/state.py import at the top stays torch-free
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.path.insert(0, 'app'); import state; "
+        "from fcfd_viz import defaults, jobs, viz; "
+        "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
+    )
+    root = Path(APP).parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
