@@ -21,10 +21,8 @@ the existing job, so a double click or a second tab never duplicates a run.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -34,12 +32,33 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fcfd_viz.errors import UserError
+from fcfd_viz.job_spec import JOBS_DIR, RESERVED, JobSpec, needs_teacher, validate
+from fcfd_viz.procs import pid_alive, proc_stat
 from fcfd_viz.runs import STOP_FILE, Run, list_runs, read_json, write_json
 
-JOBS_DIR = ".jobs"
 ACTIVE = ("starting", "running", "stopping")
-RESERVED = ("defaults", JOBS_DIR)
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+__all__ = [
+    "JOBS_DIR",
+    "RESERVED",
+    "Job",
+    "JobLimitError",
+    "JobSpec",
+    "active_count",
+    "default_runs_dir",
+    "delete",
+    "get_job",
+    "launch",
+    "list_jobs",
+    "max_jobs",
+    "needs_teacher",
+    "pid_alive",
+    "resume",
+    "stop",
+    "validate",
+    "wait",
+]
 
 
 class JobLimitError(UserError):
@@ -57,77 +76,6 @@ def max_jobs() -> int:
         return max(1, int(os.environ.get("FCFD_MAX_JOBS", "2")))
     except ValueError:
         return 2
-
-
-@dataclass
-class JobSpec:
-    """What the app's launch form fills: one ``fcfd distill`` run on a preset."""
-
-    name: str
-    method: str = "fcfd"
-    student: str = "resnet8"
-    teacher: str | None = None
-    epochs: int = 30
-    lr: float = 0.05
-    temperature: float = 4.0
-    feat_weight: float = 0.02
-    mix_weight: float = 1.0
-    seed: int = 0
-    preset: str = "digits"
-
-    def knobs(self) -> dict:
-        """The method knobs of this spec that ``method``'s config has."""
-        from fcfd_viz.distill import METHODS
-
-        fields = {f.name for f in dataclasses.fields(METHODS[self.method].Config)}
-        wanted = ("temperature", "feat_weight", "mix_weight")
-        return {k: getattr(self, k) for k in wanted if k in fields}
-
-    def argv(self) -> list[str]:
-        """``fcfd distill`` arguments (without ``--out``)."""
-        args = ["--preset", self.preset, "--method", self.method, "--student", self.student]
-        args += ["--epochs", str(self.epochs), "--lr", str(self.lr), "--seed", str(self.seed)]
-        for k, v in self.knobs().items():
-            args += ["--" + k.replace("_", "-"), str(v)]
-        if self.teacher and needs_teacher(self.method):
-            args += ["--teacher", str(Path(self.teacher).resolve())]
-        return args
-
-
-def needs_teacher(method: str) -> bool:
-    """Whether ``method`` distils from a teacher."""
-    from fcfd_viz.distill import METHODS
-
-    return METHODS[method].needs_teacher
-
-
-def validate(spec: JobSpec) -> None:
-    """Raise :class:`UserError` for a spec that would fail in the subprocess."""
-    from fcfd_viz import models
-    from fcfd_viz.data import DataConfig
-    from fcfd_viz.distill import METHODS, presets
-    from fcfd_viz.pipeline import check_compatible
-    from fcfd_viz.runs import load_checkpoint
-
-    if not _NAME.match(spec.name) or spec.name in RESERVED:
-        raise UserError(
-            f"run name {spec.name!r} is not allowed: use letters, digits, '.', '_', '-' "
-            f"(at most 64, not {' or '.join(RESERVED)})"
-        )
-    if spec.method not in METHODS:
-        raise UserError(f"unknown method {spec.method!r}; choose one of {', '.join(METHODS)}")
-    models.check_name(spec.student)
-    if spec.epochs < 1 or spec.lr <= 0 or spec.temperature <= 0:
-        raise UserError("epochs must be >= 1, and lr and T must be > 0")
-    if spec.feat_weight < 0 or spec.mix_weight < 0:
-        raise UserError("feature and mix weights must be >= 0")
-    if needs_teacher(spec.method):
-        if not spec.teacher:
-            raise UserError(f"method {spec.method!r} needs a teacher checkpoint")
-        preset = presets.load(spec.preset)
-        check_compatible(
-            load_checkpoint(spec.teacher), DataConfig(dataset=preset.dataset, **preset.data)
-        )
 
 
 @dataclass
@@ -152,36 +100,6 @@ class Job:
 
 
 # ---------------------------------------------------------------- processes
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start time in clock ticks) of a Linux process, None when gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text.rsplit(")", 1)[1].split()
-    return fields[0], int(fields[19])
-
-
-def pid_alive(pid: int | None, start: int | None = None) -> bool:
-    """True while ``pid`` runs (not a zombie, and started at ``start`` when that is given)."""
-    if not pid:
-        return False
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)  # reap our own finished children
-    if not Path("/proc").is_dir():  # not Linux: best effort
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    info = _proc_stat(pid)
-    if info is None or info[0] in "ZX":
-        return False
-    return start is None or info[1] == start
-
-
 @contextlib.contextmanager
 def runs_lock(runs_dir: Path):
     """Exclusive lock of the runs folder's job records (across threads and processes)."""
@@ -235,7 +153,7 @@ def spawn(
             start_new_session=True,  # a reload or a closed app does not kill the run
             env=env,
         )
-    info = _proc_stat(proc.pid)
+    info = proc_stat(proc.pid)
     rec = {"name": name, "pid": proc.pid, "start": info[1] if info else None, "cmd": cmd}
     write_json(d / f"{_key(name)}.json", {**rec, "time": time.time(), "log": str(log_path)})
     return rec

@@ -1,0 +1,85 @@
+"""What the app's Distill form asks for: one ``fcfd distill`` run, checked before it starts."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from fcfd_viz.errors import UserError
+
+JOBS_DIR = ".jobs"  # the job registry's folder inside the runs folder (see fcfd_viz.jobs)
+RESERVED = ("defaults", JOBS_DIR)  # names a run may not take
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass
+class JobSpec:
+    """What the app's launch form fills: one ``fcfd distill`` run on a preset."""
+
+    name: str
+    method: str = "fcfd"
+    student: str = "resnet8"
+    teacher: str | None = None
+    epochs: int = 30
+    lr: float = 0.05
+    temperature: float = 4.0
+    feat_weight: float = 0.02
+    mix_weight: float = 1.0
+    seed: int = 0
+    preset: str = "digits"
+
+    def knobs(self) -> dict:
+        """The method knobs of this spec that ``method``'s config has."""
+        from fcfd_viz.distill import METHODS
+
+        fields = {f.name for f in dataclasses.fields(METHODS[self.method].Config)}
+        wanted = ("temperature", "feat_weight", "mix_weight")
+        return {k: getattr(self, k) for k in wanted if k in fields}
+
+    def argv(self) -> list[str]:
+        """``fcfd distill`` arguments (without ``--out``)."""
+        args = ["--preset", self.preset, "--method", self.method, "--student", self.student]
+        args += ["--epochs", str(self.epochs), "--lr", str(self.lr), "--seed", str(self.seed)]
+        for k, v in self.knobs().items():
+            args += ["--" + k.replace("_", "-"), str(v)]
+        if self.teacher and needs_teacher(self.method):
+            args += ["--teacher", str(Path(self.teacher).resolve())]
+        return args
+
+
+def needs_teacher(method: str) -> bool:
+    """Whether ``method`` distils from a teacher."""
+    from fcfd_viz.distill import METHODS
+
+    return METHODS[method].needs_teacher
+
+
+def validate(spec: JobSpec) -> None:
+    """Raise :class:`UserError` for a spec that would fail in the subprocess."""
+    from fcfd_viz import models
+    from fcfd_viz.data import DataConfig
+    from fcfd_viz.distill import METHODS, presets
+    from fcfd_viz.pipeline import check_compatible
+    from fcfd_viz.runs import load_checkpoint
+
+    if not _NAME.match(spec.name) or spec.name in RESERVED:
+        raise UserError(
+            f"run name {spec.name!r} is not allowed: use letters, digits, '.', '_', '-' "
+            f"(at most 64, not {' or '.join(RESERVED)})"
+        )
+    if spec.method not in METHODS:
+        raise UserError(f"unknown method {spec.method!r}; choose one of {', '.join(METHODS)}")
+    models.check_name(spec.student)
+    if spec.epochs < 1 or spec.lr <= 0 or spec.temperature <= 0:
+        raise UserError("epochs must be >= 1, and lr and T must be > 0")
+    if spec.feat_weight < 0 or spec.mix_weight < 0:
+        raise UserError("feature and mix weights must be >= 0")
+    if needs_teacher(spec.method):
+        if not spec.teacher:
+            raise UserError(f"method {spec.method!r} needs a teacher checkpoint")
+        preset = presets.load(spec.preset)
+        check_compatible(
+            load_checkpoint(spec.teacher), DataConfig(dataset=preset.dataset, **preset.data)
+        )
