@@ -53,6 +53,7 @@ SETTINGS = {
             "fcfd": ("fcfd", FCFD),
             "fcfd teacher_bn=batch": ("fcfd", {**FCFD, "teacher_bn": "batch"}),
             "fcfd appearance only": ("fcfd", {**FCFD, "paths": "nomix"}),
+            "fcfd feat_weight=0.2": ("fcfd", {**FCFD, "feat_weight": 0.2}),
         },
     ),
 }
@@ -109,6 +110,7 @@ PAIRS = [
     ("fcfd", "fcfd appearance only"),
     ("fcfd teacher_bn=batch", "fcfd appearance only"),
     ("dkd", "kd"),
+    ("fcfd feat_weight=0.2", "fcfd"),
 ]
 
 

@@ -161,7 +161,7 @@ class Anisotropy:
         n_random: int = 64,
         k_jacobian: int = 5,
         lanczos_steps: int | None = None,
-        chunk_size: int = 1024,
+        chunk_size: int | None = None,
         seed: int = 0,
         progress: bool = False,
     ) -> AnisotropyResult:
@@ -175,7 +175,9 @@ class Anisotropy:
             n_random: number of random Gaussian directions (shared by all images).
             k_jacobian: singular directions at each end of the spectrum.
             lanczos_steps: see :func:`~fcfd_viz.analysis.jacobian.jacobian_svd`.
-            chunk_size: most perturbed feature maps (directions x images) per forward pass.
+            chunk_size: most feature maps (directions x images) per forward pass. None: 128
+                on CPU (batches past a few hundred maps run slower per map there) and 1024
+                on a GPU; the Fisher mode's backward passes take 1024 rows.
             seed: seeds the random directions and the Lanczos start.
             progress: show a tqdm bar over forward passes (exact mode).
         """
@@ -186,7 +188,7 @@ class Anisotropy:
             raise UserError(f"n_random must be >= 1, got {n_random}")
         if "jacobian" in families and k_jacobian < 1:
             raise UserError(f"k_jacobian must be >= 1, got {k_jacobian}")
-        if chunk_size < 1:
+        if chunk_size is not None and chunk_size < 1:
             raise UserError(f"chunk_size must be >= 1, got {chunk_size}")
         t0 = time.perf_counter()
         with frozen(self.model, self.eval_mode):
@@ -212,7 +214,7 @@ class Anisotropy:
                 )
                 res.jacobian_steps, res.jacobian_rank = svd.steps, svd.rank
             if mode == "fisher":
-                self._fisher(res, f, "channel" in families, rand, svd, chunk_size)
+                self._fisher(res, f, "channel" in families, rand, svd, chunk_size or 1024)
             else:
                 self._exact(res, f, "channel" in families, rand, svd, chunk_size, progress)
         res.seconds = time.perf_counter() - t0
@@ -258,33 +260,65 @@ class Anisotropy:
             jobs.append(
                 ("jacobian_bottom_per_image", len(bot), lambda a, b: f[None] + e * bot[a:b])
             )
-        per_pass = max(1, chunk_size // n)
-        total = sum(-(-count // per_pass) for _, count, _ in jobs)
-        bar = _bar(total, progress, f"probe stage {self.stage}")
+        if chunk_size is None:
+            chunk_size = 1024 if f.device.type == "cuda" else 128
+        plans = pass_plan([count for _, count, _ in jobs], max(2, chunk_size // n))
+        bar = _bar(sum(len(p) for p in plans), progress, f"probe stage {self.stage}")
+        clean: dict[int, Tensor] = {}  # pass size (in blocks of N maps) -> clean logits
         try:
             with torch.no_grad():
-                for name, count, block in jobs:
-                    setattr(
-                        res, name, self._run_block(f, block, count, per_pass, res.divergence, bar)
-                    )
+                for (name, _, block), plan in zip(jobs, plans):
+                    out, a = [], 0
+                    for m, ride in plan:
+                        out.append(self._pass(f, block(a, a + m), ride, clean, res.divergence))
+                        a += m
+                        if bar is not None:
+                            bar.update(1)
+                    setattr(res, name, torch.cat(out).T.contiguous())  # (N, count)
         finally:
             if bar is not None:
                 bar.close()
 
-    def _run_block(self, f, block, count, per_pass, divergence, bar) -> Tensor:
-        n = f.shape[0]
-        out = []
-        for a in range(0, count, per_pass):
-            b = min(count, a + per_pass)
-            x = block(a, b)
-            # the clean features ride along in every pass: the difference then comes from
-            # one forward call, so rounding does not swamp tiny eps
-            z = self.rest(torch.cat([f, x.reshape(-1, *f.shape[1:])]))
-            z0, zp = z[:n], z[n:].view(b - a, n, -1)
-            out.append(divergence_fn(zp, z0.unsqueeze(0), divergence))  # (m, N)
-            if bar is not None:
-                bar.update(1)
-        return torch.cat(out).T.contiguous()  # (N, count)
+    def _pass(self, f, x: Tensor, ride: bool, clean: dict, divergence: str) -> Tensor:
+        """(m, N) divergences of the perturbed maps x (m, N, C, H, W) in one forward pass.
+
+        With ``ride`` the clean maps ride along in this pass and their logits are kept for
+        every later pass of the same size: the clean and the perturbed logits then always
+        come from passes of one size, so batch-size dependent kernels (cuDNN's) cannot put
+        rounding noise above a tiny eps's effect.
+        """
+        m, n = x.shape[:2]
+        x = x.reshape(m * n, *x.shape[2:])
+        if ride:
+            z = self.rest(torch.cat([f, x]))
+            clean[m + 1], z = z[:n], z[n:]
+        else:
+            z = self.rest(x)
+        return divergence_fn(z.view(m, n, -1), clean[m + ride].unsqueeze(0), divergence)
+
+
+def pass_plan(counts: Sequence[int], slots: int) -> list[list[tuple[int, bool]]]:
+    """Forward passes for jobs of ``counts`` directions, ``slots`` blocks of N maps a pass.
+
+    Each pass is ``(directions, ride)``: with ``ride`` the clean maps take one block, the
+    first time a pass of that size runs; later passes of a known size carry directions only.
+    """
+    known: set[int] = set()
+    plans = []
+    for count in counts:
+        plan, left = [], count
+        while left > 0:
+            if slots in known and left >= slots:
+                m, ride = slots, False
+            elif left in known and left < slots:
+                m, ride = left, False
+            else:
+                m, ride = min(left, slots - 1), True
+                known.add(m + 1)
+            plan.append((m, ride))
+            left -= m
+        plans.append(plan)
+    return plans
 
 
 def _bar(total: int, enabled: bool, desc: str):

@@ -11,6 +11,7 @@ from torch import nn
 
 from fcfd_viz import models
 from fcfd_viz.analysis import Anisotropy, AnisotropyResult
+from fcfd_viz.analysis.anisotropy import pass_plan
 from fcfd_viz.analysis.jacobian import jacobian_svd
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import Head, StagedNet
@@ -168,6 +169,23 @@ def test_chunk_size_does_not_change_results():
     fa = probe.compute(x, mode="fisher", chunk_size=3, **kw)
     fb = probe.compute(x, mode="fisher", chunk_size=10_000, **kw)
     torch.testing.assert_close(fa.channel_per_image, fb.channel_per_image, rtol=1e-4, atol=1e-12)
+
+
+@pytest.mark.parametrize("counts, slots", [([128, 64, 5], 16), ([15, 15], 16), ([7], 2), ([1], 9)])
+def test_pass_plan_covers_every_direction_once_with_matching_clean_logits(counts, slots):
+    known: set[int] = set()
+    plans = pass_plan(counts, slots)
+    for count, plan in zip(counts, plans):
+        assert sum(m for m, _ in plan) == count
+        for m, ride in plan:
+            size = m + ride  # blocks of N maps in this forward pass
+            assert 1 <= m and size <= slots
+            if ride:
+                known.add(size)
+            else:  # its clean logits came from an earlier pass of exactly this size
+                assert size in known
+        # the clean maps ride along at most in a job's first and last pass
+        assert not any(ride for _, ride in plan[1:-1])
 
 
 @pytest.mark.parametrize("eval_mode", [True, False])
