@@ -6,6 +6,7 @@ term; it knows nothing about any method.
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import random
@@ -84,6 +85,11 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def _leave_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def dist_info() -> tuple[int, int, int]:
@@ -165,6 +171,10 @@ class Trainer:
 
             if not dist.is_initialized():  # torchrun sets the env vars; the group is ours to start
                 dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+                # later runs in this process reuse the group; it is left at exit, while the
+                # interpreter is whole: a rank whose gloo threads are torn down during static
+                # destruction aborts ("terminate called without an active exception")
+                atexit.register(_leave_process_group)
             ids = [self.device.index] if self.device.type == "cuda" else None
             # FCFD samples a few paths per step, so some bridges get no gradient in a step
             self.model = DDP(self.distiller, device_ids=ids, find_unused_parameters=True)
