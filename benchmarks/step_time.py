@@ -48,7 +48,7 @@ DRAWS = [f"fcfd draw {i}+{j}" for i, j in itertools.combinations(range(4), 2)]
 
 def make_step(teacher: str, student: str, variant: str, device: str, batch: int = 64):
     torch.manual_seed(0)
-    draw = [int(i) for i in variant.rsplit(" ", 1)[1].split("+")] if variant in DRAWS else None
+    draw = draw_indices(variant)
     method, knobs = VARIANTS["fcfd" if draw else variant]
     t = models.create(teacher, 100)
     s = models.create(student, 100)
@@ -138,13 +138,18 @@ def memory_child(teacher: str, student: str, variant: str, device: str) -> None:
     print(json.dumps((peak - base) / 2**20))
 
 
+def draw_indices(variant: str) -> list[int] | None:
+    """``fcfd draw 0+2`` -> ``[0, 2]`` (indices into FCFD's candidate paths); None otherwise."""
+    return [int(i) for i in variant.rsplit(" ", 1)[1].split("+")] if variant in DRAWS else None
+
+
 def draw_label(pair, variant: str) -> str:
     """``fcfd draw 0+2`` -> ``fcfd draw SSTT+TTSS`` (the path names of this pair)."""
-    if variant not in DRAWS:
+    draw = draw_indices(variant)
+    if draw is None:
         return variant
     names = [p.name for p in candidates(models.create(pair[1], 100).num_stages, "bi")]
-    i, j = (int(k) for k in variant.rsplit(" ", 1)[1].split("+"))
-    return f"fcfd draw {names[i]}+{names[j]}"
+    return "fcfd draw " + "+".join(names[i] for i in draw)
 
 
 def gflops_per_step(pair, variant: str, device: str, steps: int = 4) -> float:

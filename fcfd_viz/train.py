@@ -197,13 +197,9 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------
     def checkpoint(self, epoch: int, with_optimizer: bool) -> dict:
-        d = self.distiller
         ckpt = {
             **self.meta,  # first: its "method" (a name) must not replace the method's config
-            "model": d.student.spec(),
-            "state_dict": d.student.state_dict(),
-            "extras": d.extras_state_dict(),
-            "method": d.config_dict(),
+            **self.distiller.checkpoint_state(),
             "epoch": epoch,
             "best_top1": self.best_top1,
             "elapsed": self.elapsed,

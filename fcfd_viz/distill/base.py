@@ -110,6 +110,16 @@ class Distiller(nn.Module):
         """Trainable modules besides the student (bridges, connectors)."""
         return {n: m for n, m in self.named_children() if n not in ("student", "teacher")}
 
+    def checkpoint_state(self) -> dict:
+        """What a checkpoint keeps of this distiller: the student (spec and weights), the
+        extra modules (bridges, connectors) and the method's config."""
+        return {
+            "model": self.student.spec(),
+            "state_dict": self.student.state_dict(),
+            "extras": self.extras_state_dict(),
+            "method": self.config_dict(),
+        }
+
     def extras_state_dict(self) -> dict[str, dict[str, Tensor]]:
         return {n: m.state_dict() for n, m in self.extras().items()}
 

@@ -223,10 +223,7 @@ def ckpts(teacher, tmp_path_factory):
         save_checkpoint(
             out[method],
             {
-                "model": d.student.spec(),
-                "state_dict": d.student.state_dict(),
-                "extras": d.extras_state_dict(),
-                "method": d.config_dict(),
+                **d.checkpoint_state(),
                 "dataset": "digits-hard",
                 "input_shape": list(SHAPE),
                 "seed": 0,

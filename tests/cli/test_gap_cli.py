@@ -42,10 +42,7 @@ def ckpts(tmp_path_factory):
         save_checkpoint(
             paths[method],
             {
-                "model": d.student.spec(),
-                "state_dict": d.student.state_dict(),
-                "extras": d.extras_state_dict(),
-                "method": d.config_dict(),
+                **d.checkpoint_state(),
                 "dataset": "digits-hard",
                 "input_shape": SHAPE,
                 "seed": 0,
