@@ -103,10 +103,11 @@ def _separable(cin: int, cout: int, stride: int) -> nn.Sequential:
     )
 
 
-# (output channels, stride) of the 13 depthwise-separable layers, grouped into stages 0..4.
+# (output channels, stride) of the 13 depthwise-separable layers, grouped into stages 1..4
+# as in the FCFD authors' ImageNet MobileNet; stage 0 is the stride-2 3x3 stem conv alone.
 _MOBILENET_V1 = [
-    [(64, 1), (128, 2)],  # after the stride-2 3x3 stem conv: (N, 128, H/4, W/4)
-    [(128, 1)],  # (N, 128, H/4, W/4)
+    [],  # the stem: (N, 32, H/2, W/2)
+    [(64, 1), (128, 2), (128, 1)],  # (N, 128, H/4, W/4)
     [(256, 2), (256, 1)],  # (N, 256, H/8, W/8)
     [(512, 2)] + [(512, 1)] * 5,  # (N, 512, H/16, W/16)
     [(1024, 2), (1024, 1)],  # (N, 1024, H/32, W/32)
@@ -114,8 +115,9 @@ _MOBILENET_V1 = [
 
 
 def mobilenet_v1(num_classes: int = 1000, arch: str = "mobilenet_v1") -> StagedNet:
-    """ImageNet MobileNet (Howard et al. 2017), width 1.0, as 5 stages whose resolutions
-    equal tv_resnet50's (H/4, H/4, H/8, H/16, H/32). Stage outputs are post-ReLU."""
+    """ImageNet MobileNet (Howard et al. 2017), width 1.0, as 5 stages cut where the FCFD
+    authors cut it (H/2, H/4, H/8, H/16, H/32: each equal to or twice tv_resnet50's
+    H/4, H/4, H/8, H/16, H/32). Stage outputs are post-ReLU."""
     stages, cin = [], 32
     for i, group in enumerate(_MOBILENET_V1):
         layers: list[nn.Module] = _conv_bn_relu(3, 32, 3, 2) if i == 0 else []

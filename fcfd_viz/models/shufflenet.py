@@ -3,8 +3,13 @@
 Both are four stages: a stem at full resolution, then three stride-2 stages, so at 32x32
 input the sizes are 32, 16, 8, 4 and they pair with resnet32x4 / wrn_40_2 (32, 32, 16, 8).
 ``shufflev1``: 1x1 stem (24 ch), groups 3, stages of 240, 480, 960 channels (4, 8, 4 units).
-``shufflev2``: 3x3 stem (24 ch), net size 1 (116, 232, 464 channels, 4, 8, 4 units), and the
-final 1x1 conv to 1024 + BN + ReLU closes the last stage. Stage outputs are post-ReLU.
+``shufflev2``: 1x1 stem (24 ch, as in CRD and the FCFD authors' code), net size 1 (116, 232,
+464 channels, 4, 8, 4 units), and the final 1x1 conv to 1024 + BN + ReLU closes the last stage.
+
+Stages are cut where the FCFD authors cut them. ShuffleNetV1: every stage output is taken
+*before* its final ReLU (each unit applies ReLU to its input, the head to the last stage's
+output), so its stage inputs are pre-activation (``post_relu=False``). ShuffleNetV2: stage
+outputs are post-ReLU.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ def conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> li
 
 
 class ShuffleV1Unit(nn.Module):
-    """Grouped 1x1 -> shuffle -> 3x3 depthwise (stride) -> grouped 1x1. Stride 1 adds the
-    input; stride 2 concatenates a 3x3 average-pooled input. ReLU at the end."""
+    """ReLU of the input, then grouped 1x1 -> shuffle -> 3x3 depthwise (stride) -> grouped 1x1.
+    Stride 1 adds the (activated) input; stride 2 concatenates its 3x3 average pool. The sum is
+    returned before any ReLU: the next unit, or the head, applies it."""
 
     def __init__(self, cin: int, cout: int, stride: int, groups: int) -> None:
         super().__init__()
@@ -48,15 +54,15 @@ class ShuffleV1Unit(nn.Module):
         self.pool = nn.AvgPool2d(3, stride=2, padding=1) if stride == 2 else None
 
     def forward(self, x: Tensor) -> Tensor:
+        x = torch.relu(x)  # not in place: x is the previous stage's output, a feature
         out = self.rest(channel_shuffle(self.reduce(x), self.g1))
-        out = out + x if self.pool is None else torch.cat([out, self.pool(x)], 1)
-        return torch.relu(out)
+        return out + x if self.pool is None else torch.cat([out, self.pool(x)], 1)
 
 
 def shufflenet_v1(
     num_classes: int, arch: str, widths=(240, 480, 960), units=(4, 8, 4), groups: int = 3
 ) -> StagedNet:
-    stages: list[nn.Module] = [nn.Sequential(*conv_bn(3, 24, 1), nn.ReLU(inplace=True))]
+    stages: list[nn.Module] = [nn.Sequential(*conv_bn(3, 24, 1))]  # ends before its ReLU
     cin = 24  # stem: (N, 24, H, W)
     for cout, n in zip(widths, units):
         # the stride-2 unit computes cout - cin channels and concatenates its pooled input
@@ -65,7 +71,12 @@ def shufflenet_v1(
         stages.append(nn.Sequential(*layers))  # (N, 240, H/2), (N, 480, H/4), (N, 960, H/8)
         cin = cout
     net = StagedNet(
-        stages, Head(cin, num_classes), arch=arch, num_classes=num_classes, arch_kwargs={}
+        stages,
+        Head(cin, num_classes),
+        arch=arch,
+        num_classes=num_classes,
+        post_relu=False,
+        arch_kwargs={},
     )
     init_weights(net)
     return net
@@ -119,8 +130,8 @@ def shufflenet_v2(
     num_classes: int, arch: str, widths=(116, 232, 464), units=(3, 7, 3), last_channel: int = 1024
 ) -> StagedNet:
     """``units`` counts the stride-1 units after each stage's stride-2 unit (CRD's convention)."""
-    stages: list[nn.Module] = [nn.Sequential(*conv_bn(3, 24, 3), nn.ReLU(inplace=True))]
-    cin = 24  # stem: (N, 24, H, W)
+    stages: list[nn.Module] = [nn.Sequential(*conv_bn(3, 24, 1), nn.ReLU(inplace=True))]
+    cin = 24  # stem (1x1 conv): (N, 24, H, W)
     for cout, n in zip(widths, units):
         # (N, 116, H/2), (N, 232, H/4), (N, 464, H/8)
         stages.append(

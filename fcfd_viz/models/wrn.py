@@ -2,8 +2,9 @@
 
 ``wrn_{depth}_{k}`` has ``n = (depth - 4) / 6`` blocks per group and widths 16k, 32k, 64k.
 Stages: stem (a bare 3x3 conv, 16 channels), block1, block2 (stride 2), block3 (stride 2).
-Blocks start with BN + ReLU, so stage outputs are pre-activation sums (``post_relu=False``);
-the network's final BN + ReLU closes the last stage, so the head sees a normal feature.
+Blocks start with BN + ReLU, so stage outputs are pre-activation sums (``post_relu=False``).
+As in the FCFD authors' code, the network's final BN closes the last stage and the head
+applies its ReLU: the last stage ends at that BN, before the ReLU.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def wide_resnet(depth: int, k: int, num_classes: int, arch: str) -> StagedNet:
         stem,
         wide_group(16, w1, n, 1),  # (N, 16k, H, W)
         wide_group(w1, w2, n, 2),  # (N, 32k, H/2, W/2)
-        nn.Sequential(wide_group(w2, w3, n, 2), bn_relu(w3)),  # (N, 64k, H/4, W/4), post-ReLU
+        nn.Sequential(wide_group(w2, w3, n, 2), nn.BatchNorm2d(w3)),  # (N, 64k, H/4, W/4), pre-ReLU
     ]
     net = StagedNet(
         stages,
