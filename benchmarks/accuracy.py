@@ -7,11 +7,17 @@ with the same seed see the same images (paired comparison). Runs are cached unde
 stopped and restarted, and the functional-gap benchmark reuses the same students.
 
     python benchmarks/accuracy.py [--seeds 0 1 2 3 4] [--epochs 60] [--quick]
+        [--reuse "resnet8 quarter width, 10%:ce" ...]
+
+``--reuse SETTING:LABEL`` takes that row from the previous benchmarks/results/accuracy.json
+instead of training it (same seeds, epochs and teacher only), for methods a code change did not
+touch; reused rows are marked in the table and carry ``reused: true`` in the JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -129,6 +135,23 @@ def paired_lines(res: dict) -> str:
     )
 
 
+OLD = ROOT / "benchmarks" / "results" / "accuracy.json"
+
+
+def reused(previous: dict, setting: str, label: str, args, t_summary: dict) -> dict:
+    """The row ``label`` of ``setting`` from the previous results, when comparable."""
+    row = previous.get("settings", {}).get(setting, {}).get(label)
+    same = (
+        row is not None
+        and previous.get("seeds") == args.seeds
+        and previous.get("epochs") == args.epochs
+        and previous.get("teacher", {}).get("top1") == t_summary["top1"]
+    )
+    if not same:
+        sys.exit(f"accuracy: cannot reuse {setting}:{label}: no comparable earlier result")
+    return {**row, "reused": True}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # 5 seeds: with 3, FCFD vs KD on resnet8 sat inside one another's spread
@@ -142,7 +165,9 @@ def main() -> None:
     ap.add_argument("--settings", nargs="*", default=list(SETTINGS))
     ap.add_argument("--methods", nargs="*", default=None, help="only these method labels")
     ap.add_argument("--quick", action="store_true", help="1 seed, 5 epochs, first setting only")
+    ap.add_argument("--reuse", nargs="*", default=[], help="SETTING:LABEL rows to take as before")
     args = ap.parse_args()
+    previous = json.loads(OLD.read_text()) if OLD.exists() else {}
     torch.set_num_threads(2)
     if args.quick:
         args.seeds, args.epochs, args.settings = [0], 5, [next(iter(SETTINGS))]
@@ -161,6 +186,11 @@ def main() -> None:
         f"{args.seeds} (the subset is fixed per seed, so methods are paired by seed). "
         f"Machine: {result['machine']['cpu']}, {torch.get_num_threads()} threads.\n"
     ]
+    if args.reuse:
+        md[0] += (
+            "\nRows marked (earlier run) were not trained again for this table: they come from "
+            "the previous results file, and no code their training runs has changed since.\n"
+        )
     for setting in args.settings:
         student, subset, methods = SETTINGS[setting]
         rows, res = [], {}
@@ -169,19 +199,23 @@ def main() -> None:
         for label, (method, knobs) in methods.items():
             if args.methods is not None and label not in args.methods:
                 continue
-            runs = [
-                ensure_student(teacher, student, subset, method, knobs, label, s, args.epochs)
-                for s in args.seeds
-            ]
-            final, best = [r["top1"] for r in runs], [r["best_top1"] for r in runs]
-            res[label] = {
-                "final": final,
-                "best": best,
-                "runs": [r["run"] for r in runs],
-                "knobs": knobs,
-            }
+            if f"{setting}:{label}" in args.reuse:
+                res[label] = reused(previous, setting, label, args, t_summary)
+            else:
+                runs = [
+                    ensure_student(teacher, student, subset, method, knobs, label, s, args.epochs)
+                    for s in args.seeds
+                ]
+                res[label] = {
+                    "final": [r["top1"] for r in runs],
+                    "best": [r["best_top1"] for r in runs],
+                    "runs": [r["run"] for r in runs],
+                    "knobs": knobs,
+                }
+            final, best = res[label]["final"], res[label]["best"]
+            shown = f"{label} (earlier run)" if res[label].get("reused") else label
             rows.append(
-                [label, mean_std(final), mean_std(best), " / ".join(f"{v:.1f}" for v in final)]
+                [shown, mean_std(final), mean_std(best), " / ".join(f"{v:.1f}" for v in final)]
             )
             print(setting, label, rows[-1], flush=True)
             md[-1] = (

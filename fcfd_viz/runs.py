@@ -25,7 +25,9 @@ from typing import Any
 
 from fcfd_viz.errors import UserError
 
-CKPT_FORMAT = "fcfd-viz/1"
+# format 2: stage cuts at the FCFD authors' points; format-1 files are converted on load
+# (fcfd_viz.models.legacy)
+CKPT_FORMAT = "fcfd-viz/2"
 STOP_FILE = "STOP"
 
 
@@ -84,9 +86,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict:
         raise UserError(
             f"checkpoint {path} is unreadable ({type(e).__name__}); it may be corrupt or not an fcfd-viz file"
         ) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT or "model" not in ckpt:
+    from fcfd_viz.models import legacy
+
+    formats = (CKPT_FORMAT, legacy.OLD_FORMAT)
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in formats or "model" not in ckpt:
         raise UserError(f"{path} is not an fcfd-viz checkpoint (no {CKPT_FORMAT!r} format tag)")
     ckpt["path"] = str(path)
+    if ckpt["format"] == legacy.OLD_FORMAT:
+        legacy.upgrade(ckpt)
     return ckpt
 
 

@@ -211,8 +211,7 @@ class Trainer:
 
     def resume(self, ckpt: dict) -> None:
         """Continue from a ``last.pt`` checkpoint dict (loaded with weights_only=True)."""
-        self.distiller.student.load_state_dict(ckpt["state_dict"])
-        self.distiller.load_extras_state_dict(ckpt.get("extras", {}))
+        self.distiller.load_checkpoint_state(ckpt)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if "scaler" in ckpt:
             self.scaler.load_state_dict(ckpt["scaler"])

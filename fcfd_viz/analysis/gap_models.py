@@ -12,6 +12,7 @@ from torch import nn
 
 from fcfd_viz.analysis.connectors import FitConfig
 from fcfd_viz.errors import UserError
+from fcfd_viz.models import legacy
 from fcfd_viz.models.base import StagedNet
 
 Bridges = tuple[nn.ModuleDict, nn.ModuleDict | None]
@@ -149,6 +150,7 @@ def _own_bridges(t_net, s_net, ckpt: dict, shape, t_path: str) -> Bridges | None
     extras = ckpt.get("extras") or {}
     if not extras.get("s2t") or "t2s" not in extras:
         return None
+    legacy.check_extras(ckpt, s_net.arch, t_net.arch)
     s2t, t2s = new_bridges(t_net, s_net, shape)
     if set(extras["s2t"]) != set(s2t.state_dict()):
         return None  # partial, e.g. FitNet's single hint connector

@@ -121,5 +121,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
     for name in presets.names():
         p = presets.load(name)
-        print(f"{name:28s} {p.teacher:>11s} -> {p.student:<12s} {p.dataset:<12s} {p.description}")
+        print(
+            f"{name:28s} {p.teacher:>11s} -> {p.student:<12s} {p.dataset:<12s} {p.description}"
+            f" [{p.source}]"
+        )
     return 0

@@ -120,6 +120,19 @@ class Distiller(nn.Module):
             "method": self.config_dict(),
         }
 
+    def load_checkpoint_state(self, ckpt: dict) -> None:
+        """Load what :meth:`checkpoint_state` saved: student weights and extra modules.
+
+        Bridges saved before the stage-cut change are refused when either network's cuts
+        moved (:func:`fcfd_viz.models.legacy.check_extras`).
+        """
+        from fcfd_viz.models import legacy
+
+        teacher_arch = self.teacher.arch if self.teacher is not None else None
+        legacy.check_extras(ckpt, self.student.arch, teacher_arch)
+        self.student.load_state_dict(ckpt["state_dict"])
+        self.load_extras_state_dict(ckpt.get("extras", {}))
+
     def extras_state_dict(self) -> dict[str, dict[str, Tensor]]:
         return {n: m.state_dict() for n, m in self.extras().items()}
 

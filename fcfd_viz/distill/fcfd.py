@@ -3,11 +3,13 @@
 Per step, besides CE + KD on the student's logits:
 
 * appearance: ``MSE(bridge_s2t[k](s_k), t_k)`` at every stage k after the stem, plus the MSE of
-  the relu+pooled vectors at the last stage;
+  the relu+pooled vectors at the last stage (``app/pooled``);
 * a few sampled mixed paths (see :mod:`fcfd_viz.distill.paths`): a student->teacher path
   runs the teacher's remaining stages on the bridged student feature and pulls each of those
-  teacher-space features to the teacher's (``func_l2/<path>/stage<j>``); every path's output
-  is distilled towards the teacher's logits (``func_kl/<path>``).
+  teacher-space features to the teacher's (``func_l2/<path>/stage<j>``), its final feature
+  also as relu+pooled vectors (``func_l2_pooled/<path>``: as in the authors' code, the pooled
+  MSE covers every teacher-space final feature); every path's output is distilled towards
+  the teacher's logits (``func_kl/<path>``).
 
 The feature terms share one weight, ramped linearly over ``feat_warmup_epochs``. Shared
 prefixes are computed once: a path's prefix *is* the pure student or teacher pass, and the
@@ -136,9 +138,8 @@ class FCFD(Distiller):
         bridged = {k: self.s2t[str(k)](s_feats[k]) for k in range(1, last + 1)}  # teacher space
         for k, f in bridged.items():
             losses[f"app/stage{k}"] = w * F.mse_loss(f, t_feats[k])
-        losses["app/pooled"] = w * F.mse_loss(
-            teacher.head.pooled(bridged[last]), teacher.head.pooled(t_feats[last])
-        )
+        t_pooled = teacher.head.pooled(t_feats[last])  # (N, C_T)
+        losses["app/pooled"] = w * F.mse_loss(teacher.head.pooled(bridged[last]), t_pooled)
         for path in self.sample():
             k = path.switch
             if path.direction == "s2t":
@@ -146,7 +147,9 @@ class FCFD(Distiller):
                 for j in range(k + 1, last + 1):
                     f = teacher.stages[j](f)  # grads reach f only: teacher weights are frozen
                     losses[f"func_l2/{path.name}/stage{j}"] = w * F.mse_loss(f, t_feats[j])
-                out = teacher.head(f)
+                pooled = teacher.head.pooled(f)  # (N, C_T)
+                losses[f"func_l2_pooled/{path.name}"] = w * F.mse_loss(pooled, t_pooled)
+                out = teacher.head.fc(pooled)
             else:
                 f = self.t2s[str(k)](t_feats[k])
                 with running_stats_frozen(student):

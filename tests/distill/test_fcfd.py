@@ -105,7 +105,7 @@ def test_identity_student_gives_zero_feature_and_function_terms():
         t_logits = teacher.head(t_feats[-1])
         s_feats = student.forward_features(x)
     assert t_logits.std() > 0.1  # a non-trivial teacher output
-    feature_terms = {k for k in losses if k.startswith(("app/", "func_l2/"))}
+    feature_terms = {k for k in losses if k.startswith(("app/", "func_l2/", "func_l2_pooled/"))}
     assert feature_terms == {
         "app/stage1",
         "app/stage2",
@@ -114,6 +114,8 @@ def test_identity_student_gives_zero_feature_and_function_terms():
         "func_l2/SSTT/stage2",
         "func_l2/SSTT/stage3",
         "func_l2/SSST/stage3",
+        "func_l2_pooled/SSTT",
+        "func_l2_pooled/SSST",
     }
     assert {k for k in losses if k.startswith("func_kl/")} == {f"func_kl/{p}" for p in ALL_PATHS}
     for k in feature_terms | {f"func_kl/{p}" for p in ALL_PATHS}:
@@ -159,6 +161,9 @@ def test_path_terms_equal_explicit_composition():
                 ref = F.mse_loss(f, t_feats[j])
                 name = "SS" + "S" * (k - 1) + "T" * (3 - k)
                 torch.testing.assert_close(losses[f"func_l2/{name}/stage{j}"], ref)
+            pooled = F.mse_loss(torch.relu(f).mean((2, 3)), torch.relu(t_feats[3]).mean((2, 3)))
+            torch.testing.assert_close(losses[f"func_l2_pooled/{name}"], pooled)
+            assert pooled.item() > 0
             out = teacher.head(f)
             torch.testing.assert_close(losses[f"func_kl/{name}"], 0.7 * kd_loss(out, t_logits, 3.0))
             out = student.forward_from(d.t2s[str(k)](t_feats[k]), k + 1)
@@ -172,6 +177,62 @@ def test_path_terms_equal_explicit_composition():
         )
         torch.testing.assert_close(losses["app/pooled"], pooled)
         assert losses["app/pooled"].item() > 0
+
+
+def hand_loss(d, x, y, paths: list[MixedPath]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """FCFD's whole loss for one step, written out term by term from the method's definition
+    (see docs/fidelity.md), and the relu+pooled MSE of each s->t path's final feature."""
+    teacher, student, cfg, w = d.teacher, d.student, d.cfg, d.feat_weight()
+    T = cfg.temperature
+
+    def pool(f):  # relu -> global average pool
+        return torch.relu(f).mean((2, 3))
+
+    t_feats, s_feats = teacher.forward_features(x), student.forward_features(x)
+    t_logits, s_logits = teacher.head(t_feats[3]), student.head(s_feats[3])
+    total = F.cross_entropy(s_logits, y) + kd_loss(s_logits, t_logits, T)
+    for k in (1, 2, 3):
+        total = total + w * F.mse_loss(d.s2t[str(k)](s_feats[k]), t_feats[k])
+    total = total + w * F.mse_loss(pool(d.s2t["3"](s_feats[3])), pool(t_feats[3]))
+    pooled = {}
+    for p in paths:
+        k = p.switch
+        if p.direction == "s2t":
+            f = d.s2t[str(k)](s_feats[k])
+            for j in range(k + 1, 4):
+                f = teacher.stages[j](f)
+                total = total + w * F.mse_loss(f, t_feats[j])
+            pooled[p.name] = w * F.mse_loss(pool(f), pool(t_feats[3]))
+            total = total + pooled[p.name]
+            out = teacher.head(f)
+        else:
+            out = student.forward_from(d.t2s[str(k)](t_feats[k]), k + 1)
+        total = total + cfg.mix_weight * kd_loss(out, t_logits, T)
+    return total, pooled
+
+
+def test_whole_loss_by_hand_for_every_draw():
+    """Every one of the six 2-path draws: the summed loss equals the hand-written one, and each
+    s->t path drawn brings exactly one relu+pooled term of the value computed by hand."""
+    teacher, student = resnet8(0).double(), resnet8(1).double()
+    d = fcfd(student, teacher, feat_weight=0.3, mix_weight=0.7, temperature=3.0).double()
+    for b in [*d.s2t.values(), *d.t2s.values()]:
+        randomise_bn(b, 7)
+    d.eval()
+    x, y = batch()
+    x = x.double()
+    for pair in itertools.combinations(candidates(4, "bi"), 2):
+        d.sample = lambda pair=pair: list(pair)
+        with torch.no_grad():
+            _, losses = d.forward_train(x, y)
+            total, pooled = hand_loss(d, x, y, list(pair))
+        names = [p.name for p in pair]
+        got = {k.split("/")[1]: v for k, v in losses.items() if k.startswith("func_l2_pooled/")}
+        assert sorted(got) == sorted(n for n in names if n.startswith("S")), names
+        for name, v in got.items():
+            torch.testing.assert_close(v, pooled[name], rtol=1e-12, atol=0)
+            assert v.item() > 1e-4
+        torch.testing.assert_close(sum(losses.values()), total, rtol=1e-12, atol=0)
 
 
 # ------------------------------------------------------------------ (2) gradient routing

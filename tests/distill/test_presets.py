@@ -4,6 +4,7 @@ schedule is valid, and the authors' values of the method note are the ones shipp
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -84,25 +85,77 @@ def test_knobs_for_drops_what_a_method_lacks():
     assert set(p.knobs_for("fcfd+dkd")) == set(p.method_kwargs) & fields
 
 
-# (teacher, student, dataset) -> (T, feat_weight, mix_weight) from the method note / paper
+# preset -> (T, feat_weight, mix_weight): every config of the authors (the method note's list
+# of their CIFAR values; their ImageNet configs)
 AUTHORS = {
     "resnet56-resnet20": (4, 0.02, 1.0),
+    "resnet32x4-resnet8x4": (4, 5.0, 1.0),
     "vgg13-vgg8": (4, 5.0, 1.0),
     "wrn_40_2-wrn_16_2": (4, 5.0, 0.2),
+    "wrn_40_2-wrn_40_1": (4, 5.0, 1.0),
+    "wrn_40_2-shufflev1": (4, 5.0, 1.0),
+    "vgg13-mobilenetv2": (4, 5.0, 1.0),
+    "resnet32x4-shufflev1": (8, 5.0, 1.0),
     "resnet32x4-shufflev2": (8, 5.0, 1.0),
-    "imagenet-resnet34-resnet18": (1, 0.02, None),
-    "imagenet-resnet50-mobilenet": (1, 5.0, None),
+    "resnet50-mobilenetv2": (8, 5.0, 1.0),
+    "imagenet-resnet34-resnet18": (1, 0.02, 1.0),
+    "imagenet-resnet50-mobilenet": (1, 5.0, 1.0),
 }
 
 
 @pytest.mark.parametrize("name", sorted(AUTHORS))
 def test_authors_values(name: str):
     p = presets.load(name)
-    t, w_feat, w_mix = AUTHORS[name]
     kw = p.method_kwargs
-    assert kw["temperature"] == t and kw["feat_weight"] == w_feat
-    if w_mix is not None:
-        assert kw["mix_weight"] == w_mix
+    assert (kw["temperature"], kw["feat_weight"], kw["mix_weight"]) == AUTHORS[name]
+    assert kw["teacher_bn"] == "batch"  # their teacher normalises with batch statistics
+    assert kw["feat_warmup_epochs"] == (5 if p.dataset == "imagenet" else 20)
+    assert p.source.startswith("authors: experiments/")
+
+
+def test_presets_without_an_authors_config_say_so():
+    for name in set(NAMES) - set(AUTHORS):
+        assert presets.load(name).source.startswith("fcfd-viz"), name
+
+
+def fidelity_table() -> dict[str, dict[str, str]]:
+    """The preset table of docs/fidelity.md, by preset name."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "fidelity.md").read_text()
+    block = doc.split("<!-- presets:start -->")[1].split("<!-- presets:end -->")[0]
+    lines = [ln for ln in block.strip().splitlines() if not ln.startswith("|---")]
+    split = lambda ln: [c.strip() for c in ln.strip().strip("|").split("|")]  # noqa: E731
+    header = split(lines[0])
+    return {row[0]: dict(zip(header, row)) for row in map(split, lines[1:])}
+
+
+def test_docs_fidelity_table_matches_every_preset():
+    """docs/fidelity.md says which preset reproduces which config: it must stay true."""
+    rows = fidelity_table()
+    assert set(rows) == set(NAMES)
+    for name in NAMES:
+        p, row = presets.load(name), rows[name]
+        cfg = distill.make_config("fcfd", **p.method_kwargs)
+        t = p.train
+        schedule = (
+            f"step {'/'.join(map(str, t['milestones']))}, {t['epochs']} epochs"
+            if t["schedule"] == "step"
+            else f"{t['schedule']}, {t['epochs']} epochs"
+        )
+        expected = {
+            "source": p.source,
+            "T": cfg.temperature,
+            "feat_weight": cfg.feat_weight,
+            "mix_weight": cfg.mix_weight,
+            "teacher_bn": cfg.teacher_bn,
+            "lr": t["lr"],
+            "schedule": schedule,
+        }
+        for col, value in expected.items():
+            cell = row[col]
+            if isinstance(value, str):
+                assert cell == value, (name, col, cell, value)
+            else:
+                assert float(cell) == pytest.approx(float(value)), (name, col, cell, value)
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if not n.startswith(("digits", "imagenet"))])

@@ -20,8 +20,12 @@ PRESET_DIR = Path(__file__).parent
 
 @dataclass
 class Preset:
+    """One preset file. ``source`` says where its values come from: ``authors: <their config
+    file>`` when they are the FCFD authors', ``fcfd-viz: ...`` when they are ours."""
+
     name: str
     description: str
+    source: str
     teacher: str
     student: str
     dataset: str
