@@ -48,7 +48,7 @@ def find_os_error(e: BaseException) -> OSError | None:
         if isinstance(e, OSError):
             return e
         seen.add(id(e))
-        e = e.__cause__ or e.__context__
+        e = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
     return None
 
 

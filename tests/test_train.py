@@ -133,10 +133,16 @@ def test_run_create_refuses_non_empty_and_overwrite_replaces(tmp_path: Path):
         Run.create(out, resume=True)
 
 
+def record(epoch: int) -> dict:
+    """A metrics line as the trainer writes it."""
+    return {"epoch": epoch, "lr": 0.1, "loss": 1.0, "losses": {"ce": 1.0}, "train_top1": 50.0,
+            "test_top1": 40.0 + epoch, "seconds": 0.1, "steps": 5}  # fmt: skip
+
+
 def test_run_files_are_written_atomically(tmp_path: Path):
     run = Run.create(tmp_path / "r")
-    run.append_metrics({"epoch": 1, "x": 1.0})
-    run.append_metrics({"epoch": 2, "x": 2.0})
+    run.append_metrics(record(1))
+    run.append_metrics(record(2))
     with open(run.file("metrics.jsonl"), "a") as f:
         f.write('{"epoch": 3, "x"')  # a torn line, as after a crash of a non-atomic writer
     assert [r["epoch"] for r in run.metrics()] == [1, 2]
