@@ -8,6 +8,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from fcfd_viz import checks
 from fcfd_viz.errors import UserError
 
 JOBS_DIR = ".jobs"  # the job registry's folder inside the runs folder (see fcfd_viz.jobs)
@@ -74,10 +75,12 @@ def validate(spec: JobSpec) -> None:
     if spec.method not in METHODS:
         raise UserError(f"unknown method {spec.method!r}; choose one of {', '.join(METHODS)}")
     models.check_name(spec.student)
-    if spec.epochs < 1 or spec.lr <= 0 or spec.temperature <= 0:
-        raise UserError("epochs must be >= 1, and lr and T must be > 0")
-    if spec.feat_weight < 0 or spec.mix_weight < 0:
-        raise UserError("feature and mix weights must be >= 0")
+    checks.integer("epochs", spec.epochs, 1)
+    checks.integer("seed", spec.seed)
+    checks.number("lr", spec.lr, 0, strict=True)
+    checks.number("T", spec.temperature, 0, strict=True)
+    checks.number("feature weight", spec.feat_weight, 0)
+    checks.number("mix weight", spec.mix_weight, 0)
     if needs_teacher(spec.method):
         if not spec.teacher:
             raise UserError(f"method {spec.method!r} needs a teacher checkpoint")

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import torch
 
-from fcfd_viz import distill, models
+from fcfd_viz import checks, distill, models
 from fcfd_viz.data import DataConfig, data_info, make_loaders
 from fcfd_viz.errors import UserError
 from fcfd_viz.fsio import read_object
 from fcfd_viz.runs import Run, load_checkpoint, model_from_checkpoint
-from fcfd_viz.train import Callback, TrainConfig, Trainer, dist_info, seed_everything
+from fcfd_viz.train import Callback, Diverged, TrainConfig, Trainer, dist_info, seed_everything
 from fcfd_viz.writer import check_target, open_run
 
 DEFAULT_TEACHER_ARCH = "resnet8x4"
@@ -121,6 +121,8 @@ def validate(cfg: ExperimentConfig) -> None:
     if not isinstance(cfg.method_kwargs, dict):
         raise UserError(f"method options must be an object, got {cfg.method_kwargs!r}")
     cfg.train.validate()
+    cfg.data.validate()
+    checks.method_knobs(cfg.method_kwargs)
 
 
 def run_experiment(
@@ -204,6 +206,8 @@ def record_end(run: Run, e: BaseException) -> None:
     even this write: then the dead pid in the old status tells the listing)."""
     if isinstance(e, KeyboardInterrupt):
         state = "interrupted"
+    elif isinstance(e, Diverged):
+        state = "diverged"
     else:
         state = "failed"
     error = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"

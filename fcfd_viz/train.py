@@ -7,6 +7,7 @@ term; it knows nothing about any method.
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import random
 import time
@@ -25,9 +26,9 @@ from fcfd_viz.distill.base import Distiller
 from fcfd_viz.errors import UserError
 from fcfd_viz.fsio import fault_point
 from fcfd_viz.runs import Run, save_checkpoint
-from fcfd_viz.train_config import TrainConfig, lr_at
+from fcfd_viz.train_config import LOSS_LIMIT, Diverged, TrainConfig, lr_at
 
-__all__ = ["Callback", "TrainConfig", "Trainer", "dist_info", "evaluate", "lr_at"]
+__all__ = ["Callback", "Diverged", "TrainConfig", "Trainer", "dist_info", "evaluate", "lr_at"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -194,8 +195,9 @@ class Trainer:
         with ctx:
             logits, losses = self.model(x, y)
             loss = sum(losses.values())
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()}; lower --lr or the loss weights")
+        value = float(loss.detach())  # one sync per step, as the finiteness check always cost
+        if not math.isfinite(value) or value > LOSS_LIMIT:
+            raise Diverged(f"the loss reached {value:.3g}")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -272,7 +274,11 @@ class Trainer:
             t0 = time.perf_counter()
             if writer is not None:
                 writer.write_status(state="running", epoch=epoch, epochs=cfg.epochs)
-            rec = self.train_epoch(epoch)
+            try:
+                rec = self.train_epoch(epoch)
+                self._check_weights()
+            except Diverged as e:  # nothing of this epoch is saved: last.pt stays good
+                raise Diverged(self._diverged(epoch, e)) from None
             if self.stop_requested and rec["steps"] < len(self.train_loader):
                 # a stop mid-epoch drops the partial epoch: last.pt stays at the end of the
                 # previous one, so --resume replays this epoch exactly as an uninterrupted run
@@ -314,6 +320,24 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_train_end(self, summary)
         return summary
+
+    def _check_weights(self) -> None:
+        """Weights that turned NaN/inf in the epoch's last step must not be checkpointed."""
+        params = [p.detach() for p in self.distiller.trainable_parameters()]
+        if params and not bool(torch.stack([p.isfinite().all() for p in params]).all()):
+            raise Diverged("the weights became NaN or infinite")
+
+    def _diverged(self, epoch: int, e: Diverged) -> str:
+        done = self.history[-1]["epoch"] if self.history else 0
+        kept = (
+            "no epoch finished, so no checkpoint was written"
+            if not done
+            else f"last.pt and best.pt keep epoch {done} and earlier"
+        )
+        return (
+            f"training diverged in epoch {epoch + 1}: {e} (NaN/inf or above {LOSS_LIMIT:g}); "
+            f"{kept}; start again with a lower --lr (now {self.cfg.lr:g}) or loss weights"
+        )
 
     def summary(self) -> dict:
         last = self.history[-1] if self.history else {}

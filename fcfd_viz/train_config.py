@@ -1,12 +1,22 @@
-"""Training settings and their schedule: :class:`TrainConfig` and :func:`lr_at`.
-Re-exported by :mod:`fcfd_viz.train`."""
+"""Training settings and their schedule: :class:`TrainConfig` (validated, one-line errors),
+:func:`lr_at`, and what counts as a diverged run. Re-exported by :mod:`fcfd_viz.train`."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 
+from fcfd_viz import checks
 from fcfd_viz.errors import UserError
+
+# A step loss beyond this (or NaN/inf) stops training as diverged. Every loss here is a few
+# units at the start (CE ~ ln K, KD x T^2 ~ tens); 1e6 is far past any run that recovers.
+LOSS_LIMIT = 1e6
+
+
+class Diverged(UserError):
+    """The loss or the weights became non-finite or exploded; last.pt / best.pt keep the
+    last good epoch."""
 
 
 @dataclass
@@ -29,14 +39,23 @@ class TrainConfig:
     compile: bool = False
 
     def validate(self) -> None:
-        if self.epochs <= 0:
+        """Raise a one-line :class:`UserError` for a setting no run can use (NaN included)."""
+        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs <= 0:
             raise UserError(f"epochs must be > 0, got {self.epochs}")
-        if self.lr <= 0:
-            raise UserError(f"lr must be > 0, got {self.lr}")
-        if self.schedule not in ("cosine", "step", "constant"):
-            raise UserError(f"schedule must be cosine, step or constant, got {self.schedule!r}")
-        if self.amp not in ("auto", "bf16", "fp16", "off"):
-            raise UserError(f"amp must be auto, bf16, fp16 or off, got {self.amp!r}")
+        checks.number("--lr", self.lr, 0, strict=True)
+        checks.number("momentum", self.momentum, 0)
+        checks.number("--weight-decay", self.weight_decay, 0)
+        checks.number("gamma", self.gamma, 0, strict=True)
+        checks.integer("warmup_epochs", self.warmup_epochs, 0)
+        checks.integer("--seed", self.seed)
+        checks.choice("--schedule", self.schedule, ("cosine", "step", "constant"))
+        checks.choice("--amp", self.amp, ("auto", "bf16", "fp16", "off"))
+        if not isinstance(self.milestones, list):
+            raise UserError(f"--milestones must be a list of epochs, got {self.milestones!r}")
+        for m in self.milestones:
+            checks.integer("--milestones", m, 0)
+        if not isinstance(self.device, str):
+            raise UserError(f"--device must be a name (auto, cpu, cuda:N), got {self.device!r}")
 
 
 def lr_at(cfg: TrainConfig, epoch: int) -> float:

@@ -1,6 +1,6 @@
 """Run directories under faults, with real ``fcfd`` processes and real signals (issue #11):
 two writers, SIGKILL between the checkpoint and the metrics write or in the middle of a write,
-SIGINT/SIGTERM, a full and a read-only file system.
+SIGINT/SIGTERM, a full and a read-only file system, a diverging loss.
 
 Kills at exact moments use the trainer's test hook ``FCFD_FAULT=NAME:WHERE``
 (:func:`fcfd_viz.fsio.fault_point`): the process SIGKILLs itself there.
@@ -249,3 +249,13 @@ def test_a_read_only_disk_is_one_line(small_fs):
     code, _, err = train(mnt / "run", "--epochs", "1")
     assert code == 2
     one_line(err, "cannot write", "Read-only file system", "choose another --out")
+
+
+# ------------------------------------------------------------------ 8. divergence
+def test_an_exploding_loss_stops_cleanly_in_one_line(tmp_path: Path):
+    code, _, err = train(tmp_path / "run", "--epochs", "2", "--lr", "1e6")
+    assert code == 2
+    one_line(err, "training diverged in epoch 1", "no checkpoint was written", "lower --lr")
+    status = Run(tmp_path / "run").status()
+    assert status["state"] == "diverged" and "diverged" in status["error"]
+    assert not (tmp_path / "run" / "last.pt").exists()

@@ -81,6 +81,33 @@ def test_out_that_is_a_file_or_lies_under_one(capsys, tmp_path: Path):
     assert f.read_text() == "keep"
 
 
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+        (["--workers", "-1"], "--workers must be an integer >= 0, got -1"),
+        (["--lr", "nan"], "--lr must be a finite number > 0, got nan"),
+        (["--lr", "inf"], "--lr must be a finite number > 0"),
+        (["--subset", "nan"], "--subset"),
+    ],
+)
+def test_values_no_run_can_use(capsys, tmp_path: Path, flags, needle):
+    fails(capsys, [*CE, "--out", str(tmp_path / "new"), *FAST, *flags], needle)
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (["--temperature", "0"], "--temperature must be a finite number > 0, got 0.0"),
+        (["--kd-weight", "nan"], "--kd-weight"),
+    ],
+)
+def test_method_knobs_no_run_can_use(capsys, tmp_path: Path, digits_teacher, flags, needle):
+    fails(capsys, kd(digits_teacher, tmp_path / "new", *flags), needle)
+    assert not (tmp_path / "new").exists()
+
+
 def test_resume_without_a_readable_config(capsys, tmp_path: Path):
     run = tmp_path / "run"
     assert main([*CE, "--out", str(run), *FAST]) == 0
