@@ -112,28 +112,35 @@ def check_library(root: Path) -> None:
     defaults.defaults_ready(root), defaults.building(root), defaults.defaults_progress(root)
 
 
-FOLDER_SETTINGS = settings(max_examples=60, deadline=None, database=None,
-                           suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+def junk_settings(examples: int):
+    return settings(max_examples=examples, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
 
 
-@FOLDER_SETTINGS
-@given(spec=folder)
-def test_listings_never_raise_on_junk(spec):
+@contextlib.contextmanager
+def junk_folder(spec: dict):
+    """A temp runs folder holding ``spec``."""
     with tempfile.TemporaryDirectory() as d:
         write_folder(Path(d), spec)
-        check_library(Path(d))
+        yield Path(d)
+
+
+@junk_settings(60)
+@given(spec=folder)
+def test_listings_never_raise_on_junk(spec):
+    with junk_folder(spec) as root:
+        check_library(root)
 
 
 @pytest.mark.slow
-@settings(max_examples=40, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+@junk_settings(40)
 @given(spec=folder)
 def test_every_page_renders_on_junk(spec):
     from streamlit.testing.v1 import AppTest
 
-    with tempfile.TemporaryDirectory() as d:
-        write_folder(Path(d), spec)
-        os.environ["FCFD_RUNS_DIR"] = d
+    before = os.environ.get("FCFD_RUNS_DIR")
+    with junk_folder(spec) as root:
+        os.environ["FCFD_RUNS_DIR"] = str(root)  # monkeypatch is per test, not per example
         try:
             at = AppTest.from_file(APP, default_timeout=120)
             at.run()
@@ -142,4 +149,6 @@ def test_every_page_renders_on_junk(spec):
                 at.switch_page(page).run()
                 assert not at.exception, (page, [e.value for e in at.exception])
         finally:
-            del os.environ["FCFD_RUNS_DIR"]
+            os.environ.pop("FCFD_RUNS_DIR")
+            if before is not None:
+                os.environ["FCFD_RUNS_DIR"] = before

@@ -130,3 +130,15 @@ def test_listing_reads_only_the_end_of_a_huge_metrics_file(tmp_path: Path):
         assert rows[0]["epochs"] == f"{n}/3"
         # reading 50 MB took > 1.8 s here before; the tail read takes milliseconds
         assert elapsed < 0.5, elapsed
+
+
+def test_a_long_history_is_thinned_for_curves_and_keeps_its_newest_epoch(tmp_path: Path):
+    from fcfd_viz.runs import Run
+
+    run = make_run(tmp_path, "long", {})
+    lines = [json.dumps({**RECORD, "epoch": e}) for e in range(1, 10_001)]
+    (run / "metrics.jsonl").write_text("\n".join(lines) + '\n{"epoch": 10001, "lr"')  # torn
+    curve = Run(run).metrics(max_points=100)
+    assert 90 <= len(curve) <= 100 and curve[-1]["epoch"] == 10_000
+    epochs = [r["epoch"] for r in curve]
+    assert epochs == sorted(epochs) and len(Run(run).metrics()) == 10_000
