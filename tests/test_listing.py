@@ -142,3 +142,23 @@ def test_a_long_history_is_thinned_for_curves_and_keeps_its_newest_epoch(tmp_pat
     assert 90 <= len(curve) <= 100 and curve[-1]["epoch"] == 10_000
     epochs = [r["epoch"] for r in curve]
     assert epochs == sorted(epochs) and len(Run(run).metrics()) == 10_000
+
+
+APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+
+
+def test_every_page_renders_beside_the_malformed_runs(junk_root: Path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("FCFD_RUNS_DIR", str(junk_root))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    for page in ("pages/1_Sensitivity.py", "pages/2_Functional_gap.py", "pages/3_Distill.py",
+                 "pages/4_Runs.py"):  # fmt: skip
+        at.switch_page(page).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+    table = at.dataframe[0].value  # the Runs page: one row per run, the broken ones say why
+    states = dict(zip(table["run"], table["state"]))
+    assert states["config-list"] == "unreadable: config.json holds a JSON list, not an object"
+    assert len(states) == len(CRASHERS) + 1
