@@ -8,6 +8,8 @@ Kills at exact moments use the trainer's test hook ``FCFD_FAULT=NAME:WHERE``
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -20,8 +22,11 @@ import pytest
 import torch
 
 from fcfd_viz import jobs
+from fcfd_viz.cli import main
 from fcfd_viz.listing import list_runs
 from fcfd_viz.runs import Run
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # for the commands run in this process
 
 TINY = ["--method", "ce", "--student", "resnet8", "--subset", "0.1", "--seed", "0"]
 FAST = ["--device", "cpu", "--no-progress"]
@@ -45,6 +50,19 @@ def finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[int, str, str]
 
 def train(out: Path, *extra: str, **env: str) -> tuple[int, str, str]:
     return finish(fcfd("distill", *TINY, "--out", str(out), *FAST, *extra, **env))
+
+
+def here(*argv: str) -> tuple[int, str, str]:
+    """The command in this process: a second writer needs no kill, so it need not pay for
+    an interpreter start; it is still another process than the writer it meets."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def train_here(out: Path, *extra: str) -> tuple[int, str, str]:
+    return here("distill", *TINY, "--out", str(out), *FAST, *extra)
 
 
 def one_line(err: str, *needles: str) -> str:
@@ -107,7 +125,7 @@ def test_a_second_writer_is_refused_while_the_first_trains(tmp_path: Path):
             ["distill", *TINY, "--epochs", "1", "--out", str(out), "--overwrite", *FAST],
             ["distill", *TINY, "--epochs", "1", "--out", str(out), *FAST],
         ):
-            code, _, err = finish(fcfd(*argv))
+            code, _, err = here(*argv)
             assert code == 2, err
             one_line(err, f"is being written by pid {first.pid} (started ")
         Run(out).request_stop()
@@ -154,13 +172,13 @@ def test_the_lock_alone_refuses_a_second_writer_until_its_holder_dies(tmp_path: 
     try:
         assert holder.stdout.readline().strip() == b"holding"
         (out / "writer.json").unlink()  # only the flock is left to say it is taken
-        code, _, err = train(out, "--epochs", "1")
+        code, _, err = train_here(out, "--epochs", "1")
         assert code == 2
         one_line(err, "is being written by another process")
     finally:
         holder.kill()
         holder.wait()
-    code, _, err = train(out, "--epochs", "1")
+    code, _, err = train_here(out, "--epochs", "1")
     assert code == 0, err
 
 
@@ -171,7 +189,7 @@ def test_a_stale_writer_record_blocks_nothing(tmp_path: Path):
     try:
         for rec in ({"pid": 2**22 + 7, "create_time": 1.0}, {"pid": sleeper.pid}):
             (out / "writer.json").write_text(json.dumps(rec))
-            code, _, err = train(out, "--epochs", "1", "--overwrite")
+            code, _, err = train_here(out, "--epochs", "1", "--overwrite")
             assert code == 0, err
     finally:
         sleeper.kill()
@@ -236,7 +254,7 @@ def small_fs(tmp_path: Path):
 def test_a_full_disk_is_one_line_and_the_run_ends_failed(small_fs):
     mnt = small_fs("size=600k")  # config, status and best.pt fit; last.pt (+ momentum) does not
     out = mnt / "run"
-    code, _, err = train(out, "--epochs", "2")
+    code, _, err = train_here(out, "--epochs", "2")
     assert code == 2
     line = one_line(err, "cannot write", "No space left on device", "free some space")
     assert str(out) in line
@@ -246,14 +264,14 @@ def test_a_full_disk_is_one_line_and_the_run_ends_failed(small_fs):
 
 def test_a_read_only_disk_is_one_line(small_fs):
     mnt = small_fs("size=1m,ro")
-    code, _, err = train(mnt / "run", "--epochs", "1")
+    code, _, err = train_here(mnt / "run", "--epochs", "1")
     assert code == 2
     one_line(err, "cannot write", "Read-only file system", "choose another --out")
 
 
 # ------------------------------------------------------------------ 8. divergence
 def test_an_exploding_loss_stops_cleanly_in_one_line(tmp_path: Path):
-    code, _, err = train(tmp_path / "run", "--epochs", "2", "--lr", "1e6")
+    code, _, err = train_here(tmp_path / "run", "--epochs", "2", "--lr", "1e6")
     assert code == 2
     one_line(err, "training diverged in epoch 1", "no checkpoint was written", "lower --lr")
     status = Run(tmp_path / "run").status()
