@@ -71,7 +71,7 @@ def home() -> None:
 def _build_progress() -> None:
     root = state.runs_dir()
     p = defaults.defaults_progress(root) or {"fraction": 0.0, "message": "starting"}
-    st.progress(min(1.0, float(p["fraction"])), text=p["message"])
+    st.progress(p["fraction"], text=p["message"])
     if not defaults.building(root):
         st.rerun()  # done (or failed): redraw the whole page once
 

@@ -75,6 +75,8 @@ def checkpoints(root: Path) -> list[dict]:
     out = []
     for r in list_runs(root):
         path = Path(r["run"])
+        if r["state"] == "unreadable":  # its metadata cannot be trusted: the Runs page shows it
+            continue
         if (path / "best.pt").exists() or (path / "last.pt").exists():
             name = path.relative_to(root).as_posix() if root in path.parents else r["name"]
             top1 = r.get("top1")
@@ -193,24 +195,25 @@ def probe(path, stage: int, eps: float, directions, n_images: int, mode: str, at
     return out
 
 
-def summary(path: str | Path) -> dict | None:
-    """summary.json of a run (None while it trains)."""
-    from fcfd_viz.runs import Run
-
-    return Run(path).summary()
+CURVE_POINTS = 2000  # a curve needs no more; a huge metrics file stays cheap to redraw
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def _metrics(path: str, mtime: float) -> list[dict]:
+def _metrics(path: str, key: tuple) -> list[dict]:
     from fcfd_viz.runs import Run
 
-    return Run(path).metrics()
+    return Run(path).metrics(max_points=CURVE_POINTS)
 
 
 def metrics(path: str | Path) -> list[dict]:
-    """metrics.jsonl records of a run, cached until the file changes."""
-    p = Path(path) / "metrics.jsonl"
-    return _metrics(str(path), p.stat().st_mtime if p.exists() else 0.0)
+    """metrics.jsonl records of a run (thinned to :data:`CURVE_POINTS`), cached until the
+    file changes."""
+    try:
+        st_ = (Path(path) / "metrics.jsonl").stat()
+        key = (st_.st_ino, st_.st_size, st_.st_mtime_ns)
+    except OSError:
+        key = ()
+    return _metrics(str(path), key)
 
 
 # ---------------------------------------------------------------- functional gap

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from fcfd_viz import checks
 from fcfd_viz.errors import UserError
 
 DATASETS = ("digits", "digits-hard", "cifar10", "cifar100", "imagenet")
@@ -37,6 +38,20 @@ class DataConfig:
     subset: float | None = None
     subset_seed: int | None = None  # None: the training seed (a subset fixed per seed)
     num_workers: int | None = None
+
+    def validate(self) -> None:
+        """Raise a one-line :class:`UserError` for a value no loader can use."""
+        checks.choice("--dataset", self.dataset, DATASETS)
+        checks.integer("--batch-size", self.batch_size, 1)
+        checks.integer("--image-size", self.image_size, 1)
+        if self.num_workers is not None:
+            checks.integer("--workers", self.num_workers, 0)
+        if self.subset is not None:
+            checks.number("--subset", self.subset, 0, strict=True)
+            if self.subset > 1:
+                raise UserError(f"subset must be in (0, 1], got {self.subset}")
+        if self.subset_seed is not None:
+            checks.integer("subset_seed", self.subset_seed)
 
 
 @dataclass
@@ -218,6 +233,7 @@ def make_loaders(
     :func:`set_epoch`), so an epoch's order depends only on (seed, epoch): a resumed run sees
     the same batches as an uninterrupted one.
     """
+    cfg.validate()
     train, test, info = build_datasets(cfg)
     in_memory = cfg.dataset.startswith("digits")
     workers = (

@@ -11,14 +11,16 @@ and to ``RUNS/defaults/progress.json``, which the app polls while another proces
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from fcfd_viz.callbacks import Callback
-from fcfd_viz.runs import STOP_FILE, Run, read_json, write_json
+from fcfd_viz.fsio import read_object, write_json
+from fcfd_viz.locks import file_lock
+from fcfd_viz.procs import identity
+from fcfd_viz.runs import STOP_FILE, Run
 
 DEFAULTS = "defaults"
 STUDENT_METHODS = ("ce", "kd", "fcfd")
@@ -98,18 +100,6 @@ class _EpochProgress(Callback):
         self.report(min(1.0, done / self.total), msg)
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    with open(path, "a") as f:
-        try:
-            import fcntl
-
-            fcntl.flock(f, fcntl.LOCK_EX)
-        except ImportError:  # pragma: no cover - not POSIX
-            pass
-        yield
-
-
 def ensure_defaults(
     runs_dir: str | os.PathLike, progress: Progress | None = None, epochs: int | None = None
 ) -> dict[str, Path]:
@@ -127,12 +117,12 @@ def ensure_defaults(
     def report(fraction: float, message: str) -> None:
         write_json(
             d / "progress.json",
-            {"fraction": fraction, "message": message, "pid": os.getpid(), "time": time.time()},
+            {"fraction": fraction, "message": message, **identity(), "time": time.time()},
         )
         if progress is not None:
             progress(fraction, message)
 
-    with _file_lock(d / ".lock"):
+    with file_lock(d / ".lock"):
         cfgs = default_configs(runs_dir, epochs)
         cost = {k: _COST[k] * c.train.epochs for k, c in cfgs.items()}
         total, offset = sum(cost.values()), 0.0
@@ -154,10 +144,11 @@ def ensure_defaults(
 
 def defaults_progress(runs_dir: str | os.PathLike) -> dict | None:
     """The last ``progress.json`` of a defaults build (``fraction``, ``message``, ``pid``)."""
-    try:
-        return read_json(Path(runs_dir) / DEFAULTS / "progress.json")
-    except (OSError, ValueError):
-        return None
+    p = read_object(Path(runs_dir) / DEFAULTS / "progress.json")[0]
+    fraction = p.get("fraction") if p else None
+    if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or fraction != fraction:
+        return None  # absent or junk: no build to report
+    return {**p, "fraction": min(1.0, max(0.0, float(fraction))), "message": str(p.get("message"))}
 
 
 def start_defaults(runs_dir: str | os.PathLike) -> bool:
@@ -189,8 +180,7 @@ def building(runs_dir: str | os.PathLike) -> bool:
     process (``fcfd defaults`` in a terminal) whose progress file is not finished."""
     from fcfd_viz import jobs
 
-    rec = jobs.job_record(Path(runs_dir), DEFAULTS)
-    if rec and jobs.pid_alive(rec.get("pid"), rec.get("start")):
+    if jobs.record_alive(jobs.job_record(Path(runs_dir), DEFAULTS)):
         return True
     p = defaults_progress(runs_dir)
-    return bool(p) and p.get("fraction", 1) < 1 and jobs.pid_alive(p.get("pid"))
+    return bool(p) and p["fraction"] < 1 and jobs.record_alive(p)

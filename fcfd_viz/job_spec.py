@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from fcfd_viz import checks
 from fcfd_viz.errors import UserError
 
 JOBS_DIR = ".jobs"  # the job registry's folder inside the runs folder (see fcfd_viz.jobs)
 RESERVED = ("defaults", JOBS_DIR)  # names a run may not take
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# fullmatch: "$" would also match before a trailing newline
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 @dataclass
@@ -64,7 +67,7 @@ def validate(spec: JobSpec) -> None:
     from fcfd_viz.pipeline import check_compatible
     from fcfd_viz.runs import load_checkpoint
 
-    if not _NAME.match(spec.name) or spec.name in RESERVED:
+    if not isinstance(spec.name, str) or not _NAME.fullmatch(spec.name) or spec.name in RESERVED:
         raise UserError(
             f"run name {spec.name!r} is not allowed: use letters, digits, '.', '_', '-' "
             f"(at most 64, not {' or '.join(RESERVED)})"
@@ -72,10 +75,12 @@ def validate(spec: JobSpec) -> None:
     if spec.method not in METHODS:
         raise UserError(f"unknown method {spec.method!r}; choose one of {', '.join(METHODS)}")
     models.check_name(spec.student)
-    if spec.epochs < 1 or spec.lr <= 0 or spec.temperature <= 0:
-        raise UserError("epochs must be >= 1, and lr and T must be > 0")
-    if spec.feat_weight < 0 or spec.mix_weight < 0:
-        raise UserError("feature and mix weights must be >= 0")
+    checks.integer("epochs", spec.epochs, 1)
+    checks.integer("seed", spec.seed)
+    checks.number("lr", spec.lr, 0, strict=True)
+    checks.number("T", spec.temperature, 0, strict=True)
+    checks.number("feature weight", spec.feat_weight, 0)
+    checks.number("mix weight", spec.mix_weight, 0)
     if needs_teacher(spec.method):
         if not spec.teacher:
             raise UserError(f"method {spec.method!r} needs a teacher checkpoint")
@@ -83,3 +88,35 @@ def validate(spec: JobSpec) -> None:
         check_compatible(
             load_checkpoint(spec.teacher), DataConfig(dataset=preset.dataset, **preset.data)
         )
+
+
+def run_path(runs_dir: Path, name: str) -> Path:
+    """``RUNS/name`` for the name of a run in the runs folder (``kd-s1``, ``defaults/kd``).
+
+    Refused with a :class:`UserError`: absolute names, ``..`` or ``.`` parts, control
+    characters (a trailing newline), the job registry, and anything that resolves (through
+    symlinks) outside the runs folder or to the folder itself.
+    """
+    if not isinstance(name, str) or not name or any(ord(c) < 32 or c == "\x7f" for c in name):
+        raise UserError(f"run name {name!r} is not allowed: it must be a plain relative name")
+    parts = Path(name).parts
+    if Path(name).is_absolute() or "\\" in name:
+        raise UserError(f"run name {name!r} is not allowed: name a run inside {runs_dir}")
+    if any(p in ("", ".", "..") for p in name.split("/")) or parts[0] == JOBS_DIR:
+        raise UserError(f"run name {name!r} is not allowed: it must stay inside {runs_dir}")
+    path = Path(runs_dir) / name
+    root = Path(runs_dir).resolve()
+    if root not in path.resolve().parents:
+        raise UserError(f"run name {name!r} is not allowed: it leads outside {root}")
+    return path
+
+
+def record_key(name: str) -> str:
+    """The file stem of job ``name``'s records: percent-encoded, so two names never share
+    one (``a/b`` -> ``a%2Fb``, while ``a__b`` stays itself)."""
+    return urllib.parse.quote(name, safe="")
+
+
+def key_name(stem: str) -> str:
+    """Inverse of :func:`record_key`."""
+    return urllib.parse.unquote(stem)

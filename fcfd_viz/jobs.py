@@ -3,13 +3,17 @@
 A job is a ``python -m fcfd_viz distill ... --out RUNS/NAME --no-progress`` subprocess started
 in its own session, so closing or reloading the app never kills it. Its run directory is a
 normal run (``fcfd runs`` lists it, ``fcfd distill --resume --out RUNS/NAME`` continues it).
-Beside the runs, ``RUNS/.jobs/NAME.json`` records the launch (pid, process start time,
-command) and ``RUNS/.jobs/NAME.log`` holds the process output.
+Beside the runs, ``RUNS/.jobs/KEY.json`` records the launch (pid, process start time,
+command) and ``RUNS/.jobs/KEY.log`` holds the process output (``KEY``: the name
+percent-encoded, see :func:`~fcfd_viz.job_spec.record_key`).
 
 The registry is recomputed from those files on every call, so every page reload and browser
 tab sees the same jobs. States: ``starting`` (process alive, training not begun), ``running``,
-``stopping`` (STOP requested), ``completed``, ``stopped``, ``failed``, ``interrupted`` (the
-status says running but its process is gone: resume it) and ``unknown``.
+``stopping`` (STOP requested), ``completed``, ``stopped``, ``failed``, ``diverged``,
+``interrupted`` (Ctrl-C / SIGTERM, or the status says running but its process, identified by
+pid and start time, is gone: resume it), ``unreadable`` (malformed files: delete it) and
+``unknown``. Every name is resolved inside the runs folder (:func:`run_path`); one that
+leaves it is refused.
 
 Concurrency: at most ``max_jobs()`` active jobs (``FCFD_MAX_JOBS``, default 2) per runs
 folder, counting every live run in it (CLI runs and the defaults build too). A launch beyond
@@ -21,22 +25,39 @@ the existing job, so a double click or a second tab never duplicates a run.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from fcfd_viz import listing
 from fcfd_viz.errors import UserError
-from fcfd_viz.job_spec import JOBS_DIR, RESERVED, JobSpec, needs_teacher, validate
-from fcfd_viz.procs import pid_alive, proc_stat
-from fcfd_viz.runs import STOP_FILE, Run, list_runs, read_json, write_json
+from fcfd_viz.job_records import (
+    job_record,
+    last_log_line,
+    log_path,
+    max_jobs,
+    record_alive,
+    runs_lock,
+    spawn,
+)
+from fcfd_viz.job_spec import (
+    JOBS_DIR,
+    RESERVED,
+    JobSpec,
+    key_name,
+    needs_teacher,
+    record_key,
+    run_path,
+    validate,
+)
+from fcfd_viz.procs import pid_alive
+from fcfd_viz.runs import STOP_FILE, Run
 
 ACTIVE = ("starting", "running", "stopping")
+RESUMABLE = ("stopped", "interrupted", "failed")  # a diverged run would diverge again
 
 
 __all__ = [
@@ -45,16 +66,24 @@ __all__ = [
     "Job",
     "JobLimitError",
     "JobSpec",
+    "RESUMABLE",
     "active_count",
     "default_runs_dir",
     "delete",
     "get_job",
+    "job_record",
+    "last_log_line",
     "launch",
     "list_jobs",
     "max_jobs",
     "needs_teacher",
     "pid_alive",
+    "record_alive",
+    "record_key",
     "resume",
+    "run_path",
+    "runs_lock",
+    "spawn",
     "stop",
     "validate",
     "wait",
@@ -68,14 +97,6 @@ class JobLimitError(UserError):
 def default_runs_dir(arg: str | os.PathLike | None = None) -> Path:
     """The runs folder: ``arg`` if given, else ``$FCFD_RUNS_DIR``, else ``./runs``."""
     return Path(arg or os.environ.get("FCFD_RUNS_DIR") or "runs")
-
-
-def max_jobs() -> int:
-    """Concurrent job limit from ``$FCFD_MAX_JOBS`` (default 2, one per core on a 2-core box)."""
-    try:
-        return max(1, int(os.environ.get("FCFD_MAX_JOBS", "2")))
-    except ValueError:
-        return 2
 
 
 @dataclass
@@ -93,70 +114,11 @@ class Job:
     student: str | None = None
     message: str = ""
     log: Path | None = None
+    row: dict = field(default_factory=dict)  # the run's row of fcfd_viz.listing (or {})
 
     @property
     def active(self) -> bool:
         return self.state in ACTIVE
-
-
-# ---------------------------------------------------------------- processes
-@contextlib.contextmanager
-def runs_lock(runs_dir: Path):
-    """Exclusive lock of the runs folder's job records (across threads and processes)."""
-    d = runs_dir / JOBS_DIR
-    d.mkdir(parents=True, exist_ok=True)
-    with open(d / "lock", "a") as f:
-        try:
-            import fcntl
-
-            fcntl.flock(f, fcntl.LOCK_EX)
-        except ImportError:  # pragma: no cover - not POSIX
-            pass
-        yield
-
-
-def job_record(runs_dir: Path, name: str) -> dict | None:
-    """The launch record of job ``name`` (pid, start, cmd, log), or None."""
-    try:
-        return read_json(runs_dir / JOBS_DIR / f"{_key(name)}.json")
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def _key(name: str) -> str:
-    return name.replace("/", "__")
-
-
-def spawn(
-    runs_dir: Path,
-    name: str,
-    fcfd_args: list[str],
-    threads: int | None = None,
-    module: str = "fcfd_viz",
-) -> dict:
-    """Start ``python -m MODULE ARGS`` detached and record it as job ``name``."""
-    d = runs_dir / JOBS_DIR
-    d.mkdir(parents=True, exist_ok=True)
-    log_path = d / f"{_key(name)}.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    threads = threads or max(1, (os.cpu_count() or 1) // max_jobs())
-    env.setdefault("OMP_NUM_THREADS", str(threads))
-    cmd = [sys.executable, "-m", module, *fcfd_args]
-    with open(log_path, "ab") as log:
-        log.write(f"$ {' '.join(cmd)}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a reload or a closed app does not kill the run
-            env=env,
-        )
-    info = proc_stat(proc.pid)
-    rec = {"name": name, "pid": proc.pid, "start": info[1] if info else None, "cmd": cmd}
-    write_json(d / f"{_key(name)}.json", {**rec, "time": time.time(), "log": str(log_path)})
-    return rec
 
 
 def active_count(runs_dir: str | os.PathLike) -> int:
@@ -164,7 +126,7 @@ def active_count(runs_dir: str | os.PathLike) -> int:
     runs_dir = Path(runs_dir)
     pids = {j.pid for j in list_jobs(runs_dir) if j.active}
     rec = job_record(runs_dir, "defaults")
-    if rec and pid_alive(rec.get("pid"), rec.get("start")):
+    if record_alive(rec):
         pids.add(rec["pid"])  # its runs under defaults/ share that one process
     return len(pids)
 
@@ -181,70 +143,71 @@ def check_limit(runs_dir: Path, limit: int | None = None) -> None:
 
 
 # ---------------------------------------------------------------- registry
-def last_log_line(path: Path | None) -> str:
-    """The last non-empty line of a job's log (its error, when it failed)."""
-    try:
-        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    except (OSError, AttributeError):
-        return ""
-    return lines[-1][-300:] if lines else ""
+def _number(x) -> float:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else 0.0
 
 
 def _job(runs_dir: Path, path: Path, row: dict | None) -> Job:
+    """Job of run directory ``path``: its listing row (state with a live pid check) read
+    together with its launch record (a job launched or resumed from the app)."""
     name = path.relative_to(runs_dir).as_posix()
-    run, rec = Run(path), job_record(runs_dir, name)
-    status, summ = run.status(), run.summary()
-    log = Path(rec["log"]) if rec and rec.get("log") else None
-    pid, start = (rec or {}).get("pid"), (rec or {}).get("start")
-    alive = pid_alive(pid, start)
-    if not alive and status.get("pid") and status["pid"] != pid:  # started elsewhere (CLI)
-        pid = status["pid"]
-        alive = pid_alive(pid)
-    state = status.get("state") or ("completed" if summ else None)
-    message = status.get("error", "")
+    row, rec = row or {}, job_record(runs_dir, name) or {}
+    log = log_path(runs_dir, name)
+    status = Run(path).status()
+    state, message = row.get("state"), row.get("error") or ""
+    launched = record_alive(rec)
     # a final status counts unless a later launch (a resume) is still on its way
-    final = state in ("completed", "stopped", "failed") and status.get("time", 0) >= (
-        rec or {}
-    ).get("time", 0)
-    if alive and not final:
-        running = state == "running" and status.get("pid") == pid
-        state = "running" if running else "starting"
-        if run.stop_requested():
+    final = state in listing.FINAL and _number(status.get("time")) >= _number(rec.get("time"))
+    if state == "unreadable":
+        pass
+    elif state == "running" or (launched and not final):
+        state = "running" if state == "running" else "starting"
+        if Run(path).stop_requested():
             state = "stopping"
-    elif state == "running" or (state is None and rec):
+    elif rec and not final:  # launched (or resumed) and gone before writing a status
         tail = last_log_line(log)
-        state = "failed" if "error" in tail.lower() else "interrupted"
-        message = message or tail
-    job = Job(name, path, state or "unknown", pid, message=message, log=log)
-    job.epoch = status.get("epoch", summ.get("epochs") if summ else None)
-    job.epochs = status.get("epochs")
-    if row:
-        job.top1, job.method, job.student = row.get("top1"), row.get("method"), row.get("student")
+        if "error" in tail.lower():
+            state, message = "failed", tail
+        elif state in (None, "unknown"):
+            state, message = "interrupted", message or tail
+    pid = status.get("pid") if state == "running" else rec.get("pid")
+    pid = pid if isinstance(pid, int) and not isinstance(pid, bool) else None
+    job = Job(name, path, state or "unknown", pid, message=message)
+    job.log, job.row = log, row
+    job.epoch, job.epochs = row.get("epochs_done"), row.get("epochs_total")
+    job.top1, job.method, job.student = row.get("top1"), row.get("method"), row.get("student")
     return job
 
 
 def list_jobs(runs_dir: str | os.PathLike) -> list[Job]:
-    """Every run in ``runs_dir`` (as :func:`~fcfd_viz.runs.list_runs` finds them, newest
+    """Every run in ``runs_dir`` (as :func:`~fcfd_viz.listing.list_runs` finds them, newest
     first) plus launched jobs that have no ``config.json`` yet, each with its live state."""
     runs_dir = Path(runs_dir)
-    jobs = [_job(runs_dir, Path(r["run"]), r) for r in list_runs(runs_dir)]
+    rows = [r for r in listing.list_runs(runs_dir) if Path(r["run"]) != runs_dir]
+    jobs = [_job(runs_dir, Path(r["run"]), r) for r in rows]
     seen = {j.name for j in jobs}
-    recs = sorted((runs_dir / JOBS_DIR).glob("*.json"), key=lambda p: -p.stat().st_mtime)
+    try:
+        recs = sorted((runs_dir / JOBS_DIR).glob("*.json"), key=lambda p: -p.stat().st_mtime)
+    except OSError:
+        recs = []
     for p in recs:
-        name = p.stem.replace("__", "/")
-        if name not in seen and name != "defaults":
-            jobs.insert(0, _job(runs_dir, runs_dir / name, None))
+        name = key_name(p.stem)
+        if name in seen or name == "defaults" or job_record(runs_dir, name) is None:
+            continue  # listed already, the defaults build, or a junk record
+        with contextlib.suppress(UserError):  # a record no run name can have: not a job
+            jobs.insert(0, _job(runs_dir, run_path(runs_dir, name), None))
     return jobs
 
 
 def get_job(runs_dir: str | os.PathLike, name: str) -> Job | None:
-    """The job called ``name`` (path relative to the runs folder), or None."""
+    """The job called ``name`` (path relative to the runs folder), or None. A name that
+    leaves the runs folder is a :class:`UserError`."""
     runs_dir = Path(runs_dir)
-    path = runs_dir / name
+    path = run_path(runs_dir, name)
     has_files = path.is_dir() and any(path.iterdir())
     if not has_files and job_record(runs_dir, name) is None:
         return None
-    return _job(runs_dir, path, next((r for r in list_runs(path) if Path(r["run"]) == path), None))
+    return _job(runs_dir, path, listing.run_row(path))
 
 
 # ---------------------------------------------------------------- actions
@@ -294,7 +257,8 @@ def resume(runs_dir: str | os.PathLike, name: str, limit: int | None = None) -> 
 
 def stop(runs_dir: str | os.PathLike, name: str) -> Job:
     """Ask job ``name`` to stop: the trainer checks the STOP file every step and then writes
-    its summary (state ``stopped``). A job whose run directory does not exist yet is killed."""
+    its summary (state ``stopped``). A job whose run directory does not exist yet gets
+    SIGTERM (it ends ``interrupted``)."""
     runs_dir = Path(runs_dir)
     job = get_job(runs_dir, name)
     if job is None:
@@ -302,7 +266,7 @@ def stop(runs_dir: str | os.PathLike, name: str) -> Job:
     if job.active:
         if job.path.exists():  # the trainer made it, past its emptiness check: safe to touch
             Run(job.path).request_stop()
-        else:
+        elif job.pid:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(job.pid, signal.SIGTERM)
     return get_job(runs_dir, name) or job
@@ -320,9 +284,12 @@ def delete(runs_dir: str | os.PathLike, name: str) -> None:
     if root not in path.parents:
         raise UserError(f"refusing to delete {path}: it is not inside {root}")
     with runs_lock(runs_dir):
-        shutil.rmtree(path, ignore_errors=True)
+        if job.path.is_symlink():  # a link inside the folder: remove it, not what it points to
+            job.path.unlink()
+        else:
+            shutil.rmtree(job.path, ignore_errors=True)
         for ext in (".json", ".log"):
-            (runs_dir / JOBS_DIR / f"{_key(name)}{ext}").unlink(missing_ok=True)
+            (runs_dir / JOBS_DIR / f"{record_key(name)}{ext}").unlink(missing_ok=True)
 
 
 def wait(runs_dir: str | os.PathLike, name: str, timeout: float = 300.0, poll: float = 0.5) -> Job:

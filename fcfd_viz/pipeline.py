@@ -6,17 +6,20 @@ distiller (by method) -> :class:`~fcfd_viz.train.Trainer` -> run directory.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from fcfd_viz import distill, models
+from fcfd_viz import checks, distill, models
 from fcfd_viz.data import DataConfig, data_info, make_loaders
 from fcfd_viz.errors import UserError
+from fcfd_viz.fsio import read_object
 from fcfd_viz.runs import Run, load_checkpoint, model_from_checkpoint
-from fcfd_viz.train import Callback, TrainConfig, Trainer, dist_info, seed_everything
+from fcfd_viz.train import Callback, Diverged, TrainConfig, Trainer, dist_info, seed_everything
+from fcfd_viz.writer import check_target, open_run
 
 DEFAULT_TEACHER_ARCH = "resnet8x4"
 DEFAULT_TEACHER_EPOCHS = 15
@@ -94,6 +97,34 @@ def build_distiller(cfg: ExperimentConfig):
     )
 
 
+def resume_config(out: str | Path) -> ExperimentConfig:
+    """The config of the run in ``out`` that ``--resume`` continues, or a one-line UserError."""
+    out = Path(out)
+    if not (out / "last.pt").is_file():
+        raise UserError(f"cannot resume: {out / 'last.pt'} not found")
+    obj, why = read_object(out / "config.json")
+    if obj is None:
+        why = why or "config.json not found"
+        raise UserError(f"cannot resume {out}: {why}; start a new run in another --out")
+    try:
+        cfg = ExperimentConfig.from_dict(obj)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise UserError(
+            f"cannot resume {out}: config.json does not describe a run ({type(e).__name__}: "
+            f"{e}); start a new run in another --out"
+        ) from None
+    return cfg
+
+
+def validate(cfg: ExperimentConfig) -> None:
+    """Every value of ``cfg`` a run can use, or a one-line UserError naming the flag."""
+    if not isinstance(cfg.method_kwargs, dict):
+        raise UserError(f"method options must be an object, got {cfg.method_kwargs!r}")
+    cfg.train.validate()
+    cfg.data.validate()
+    checks.method_knobs(cfg.method_kwargs)
+
+
 def run_experiment(
     cfg: ExperimentConfig,
     out: str | Path | None,
@@ -102,15 +133,23 @@ def run_experiment(
     callbacks: list[Callback] | None = None,
     progress: bool = True,
 ) -> dict:
-    """Train as configured and write the run directory ``out`` (rank 0 only). Returns the summary."""
+    """Train as configured and write the run directory ``out`` (rank 0 only). Returns the summary.
+
+    Rank 0 holds ``out``'s writer lock from before its first write to the end (a second
+    writer exits with a line naming this one). The final status says how the run ended:
+    ``completed``, ``stopped`` (STOP file), ``interrupted`` (Ctrl-C, SIGTERM), ``diverged``
+    or ``failed`` (with the error); a crash that leaves no status is seen through the pid.
+    """
     rank, world, _ = dist_info()
     if resume:
         if out is None:
             raise UserError("--resume needs --out DIR of the run to continue")
-        if rank == 0:
-            Run.create(out, resume=True)  # checks there is a last.pt to continue from
-        cfg = ExperimentConfig.from_dict(Run(out).config())
-    cfg.train.validate()
+        cfg = resume_config(out)
+    writes = out is not None and rank == 0
+    protect = [cfg.teacher] if cfg.teacher else []
+    if writes:  # before any work: a refused --out costs nothing
+        check_target(Path(out), resume=resume, overwrite=overwrite, protect=protect)
+    validate(cfg)
     if cfg.data.subset_seed is None:
         cfg.data.subset_seed = cfg.train.seed  # the student's subset is fixed per seed
     distiller = build_distiller(cfg)
@@ -134,29 +173,46 @@ def run_experiment(
     }
     # the run directory is touched only once config, models and data are known good: a bad
     # option never leaves a half-made run, and --overwrite never deletes a run for nothing
-    run = None
-    if out is not None and rank == 0:
-        run = Run(out) if resume else Run.create(out, overwrite=overwrite)
-    if run is not None and not resume:
-        run.write_config(cfg.to_dict(distiller))
-    trainer = Trainer(
-        distiller,
-        train_loader,
-        test_loader,
-        cfg.train,
-        run=run,
-        callbacks=callbacks,
-        meta=meta,
-        progress=progress,
+    opened = (
+        open_run(out, resume=resume, overwrite=overwrite, protect=protect)
+        if writes
+        else contextlib.nullcontext()
     )
-    if resume:
-        trainer.resume(load_checkpoint(Path(out) / "last.pt"))
-    try:
-        return trainer.fit()
-    except BaseException as e:
-        if run is not None:
-            run.write_status(state="failed", error=f"{type(e).__name__}: {e}")
-        raise
+    with opened as run:
+        if run is not None and not resume:
+            run.write_config(cfg.to_dict(distiller))
+        trainer = Trainer(
+            distiller,
+            train_loader,
+            test_loader,
+            cfg.train,
+            run=run,
+            callbacks=callbacks,
+            meta=meta,
+            progress=progress,
+        )
+        if resume:
+            trainer.resume(load_checkpoint(Path(out) / "last.pt"))
+        try:
+            return trainer.fit()
+        except BaseException as e:
+            if run is not None:
+                record_end(run, e)
+            raise
+
+
+def record_end(run: Run, e: BaseException) -> None:
+    """The final status of a run that ended with ``e``; never raises (a full disk may refuse
+    even this write: then the dead pid in the old status tells the listing)."""
+    if isinstance(e, KeyboardInterrupt):
+        state = "interrupted"
+    elif isinstance(e, Diverged):
+        state = "diverged"
+    else:
+        state = "failed"
+    error = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+    with contextlib.suppress(Exception):
+        run.write_status(state=state, error=error.splitlines()[0] if error else state)
 
 
 def replace(cfg, **changes):

@@ -13,7 +13,6 @@ import random
 import time
 from collections import defaultdict
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -25,51 +24,11 @@ from fcfd_viz.callbacks import Callback
 from fcfd_viz.data import set_epoch
 from fcfd_viz.distill.base import Distiller
 from fcfd_viz.errors import UserError
+from fcfd_viz.fsio import fault_point
 from fcfd_viz.runs import Run, save_checkpoint
+from fcfd_viz.train_config import LOSS_LIMIT, Diverged, TrainConfig, lr_at
 
-__all__ = ["Callback", "TrainConfig", "Trainer", "dist_info", "evaluate", "lr_at"]
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation and runtime settings (SGD with momentum 0.9, Nesterov by default)."""
-
-    epochs: int = 10
-    lr: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"  # "cosine" | "step" | "constant"
-    milestones: list[int] = field(default_factory=list)  # step schedule: lr x gamma at these epochs
-    gamma: float = 0.1
-    warmup_epochs: int = 0
-    seed: int = 0
-    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:1" ...
-    amp: str = "auto"  # "auto" (bf16 on CUDA where supported) | "bf16" | "fp16" | "off"
-    channels_last: bool | None = None  # None: on for CUDA
-    compile: bool = False
-
-    def validate(self) -> None:
-        if self.epochs <= 0:
-            raise UserError(f"epochs must be > 0, got {self.epochs}")
-        if self.lr <= 0:
-            raise UserError(f"lr must be > 0, got {self.lr}")
-        if self.schedule not in ("cosine", "step", "constant"):
-            raise UserError(f"schedule must be cosine, step or constant, got {self.schedule!r}")
-        if self.amp not in ("auto", "bf16", "fp16", "off"):
-            raise UserError(f"amp must be auto, bf16, fp16 or off, got {self.amp!r}")
-
-
-def lr_at(cfg: TrainConfig, epoch: int) -> float:
-    """Learning rate for 0-based ``epoch``: warm-up, then the schedule."""
-    if epoch < cfg.warmup_epochs:
-        return cfg.lr * (epoch + 1) / cfg.warmup_epochs
-    if cfg.schedule == "step":
-        return cfg.lr * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
-    if cfg.schedule == "cosine":
-        span = max(1, cfg.epochs - cfg.warmup_epochs)
-        return 0.5 * cfg.lr * (1 + math.cos(math.pi * (epoch - cfg.warmup_epochs) / span))
-    return cfg.lr
+__all__ = ["Callback", "Diverged", "TrainConfig", "Trainer", "dist_info", "evaluate", "lr_at"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -203,6 +162,8 @@ class Trainer:
             "epoch": epoch,
             "best_top1": self.best_top1,
             "elapsed": self.elapsed,
+            # the epoch's metrics line: a kill between last.pt and metrics.jsonl loses nothing
+            "record": self.history[-1] if self.history else None,
         }
         if with_optimizer:
             ckpt["optimizer"] = self.optimizer.state_dict()
@@ -218,8 +179,7 @@ class Trainer:
         self.start_epoch, self.best_top1 = int(ckpt["epoch"]), float(ckpt["best_top1"])
         self.elapsed = float(ckpt.get("elapsed", 0.0))
         if self.run is not None:
-            self.run.truncate_metrics(self.start_epoch)
-            self.history = self.run.metrics()
+            self.history = self.run.restore_metrics(self.start_epoch, ckpt.get("record"))
 
     # -- the loop -------------------------------------------------------------------------
     def _step(self, x: Tensor, y: Tensor) -> dict[str, float]:
@@ -234,8 +194,9 @@ class Trainer:
         with ctx:
             logits, losses = self.model(x, y)
             loss = sum(losses.values())
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()}; lower --lr or the loss weights")
+        value = float(loss.detach())  # one sync per step, as the finiteness check always cost
+        if not math.isfinite(value) or value > LOSS_LIMIT:
+            raise Diverged(f"the loss reached {value:.3g}")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -312,7 +273,11 @@ class Trainer:
             t0 = time.perf_counter()
             if writer is not None:
                 writer.write_status(state="running", epoch=epoch, epochs=cfg.epochs)
-            rec = self.train_epoch(epoch)
+            try:
+                rec = self.train_epoch(epoch)
+                self._check_weights()
+            except Diverged as e:  # nothing of this epoch is saved: last.pt stays good
+                raise Diverged(self._diverged(epoch, e)) from None
             if self.stop_requested and rec["steps"] < len(self.train_loader):
                 # a stop mid-epoch drops the partial epoch: last.pt stays at the end of the
                 # previous one, so --resume replays this epoch exactly as an uninterrupted run
@@ -332,10 +297,12 @@ class Trainer:
                     save_checkpoint(
                         writer.file("best.pt"), self.checkpoint(epoch + 1, with_optimizer=False)
                     )
-                # checkpoint before the metrics line: a resume drops lines past its checkpoint
+                # last.pt holds this epoch's line too: a kill before the append below loses
+                # nothing, as a resume restores the line from the checkpoint
                 save_checkpoint(
                     writer.file("last.pt"), self.checkpoint(epoch + 1, with_optimizer=True)
                 )
+                fault_point("after-checkpoint", str(epoch + 1))
                 writer.append_metrics(rec)
             for cb in self.callbacks:
                 cb.on_epoch_end(self, rec)
@@ -352,6 +319,24 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_train_end(self, summary)
         return summary
+
+    def _check_weights(self) -> None:
+        """Weights that turned NaN/inf in the epoch's last step must not be checkpointed."""
+        params = [p.detach() for p in self.distiller.trainable_parameters()]
+        if params and not bool(torch.stack([p.isfinite().all() for p in params]).all()):
+            raise Diverged("the weights became NaN or infinite")
+
+    def _diverged(self, epoch: int, e: Diverged) -> str:
+        done = self.history[-1]["epoch"] if self.history else 0
+        kept = (
+            "no epoch finished, so no checkpoint was written"
+            if not done
+            else f"last.pt and best.pt keep epoch {done} and earlier"
+        )
+        return (
+            f"training diverged in epoch {epoch + 1}: {e} (NaN/inf or above {LOSS_LIMIT:g}); "
+            f"{kept}; start again with a lower --lr (now {self.cfg.lr:g}) or loss weights"
+        )
 
     def summary(self) -> dict:
         last = self.history[-1] if self.history else {}

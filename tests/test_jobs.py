@@ -172,3 +172,41 @@ def test_fcfd_app_binds_localhost(monkeypatch, tmp_path):
     assert cmd[cmd.index("run") + 1].endswith("app/main.py")
     main(["app", "--host", "0.0.0.0", "--port", "9999"])
     assert calls[1][calls[1].index("--server.address") + 1] == "0.0.0.0"
+
+
+# ------------------------------------------------------------------ names (issue #11, point 7)
+def test_names_that_leave_the_runs_folder_are_refused(tmp_path):
+    root, victim = tmp_path / "runs", tmp_path / "victim"
+    root.mkdir()
+    proc = fake_active(tmp_path, "victim")  # a run outside the folder, with a live process
+    try:
+        (root / "link").symlink_to(victim)
+        before = sorted(p.name for p in victim.iterdir())
+        bad = ["../victim", str(victim), "a/../../victim", "link", ".jobs/lock", "", ".",
+               "x\n", "defaults/../../victim"]  # fmt: skip
+        for name in bad:
+            for action in (jobs.get_job, jobs.resume, jobs.stop, jobs.delete):
+                with pytest.raises(UserError, match="not allowed"):
+                    action(root, name)
+        assert sorted(p.name for p in victim.iterdir()) == before  # no STOP, nothing deleted
+        assert not list((root / ".jobs").glob("*.json"))  # no trainer started
+        with pytest.raises(UserError, match="run name"):
+            jobs.validate(jobs.JobSpec("ok-name\n", method="ce"))  # `$` matched before a \n
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_record_names_are_one_to_one(tmp_path):
+    root = tmp_path / "runs"
+    (root / ".jobs").mkdir(parents=True)
+    for name in ("a__b", "a/b"):
+        (root / name).mkdir(parents=True)
+        write_json(root / name / "config.json", {"method": {"method": "ce"}})
+        write_json(root / name / "status.json", {"state": "stopped", "time": time.time()})
+        write_json(root / ".jobs" / f"{jobs.record_key(name)}.json", {"name": name, "pid": 0})
+    assert sorted(j.name for j in jobs.list_jobs(root)) == ["a/b", "a__b"]  # each once
+    jobs.delete(root, "a__b")
+    assert (root / "a" / "b" / "config.json").exists()
+    assert jobs.job_record(root, "a/b") is not None  # the other run keeps its records
+    assert [j.name for j in jobs.list_jobs(root)] == ["a/b"]

@@ -42,6 +42,8 @@ def test_runtime_dependencies_are_ranges_not_pins():
         "jupyterlab",
         "tqdm",
         "pyyaml",
+        "psutil",
+        "filelock",
     }
     assert needed <= names, needed - names
     assert not [d for d in deps if "==" in d], "no exact pins in runtime dependencies"

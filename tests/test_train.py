@@ -133,10 +133,16 @@ def test_run_create_refuses_non_empty_and_overwrite_replaces(tmp_path: Path):
         Run.create(out, resume=True)
 
 
+def record(epoch: int) -> dict:
+    """A metrics line as the trainer writes it."""
+    return {"epoch": epoch, "lr": 0.1, "loss": 1.0, "losses": {"ce": 1.0}, "train_top1": 50.0,
+            "test_top1": 40.0 + epoch, "seconds": 0.1, "steps": 5}  # fmt: skip
+
+
 def test_run_files_are_written_atomically(tmp_path: Path):
     run = Run.create(tmp_path / "r")
-    run.append_metrics({"epoch": 1, "x": 1.0})
-    run.append_metrics({"epoch": 2, "x": 2.0})
+    run.append_metrics(record(1))
+    run.append_metrics(record(2))
     with open(run.file("metrics.jsonl"), "a") as f:
         f.write('{"epoch": 3, "x"')  # a torn line, as after a crash of a non-atomic writer
     assert [r["epoch"] for r in run.metrics()] == [1, 2]
@@ -273,3 +279,52 @@ def test_bad_checkpoints_are_user_errors(tmp_path: Path):
     save_checkpoint(wrong, {"model": net.spec(), "state_dict": other.state_dict()})
     with pytest.raises(UserError, match="does not fit a resnet8"):
         model_from_checkpoint(wrong)
+
+
+# ------------------------------------------------------------------ divergence
+class BlowUpAt(Callback):
+    """From the first step of ``epoch`` (0-based) on, an absurd learning rate: a real
+    divergence of a real run (the loss explodes or turns NaN a few steps later)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.saved: bytes | None = None
+
+    def on_epoch_end(self, trainer, record) -> None:
+        self.saved = (trainer.run.path / "last.pt").read_bytes()  # what a later epoch must keep
+
+    def on_step_end(self, trainer, step, losses) -> None:
+        if len(trainer.history) >= self.epoch:
+            for g in trainer.optimizer.param_groups:
+                g["lr"] = 1e8
+
+
+def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path: Path):
+    from fcfd_viz.train import Diverged
+
+    out = tmp_path / "run"
+    blow = BlowUpAt(epoch=1)
+    with pytest.raises(Diverged) as e:
+        run_experiment(tiny(epochs=3), out, callbacks=[blow], progress=False)
+    msg = str(e.value)
+    assert "\n" not in msg and "training diverged in epoch 2" in msg and "--lr" in msg
+    assert "epoch 1 and earlier" in msg
+    assert (out / "last.pt").read_bytes() == blow.saved  # untouched by the bad epoch
+    assert [r["epoch"] for r in Run(out).metrics()] == [1]
+    status = Run(out).status()
+    assert status["state"] == "diverged" and status["error"] == msg
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"lr": float("nan")}, "--lr"),
+        ({"lr": float("inf")}, "--lr"),
+        ({"weight_decay": -1.0}, "--weight-decay"),
+        ({"epochs": 2.5}, "epochs"),
+        ({"milestones": [1, "x"]}, "--milestones"),
+    ],
+)
+def test_train_config_rejects_nan_and_junk(bad: dict, match: str):
+    with pytest.raises(UserError, match=match):
+        TrainConfig(**bad).validate()

@@ -86,9 +86,9 @@ def live(polling: bool) -> None:
                 jobs.stop(root, j.name)
                 st.rerun(scope="fragment")
     for j in all_jobs:
-        if j.state in ("failed", "interrupted") and j.message:
+        if j.state in ("failed", "interrupted", "diverged") and j.message:
             st.warning(f"{j.name} {j.state}: {j.message}")
-    names = [j.name for j in all_jobs if (j.path / "config.json").exists()]
+    names = [j.name for j in all_jobs if j.row and j.state != "unreadable"]
     if not names:
         return
     watch = st.session_state.get("d_watch")

@@ -20,33 +20,34 @@ def short(path: str | None) -> str | None:
     """A teacher path relative to the runs folder when it lies inside it."""
     if not path:
         return None
-    p, r = Path(path).resolve(), root.resolve()
+    try:
+        p, r = Path(path).resolve(), root.resolve()
+    except (OSError, ValueError):  # a junk path (a NUL byte, a link loop): show it as it is
+        return path
     return p.relative_to(r).as_posix() if r in p.parents else path
 
 
-rows = []
-for j in all_jobs:
-    summ = (state.summary(j.path) or {}) if j.path.exists() else {}
-    rows.append(
-        {
-            "run": j.name,
-            "state": j.state,
-            "method": j.method,
-            "student": j.student,
-            "dataset": summ.get("dataset"),
-            "epochs": f"{j.epoch or 0}/{j.epochs or summ.get('epochs', '?')}",
-            "top1": j.top1,
-            "best_top1": summ.get("best_top1"),
-            "seconds": summ.get("seconds"),
-            "teacher": short(summ.get("teacher")),
-        }
-    )
+rows = [
+    {
+        "run": j.name,
+        "state": f"unreadable: {j.message}" if j.state == "unreadable" else j.state,
+        "method": j.method,
+        "student": j.student,
+        "dataset": j.row.get("dataset"),
+        "epochs": f"{j.epoch or 0}/{j.epochs or '?'}",
+        "top1": j.top1,
+        "best_top1": j.row.get("best_top1"),
+        "seconds": j.row.get("seconds"),
+        "teacher": short(j.row.get("teacher")),
+    }
+    for j in all_jobs
+]
 num = st.column_config.NumberColumn
 cols = {k: num(format="%.2f") for k in ("top1", "best_top1")} | {"seconds": num(format="%.0f")}
 st.dataframe(rows, hide_index=True, width="stretch", column_config=cols)
 
 st.subheader("Compare")
-names = [j.name for j in all_jobs if (j.path / "metrics.jsonl").exists()]
+names = [j.name for j in all_jobs if j.state != "unreadable" and j.epoch]
 by_name = {j.name: j for j in all_jobs}
 c1, c2 = st.columns([3, 1])
 default = [n for n in names if n.startswith("defaults/")] or names[:3]
@@ -63,7 +64,7 @@ st.subheader("Resume or delete")
 idle = [j.name for j in all_jobs if not j.active]
 c1, c2 = st.columns(2)
 with c1:
-    resumable = [j.name for j in all_jobs if j.state in ("stopped", "interrupted")]
+    resumable = [j.name for j in all_jobs if j.state in jobs.RESUMABLE]
     state.keep_valid("r_res", resumable or ["-"])
     pick = st.selectbox("Resume a stopped or interrupted run", resumable or ["-"], key="r_res")
     if st.button("Resume", disabled=not resumable, key="r_resume"):

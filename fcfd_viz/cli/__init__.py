@@ -7,11 +7,14 @@ anywhere becomes one line on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
 from fcfd_viz import __version__
-from fcfd_viz.errors import UserError
+from fcfd_viz.errors import Interrupted, UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,14 +31,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (``kill``, the app's Stop of a starting job, a scheduler) ends a command as
+    Ctrl-C does: the run records ``interrupted`` and keeps its last checkpoint."""
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe (``fcfd presets | head -1``): send what is left to /dev/null, so
+    the flush at exit raises nothing (https://docs.python.org/3/library/signal.html#note-on-sigpipe)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def _say(line: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        print(" ".join(line.split("\n")), file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with _terminate_as_interrupt():
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+        return code
     except UserError as e:
-        print(f"fcfd {args.command}: error: {e}", file=sys.stderr)
+        _say(f"fcfd {args.command}: error: {e}")
         return 2
-    except KeyboardInterrupt:
-        print(f"fcfd {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        _say(f"fcfd {args.command}: interrupted")
+        return 128 + getattr(e, "signum", signal.SIGINT)
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 1
+    except OSError as e:  # the environment (a file, a disk), not the program: one line
+        where = f"{e.filename}: " if e.filename else ""
+        _say(f"fcfd {args.command}: error: {where}{e.strerror or e}")
+        return 2

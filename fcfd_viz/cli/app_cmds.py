@@ -30,7 +30,54 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine)"
     )
     p.add_argument("--port", type=int, default=None, help="port (default: Streamlit's, 8501)")
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also accept browsers that reach the app as NAME (with a --host beyond this "
+        "machine: the name or address in the URL; repeatable)",
+    )
     p.set_defaults(func=cmd_app)
+
+
+# The server settings `fcfd app` passes on the command line, so they hold from any working
+# directory; .streamlit/config.toml holds the same for `make app` / `streamlit run` from the
+# checkout (tests/app/test_server.py keeps the two equal). Errors reach the browser without
+# details (tracebacks go to the terminal only), XSRF and CORS protection stay on, and the
+# websocket (every byte of data and every action) is refused to a Host header outside
+# LOCAL_HOSTS + --host + --allow-host, which stops DNS-rebinding pages.
+SERVER_SETTINGS = {
+    "server.headless": "true",
+    "server.enableXsrfProtection": "true",
+    "server.enableCORS": "true",
+    "client.showErrorDetails": "none",
+    "client.toolbarMode": "minimal",
+    "browser.gatherUsageStats": "false",
+}
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+_ANY_ADDRESS = ("", "0.0.0.0", "::")
+
+
+def allowed_hosts(host: str, extra: list[str] = ()) -> list[str]:
+    """Host names the websocket accepts: this machine's, the bound address, ``extra``."""
+    names = [*LOCAL_HOSTS, *([host] if host not in _ANY_ADDRESS else []), *extra]
+    return list(dict.fromkeys(n.strip().lower() for n in names if n.strip()))
+
+
+def app_command(
+    host: str, port: int | None, runs_dir: Path, allow: list[str] = (), script: Path | None = None
+) -> list[str]:
+    """The ``streamlit run`` command line of ``fcfd app``."""
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script or app_script())]
+    cmd += ["--server.address", host]
+    for key, value in SERVER_SETTINGS.items():
+        cmd += [f"--{key}", value]
+    for name in allowed_hosts(host, allow):
+        cmd += ["--server.allowedHosts", name]
+    if port:
+        cmd += ["--server.port", str(port)]
+    return [*cmd, "--", "--runs-dir", str(runs_dir)]
 
 
 def cmd_defaults(args: argparse.Namespace) -> int:
@@ -62,17 +109,20 @@ def app_script() -> Path:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    """Run ``streamlit run app/main.py`` bound to ``--host`` (127.0.0.1 unless given)."""
+    """Run ``streamlit run app/main.py`` bound to ``--host`` (127.0.0.1 unless given), with
+    :data:`SERVER_SETTINGS` and the host allow-list, whatever the working directory."""
     from fcfd_viz.jobs import default_runs_dir
 
     runs_dir = default_runs_dir(args.runs_dir).resolve()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app_script())]
-    cmd += ["--server.address", args.host, "--server.headless", "true"]
-    cmd += ["--browser.gatherUsageStats", "false"]
-    if args.port:
-        cmd += ["--server.port", str(args.port)]
-    cmd += ["--", "--runs-dir", str(runs_dir)]
+    cmd = app_command(args.host, args.port, runs_dir, args.allow_host)
     print(f"fcfd app: runs folder {runs_dir}; starting {' '.join(cmd)}", file=sys.stderr)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.allow_host:
+        print(
+            f"fcfd app: note: bound to {args.host}, but only browsers that reach it as "
+            f"{', '.join(allowed_hosts(args.host))} are served; add --allow-host NAME for the "
+            "name in your URL",
+            file=sys.stderr,
+        )
     try:
         return subprocess.call(cmd, env={**os.environ, "FCFD_RUNS_DIR": str(runs_dir)})
     except KeyboardInterrupt:

@@ -124,6 +124,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"no runs in {root}")
         return 0
     cols = ["name", "method", "student", "dataset", "seed", "epochs", "top1", "best_top1", "state"]
+    for r in rows:  # a malformed run is one row that says why (last column: no width limit)
+        if r["state"] == "unreadable":
+            r["state"] = f"unreadable: {r['error']}"
     fmt = [
         [
             ("-" if r[c] is None else f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]))

@@ -169,6 +169,7 @@ def test_ddp_smoke_distill(tmp_path: Path, digits_teacher: Path):
     )
     names = sorted(p.name for p in out.iterdir())
     assert names == [
+        ".writer.lock",  # rank 0's writer lock (writer.json leaves with the writer)
         "best.pt",
         "config.json",
         "last.pt",

@@ -1,0 +1,58 @@
+"""Value checks shared by the configs: each failure is one :class:`UserError` line naming the
+flag (or config field) and what it must be. NaN and infinities never pass a number check."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fcfd_viz.errors import UserError
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def integer(name: str, x: Any, low: int | None = None) -> None:
+    """``x`` is an int (not a bool), ``>= low`` when given."""
+    if not _is_int(x) or (low is not None and x < low):
+        need = f"an integer >= {low}" if low is not None else "an integer"
+        raise UserError(f"{name} must be {need}, got {x!r}")
+
+
+def number(name: str, x: Any, low: float | None = None, strict: bool = False) -> None:
+    """``x`` is a finite number, ``> low`` (``strict``) or ``>= low`` when ``low`` is given."""
+    ok = isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    if ok and low is not None:
+        ok = x > low if strict else x >= low
+    if not ok:
+        bound = "" if low is None else f" {'>' if strict else '>='} {low:g}"
+        raise UserError(f"{name} must be a finite number{bound}, got {x!r}")
+
+
+def choice(name: str, x: Any, options: tuple) -> None:
+    if x not in options:
+        raise UserError(f"{name} must be one of {', '.join(map(str, options))}, got {x!r}")
+
+
+# method knobs by kind (the methods' configs in fcfd_viz.distill take them by these names)
+_POSITIVE = ("temperature",)
+_NON_NEGATIVE = ("ce_weight", "kd_weight", "feat_weight", "mix_weight", "hint_weight")
+_NON_NEGATIVE += ("alpha", "beta")
+_COUNTS = ("feat_warmup_epochs", "warmup_epochs")
+
+
+def method_knobs(knobs: dict) -> None:
+    """Reject knob values no method can use (``--temperature 0``, a NaN weight, ...)."""
+    for key, value in knobs.items():
+        flag = "--" + key.replace("_", "-")
+        if key in _POSITIVE:
+            number(flag, value, 0, strict=True)
+        elif key in _NON_NEGATIVE:
+            number(flag, value, 0)
+        elif key in _COUNTS:
+            integer(flag, value, 0)
+        elif key == "num_paths":
+            integer(flag, value, 1)
+        elif key == "hint_stage":
+            integer(flag, value, -1)

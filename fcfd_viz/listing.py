@@ -1,0 +1,157 @@
+"""The table of runs: one row per run directory, cheap to recompute and never failing.
+
+A row reads ``config.json``, ``status.json``, ``summary.json`` and only the *last* metrics
+line (a seek from the end), each memoised on the file's (inode, size, mtime): re-listing a
+folder every page render and every 2 s poll costs a few ``stat`` calls per run, whatever
+the size of its metrics. A run whose files are malformed is one row with state
+``unreadable`` and the reason in ``error``; a status ``running`` whose process is gone
+(pid and start time, see :mod:`fcfd_viz.procs`) reads ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fcfd_viz.fsio import cached, is_regular, read_object, tail_lines
+from fcfd_viz.procs import pid_alive
+from fcfd_viz.runs import parse_record
+
+STATES = ("running", "completed", "stopped", "interrupted", "failed", "diverged")
+FINAL = ("completed", "stopped", "interrupted", "failed", "diverged")
+_TAIL_MAX = 1 << 20  # look at most this far back for the last well-formed metrics line
+
+
+class Unreadable(Exception):
+    """Why a run directory cannot be described."""
+
+
+def _field(obj: dict, key: str, kinds: tuple, where: str, default=None):
+    value = obj.get(key, default)
+    if value is not default and not (isinstance(value, kinds) and not isinstance(value, bool)):
+        kind = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+        raise Unreadable(f"{where}: {key!r} is {type(value).__name__}, expected {kind}")
+    return value
+
+
+def _object(path: Path) -> dict:
+    obj, why = read_object(path, cache=True)
+    if why:
+        raise Unreadable(why)
+    return obj or {}
+
+
+def _last_record(path: Path) -> dict | None:
+    size = path.stat().st_size
+    window = 8192
+    while True:
+        for line in reversed(tail_lines(path, window)):
+            rec = parse_record(line)
+            if rec is not None:
+                return rec
+        if window >= min(size, _TAIL_MAX):
+            return None
+        window *= 8
+
+
+def last_record(path: str | os.PathLike) -> dict | None:
+    """The last well-formed line of a metrics file (memoised; None if there is none)."""
+    path = Path(path)
+    if not is_regular(path):
+        if path.exists() or path.is_symlink():
+            raise Unreadable(f"{path.name} is not a regular file")
+        return None
+    try:
+        return cached(path, _last_record)
+    except OSError as e:
+        raise Unreadable(f"{path.name}: {e.strerror or e}") from None
+
+
+def live_state(status: dict, summary: dict | None) -> str:
+    """The state a status file records, ``interrupted`` when its ``running`` writer is gone."""
+    state = status.get("state")
+    if state is None:
+        return "completed" if summary else "unknown"
+    if state not in STATES:
+        raise Unreadable(f"status.json: unknown state {str(state)[:40]!r}")
+    if state == "running":
+        alive = pid_alive(status.get("pid"), status.get("create_time"), status.get("time"))
+        return "running" if alive else "interrupted"
+    return state
+
+
+def _describe(path: Path) -> dict:
+    config = _object(path / "config.json")
+    method = _field(config, "method", (dict,), "config.json", {})
+    data = _field(config, "data", (dict,), "config.json", {})
+    train = _field(config, "train", (dict,), "config.json", {})
+    status = _object(path / "status.json")
+    summary = _object(path / "summary.json") if (path / "summary.json").exists() else None
+    last = last_record(path / "metrics.jsonl")
+    summ = summary or {}
+    done = last["epoch"] if last else 0
+    total = _field(train, "epochs", (int,), "config.json train")
+    top1 = _field(summ, "top1", (int, float, type(None)), "summary.json")
+    return {
+        "method": _field(method, "method", (str,), "config.json method", "?"),
+        "student": _field(config, "student", (str,), "config.json", "?"),
+        "teacher": _field(config, "teacher", (str, type(None)), "config.json"),
+        "dataset": _field(data, "dataset", (str,), "config.json data", "?"),
+        "seed": _field(train, "seed", (int,), "config.json train"),
+        "epochs": f"{done}/{total if total is not None else '?'}",
+        "epochs_done": done,
+        "epochs_total": total,
+        "top1": top1 if top1 is not None else (last["test_top1"] if last else None),
+        "best_top1": _field(summ, "best_top1", (int, float, type(None)), "summary.json"),
+        "seconds": _field(summ, "seconds", (int, float, type(None)), "summary.json"),
+        "state": live_state(status, summary),
+        "error": _field(status, "error", (str,), "status.json"),
+    }
+
+
+def run_row(path: str | os.PathLike) -> dict | None:
+    """The row of one run directory (None when it has no config.json)."""
+    path = Path(path)
+    try:
+        mtime = (path / "config.json").lstat().st_mtime
+    except OSError:
+        return None
+    row = {
+        "run": str(path),
+        "name": path.name,
+        **dict.fromkeys(("teacher", "seed", "top1", "best_top1", "seconds", "error")),
+        **dict.fromkeys(("method", "student", "dataset", "epochs"), "?"),
+        "epochs_done": 0,
+        "epochs_total": None,
+        "state": "unknown",
+        "mtime": mtime,
+    }
+    try:
+        row.update(_describe(path))
+    except Unreadable as e:
+        row.update(state="unreadable", error=str(e))
+    return row
+
+
+def list_runs(root: str | os.PathLike) -> list[dict]:
+    """One row per run directory under ``root`` (searched two levels deep), newest first.
+
+    Row keys: run, name, method, student, teacher, dataset, seed, epochs ("done/total"),
+    epochs_done, epochs_total, top1, best_top1, seconds, state, error, mtime. Never raises
+    on a malformed run: its row has state ``unreadable`` and the reason in ``error``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = set()
+    for pattern in ("config.json", "*/config.json", "*/*/config.json"):
+        try:
+            found |= {p.parent for p in root.glob(pattern)}
+        except OSError:  # a folder vanished or is unreadable mid-walk: list the rest
+            continue
+    rows = [r for r in map(run_row, sorted(found)) if r is not None]
+    rows.sort(key=lambda r: -r["mtime"])
+    return rows
+
+
+__all__ = ["FINAL", "STATES", "last_record", "list_runs", "live_state", "run_row"]

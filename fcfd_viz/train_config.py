@@ -1,0 +1,70 @@
+"""Training settings and their schedule: :class:`TrainConfig` (validated, one-line errors),
+:func:`lr_at`, and what counts as a diverged run. Re-exported by :mod:`fcfd_viz.train`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from fcfd_viz import checks
+from fcfd_viz.errors import UserError
+
+# A step loss beyond this (or NaN/inf) stops training as diverged. Every loss here is a few
+# units at the start (CE ~ ln K, KD x T^2 ~ tens); 1e6 is far past any run that recovers.
+LOSS_LIMIT = 1e6
+
+
+class Diverged(UserError):
+    """The loss or the weights became non-finite or exploded; last.pt / best.pt keep the
+    last good epoch."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and runtime settings (SGD with momentum 0.9, Nesterov by default)."""
+
+    epochs: int = 10
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # "cosine" | "step" | "constant"
+    milestones: list[int] = field(default_factory=list)  # step schedule: lr x gamma at these epochs
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+    seed: int = 0
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:1" ...
+    amp: str = "auto"  # "auto" (bf16 on CUDA where supported) | "bf16" | "fp16" | "off"
+    channels_last: bool | None = None  # None: on for CUDA
+    compile: bool = False
+
+    def validate(self) -> None:
+        """Raise a one-line :class:`UserError` for a setting no run can use (NaN included)."""
+        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs <= 0:
+            raise UserError(f"epochs must be > 0, got {self.epochs}")
+        checks.number("--lr", self.lr, 0, strict=True)
+        checks.number("momentum", self.momentum, 0)
+        checks.number("--weight-decay", self.weight_decay, 0)
+        checks.number("gamma", self.gamma, 0, strict=True)
+        checks.integer("warmup_epochs", self.warmup_epochs, 0)
+        checks.integer("--seed", self.seed)
+        checks.choice("--schedule", self.schedule, ("cosine", "step", "constant"))
+        checks.choice("--amp", self.amp, ("auto", "bf16", "fp16", "off"))
+        if not isinstance(self.milestones, list):
+            raise UserError(f"--milestones must be a list of epochs, got {self.milestones!r}")
+        for m in self.milestones:
+            checks.integer("--milestones", m, 0)
+        if not isinstance(self.device, str):
+            raise UserError(f"--device must be a name (auto, cpu, cuda:N), got {self.device!r}")
+
+
+def lr_at(cfg: TrainConfig, epoch: int) -> float:
+    """Learning rate for 0-based ``epoch``: warm-up, then the schedule."""
+    if epoch < cfg.warmup_epochs:
+        return cfg.lr * (epoch + 1) / cfg.warmup_epochs
+    if cfg.schedule == "step":
+        return cfg.lr * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+    if cfg.schedule == "cosine":
+        span = max(1, cfg.epochs - cfg.warmup_epochs)
+        return 0.5 * cfg.lr * (1 + math.cos(math.pi * (epoch - cfg.warmup_epochs) / span))
+    return cfg.lr

@@ -1,0 +1,121 @@
+"""The dashboard's server settings (issue #11, point 10), on a real ``streamlit run`` started
+the way ``fcfd app`` starts it, from a directory that is not the checkout: a foreign Host
+header gets no websocket, and an error reaches the browser without its details."""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+from test_browser import ARGS, CHROMIUM, free_port, stop_server, wait_healthy
+
+from fcfd_viz.cli.app_cmds import LOCAL_HOSTS, SERVER_SETTINGS, allowed_hosts, app_command
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_shipped_config_matches_what_fcfd_app_passes():
+    toml = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    for key, value in SERVER_SETTINGS.items():
+        section, name = key.split(".")
+        assert str(toml[section][name]).lower() == value, key
+    assert toml["server"]["allowedHosts"] == list(LOCAL_HOSTS)
+    assert toml["server"]["address"] == "127.0.0.1"
+
+
+def test_allowed_hosts():
+    assert allowed_hosts("127.0.0.1") == list(LOCAL_HOSTS)
+    assert allowed_hosts("0.0.0.0") == list(LOCAL_HOSTS)  # a wildcard names no host
+    assert allowed_hosts("10.1.2.3", ["Lab.example "]) == [*LOCAL_HOSTS, "10.1.2.3", "lab.example"]
+
+
+def serve(tmp_path: Path, script: Path | None = None, allow: list[str] = ()):
+    """``fcfd app``'s command on a free port, run from ``tmp_path`` (not the checkout)."""
+    port = free_port()
+    cmd = app_command("127.0.0.1", port, tmp_path / "runs", list(allow), script)
+    log = tmp_path / "streamlit.log"
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        env={**os.environ, "FCFD_RUNS_DIR": str(tmp_path / "runs")},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(url, proc)
+    return proc, port, url
+
+
+def websocket_status(port: int, host: str) -> int:
+    """HTTP status of a websocket upgrade to the app's stream with this Host header."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET /_stcore/stream HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Protocol: streamlit\r\nOrigin: http://{host}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request.encode())
+        return int(s.recv(4096).split(b" ", 2)[1])
+
+
+@pytest.mark.slow
+def test_a_foreign_host_gets_no_websocket(tmp_path: Path):
+    proc, port, _ = serve(tmp_path, allow=["lab.example"])
+    try:
+        assert websocket_status(port, f"127.0.0.1:{port}") == 101
+        assert websocket_status(port, f"localhost:{port}") == 101
+        assert websocket_status(port, f"lab.example:{port}") == 101  # --allow-host
+        assert websocket_status(port, f"evil.example:{port}") == 403  # a DNS-rebinding page
+        assert websocket_status(port, "evil.example") == 403
+    finally:
+        stop_server(proc)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not found")
+def test_an_error_reaches_the_browser_without_details(tmp_path: Path):
+    from playwright.sync_api import sync_playwright
+
+    script = tmp_path / "crash.py"
+    script.write_text(
+        "import streamlit as st\nst.title('crash')\nraise RuntimeError('secret-detail-4711')\n"
+    )
+    proc, _, url = serve(tmp_path, script)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(url, wait_until="domcontentloaded")
+                page.locator("[data-testid=stException]").first.wait_for(timeout=60_000)
+                text = page.locator("[data-testid=stException]").first.inner_text()
+                assert "secret-detail-4711" not in page.content(), text
+                assert "RuntimeError" not in text and "Traceback" not in text, text
+            finally:
+                browser.close()
+    finally:
+        stop_server(proc)
+    assert "secret-detail-4711" in (tmp_path / "streamlit.log").read_text()  # for the owner
+
+
+def test_fcfd_app_passes_the_settings(monkeypatch, tmp_path: Path):
+    from fcfd_viz.cli import app_cmds, main
+
+    calls = []
+    monkeypatch.setattr(app_cmds.subprocess, "call", lambda cmd, env: calls.append(cmd) or 0)
+    assert main(["app", "--host", "0.0.0.0", "--allow-host", "lab.example"]) == 0
+    cmd = calls[0]
+    for key, value in SERVER_SETTINGS.items():
+        assert cmd[cmd.index(f"--{key}") + 1] == value
+    hosts = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--server.allowedHosts"]
+    assert hosts == [*LOCAL_HOSTS, "lab.example"]
+    assert sys.executable == cmd[0]

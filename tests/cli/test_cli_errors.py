@@ -1,0 +1,155 @@
+"""Issue #11 through the command line: what ``--overwrite`` may delete, and bad input as one
+line with exit status 2 (never a traceback), nothing lost or overwritten."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from test_cli_train import FAST, fails, snapshot
+
+from fcfd_viz.cli import main
+from fcfd_viz.runs import save_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+CE = ["distill", "--method", "ce", "--student", "resnet8", "--subset", "0.1", "--epochs", "1"]
+
+
+def kd(teacher: Path, out: Path, *extra: str) -> list[str]:
+    return ["distill", "--method", "kd", "--teacher", str(teacher), "--student", "resnet8",
+            "--subset", "0.1", "--epochs", "1", "--out", str(out), *FAST, *extra]  # fmt: skip
+
+
+@pytest.fixture
+def teacher(digits_teacher: Path, tmp_path: Path) -> Path:
+    """A private copy of the session's teacher run (a test may try to clobber it)."""
+    dst = tmp_path / "teacher"
+    shutil.copytree(digits_teacher, dst)
+    return dst
+
+
+# ------------------------------------------------------------------ 1. --overwrite
+def test_overwrite_refuses_a_folder_that_is_not_a_run(capsys, tmp_path: Path):
+    thesis = tmp_path / "thesis"
+    (thesis / "chapters").mkdir(parents=True)
+    (thesis / "thesis.tex").write_text("years of work")
+    (thesis / "chapters" / "one.tex").write_text("more")
+    before = snapshot(thesis)
+    fails(capsys, [*CE, "--out", str(thesis), "--overwrite", *FAST], "not a run directory",
+          "chapters", "thesis.tex")  # fmt: skip
+    assert snapshot(thesis) == before
+    # a run directory with one foreign file in it is not replaced either
+    run = tmp_path / "run"
+    assert main([*CE, "--out", str(run), *FAST]) == 0
+    (run / "notes.txt").write_text("mine")
+    before = snapshot(run)
+    fails(capsys, [*CE, "--out", str(run), "--overwrite", *FAST], "notes.txt")
+    assert snapshot(run) == before
+
+
+def test_overwrite_never_replaces_the_teacher(capsys, teacher: Path):
+    before = snapshot(teacher.parent)
+    for target in (teacher, teacher.parent):  # the teacher's run, or a folder holding it
+        fails(capsys, kd(teacher, target, "--overwrite"), "holds the teacher")
+        fails(capsys, kd(teacher / "best.pt", target, "--overwrite"), "holds the teacher")
+    assert snapshot(teacher.parent) == before
+    assert json.loads((teacher / "config.json").read_text())["teacher"] is None
+
+
+def test_overwrite_replaces_a_run_directory(capsys, tmp_path: Path):
+    run = tmp_path / "run"
+    assert main([*CE, "--out", str(run), *FAST]) == 0
+    (run / ".last.pt.stale.tmp").write_bytes(b"")  # left by a killed writer: a run file too
+    capsys.readouterr()
+    assert main([*CE, "--out", str(run), "--overwrite", "--seed", "5", *FAST]) == 0
+    assert json.loads((run / "config.json").read_text())["train"]["seed"] == 5
+    assert not list(run.glob("*.tmp"))
+
+
+# ------------------------------------------------------------------ 5. one line, exit 2
+def test_out_that_is_a_file_or_lies_under_one(capsys, tmp_path: Path):
+    f = tmp_path / "file"
+    f.write_text("keep")
+    fails(capsys, [*CE, "--out", str(f), *FAST], "is a file", "choose another --out")
+    fails(capsys, [*CE, "--out", str(f / "run"), *FAST], "is a file")
+    assert f.read_text() == "keep"
+
+
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+        (["--workers", "-1"], "--workers must be an integer >= 0, got -1"),
+        (["--lr", "nan"], "--lr must be a finite number > 0, got nan"),
+        (["--lr", "inf"], "--lr must be a finite number > 0"),
+        (["--subset", "nan"], "--subset"),
+    ],
+)
+def test_values_no_run_can_use(capsys, tmp_path: Path, flags, needle):
+    fails(capsys, [*CE, "--out", str(tmp_path / "new"), *FAST, *flags], needle)
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (["--temperature", "0"], "--temperature must be a finite number > 0, got 0.0"),
+        (["--kd-weight", "nan"], "--kd-weight"),
+    ],
+)
+def test_method_knobs_no_run_can_use(capsys, tmp_path: Path, digits_teacher, flags, needle):
+    fails(capsys, kd(digits_teacher, tmp_path / "new", *flags), needle)
+    assert not (tmp_path / "new").exists()
+
+
+def test_resume_without_a_readable_config(capsys, tmp_path: Path):
+    run = tmp_path / "run"
+    assert main([*CE, "--out", str(run), *FAST]) == 0
+    good = (run / "config.json").read_text()
+    for junk in (b"{not json", b"[1, 2]", b'{"method": "ce"}', b"\xff\xfe"):
+        (run / "config.json").write_bytes(junk)
+        before = snapshot(run)
+        fails(capsys, ["distill", "--resume", "--out", str(run), *FAST], "cannot resume")
+        assert snapshot(run) == before
+    (run / "config.json").unlink()
+    fails(capsys, ["distill", "--resume", "--out", str(run), *FAST], "config.json not found")
+    (run / "config.json").write_text(good)
+    (run / "last.pt").unlink()
+    fails(capsys, ["distill", "--resume", "--out", str(run), *FAST], "last.pt not found")
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"arch": 5},
+        "resnet8",
+        {"arch": "resnet8", "num_classes": "ten"},
+        {"arch": "resnet8", "num_classes": 10, "arch_kwargs": {"bogus": 1}},
+    ],  # fmt: skip
+)
+def test_checkpoint_with_a_malformed_model_spec(capsys, tmp_path: Path, spec):
+    bad = tmp_path / "bad.pt"
+    meta = {"dataset": "digits", "input_shape": [3, 16, 16]}  # a teacher the data would fit
+    save_checkpoint(bad, {"model": spec, "state_dict": {"w": torch.zeros(1)}, **meta})
+    fails(capsys, ["eval", str(bad)], "malformed model spec")
+    fails(capsys, kd(bad, tmp_path / "new"), "malformed model spec")
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_closed_pipe_ends_quietly():
+    """``fcfd presets | head -1``: the reader is gone before the writer writes."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fcfd_viz", "presets"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # deterministic: every write of the command meets a closed pipe
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert err == "" and proc.returncode == 1, err

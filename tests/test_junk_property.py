@@ -1,0 +1,155 @@
+"""Property (issue #11, point 2): whatever junk a runs folder holds, ``fcfd runs``, every
+listing function and every page of the app answer without raising.
+
+Hypothesis writes random run folders: config, status, summary and job records that are
+plausible, wrong-typed or not JSON at all; metrics files mixing good, torn, junk and
+non-UTF-8 lines; directories where files belong; junk checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fcfd_viz import defaults, jobs
+from fcfd_viz.cli import main
+from fcfd_viz.job_spec import record_key
+from fcfd_viz.listing import STATES, list_runs
+
+APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+PAGES = ["pages/1_Sensitivity.py", "pages/2_Functional_gap.py", "pages/3_Distill.py",
+         "pages/4_Runs.py"]  # fmt: skip
+
+leaf = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats()
+        | st.text(max_size=8))  # fmt: skip
+junk = st.recursive(
+    leaf, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
+    max_leaves=6,
+)  # fmt: skip
+pid = st.sampled_from([None, "x", 0, -1, 1, 2**40, os.getpid(), 4_000_000]) | junk
+config = st.fixed_dictionaries(
+    {"method": st.fixed_dictionaries({"method": st.sampled_from(["ce", "kd", "fcfd"])}) | junk,
+     "student": st.sampled_from(["resnet8"]) | junk, "teacher": st.none() | junk,
+     "data": st.fixed_dictionaries({"dataset": st.just("digits") | junk}) | junk,
+     "train": st.fixed_dictionaries({"epochs": st.integers(1, 5) | junk,
+                                     "seed": st.integers(0, 3) | junk}) | junk},
+)  # fmt: skip
+status = st.fixed_dictionaries(
+    {"state": st.sampled_from([*STATES, "unknown"]) | junk, "pid": pid,
+     "create_time": st.none() | st.floats() | junk, "time": st.floats() | junk,
+     "epoch": junk, "epochs": junk, "error": st.text(max_size=20) | junk},
+)  # fmt: skip
+summary = st.fixed_dictionaries(
+    {"top1": st.floats(0, 100) | junk, "best_top1": junk, "epochs": junk, "stopped": junk,
+     "seconds": junk, "dataset": junk, "teacher": junk},
+)  # fmt: skip
+record = st.fixed_dictionaries(
+    {"epoch": st.integers(1, 9) | junk, "lr": st.floats() | junk, "loss": st.floats() | junk,
+     "losses": st.dictionaries(st.text(max_size=4), st.floats() | junk, max_size=2) | junk,
+     "train_top1": st.floats(0, 100), "test_top1": st.floats(0, 100) | junk},
+)  # fmt: skip
+metrics_line = (record | junk).map(lambda r: json.dumps(r).encode()) | st.binary(max_size=30)
+
+
+def json_file(obj_strategy):
+    return (obj_strategy | junk).map(lambda o: json.dumps(o).encode()) | st.binary(max_size=40)
+
+
+def content(obj_strategy):
+    """A file's content, ``None`` (absent) or ``"<dir>"`` (a directory in its place)."""
+    return st.none() | st.just("<dir>") | json_file(obj_strategy)
+
+
+run_files = st.fixed_dictionaries(
+    {"config.json": content(config), "status.json": content(status),
+     "summary.json": content(summary),
+     "metrics.jsonl": st.none() | st.just("<dir>")
+     | st.lists(metrics_line, max_size=6).map(b"\n".join),
+     "best.pt": st.none() | st.binary(max_size=20), "last.pt": st.none() | st.just(b"")},
+)  # fmt: skip
+names = st.sampled_from(["a", "b", "a__b", "defaults/teacher", "defaults/ce", "x/y", "run.1"])
+folder = st.fixed_dictionaries(
+    {"runs": st.dictionaries(names, run_files, min_size=1, max_size=4),
+     "records": st.dictionaries(names | st.just("defaults"), json_file(st.fixed_dictionaries(
+         {"pid": pid, "create_time": junk, "time": junk, "log": junk})), max_size=2),
+     "progress": st.none() | json_file(st.fixed_dictionaries({"fraction": junk, "pid": pid}))},
+)  # fmt: skip
+
+
+def write_folder(root: Path, spec: dict) -> None:
+    for name, files in spec["runs"].items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for fname, data in files.items():
+            if data == "<dir>":
+                (root / name / fname).mkdir()
+            elif data is not None:
+                (root / name / fname).write_bytes(data)
+    (root / ".jobs").mkdir(exist_ok=True)
+    for name, data in spec["records"].items():
+        (root / ".jobs" / f"{record_key(name)}.json").write_bytes(data)
+    if spec["progress"] is not None:
+        (root / "defaults").mkdir(exist_ok=True)
+        (root / "defaults" / "progress.json").write_bytes(spec["progress"])
+
+
+def check_library(root: Path) -> None:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["runs", str(root)]) == 0
+        assert main(["runs", str(root), "--json"]) == 0
+    rows = list_runs(root)
+    assert all(r["state"] in (*STATES, "unknown", "unreadable") for r in rows)
+    for job in jobs.list_jobs(root):
+        assert jobs.get_job(root, job.name) is not None
+    jobs.active_count(root)
+    defaults.defaults_ready(root), defaults.building(root), defaults.defaults_progress(root)
+
+
+def junk_settings(examples: int):
+    # derandomize: the same examples on every run (a seed fixed by the test itself)
+    return settings(max_examples=examples, deadline=None, database=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+
+
+@contextlib.contextmanager
+def junk_folder(spec: dict):
+    """A temp runs folder holding ``spec``."""
+    with tempfile.TemporaryDirectory() as d:
+        write_folder(Path(d), spec)
+        yield Path(d)
+
+
+@junk_settings(60)
+@given(spec=folder)
+def test_listings_never_raise_on_junk(spec):
+    with junk_folder(spec) as root:
+        check_library(root)
+
+
+@pytest.mark.slow
+@junk_settings(40)
+@given(spec=folder)
+def test_every_page_renders_on_junk(spec):
+    from streamlit.testing.v1 import AppTest
+
+    before = os.environ.get("FCFD_RUNS_DIR")
+    with junk_folder(spec) as root:
+        os.environ["FCFD_RUNS_DIR"] = str(root)  # monkeypatch is per test, not per example
+        try:
+            at = AppTest.from_file(APP, default_timeout=120)
+            at.run()
+            assert not at.exception, [e.value for e in at.exception]
+            for page in PAGES:
+                at.switch_page(page).run()
+                assert not at.exception, (page, [e.value for e in at.exception])
+        finally:
+            os.environ.pop("FCFD_RUNS_DIR")
+            if before is not None:
+                os.environ["FCFD_RUNS_DIR"] = before

@@ -1,0 +1,164 @@
+"""The table of runs under junk (issue #11, points 2, 6 and 9): a malformed run is one
+``unreadable`` row and everything else keeps working; a dead writer reads ``interrupted``
+whatever its pid now names; listing costs the same whatever the size of a metrics file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from fcfd_viz import jobs
+from fcfd_viz.cli import main
+from fcfd_viz.listing import list_runs
+from fcfd_viz.procs import identity
+
+CONFIG = {
+    "method": {"method": "ce"},
+    "student": "resnet8",
+    "teacher": None,
+    "data": {"dataset": "digits"},
+    "train": {"epochs": 3, "seed": 0},
+}
+RECORD = {"epoch": 1, "lr": 0.1, "loss": 1.0, "losses": {"ce": 1.0}, "train_top1": 50.0,
+          "test_top1": 60.0, "seconds": 0.1, "steps": 5}  # fmt: skip
+
+
+def make_run(root: Path, name: str, files: dict) -> Path:
+    """A run directory; ``files`` maps names to str/bytes contents or ``"<dir>"``."""
+    path = root / name
+    path.mkdir(parents=True)
+    files = {"config.json": json.dumps(CONFIG), **files}
+    for fname, content in files.items():
+        if content == "<dir>":
+            (path / fname).mkdir()
+        elif isinstance(content, bytes):
+            (path / fname).write_bytes(content)
+        else:
+            (path / fname).write_text(content)
+    return path
+
+
+# the crashers of issue #11, one run each; the row must say unreadable (True) or simply
+# leave the bad line out (False)
+CRASHERS = {
+    "config-list": ({"config.json": "[1, 2]"}, True),
+    "method-string": ({"config.json": json.dumps({**CONFIG, "method": "ce"})}, True),
+    "no-test-top1": ({"metrics.jsonl": json.dumps({**RECORD, "test_top1": None}) + "\n"}, False),
+    "metrics-list": ({"metrics.jsonl": "[1, 2, 3]\n"}, False),
+    "metrics-not-utf8": ({"metrics.jsonl": b"\xff\xfe\x00garbage\n"}, False),
+    "metrics-dir": ({"metrics.jsonl": "<dir>"}, True),
+    "status-list": ({"status.json": "[]"}, True),
+    "status-junk-pid": ({"status.json": json.dumps({"state": "running", "pid": "x"})}, False),
+    "summary-junk": ({"summary.json": json.dumps({"top1": "high"})}, True),
+}
+
+
+@pytest.fixture
+def junk_root(tmp_path: Path) -> Path:
+    root = tmp_path / "runs"
+    for name, (files, _) in CRASHERS.items():
+        make_run(root, name, files)
+    make_run(root, "good", {"metrics.jsonl": json.dumps(RECORD) + "\n"})
+    return root
+
+
+def test_each_malformed_run_is_one_row_and_the_rest_lists(junk_root: Path, capsys):
+    rows = {r["name"]: r for r in list_runs(junk_root)}
+    assert set(rows) == {*CRASHERS, "good"}
+    for name, (_, unreadable) in CRASHERS.items():
+        assert (rows[name]["state"] == "unreadable") == unreadable, rows[name]
+        assert bool(rows[name]["error"]) == unreadable, rows[name]
+    assert rows["good"]["top1"] == 60.0 and rows["good"]["epochs"] == "1/3"
+    assert rows["status-junk-pid"]["state"] == "interrupted"  # "running", but no such process
+    assert main(["runs", str(junk_root)]) == 0
+    out = capsys.readouterr().out
+    assert "unreadable: config.json holds a JSON list, not an object" in out
+    assert main(["runs", str(junk_root), "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == len(CRASHERS) + 1
+    listed = {j.name: j for j in jobs.list_jobs(junk_root)}
+    assert set(listed) == set(rows)
+    for name in listed:
+        job = jobs.get_job(junk_root, name)
+        assert not job.active and (job.state == "unreadable") == (name in _unreadable())
+    jobs.delete(junk_root, "config-list")  # a broken run can be deleted
+    assert not (junk_root / "config-list").exists()
+
+
+def _unreadable() -> set[str]:
+    return {n for n, (_, bad) in CRASHERS.items() if bad}
+
+
+def test_a_reused_pid_does_not_keep_a_dead_run_running(tmp_path: Path):
+    root = tmp_path / "runs"
+    sleeper = subprocess.Popen(["sleep", "60"])  # alive, but not the process that trained
+    try:
+        me = identity(sleeper.pid)
+        status = {"state": "running", "epoch": 1, "epochs": 3}
+        make_run(root, "reused", {"status.json": json.dumps(
+            {**status, "pid": sleeper.pid, "create_time": me["create_time"] - 100})})  # fmt: skip
+        make_run(root, "legacy", {"status.json": json.dumps(  # no create_time: older files
+            {**status, "pid": sleeper.pid, "time": me["create_time"] - 100})})  # fmt: skip
+        make_run(root, "alive", {"status.json": json.dumps({**status, **me})})
+        rows = {r["name"]: r["state"] for r in list_runs(root)}
+        assert rows == {"reused": "interrupted", "legacy": "interrupted", "alive": "running"}
+        assert jobs.active_count(root) == 1  # only the live one counts against the limit
+        jobs.delete(root, "reused")  # a dead run can be deleted
+        with pytest.raises(jobs.UserError, match="stop it before deleting"):
+            jobs.delete(root, "alive")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_listing_reads_only_the_end_of_a_huge_metrics_file(tmp_path: Path):
+    root = tmp_path / "runs"
+    run = make_run(root, "big", {})
+    line = json.dumps({**RECORD, "losses": {f"t{i}": 0.5 for i in range(8)}})
+    n = 50 * 2**20 // len(line)
+    with open(run / "metrics.jsonl", "w") as f:
+        for e in range(1, n + 1):
+            f.write(line.replace('"epoch": 1', f'"epoch": {e}') + "\n")
+    for _ in range(2):  # an uncached listing, then the 2 s poll of the app
+        t0 = time.perf_counter()
+        rows = list_runs(root)
+        jobs.list_jobs(root)
+        elapsed = time.perf_counter() - t0
+        assert rows[0]["epochs"] == f"{n}/3"
+        # reading 50 MB took > 1.8 s here before; the tail read takes milliseconds
+        assert elapsed < 0.5, elapsed
+
+
+def test_a_long_history_is_thinned_for_curves_and_keeps_its_newest_epoch(tmp_path: Path):
+    from fcfd_viz.runs import Run
+
+    run = make_run(tmp_path, "long", {})
+    lines = [json.dumps({**RECORD, "epoch": e}) for e in range(1, 10_001)]
+    (run / "metrics.jsonl").write_text("\n".join(lines) + '\n{"epoch": 10001, "lr"')  # torn
+    curve = Run(run).metrics(max_points=100)
+    assert 90 <= len(curve) <= 100 and curve[-1]["epoch"] == 10_000
+    epochs = [r["epoch"] for r in curve]
+    assert epochs == sorted(epochs) and len(Run(run).metrics()) == 10_000
+
+
+APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+
+
+def test_every_page_renders_beside_the_malformed_runs(junk_root: Path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("FCFD_RUNS_DIR", str(junk_root))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    for page in ("pages/1_Sensitivity.py", "pages/2_Functional_gap.py", "pages/3_Distill.py",
+                 "pages/4_Runs.py"):  # fmt: skip
+        at.switch_page(page).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+    table = at.dataframe[0].value  # the Runs page: one row per run, the broken ones say why
+    states = dict(zip(table["run"], table["state"]))
+    assert states["config-list"] == "unreadable: config.json holds a JSON list, not an object"
+    assert len(states) == len(CRASHERS) + 1
