@@ -17,7 +17,9 @@ if _APP not in sys.path:  # `import state` from the pages, whatever the working 
 import state  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from fcfd_viz import defaults, jobs, viz  # noqa: E402
+from fcfd_viz import defaults, viz  # noqa: E402
+from fcfd_viz.job_records import last_log_line  # noqa: E402
+from fcfd_viz.runs import JOBS_DIR  # noqa: E402
 
 st.set_page_config(page_icon=":material/hub:", layout="wide")
 
@@ -43,8 +45,8 @@ def home() -> None:
     else:
         p = defaults.defaults_progress(root)
         if p and p["fraction"] < 1:  # a build that died: say why before offering another
-            log = root / jobs.JOBS_DIR / "defaults.log"
-            st.error(f"The last build stopped at: {p['message']}. {jobs.last_log_line(log)}")
+            log = root / JOBS_DIR / "defaults.log"
+            st.error(f"The last build stopped at: {p['message']}. {last_log_line(log)}")
         st.warning(f"No default runs in `{root}` yet.")
         st.markdown(
             "Every page needs trained networks. Build a digits teacher and three students "

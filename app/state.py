@@ -15,8 +15,11 @@ from pathlib import Path
 import streamlit as st
 
 from fcfd_viz import jobs
+from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint
 from fcfd_viz.errors import UserError
-from fcfd_viz.runs import list_runs, load_checkpoint, model_from_checkpoint
+from fcfd_viz.job_records import max_jobs
+from fcfd_viz.listing import list_runs
+from fcfd_viz.runs import default_runs_dir
 
 # attribution methods the Sensitivity page offers (captum; fastest first)
 ATTRIBUTIONS = ("grad_x_act", "integrated_gradients", "ablation")
@@ -32,7 +35,7 @@ def _cli_runs_dir() -> str | None:
 def runs_dir() -> Path:
     """The runs folder of this session: sidebar > CLI ``--runs-dir`` > $FCFD_RUNS_DIR > ./runs."""
     if "runs_dir" not in st.session_state:
-        st.session_state["runs_dir"] = str(jobs.default_runs_dir(_cli_runs_dir()))
+        st.session_state["runs_dir"] = str(default_runs_dir(_cli_runs_dir()))
     return Path(st.session_state["runs_dir"]).expanduser()
 
 
@@ -45,7 +48,7 @@ def sidebar() -> Path:
             st.caption(f"{root} does not exist yet")
         else:
             n = jobs.active_count(root)
-            st.caption(f"{n} active run(s), limit {jobs.max_jobs()}")
+            st.caption(f"{n} active run(s), limit {max_jobs()}")
     return root
 
 
@@ -221,7 +224,8 @@ def metrics(path: str | Path) -> list[dict]:
 def _fitted(t_path: str, t_mtime: float, s_path: str, s_mtime: float, label: str, epochs: int):
     """A FunctionalGap of one student whose connectors are fitted (read-only afterwards)."""
     from fcfd_viz.analysis.connectors import FitConfig
-    from fcfd_viz.analysis.gap import FunctionalGap, gap_loaders, load_students
+    from fcfd_viz.analysis.gap import FunctionalGap
+    from fcfd_viz.analysis.gap_models import gap_loaders, load_students
 
     loaded = load_students([s_path], teacher=t_path, labels=[label])
     shape = loaded.info["input_shape"]
@@ -245,7 +249,7 @@ def _gap_file(root, t: tuple, s: tuple, label: str, bn: str, epochs: int) -> Pat
 
 @st.cache_data(max_entries=128, show_spinner=False)
 def _gap_one(root: str, t: tuple, s: tuple, label: str, bn: str, epochs: int) -> dict:
-    from fcfd_viz.runs import read_json, write_json
+    from fcfd_viz.fsio import read_json, write_json
 
     path = _gap_file(root, t, s, label, bn, epochs)
     try:

@@ -37,9 +37,11 @@ from benchmarks.common import ROOT, machine, table, write_json, write_section  #
 from fcfd_viz import models  # noqa: E402
 from fcfd_viz.analysis import Anisotropy, FitConfig, FitInfo, FunctionalGap, gap_reading  # noqa: E402
 from fcfd_viz.analysis.connectors import new_bridges  # noqa: E402
-from fcfd_viz.analysis.gap import gap_loaders, load_students  # noqa: E402
+from fcfd_viz.analysis.gap_models import gap_loaders, load_students  # noqa: E402
+from fcfd_viz.bn import cumulative_running_stats  # noqa: E402
+from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
 from fcfd_viz.data import DataConfig, make_loaders  # noqa: E402
-from fcfd_viz.runs import Run, load_checkpoint, model_from_checkpoint  # noqa: E402
+from fcfd_viz.runs import Run  # noqa: E402
 
 RUNS = ROOT / "benchmarks" / "runs" / "accuracy"
 CACHE = ROOT / "benchmarks" / "runs" / "gap"
@@ -131,30 +133,15 @@ def gap_seed(
 
 
 # ---------------------------------------------------------------- anisotropy
-@torch.no_grad()
-def reestimate_bn(net: torch.nn.Module, loader, batches: int) -> None:
-    """BN running statistics = cumulative average over ``batches`` train-mode passes."""
-    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
-    net.train()
-    for i, (x, _) in enumerate(loader):
-        if i >= batches:
-            break
-        net(x)
-    for m in bns:
-        m.momentum = 0.1
-    net.eval()
-
-
 def anisotropy(teacher_dir: Path, n_images: int, eps: float, seed: int) -> dict:
     ckpt = load_checkpoint(teacher_dir)
     trained = model_from_checkpoint(ckpt)
     torch.manual_seed(seed)
     random = models.create(ckpt["model"]["arch"], num_classes=ckpt["model"]["num_classes"])
     train_loader, test_loader, _ = make_loaders(DataConfig(dataset="digits"), seed=seed)
-    reestimate_bn(random, train_loader, batches=10)
+    with cumulative_running_stats(random):  # BN statistics: the average over 10 batches
+        for _, (x, _) in zip(range(10), train_loader):
+            random(x)
     test = test_loader.dataset
     idx = torch.linspace(0, len(test) - 1, n_images).round().long().tolist()
     images = torch.stack([test[i][0] for i in idx])

@@ -42,6 +42,7 @@ from benchmarks.common import machine, write_section  # noqa: E402
 from fcfd_viz import models  # noqa: E402
 from fcfd_viz.analysis import Anisotropy, spearman  # noqa: E402
 from fcfd_viz.analysis.anisotropy import divergence_fn  # noqa: E402
+from fcfd_viz.bn import cumulative_running_stats  # noqa: E402
 
 STAGE = 2
 EPS = 0.05
@@ -52,15 +53,10 @@ def build(num_classes: int, seed: int = 0, device: str = "cpu") -> nn.Module:
     """resnet32x4 with random weights and BN statistics re-estimated on random inputs."""
     torch.manual_seed(seed)
     net = models.create("resnet32x4", num_classes=num_classes)
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the re-estimation passes
-    net.train()
-    with torch.no_grad():
+    with cumulative_running_stats(net):  # the average over the re-estimation passes
         for _ in range(4):
             net(torch.randn(32, 3, 32, 32))
-    return net.eval().to(device)
+    return net.to(device)
 
 
 class Rest(nn.Module):

@@ -9,13 +9,19 @@ from typing import Any
 from fcfd_viz.errors import UserError
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+def is_number(x: Any) -> bool:
+    """An int or float (not a bool): what a metrics or summary value must be."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def is_count(x: Any) -> bool:
+    """A non-negative int (not a bool)."""
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
 
 def integer(name: str, x: Any, low: int | None = None) -> None:
     """``x`` is an int (not a bool), ``>= low`` when given."""
-    if not _is_int(x) or (low is not None and x < low):
+    if not (isinstance(x, int) and not isinstance(x, bool)) or (low is not None and x < low):
         need = f"an integer >= {low}" if low is not None else "an integer"
         raise UserError(f"{name} must be {need}, got {x!r}")
 

@@ -20,7 +20,7 @@ from fcfd_viz.callbacks import Callback
 from fcfd_viz.fsio import read_object, write_json
 from fcfd_viz.locks import file_lock
 from fcfd_viz.procs import identity
-from fcfd_viz.runs import STOP_FILE, Run
+from fcfd_viz.runs import STOP_FILE, Run, runs_lock
 
 DEFAULTS = "defaults"
 STUDENT_METHODS = ("ce", "kd", "fcfd")
@@ -55,7 +55,7 @@ def default_configs(runs_dir: str | os.PathLike, epochs: int | None = None) -> d
     from fcfd_viz.data import DataConfig
     from fcfd_viz.distill import presets
     from fcfd_viz.pipeline import DEFAULT_TEACHER_ARCH, DEFAULT_TEACHER_EPOCHS, ExperimentConfig
-    from fcfd_viz.train import TrainConfig
+    from fcfd_viz.train_config import TrainConfig
 
     paths = default_paths(runs_dir)
     cfgs = {
@@ -157,16 +157,17 @@ def start_defaults(runs_dir: str | os.PathLike) -> bool:
     Returns False when they are ready or a build is already running (nothing started).
     """
     from fcfd_viz import jobs
+    from fcfd_viz.job_records import spawn
 
     runs_dir = Path(runs_dir)
     if defaults_ready(runs_dir):
         return False
-    with jobs.runs_lock(runs_dir):
+    with runs_lock(runs_dir):
         if building(runs_dir):
             return False
         jobs.check_limit(runs_dir)
         # every core: the app has nothing else to show until this is done
-        jobs.spawn(
+        spawn(
             runs_dir,
             DEFAULTS,
             ["defaults", "--runs-dir", str(runs_dir.resolve())],
@@ -178,9 +179,9 @@ def start_defaults(runs_dir: str | os.PathLike) -> bool:
 def building(runs_dir: str | os.PathLike) -> bool:
     """True while a defaults build runs: one :func:`start_defaults` began, or any other
     process (``fcfd defaults`` in a terminal) whose progress file is not finished."""
-    from fcfd_viz import jobs
+    from fcfd_viz.job_records import job_record, record_alive
 
-    if jobs.record_alive(jobs.job_record(Path(runs_dir), DEFAULTS)):
+    if record_alive(job_record(Path(runs_dir), DEFAULTS)):
         return True
     p = defaults_progress(runs_dir)
-    return bool(p) and p["fraction"] < 1 and jobs.record_alive(p)
+    return bool(p) and p["fraction"] < 1 and record_alive(p)

@@ -7,7 +7,6 @@ names never share a record. :mod:`fcfd_viz.jobs` reads these together with the r
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -15,9 +14,9 @@ import time
 from pathlib import Path
 
 from fcfd_viz.fsio import is_regular, read_object, tail_lines, write_json
-from fcfd_viz.job_spec import JOBS_DIR, record_key
-from fcfd_viz.locks import file_lock
+from fcfd_viz.job_spec import record_key
 from fcfd_viz.procs import identity, pid_alive
+from fcfd_viz.runs import JOBS_DIR
 
 
 def max_jobs() -> int:
@@ -26,13 +25,6 @@ def max_jobs() -> int:
         return max(1, int(os.environ.get("FCFD_MAX_JOBS", "2")))
     except ValueError:
         return 2
-
-
-@contextlib.contextmanager
-def runs_lock(runs_dir: Path):
-    """Exclusive lock of the runs folder's job records (across threads and processes)."""
-    with file_lock(Path(runs_dir) / JOBS_DIR / "lock"):
-        yield
 
 
 def job_record(runs_dir: Path, name: str) -> dict | None:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from fcfd_viz import checks
 from fcfd_viz.errors import UserError
+from fcfd_viz.runs import JOBS_DIR
 
-JOBS_DIR = ".jobs"  # the job registry's folder inside the runs folder (see fcfd_viz.jobs)
 RESERVED = ("defaults", JOBS_DIR)  # names a run may not take
 # fullmatch: "$" would also match before a trailing newline
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -62,10 +62,10 @@ def needs_teacher(method: str) -> bool:
 def validate(spec: JobSpec) -> None:
     """Raise :class:`UserError` for a spec that would fail in the subprocess."""
     from fcfd_viz import models
+    from fcfd_viz.checkpoints import load_checkpoint
     from fcfd_viz.data import DataConfig
     from fcfd_viz.distill import METHODS, presets
     from fcfd_viz.pipeline import check_compatible
-    from fcfd_viz.runs import load_checkpoint
 
     if not isinstance(spec.name, str) or not _NAME.fullmatch(spec.name) or spec.name in RESERVED:
         raise UserError(

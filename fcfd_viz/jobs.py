@@ -40,63 +40,23 @@ from fcfd_viz.job_records import (
     log_path,
     max_jobs,
     record_alive,
-    runs_lock,
     spawn,
 )
 from fcfd_viz.job_spec import (
-    JOBS_DIR,
-    RESERVED,
     JobSpec,
     key_name,
-    needs_teacher,
     record_key,
     run_path,
     validate,
 )
-from fcfd_viz.procs import pid_alive
-from fcfd_viz.runs import STOP_FILE, Run
+from fcfd_viz.runs import JOBS_DIR, STOP_FILE, Run, runs_lock
 
 ACTIVE = ("starting", "running", "stopping")
 RESUMABLE = ("stopped", "interrupted", "failed")  # a diverged run would diverge again
 
 
-__all__ = [
-    "JOBS_DIR",
-    "RESERVED",
-    "Job",
-    "JobLimitError",
-    "JobSpec",
-    "RESUMABLE",
-    "active_count",
-    "default_runs_dir",
-    "delete",
-    "get_job",
-    "job_record",
-    "last_log_line",
-    "launch",
-    "list_jobs",
-    "max_jobs",
-    "needs_teacher",
-    "pid_alive",
-    "record_alive",
-    "record_key",
-    "resume",
-    "run_path",
-    "runs_lock",
-    "spawn",
-    "stop",
-    "validate",
-    "wait",
-]
-
-
 class JobLimitError(UserError):
     """Too many active jobs in the runs folder; wait for one to finish or stop one."""
-
-
-def default_runs_dir(arg: str | os.PathLike | None = None) -> Path:
-    """The runs folder: ``arg`` if given, else ``$FCFD_RUNS_DIR``, else ``./runs``."""
-    return Path(arg or os.environ.get("FCFD_RUNS_DIR") or "runs")
 
 
 @dataclass

@@ -14,11 +14,15 @@ from pathlib import Path
 import torch
 
 from fcfd_viz import checks, distill, models
+from fcfd_viz.callbacks import Callback
+from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint
 from fcfd_viz.data import DataConfig, data_info, make_loaders
 from fcfd_viz.errors import UserError
 from fcfd_viz.fsio import read_object
-from fcfd_viz.runs import Run, load_checkpoint, model_from_checkpoint
-from fcfd_viz.train import Callback, Diverged, TrainConfig, Trainer, dist_info, seed_everything
+from fcfd_viz.runs import Run
+from fcfd_viz.runtime import dist_info, seed_everything
+from fcfd_viz.train import Trainer
+from fcfd_viz.train_config import Diverged, TrainConfig
 from fcfd_viz.writer import check_target, open_run
 
 DEFAULT_TEACHER_ARCH = "resnet8x4"

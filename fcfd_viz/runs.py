@@ -14,62 +14,37 @@ A run directory holds::
     .writer.lock    held by the one process writing the run (see fcfd_viz.writer)
     writer.json     who holds it: pid, start time, command
 
-Every file but ``metrics.jsonl`` is written atomically (temp file + rename); checkpoints load
-with ``torch.load(weights_only=True)``. Readers never raise on a malformed file: the
+Every file but ``metrics.jsonl`` is written atomically (temp file + rename); checkpoints are
+:mod:`fcfd_viz.checkpoints`'. Readers never raise on a malformed file: the
 listing (:mod:`fcfd_viz.listing`) shows such a run as one unreadable row.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
+from fcfd_viz.checks import is_count, is_number
 from fcfd_viz.errors import UserError
 from fcfd_viz.fsio import (
     atomic_write,
-    atomic_write_with,
     is_regular,
-    read_json,
     read_object,
     user_os_errors,
     write_json,
 )
+from fcfd_viz.locks import file_lock
 from fcfd_viz.procs import identity
 
-__all__ = [
-    "CKPT_FORMAT",
-    "STOP_FILE",
-    "Run",
-    "atomic_write",
-    "list_runs",
-    "load_checkpoint",
-    "model_from_checkpoint",
-    "parse_record",
-    "read_json",
-    "save_checkpoint",
-    "write_json",
-]
-
-# format 2: stage cuts at the FCFD authors' points; format-1 files are converted on load
-# (fcfd_viz.models.legacy)
-CKPT_FORMAT = "fcfd-viz/2"
 STOP_FILE = "STOP"
+JOBS_DIR = ".jobs"  # the job registry's folder inside a runs folder (fcfd_viz.jobs)
 # fields every metrics line has, each a number (what the curves and the listing read)
 RECORD_NUMBERS = ("lr", "loss", "train_top1", "test_top1")
-
-
-def is_number(x: Any) -> bool:
-    """An int or float (not a bool): what a metrics or summary value must be."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def is_count(x: Any) -> bool:
-    """A non-negative int (not a bool)."""
-    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
 
 def parse_record(line: bytes | str) -> dict | None:
@@ -87,91 +62,6 @@ def parse_record(line: bytes | str) -> dict | None:
     if not isinstance(losses, dict) or not all(is_number(v) for v in losses.values()):
         return None
     return rec
-
-
-def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:
-    """Save ``ckpt`` atomically: ``torch.save`` to a temp file, fsync, rename. A failed write
-    (disk full) removes the temp file and raises a one-line :class:`UserError`."""
-    import torch  # here, not at the top: listing runs and reading metrics need no torch
-
-    obj = {"format": CKPT_FORMAT, **ckpt}
-    atomic_write_with(path, lambda f: torch.save(obj, f))
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict:
-    """Load an fcfd-viz checkpoint (``weights_only=True``) with clear errors for bad files."""
-    import torch
-
-    path = Path(path)
-    if path.is_dir():  # a run directory: take its best (else last) checkpoint
-        cand = [path / "best.pt", path / "last.pt"]
-        path = next((p for p in cand if p.exists()), cand[0])
-    if not path.exists():
-        raise UserError(
-            f"checkpoint {path} not found; pass a .pt file or a run directory with best.pt"
-        )
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        raise UserError(
-            f"checkpoint {path} is unreadable ({type(e).__name__}); it may be corrupt or not an fcfd-viz file"
-        ) from None
-    from fcfd_viz.models import legacy
-
-    formats = (CKPT_FORMAT, legacy.OLD_FORMAT)
-    if not isinstance(ckpt, dict) or ckpt.get("format") not in formats or "model" not in ckpt:
-        raise UserError(f"{path} is not an fcfd-viz checkpoint (no {CKPT_FORMAT!r} format tag)")
-    _check_model_spec(path, ckpt)
-    ckpt["path"] = str(path)
-    if ckpt["format"] == legacy.OLD_FORMAT:
-        legacy.upgrade(ckpt)
-    return ckpt
-
-
-def _check_model_spec(path: Path, ckpt: dict) -> None:
-    """The model spec and weights have the shapes :func:`model_from_checkpoint` reads."""
-    spec = ckpt["model"]
-    ok = (
-        isinstance(spec, dict)
-        and isinstance(spec.get("arch"), str)
-        and is_count(spec.get("num_classes"))
-        and spec["num_classes"] > 0
-        and isinstance(spec.get("arch_kwargs", {}), dict)
-        and isinstance(ckpt.get("state_dict", {}), dict)
-    )
-    if not ok:
-        raise UserError(
-            f"checkpoint {path} has a malformed model spec ({str(spec)[:80]}); "
-            "it was not written by fcfd-viz or is damaged"
-        )
-
-
-def model_from_checkpoint(ckpt: dict | str | os.PathLike, expect_arch: str | None = None):
-    """Rebuild the staged net stored in a checkpoint (arch and num_classes come from the file)."""
-    from fcfd_viz import models
-
-    if not isinstance(ckpt, dict):
-        ckpt = load_checkpoint(ckpt)
-    spec = ckpt["model"]
-    if expect_arch is not None and spec["arch"] != expect_arch:
-        raise UserError(
-            f"checkpoint {ckpt.get('path')} holds a {spec['arch']}, not a {expect_arch}"
-        )
-    try:
-        net = models.create(
-            spec["arch"], num_classes=spec["num_classes"], **spec.get("arch_kwargs", {})
-        )
-    except (TypeError, ValueError) as e:  # arch_kwargs the architecture does not take
-        raise UserError(
-            f"checkpoint {ckpt.get('path')} has a malformed model spec: {str(e).splitlines()[0]}"
-        ) from None
-    try:
-        net.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:
-        raise UserError(
-            f"checkpoint {ckpt.get('path')} does not fit a {spec['arch']}: {str(e).splitlines()[0]}"
-        ) from None
-    return net.eval()
 
 
 @lru_cache(maxsize=4)
@@ -298,8 +188,15 @@ class Run:
         return self.file(STOP_FILE).exists()
 
 
-def list_runs(root: str | os.PathLike) -> list[dict]:
-    """One row per run directory under ``root``; see :func:`fcfd_viz.listing.list_runs`."""
-    from fcfd_viz.listing import list_runs as _list_runs
+# ---------------------------------------------------------------- the runs folder
+def default_runs_dir(arg: str | os.PathLike | None = None) -> Path:
+    """The runs folder: ``arg`` if given, else ``$FCFD_RUNS_DIR``, else ``./runs``."""
+    return Path(arg or os.environ.get("FCFD_RUNS_DIR") or "runs")
 
-    return _list_runs(root)
+
+@contextlib.contextmanager
+def runs_lock(runs_dir: str | os.PathLike) -> Iterator[None]:
+    """Exclusive lock of a runs folder's job records (across threads and processes): launching,
+    resuming and deleting jobs and starting the defaults build take it."""
+    with file_lock(Path(runs_dir) / JOBS_DIR / "lock"):
+        yield

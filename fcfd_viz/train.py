@@ -8,56 +8,28 @@ from __future__ import annotations
 
 import atexit
 import math
-import os
-import random
 import time
 from collections import defaultdict
 from contextlib import nullcontext
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from fcfd_viz.callbacks import Callback
+from fcfd_viz.checkpoints import save_checkpoint
 from fcfd_viz.data import set_epoch
 from fcfd_viz.distill.base import Distiller
-from fcfd_viz.errors import UserError
 from fcfd_viz.fsio import fault_point
-from fcfd_viz.runs import Run, save_checkpoint
+from fcfd_viz.runs import Run
+from fcfd_viz.runtime import dist_info, resolve_device, seed_everything
 from fcfd_viz.train_config import LOSS_LIMIT, Diverged, TrainConfig, lr_at
-
-__all__ = ["Callback", "Diverged", "TrainConfig", "Trainer", "dist_info", "evaluate", "lr_at"]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda asked for, but CUDA is not available; use --device cpu")
-    return dev
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def _leave_process_group() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
-
-
-def dist_info() -> tuple[int, int, int]:
-    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) otherwise."""
-    return (
-        int(os.environ.get("RANK", 0)),
-        int(os.environ.get("WORLD_SIZE", 1)),
-        int(os.environ.get("LOCAL_RANK", 0)),
-    )
 
 
 @torch.no_grad()

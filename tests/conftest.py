@@ -46,7 +46,7 @@ def digits_teacher(tmp_path_factory) -> Path:
     """
     from fcfd_viz.data import DataConfig
     from fcfd_viz.pipeline import ExperimentConfig, run_experiment
-    from fcfd_viz.train import TrainConfig
+    from fcfd_viz.train_config import TrainConfig
 
     out = tmp_path_factory.mktemp("teacher") / "resnet8-digits"
     cfg = ExperimentConfig(

@@ -11,10 +11,12 @@ import torch
 
 from fcfd_viz import distill, models
 from fcfd_viz.analysis import Anisotropy
+from fcfd_viz.checkpoints import model_from_checkpoint
 from fcfd_viz.data import DataConfig, make_loaders
 from fcfd_viz.pipeline import ExperimentConfig, run_experiment
-from fcfd_viz.runs import Run, model_from_checkpoint
-from fcfd_viz.train import TrainConfig, Trainer, evaluate
+from fcfd_viz.runs import Run
+from fcfd_viz.train import Trainer, evaluate
+from fcfd_viz.train_config import TrainConfig
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

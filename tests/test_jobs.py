@@ -11,7 +11,11 @@ import pytest
 
 from fcfd_viz import defaults, jobs
 from fcfd_viz.errors import UserError
-from fcfd_viz.runs import Run, list_runs, write_json
+from fcfd_viz.fsio import write_json
+from fcfd_viz.job_records import job_record
+from fcfd_viz.job_spec import JobSpec, record_key, validate
+from fcfd_viz.listing import list_runs
+from fcfd_viz.runs import Run
 
 
 def wait_state(root, name, states, timeout=120.0):
@@ -35,11 +39,11 @@ def fake_active(root: Path, name: str) -> subprocess.Popen:
 
 
 def test_spec_argv_keeps_only_the_methods_knobs(digits_teacher):
-    ce = jobs.JobSpec("a", method="ce", teacher=str(digits_teacher)).argv()
+    ce = JobSpec("a", method="ce", teacher=str(digits_teacher)).argv()
     assert "--temperature" not in ce and "--teacher" not in ce
-    kd = jobs.JobSpec("a", method="kd", teacher=str(digits_teacher)).argv()
+    kd = JobSpec("a", method="kd", teacher=str(digits_teacher)).argv()
     assert "--temperature" in kd and "--feat-weight" not in kd and "--teacher" in kd
-    fcfd = jobs.JobSpec("a", method="fcfd", epochs=3, feat_weight=0.5).argv()
+    fcfd = JobSpec("a", method="fcfd", epochs=3, feat_weight=0.5).argv()
     assert fcfd[fcfd.index("--feat-weight") + 1] == "0.5" and "--mix-weight" in fcfd
     assert fcfd[fcfd.index("--epochs") + 1] == "3"
 
@@ -48,15 +52,15 @@ def test_validate_rejects_bad_specs(digits_teacher, tmp_path):
     import torch
 
     from fcfd_viz import models
-    from fcfd_viz.runs import save_checkpoint
+    from fcfd_viz.checkpoints import save_checkpoint
 
     for bad in ("", "../x", "defaults", ".jobs", "a b"):
         with pytest.raises(UserError, match="run name"):
-            jobs.validate(jobs.JobSpec(bad, method="ce"))
+            validate(JobSpec(bad, method="ce"))
     with pytest.raises(UserError, match="needs a teacher"):
-        jobs.validate(jobs.JobSpec("x", method="kd"))
+        validate(JobSpec("x", method="kd"))
     with pytest.raises(UserError, match="epochs"):
-        jobs.validate(jobs.JobSpec("x", method="ce", epochs=0))
+        validate(JobSpec("x", method="ce", epochs=0))
     net = models.create("resnet8", num_classes=100)
     cifar = tmp_path / "cifar.pt"
     save_checkpoint(
@@ -69,14 +73,14 @@ def test_validate_rejects_bad_specs(digits_teacher, tmp_path):
         },
     )
     with pytest.raises(UserError, match="same dataset"):
-        jobs.validate(jobs.JobSpec("x", method="kd", teacher=str(cifar)))
-    jobs.validate(jobs.JobSpec("x", method="kd", teacher=str(digits_teacher)))
+        validate(JobSpec("x", method="kd", teacher=str(cifar)))
+    validate(JobSpec("x", method="kd", teacher=str(digits_teacher)))
     assert torch.is_tensor(net.state_dict()["head.fc.weight"])
 
 
 def test_launch_is_idempotent_and_a_normal_run(tmp_path):
     root = tmp_path / "runs"
-    spec = jobs.JobSpec("smoke", method="ce", epochs=1)
+    spec = JobSpec("smoke", method="ce", epochs=1)
     job, started = jobs.launch(root, spec)
     assert started and job.state in jobs.ACTIVE
     again, started2 = jobs.launch(root, spec)  # a second tab or a double click
@@ -91,7 +95,7 @@ def test_launch_is_idempotent_and_a_normal_run(tmp_path):
 
 def test_stop_then_resume_from_the_cli_state(tmp_path):
     root = tmp_path / "runs"
-    jobs.launch(root, jobs.JobSpec("long", method="ce", epochs=12))
+    jobs.launch(root, JobSpec("long", method="ce", epochs=12))
     deadline = time.monotonic() + 120  # one epoch done, so last.pt exists to resume from
     while (jobs.get_job(root, "long").epoch or 0) < 1 and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -112,7 +116,7 @@ def test_limit_refuses_and_dead_runs_are_interrupted(tmp_path):
         assert jobs.get_job(root, "busy").state == "running"
         assert jobs.active_count(root) == 1
         with pytest.raises(jobs.JobLimitError, match="limit 1"):
-            jobs.launch(root, jobs.JobSpec("next", method="ce", epochs=1), limit=1)
+            jobs.launch(root, JobSpec("next", method="ce", epochs=1), limit=1)
         assert jobs.get_job(root, "next") is None  # nothing half-made
         with pytest.raises(UserError, match="stop it before deleting"):
             jobs.delete(root, "busy")
@@ -191,7 +195,7 @@ def test_names_that_leave_the_runs_folder_are_refused(tmp_path):
         assert sorted(p.name for p in victim.iterdir()) == before  # no STOP, nothing deleted
         assert not list((root / ".jobs").glob("*.json"))  # no trainer started
         with pytest.raises(UserError, match="run name"):
-            jobs.validate(jobs.JobSpec("ok-name\n", method="ce"))  # `$` matched before a \n
+            validate(JobSpec("ok-name\n", method="ce"))  # `$` matched before a \n
     finally:
         proc.kill()
         proc.wait()
@@ -204,9 +208,9 @@ def test_record_names_are_one_to_one(tmp_path):
         (root / name).mkdir(parents=True)
         write_json(root / name / "config.json", {"method": {"method": "ce"}})
         write_json(root / name / "status.json", {"state": "stopped", "time": time.time()})
-        write_json(root / ".jobs" / f"{jobs.record_key(name)}.json", {"name": name, "pid": 0})
+        write_json(root / ".jobs" / f"{record_key(name)}.json", {"name": name, "pid": 0})
     assert sorted(j.name for j in jobs.list_jobs(root)) == ["a/b", "a__b"]  # each once
     jobs.delete(root, "a__b")
     assert (root / "a" / "b" / "config.json").exists()
-    assert jobs.job_record(root, "a/b") is not None  # the other run keeps its records
+    assert job_record(root, "a/b") is not None  # the other run keeps its records
     assert [j.name for j in jobs.list_jobs(root)] == ["a/b"]

@@ -10,11 +10,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from fcfd_viz.callbacks import Callback
+from fcfd_viz.checkpoints import (
+    CKPT_FORMAT,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
 from fcfd_viz.data import DataConfig
 from fcfd_viz.errors import UserError
 from fcfd_viz.pipeline import ExperimentConfig, run_experiment
-from fcfd_viz.runs import CKPT_FORMAT, Run, load_checkpoint, model_from_checkpoint, save_checkpoint
-from fcfd_viz.train import Callback, TrainConfig, lr_at
+from fcfd_viz.runs import Run
+from fcfd_viz.train_config import TrainConfig, lr_at
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -300,7 +307,7 @@ class BlowUpAt(Callback):
 
 
 def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path: Path):
-    from fcfd_viz.train import Diverged
+    from fcfd_viz.train_config import Diverged
 
     out = tmp_path / "run"
     blow = BlowUpAt(epoch=1)

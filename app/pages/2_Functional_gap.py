@@ -4,7 +4,7 @@ import state
 import streamlit as st
 
 from fcfd_viz import viz
-from fcfd_viz.analysis.gap import BN_REGIMES, gap_reading
+from fcfd_viz.analysis.gap_result import BN_REGIMES, gap_reading
 
 st.title("Functional gap")
 st.caption(

@@ -9,12 +9,14 @@ import streamlit as st
 
 from fcfd_viz import jobs, models, viz, viz_app
 from fcfd_viz.distill import method_names, presets
+from fcfd_viz.job_records import max_jobs
+from fcfd_viz.job_spec import JobSpec
 
 st.title("Distill")
 root = state.runs_dir()
 preset = presets.load("digits")
 st.caption(
-    f"Runs use the `digits` preset ({preset.description}); at most {jobs.max_jobs()} run at "
+    f"Runs use the `digits` preset ({preset.description}); at most {max_jobs()} run at "
     "once (FCFD_MAX_JOBS), a launch beyond that is refused. A run keeps going when you "
     "close the page."
 )
@@ -44,7 +46,7 @@ with st.form("launch"):
 
 if submitted:
     teacher = teachers[t_labels.index(t_label)]["path"] if teachers else None
-    spec = jobs.JobSpec(
+    spec = JobSpec(
         name=name.strip() or f"{method}-{student}-e{epochs}-s{seed}",
         method=method,
         student=student,

@@ -23,17 +23,17 @@ number of backward passes (see :mod:`fcfd_viz.analysis.fisher`).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from fcfd_viz.analysis.anisotropy_result import AnisotropyResult
 from fcfd_viz.analysis.fisher import fisher_projections, linearised
 from fcfd_viz.analysis.jacobian import jacobian_svd
+from fcfd_viz.bn import frozen
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import StagedNet
 
@@ -43,17 +43,6 @@ DIVERGENCES = ("kl", "l2")
 
 
 # ---------------------------------------------------------------- shared helpers
-def check_stage(model: StagedNet, stage: int) -> int:
-    """The stage index as an int, or a :class:`UserError` naming the valid range."""
-    last = model.num_stages - 1
-    if isinstance(stage, bool) or not isinstance(stage, int) or not 0 <= stage <= last:
-        raise UserError(
-            f"stage {stage!r} is out of range for {getattr(model, 'arch', 'this model')} "
-            f"({model.num_stages} stages): use 0..{last}"
-        )
-    return stage
-
-
 def parse_directions(directions: str | Sequence[str]) -> tuple[str, ...]:
     """``"channel,random"`` or a sequence -> validated tuple (order kept, no duplicates)."""
     items = directions.split(",") if isinstance(directions, str) else list(directions)
@@ -74,40 +63,6 @@ def check_options(eps: float, mode: str = "exact", divergence: str = "kl") -> No
         raise UserError(f"unknown mode {mode!r}; choose exact or fisher")
     if divergence not in DIVERGENCES:
         raise UserError(f"unknown divergence {divergence!r}; choose kl or l2")
-
-
-@contextlib.contextmanager
-def frozen(model: nn.Module, eval_mode: bool = True) -> Iterator[None]:
-    """Freeze ``model`` for analysis; every module's mode and every buffer are restored after.
-
-    ``eval_mode=True`` switches to eval mode. Otherwise modules keep their modes, and
-    BatchNorm layers in training mode normalise with batch statistics *without* updating
-    their running statistics (``track_running_stats`` is lifted for the duration).
-    """
-    modes = [(m, m.training) for m in model.modules()]
-    tracking = [
-        (m, m.track_running_stats)
-        for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm)
-    ]
-    buffers = {k: v.detach().clone() for k, v in model.named_buffers()}
-    if eval_mode:
-        model.eval()
-    else:
-        for m, _ in tracking:
-            if m.training:
-                m.track_running_stats = False
-    try:
-        yield
-    finally:
-        for m, was in modes:
-            m.training = was
-        for m, was in tracking:
-            m.track_running_stats = was
-        with torch.no_grad():
-            for k, v in model.named_buffers():
-                if k in buffers and not torch.equal(v, buffers[k]):
-                    v.copy_(buffers[k])
 
 
 def divergence_fn(z: Tensor, z0: Tensor, kind: str) -> Tensor:
@@ -138,7 +93,7 @@ class Anisotropy:
 
     def __init__(self, model: StagedNet, stage: int, eval_mode: bool = True) -> None:
         self.model = model
-        self.stage = check_stage(model, stage)
+        self.stage = model.check_stage(stage)
         self.eval_mode = eval_mode
 
     def rest(self, f: Tensor) -> Tensor:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from fcfd_viz.analysis.anisotropy import check_stage, frozen
+from fcfd_viz.bn import frozen
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import StagedNet
 
@@ -150,7 +150,7 @@ def attribute_channels(
         perturbations_per_eval: channels ablated per forward pass (``ablation``).
         eval_mode: evaluate in eval mode; module modes are restored afterwards.
     """
-    check_stage(model, stage)
+    model.check_stage(stage)
     methods = list(dict.fromkeys(methods))
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:

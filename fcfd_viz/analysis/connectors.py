@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fcfd_viz.bn import cumulative_running_stats, freeze, frozen
 from fcfd_viz.distill.bridges import make_bridges
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import StagedNet
@@ -246,8 +247,6 @@ def fit_connectors(
     Neither network's parameters, modes or buffers change. Returns the bridges (eval mode,
     on the teacher's device) and the fit's convergence record.
     """
-    from fcfd_viz.analysis.anisotropy import frozen
-
     cfg = cfg or FitConfig()
     cfg.validate()
     t0 = time.perf_counter()
@@ -299,11 +298,13 @@ def fit_connectors(
         finally:
             if bar is not None:
                 bar.close()
-        _reestimate_bn([b for _, b, _, _ in tasks], tasks, feats)
-    s2t.eval()
-    t2s.eval()
-    for p in list(s2t.parameters()) + list(t2s.parameters()):
-        p.requires_grad_(False)
+        # each bridge's running BN statistics: the average over one pass of the fit data
+        with cumulative_running_stats([b for _, b, _, _ in tasks]):
+            for t, s in feats.epoch(shuffle=False):
+                for _, bridge, from_t, k in tasks:
+                    bridge(t[k] if from_t else s[k])
+    freeze(s2t.eval())
+    freeze(t2s.eval())
     info = FitInfo(
         bridges={
             name: BridgeFit(r.curve, r.done, r.drop_epochs) for (name, *_), r in zip(tasks, rules)
@@ -314,22 +315,3 @@ def fit_connectors(
         config=cfg,
     )
     return s2t, t2s, info
-
-
-@torch.no_grad()
-def _reestimate_bn(bridges: list[nn.Module], tasks, feats: _Features) -> None:
-    """Running BN statistics of each bridge = cumulative average over one pass of fit data."""
-    bns = [
-        m for b in bridges for m in b.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-    ]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
-    for b in bridges:
-        b.train()
-    for t, s in feats.epoch(shuffle=False):
-        for _, bridge, from_t, k in tasks:
-            bridge(t[k] if from_t else s[k])
-    for m, mom in zip(bns, saved):
-        m.momentum = mom

@@ -36,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -44,11 +44,7 @@ from torch import Tensor, nn
 from fcfd_viz.analysis.connectors import FitConfig, FitInfo, fit_connectors
 from fcfd_viz.analysis.gap_models import (
     Bridges,
-    LoadedModels,
     check_pair,
-    fit_options,
-    gap_loaders,
-    load_students,
 )
 from fcfd_viz.analysis.gap_result import (
     BN_REGIMES,
@@ -56,46 +52,11 @@ from fcfd_viz.analysis.gap_result import (
     OWN,
     GapEntry,
     GapResult,
-    gap_reading,
 )
-from fcfd_viz.distill.fcfd import running_stats_frozen
+from fcfd_viz.bn import bn_regime, frozen
 from fcfd_viz.distill.paths import MixedPath
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import StagedNet
-
-__all__ = [
-    "BN_REGIMES",
-    "Bridges",
-    "FunctionalGap",
-    "GapEntry",
-    "GapResult",
-    "LoadedModels",
-    "bn_regime",
-    "check_pair",
-    "check_regime",
-    "fit_options",
-    "gap_loaders",
-    "gap_reading",
-    "load_students",
-]
-
-
-@contextlib.contextmanager
-def bn_regime(nets: Sequence[nn.Module], bn: str) -> Iterator[None]:
-    """Run ``nets`` with eval-mode BN (``"eval"``) or batch statistics (``"batch"``) without
-    changing their running statistics; every module's mode is restored afterwards."""
-    modes = [(m, m.training) for net in nets for m in net.modules()]
-    for net in nets:
-        net.train(bn == "batch")
-    try:
-        with contextlib.ExitStack() as stack:
-            if bn == "batch":
-                for net in nets:
-                    stack.enter_context(running_stats_frozen(net))
-            yield
-    finally:
-        for m, was in modes:
-            m.training = was
 
 
 def check_regime(bn: str) -> str:
@@ -252,8 +213,6 @@ class FunctionalGap:
 
     @torch.no_grad()
     def _evaluate(self, views, loader, bn, progress) -> GapResult:
-        from fcfd_viz.analysis.anisotropy import frozen
-
         teacher, n = self.teacher, self.n
         device = next(teacher.parameters()).device
         stages = self.stages

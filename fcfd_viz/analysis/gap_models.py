@@ -57,7 +57,7 @@ def load_students(
     included) gets None, i.e. connectors fitted post hoc. Raises :class:`UserError` when the
     teacher and a student disagree on dataset, classes, input shape or stage count.
     """
-    from fcfd_viz.runs import load_checkpoint, model_from_checkpoint
+    from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint
 
     if not paths:
         raise UserError("pass at least one student checkpoint")
@@ -118,7 +118,7 @@ def load_students(
 
 def _run_data(ckpt_path: str) -> dict | None:
     """The ``data`` block of the run's config.json next to a checkpoint, when there is one."""
-    from fcfd_viz.runs import read_json
+    from fcfd_viz.fsio import read_json
 
     cfg = Path(ckpt_path).parent / "config.json"
     try:

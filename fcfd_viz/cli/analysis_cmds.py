@@ -94,7 +94,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from fcfd_viz.analysis import Anisotropy, attribute_channels
     from fcfd_viz.analysis.anisotropy import check_options, parse_directions
     from fcfd_viz.analysis.attribution import METHODS
-    from fcfd_viz.runs import load_checkpoint, model_from_checkpoint
+    from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint
 
     check_options(args.eps, args.mode, args.divergence)
     directions = parse_directions(args.directions)
@@ -176,7 +176,7 @@ def _print_probe(out: dict, html: str | None) -> None:
 
 def _write_probe_html(path: str, res, attr, out: dict) -> None:
     from fcfd_viz import viz
-    from fcfd_viz.runs import atomic_write
+    from fcfd_viz.fsio import atomic_write
 
     figs = []
     if res.channel_sensitivity is not None:
@@ -280,7 +280,9 @@ def _add_gap(sub: argparse._SubParsersAction) -> None:
 
 def cmd_gap(args: argparse.Namespace) -> int:
     from fcfd_viz.analysis.connectors import FitConfig
-    from fcfd_viz.analysis.gap import FunctionalGap, gap_loaders, gap_reading, load_students
+    from fcfd_viz.analysis.gap import FunctionalGap
+    from fcfd_viz.analysis.gap_models import gap_loaders, load_students
+    from fcfd_viz.analysis.gap_result import gap_reading
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -353,7 +355,7 @@ def _print_gap(out: dict, html: str | None) -> None:
 
 def _write_gap_html(path: str, res, out: dict) -> None:
     from fcfd_viz import viz
-    from fcfd_viz.runs import atomic_write
+    from fcfd_viz.fsio import atomic_write
 
     figs = [viz.gap_figure(res), viz.path_accuracy_figure(res)]
     title = f"fcfd gap: {Path(out['teacher']).parent.name or out['teacher']} ({out['bn']} BN)"

@@ -83,7 +83,7 @@ def app_command(
 def cmd_defaults(args: argparse.Namespace) -> int:
     """Train the missing default runs, printing one progress line per epoch."""
     from fcfd_viz.defaults import ensure_defaults
-    from fcfd_viz.jobs import default_runs_dir
+    from fcfd_viz.runs import default_runs_dir
 
     runs_dir = default_runs_dir(args.runs_dir)
 
@@ -111,7 +111,7 @@ def app_script() -> Path:
 def cmd_app(args: argparse.Namespace) -> int:
     """Run ``streamlit run app/main.py`` bound to ``--host`` (127.0.0.1 unless given), with
     :data:`SERVER_SETTINGS` and the host allow-list, whatever the working directory."""
-    from fcfd_viz.jobs import default_runs_dir
+    from fcfd_viz.runs import default_runs_dir
 
     runs_dir = default_runs_dir(args.runs_dir).resolve()
     cmd = app_command(args.host, args.port, runs_dir, args.allow_host)

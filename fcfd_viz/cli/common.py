@@ -7,7 +7,7 @@ import json
 import sys
 
 from fcfd_viz.data import DATASETS, DataConfig
-from fcfd_viz.train import TrainConfig
+from fcfd_viz.train_config import TrainConfig
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:

@@ -65,7 +65,7 @@ def build_config(args: argparse.Namespace):
     from fcfd_viz.data import DataConfig
     from fcfd_viz.distill import presets
     from fcfd_viz.pipeline import ExperimentConfig
-    from fcfd_viz.train import TrainConfig
+    from fcfd_viz.train_config import TrainConfig
 
     preset = presets.load(args.preset) if args.preset else None
     method = args.method or (preset.method if preset else "fcfd")
@@ -97,8 +97,8 @@ def build_config(args: argparse.Namespace):
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
+    from fcfd_viz.checkpoints import load_checkpoint
     from fcfd_viz.pipeline import run_experiment
-    from fcfd_viz.runs import load_checkpoint
 
     cfg, preset = build_config(args)
     if preset and cfg.teacher and not args.resume:

@@ -51,7 +51,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
         ExperimentConfig,
         run_experiment,
     )
-    from fcfd_viz.train import TrainConfig
+    from fcfd_viz.train_config import TrainConfig
 
     arch = args.arch or DEFAULT_TEACHER_ARCH
     models.check_name(arch)
@@ -71,9 +71,10 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint
     from fcfd_viz.data import DataConfig, make_loaders
-    from fcfd_viz.runs import load_checkpoint, model_from_checkpoint
-    from fcfd_viz.train import evaluate, resolve_device
+    from fcfd_viz.runtime import resolve_device
+    from fcfd_viz.train import evaluate
 
     ckpt = load_checkpoint(args.ckpt)
     net = model_from_checkpoint(ckpt, expect_arch=args.arch)
@@ -113,7 +114,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     import os
 
-    from fcfd_viz.runs import list_runs
+    from fcfd_viz.listing import list_runs
 
     root = args.dir or os.environ.get("FCFD_RUNS_DIR", "runs")
     rows = list_runs(root)

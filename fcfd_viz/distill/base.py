@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fcfd_viz.bn import freeze, keep_running_stats
 from fcfd_viz.models.base import StagedNet
 
 
@@ -22,24 +23,6 @@ class MethodConfig:
     """Knobs shared by every method; subclasses add their own."""
 
     ce_weight: float = 1.0
-
-
-def freeze(net: nn.Module) -> nn.Module:
-    """Stop gradients into ``net``'s parameters."""
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net
-
-
-def freeze_bn_stats(net: nn.Module) -> None:
-    """BatchNorm layers of ``net`` keep their running statistics even in train mode.
-
-    With momentum 0 a BN layer in train mode normalises with batch statistics but its running
-    estimate stays ``(1 - 0) * running + 0 * batch``, i.e. unchanged.
-    """
-    for m in net.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.momentum = 0.0
 
 
 def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
@@ -83,7 +66,7 @@ class Distiller(nn.Module):
         # FCFD authors' code leaves the teacher in train mode. Running stats never change.
         self.teacher_bn = "frozen"
         if self.teacher is not None:
-            freeze_bn_stats(self.teacher)
+            keep_running_stats(self.teacher)
 
     # -- the trainer's interface -------------------------------------------------------
     def forward_train(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:

@@ -18,14 +18,13 @@ bridged student feature of an s->t path is the one the appearance term already c
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from fcfd_viz.bn import running_stats_frozen
 from fcfd_viz.distill.base import Distiller, kd_loss
 from fcfd_viz.distill.bridges import make_bridges
 from fcfd_viz.distill.kd import KDConfig
@@ -50,31 +49,6 @@ class FCFDConfig(KDConfig):
     paths: str = "bi"
     num_paths: int = 2
     teacher_bn: str = "frozen"
-
-
-@contextmanager
-def running_stats_frozen(net: nn.Module) -> Iterator[None]:
-    """BatchNorm layers of ``net`` use batch statistics but leave running statistics alone.
-
-    Mixed-path passes run inside this, so the running statistics used at evaluation come
-    only from the network's own pure path.
-    """
-    bns = [
-        m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
-    ]
-    saved = [
-        (m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None)
-        for m in bns
-    ]
-    for m in bns:
-        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
-    try:
-        yield
-    finally:
-        for m, (mom, nbt) in zip(bns, saved):
-            m.momentum = mom
-            if nbt is not None:
-                m.num_batches_tracked.copy_(nbt)
 
 
 class FCFD(Distiller):

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from fcfd_viz.errors import UserError
+
 
 class Head(nn.Module):
     """``relu -> global average pool -> linear``: (N, C, H, W) -> (N, num_classes)."""
@@ -65,6 +67,16 @@ class StagedNet(nn.Module):
     @property
     def num_stages(self) -> int:
         return len(self.stages)
+
+    def check_stage(self, stage: int) -> int:
+        """``stage`` as an int, or a :class:`~fcfd_viz.errors.UserError` naming the valid range."""
+        last = self.num_stages - 1
+        if isinstance(stage, bool) or not isinstance(stage, int) or not 0 <= stage <= last:
+            raise UserError(
+                f"stage {stage!r} is out of range for {self.arch} ({self.num_stages} stages): "
+                f"use 0..{last}"
+            )
+        return stage
 
     def run_stages(self, f: Tensor, start: int, stop: int | None = None) -> Tensor:
         """Run ``stages[start:stop]`` on ``f`` (an image when ``start == 0``)."""

@@ -22,9 +22,9 @@ from fcfd_viz.analysis import (
     load_students,
 )
 from fcfd_viz.analysis.connectors import _Plateau, new_bridges
+from fcfd_viz.checkpoints import save_checkpoint
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import StagedNet
-from fcfd_viz.runs import save_checkpoint
 
 SHAPE = (3, 16, 16)
 

@@ -107,7 +107,7 @@ def test_functional_gap_rejects_a_student_of_another_dataset(runs_copy, monkeypa
 
     import torch
 
-    from fcfd_viz.runs import load_checkpoint, save_checkpoint
+    from fcfd_viz.checkpoints import load_checkpoint, save_checkpoint
 
     monkeypatch.setenv("FCFD_RUNS_DIR", str(runs_copy))
     other = runs_copy / "cifar-student"

@@ -13,8 +13,8 @@ import pytest
 import torch
 from test_cli_train import FAST, fails, snapshot
 
+from fcfd_viz.checkpoints import save_checkpoint
 from fcfd_viz.cli import main
-from fcfd_viz.runs import save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

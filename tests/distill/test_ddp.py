@@ -23,8 +23,10 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from fcfd_viz import distill
+from fcfd_viz.callbacks import Callback
 from fcfd_viz.models.base import Head, StagedNet
-from fcfd_viz.train import Callback, TrainConfig, Trainer
+from fcfd_viz.train import Trainer
+from fcfd_viz.train_config import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

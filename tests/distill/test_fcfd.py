@@ -21,7 +21,6 @@ from fcfd_viz import distill, models
 from fcfd_viz.distill import fcfd as fcfd_mod
 from fcfd_viz.distill.base import kd_loss
 from fcfd_viz.distill.dkd import DKDConfig, dkd_loss
-from fcfd_viz.distill.fcfd import running_stats_frozen
 from fcfd_viz.distill.paths import MixedPath, candidates, sample_paths
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import Head, StagedNet
@@ -323,38 +322,6 @@ def test_mixed_paths_leave_running_stats_alone(teacher_bn: str, monkeypatch):
     run(student, teacher)
     s_bad = _bn_buffers(student)
     assert any(not torch.equal(s_bad[k], s_ref[k]) for k in s_ref)
-
-
-def test_running_stats_frozen_restores_momentum_and_counter():
-    net = resnet8(3).train()
-    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
-    bns[0].momentum, bns[1].momentum = 0.3, None  # None: cumulative average
-    moms = [m.momentum for m in bns]
-    before = _bn_buffers(net)
-    x, _ = batch()
-    with torch.no_grad(), running_stats_frozen(net):
-        assert all(m.momentum == 0.0 for m in bns)
-        net(x)
-        net(x)
-    assert [m.momentum for m in bns] == moms
-    after = _bn_buffers(net)
-    for k in before:
-        assert torch.equal(before[k], after[k]), k
-    # restored even when the body raises
-    with pytest.raises(RuntimeError), torch.no_grad(), running_stats_frozen(net):
-        net(x)
-        raise RuntimeError("boom")
-    assert [m.momentum for m in bns] == moms
-    assert all(torch.equal(before[k], v) for k, v in _bn_buffers(net).items())
-    # control: outside the context a train-mode pass does move them
-    with torch.no_grad():
-        net(x)
-    moved = _bn_buffers(net)
-    assert not torch.equal(moved["stages.0.1.running_mean"], before["stages.0.1.running_mean"])
-    assert (
-        moved["stages.0.1.num_batches_tracked"].item()
-        == before["stages.0.1.num_batches_tracked"].item() + 1
-    )
 
 
 # ------------------------------------------------------------------ (4) prefix sharing

@@ -183,3 +183,11 @@ def test_bridges_end_in_leaky_relu_only_into_post_relu_nets(teacher: str, studen
         for b in bridges.values():
             ends_leaky = isinstance(b[-1], nn.LeakyReLU)
             assert ends_leaky == (CUTS[family(target)][0] == "post"), (target, b)
+
+
+def test_check_stage_names_the_valid_range() -> None:
+    m = net("resnet8")
+    assert m.check_stage(0) == 0 and m.check_stage(3) == 3
+    for bad in (4, -1, True, "1", 1.0):
+        with pytest.raises(UserError, match=r"0\.\.3"):
+            m.check_stage(bad)
