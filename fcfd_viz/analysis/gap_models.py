@@ -98,10 +98,9 @@ def load_students(
         )
     names = _labels(metas, labels)
     students, bridges = {}, {}
-    for name, c, meta in zip(names, ckpts, metas):
+    for name, c in zip(names, ckpts):
         net = model_from_checkpoint(c)
         check_pair(t_net, net, f"student {c['path']}")
-        net.gap_method = meta["method"]
         students[name] = net
         bridges[name] = _own_bridges(t_net, net, c, t_shape, t_ckpt["path"])
     out = LoadedModels(t_net, students, bridges)

@@ -79,7 +79,8 @@ def test_identical_student_with_identity_bridges_has_no_gap(teacher, data):
     res = gap.compute(loader(data), bn="eval", fit=False)
     assert isinstance(res, GapResult) and res.stages == [1, 2, 3] and res.num_images == 40
     assert res.teacher_accuracy == pytest.approx(75.0)
-    e = res.entries["fcfd (own bridges)"]
+    e_name = "fcfd (own bridges)"
+    e = res.entries[e_name]
     assert e.bridges == "own bridges" and e.fit is None
     assert float(e.appearance.max()) < 1e-8
     assert float(e.functional.max()) < 1e-8
@@ -90,6 +91,9 @@ def test_identical_student_with_identity_bridges_has_no_gap(teacher, data):
     s = d["students"]["fcfd (own bridges)"]
     assert set(s["appearance"]) == set(s["functional"]) == {"1", "2", "3"}
     assert s["reverse"]["3"] is None and d["bn"] == "eval" and "running" in d["bn_label"]
+    back = GapResult.from_dict(d)  # reverse comes back NaN where no t2s bridge exists
+    assert back.to_dict() == res.to_dict() and math.isnan(float(back.entries[e_name].reverse[2]))
+    assert back.entries[e_name].method is None  # no methods given
 
 
 def test_functional_gap_is_a_kl_that_grows_with_perturbation(teacher, data):
@@ -155,6 +159,12 @@ def test_fit_reaches_the_reachable_optimum_and_stops_on_plateau(teacher, data):
     assert all(float(a) < 0.05 * s for a, s in zip(e.appearance, scale))
     assert float(e.functional.max()) < 0.05
     assert res.to_dict()["students"]["kd (fitted)"]["fit"]["converged"] is True
+    # the result's round trip: per-stage tensors and the fit record come back
+    back = GapResult.from_dict(json.loads(json.dumps(res.to_dict(), allow_nan=False)))
+    assert back.to_dict() == res.to_dict() and back.entries["kd (fitted)"].fit == fit
+    assert torch.equal(back.entries["kd (fitted)"].appearance, e.appearance)
+    with pytest.raises(KeyError):  # without the curves a fit cannot be rebuilt
+        GapResult.from_dict(res.to_dict(curves=False))
     # a second measurement reuses the fit (same config): no refit, same bridges
     again = gap.compute(loader(data), loader(data, 10), fit=cfg)
     assert again.entries["kd (fitted)"].fit is fit
@@ -258,7 +268,9 @@ def test_load_students(ckpts):
     assert loaded.info["input_shape"] == list(SHAPE) and loaded.info["dataset"] == "digits"
     assert loaded.info["students"]["kd"]["method"] == "kd"
     gap = FunctionalGap(teacher, students, bridges, SHAPE)
-    assert set(gap.own) == {"fcfd"}
+    assert set(gap.own) == {"fcfd"} and not hasattr(students["kd"], "gap_method")
+    methods = {k: v["method"] for k, v in loaded.info["students"].items()}
+    assert methods == {"fcfd": "fcfd", "fitnet": "fitnet", "kd": "kd"}
     # duplicates get the seed; explicit labels win
     _, two, _ = load_students([ckpts["kd"], ckpts["kd"]], ckpts["teacher"], labels=["a", "b"])
     assert list(two) == ["a", "b"]
@@ -273,18 +285,23 @@ def test_reading_and_figures(teacher, data):
     ba = identity_bridges(teacher, b)
     with torch.no_grad():
         ba[0]["2"][1].bias.add_(0.5)
-    gap = FunctionalGap(
-        teacher, {"fcfd": a, "kd": b}, {"fcfd": identity_bridges(teacher, a), "kd": ba}, SHAPE
-    )
+    bridges = {"a": identity_bridges(teacher, a), "b": ba}
+    methods = {"a": "fcfd", "b": "kd"}  # the entries' methods give the colours
+    gap = FunctionalGap(teacher, {"a": a, "b": b}, bridges, SHAPE, methods=methods)
     res = gap.compute(loader(data), fit=False)
+    assert [e.method for e in res.entries.values()] == ["fcfd", "kd"]
     line = gap_reading(res)
-    assert "fcfd (own bridges) has the smallest functional gap" in line and "\n" not in line
-    assert gap_reading(res.to_dict()) == line
+    assert "a (own bridges) has the smallest functional gap" in line and "\n" not in line
+    assert gap_reading(GapResult.from_dict(res.to_dict())) == line
     fig = viz.gap_figure(res)
     assert len(fig.data) == 4 and {t.marker.color for t in fig.data} == {
         viz.METHOD_COLORS["fcfd"],
         viz.METHOD_COLORS["kd"],
     }
-    heat = viz.path_accuracy_figure(res.to_dict())
+    assert [f.layout.title.text.split()[0] for f in viz.gap_figures(res)] == [
+        "Appearance",
+        "Mixed-path",
+    ]
+    heat = viz.path_accuracy_figure(res)
     assert list(heat.data[0].x)[0] == "SSSS" and list(heat.data[0].x)[-1] == "TTTT"
-    assert list(heat.data[0].y) == ["fcfd (own bridges)", "kd (own bridges)"]
+    assert list(heat.data[0].y) == ["a (own bridges)", "b (own bridges)"]
