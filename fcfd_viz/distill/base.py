@@ -95,12 +95,13 @@ class Distiller(nn.Module):
 
     def checkpoint_state(self) -> dict:
         """What a checkpoint keeps of this distiller: the student (spec and weights), the
-        extra modules (bridges, connectors) and the method's config."""
+        extra modules (bridges, connectors), the method's name and its config."""
         return {
             "model": self.student.spec(),
             "state_dict": self.student.state_dict(),
             "extras": self.extras_state_dict(),
-            "method": self.config_dict(),
+            "method": self.method,
+            "method_config": self.config_dict(),
         }
 
     def load_checkpoint_state(self, ckpt: dict) -> None:
@@ -131,9 +132,9 @@ class Distiller(nn.Module):
         return [p for p in params if p.requires_grad]
 
     def config_dict(self) -> dict:
-        # the method's knobs only: config.json must load back into the same config (--resume);
-        # FCFD's teacher_bn is one of its knobs, the other methods always run the teacher frozen
-        return {"method": self.method, **asdict(self.cfg)}
+        """The method's knobs by name (``method_config`` in config.json and checkpoints): they
+        load back into the same config on ``--resume``. The name is kept apart, in ``method``."""
+        return asdict(self.cfg)
 
     @torch.no_grad()
     def teacher_outputs(self, images: Tensor) -> tuple[list[Tensor], Tensor]:
