@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from fcfd_viz import checks, distill, models
+from fcfd_viz import distill, models
 from fcfd_viz.callbacks import Callback
 from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint
 from fcfd_viz.data import DataConfig, data_info, make_loaders
@@ -87,15 +87,12 @@ def build_distiller(cfg: ExperimentConfig):
     """Student, teacher and distiller for ``cfg`` (the student seeded by ``cfg.train.seed``)."""
     info = data_info(cfg.data)
     models.check_name(cfg.student)
+    distill.method_class(cfg.method).check_teacher(cfg.teacher or None)
     teacher = None
     if cfg.teacher:
         ckpt = load_checkpoint(cfg.teacher)
         check_compatible(ckpt, cfg.data)
         teacher = model_from_checkpoint(ckpt)
-    elif distill.METHODS.get(cfg.method, distill.CE).needs_teacher:
-        raise UserError(
-            f"method {cfg.method!r} needs a teacher: pass --teacher CKPT (train one with `fcfd train-teacher`)"
-        )
     seed_everything(cfg.train.seed)
     student = models.create(cfg.student, num_classes=info.num_classes)
     return distill.create(
@@ -123,12 +120,13 @@ def resume_config(out: str | Path) -> ExperimentConfig:
 
 
 def validate(cfg: ExperimentConfig) -> None:
-    """Every value of ``cfg`` a run can use, or a one-line UserError naming the flag."""
+    """Every value of ``cfg`` a run can use, or a one-line UserError naming the flag (the
+    method's knobs: the config field; ``fcfd distill`` checks its knob flags first)."""
     if not isinstance(cfg.method_kwargs, dict):
         raise UserError(f"method options must be an object, got {cfg.method_kwargs!r}")
     cfg.train.validate()
     cfg.data.validate()
-    checks.method_knobs(cfg.method_kwargs)
+    distill.make_config(cfg.method, **cfg.method_kwargs)  # unknown knobs, bad values
 
 
 def run_experiment(
