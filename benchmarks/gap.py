@@ -114,7 +114,7 @@ def gap_seed(
     loaded = load_students([d / "last.pt" for d in dirs.values()], teacher_dir, labels=list(dirs))
     teacher, students, bridges = loaded
     shape = loaded.info["input_shape"]
-    gap = FunctionalGap(teacher, students, bridges, shape)
+    gap = FunctionalGap(teacher, students, bridges, shape, methods=loaded.methods)
     for m, path in fits.items():
         saved = torch.load(path, weights_only=True)
         s2t, t2s = new_bridges(teacher, students[m], shape)

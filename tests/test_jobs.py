@@ -38,13 +38,16 @@ def fake_active(root: Path, name: str) -> subprocess.Popen:
     return proc
 
 
-def test_spec_argv_keeps_only_the_methods_knobs(digits_teacher):
+def test_spec_argv_passes_every_knob_and_the_teacher_only_when_used(digits_teacher):
     ce = JobSpec("a", method="ce", teacher=str(digits_teacher)).argv()
     assert "--temperature" not in ce and "--teacher" not in ce
-    kd = JobSpec("a", method="kd", teacher=str(digits_teacher)).argv()
-    assert "--temperature" in kd and "--feat-weight" not in kd and "--teacher" in kd
-    fcfd = JobSpec("a", method="fcfd", epochs=3, feat_weight=0.5).argv()
-    assert fcfd[fcfd.index("--feat-weight") + 1] == "0.5" and "--mix-weight" in fcfd
+    kd = JobSpec("a", method="kd", teacher=str(digits_teacher), knobs={"temperature": 2.0}).argv()
+    assert kd[kd.index("--temperature") + 1] == "2.0" and "--teacher" in kd
+    knobs = {"feat_weight": 0.5, "paths": "s2t", "teacher_bn": "batch", "num_paths": 1}
+    fcfd = JobSpec("a", method="fcfd", epochs=3, knobs=knobs).argv()
+    for name, value in knobs.items():  # any knob of the method, not a fixed few
+        flag = "--" + name.replace("_", "-")
+        assert fcfd[fcfd.index(flag) + 1] == str(value)
     assert fcfd[fcfd.index("--epochs") + 1] == "3"
 
 
@@ -61,6 +64,10 @@ def test_validate_rejects_bad_specs(digits_teacher, tmp_path):
         validate(JobSpec("x", method="kd"))
     with pytest.raises(UserError, match="epochs"):
         validate(JobSpec("x", method="ce", epochs=0))
+    with pytest.raises(UserError, match="temperature must be a finite number > 0"):
+        validate(JobSpec("x", method="kd", teacher=str(digits_teacher), knobs={"temperature": 0}))
+    with pytest.raises(UserError, match="has no option"):  # a knob the method lacks
+        validate(JobSpec("x", method="ce", knobs={"temperature": 2.0}))
     net = models.create("resnet8", num_classes=100)
     cifar = tmp_path / "cifar.pt"
     save_checkpoint(

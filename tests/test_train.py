@@ -121,7 +121,7 @@ def test_resume_fcfd_equals_uninterrupted(tmp_path: Path, digits_teacher: Path):
     assert any(k.startswith("func_kl/") for k in rec["losses"]) and "app/stage3" in rec["losses"]
     ckpt = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
     assert set(ckpt["extras"]) == {"s2t", "t2s"}
-    assert ckpt["method"]["method"] == "fcfd" and ckpt["method"]["feat_warmup_epochs"] == 3
+    assert ckpt["method"] == "fcfd" and ckpt["method_config"]["feat_warmup_epochs"] == 3
 
 
 # ------------------------------------------------------------------ run directories

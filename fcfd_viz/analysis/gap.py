@@ -75,6 +75,8 @@ class FunctionalGap:
             stage string; ``s2t`` must cover stages 1..N-1, ``t2s`` may cover any of 1..N-2.
             Missing or None: connectors are fitted post hoc.
         input_shape: (C, H, W) of one image.
+        methods: ``{label: method name}`` for the entries' ``method`` (``LoadedModels.methods``
+            of :func:`~fcfd_viz.analysis.gap_models.load_students`); None where not given.
     """
 
     def __init__(
@@ -83,10 +85,12 @@ class FunctionalGap:
         students: Mapping[str, StagedNet],
         bridges: Mapping[str, Bridges | None] | None = None,
         input_shape: Sequence[int] = (3, 32, 32),
+        methods: Mapping[str, str] | None = None,
     ) -> None:
         if not students:
             raise UserError("the functional gap needs at least one student")
         self.teacher, self.students = teacher, dict(students)
+        self.methods = dict(methods or {})
         self.input_shape = tuple(input_shape)
         self.n = teacher.num_stages
         t_shapes = teacher.feature_shapes(self.input_shape)
@@ -282,7 +286,7 @@ class FunctionalGap:
             res.entries[v] = GapEntry(
                 lab,
                 kind,
-                getattr(self.students[lab], "gap_method", None),
+                self.methods.get(lab),
                 app[v] / total,
                 func[v] / total,
                 rev[v] / total,
