@@ -1,5 +1,6 @@
 """Value checks shared by the configs: each failure is one :class:`UserError` line naming the
-flag (or config field) and what it must be. NaN and infinities never pass a number check."""
+flag (or config field) and what it must be. NaN and infinities never pass a number check.
+(Method knobs are checked against their own declarations: :mod:`fcfd_viz.distill.knob`.)"""
 
 from __future__ import annotations
 
@@ -39,26 +40,3 @@ def number(name: str, x: Any, low: float | None = None, strict: bool = False) ->
 def choice(name: str, x: Any, options: tuple) -> None:
     if x not in options:
         raise UserError(f"{name} must be one of {', '.join(map(str, options))}, got {x!r}")
-
-
-# method knobs by kind (the methods' configs in fcfd_viz.distill take them by these names)
-_POSITIVE = ("temperature",)
-_NON_NEGATIVE = ("ce_weight", "kd_weight", "feat_weight", "mix_weight", "hint_weight")
-_NON_NEGATIVE += ("alpha", "beta")
-_COUNTS = ("feat_warmup_epochs", "warmup_epochs")
-
-
-def method_knobs(knobs: dict) -> None:
-    """Reject knob values no method can use (``--temperature 0``, a NaN weight, ...)."""
-    for key, value in knobs.items():
-        flag = "--" + key.replace("_", "-")
-        if key in _POSITIVE:
-            number(flag, value, 0, strict=True)
-        elif key in _NON_NEGATIVE:
-            number(flag, value, 0)
-        elif key in _COUNTS:
-            integer(flag, value, 0)
-        elif key == "num_paths":
-            integer(flag, value, 1)
-        elif key == "hint_stage":
-            integer(flag, value, -1)

@@ -31,10 +31,15 @@ _COST = {"teacher": 1.0, "ce": 0.06, "kd": 0.1, "fcfd": 0.21}
 Progress = Callable[[float, str], None]
 
 
+def default_names() -> dict[str, str]:
+    """``{"teacher": "defaults/teacher", "ce": "defaults/ce", ...}``: the default runs' names
+    inside a runs folder (how the app's lists name them)."""
+    return {k: f"{DEFAULTS}/{k}" for k in ("teacher", *STUDENT_METHODS)}
+
+
 def default_paths(runs_dir: str | os.PathLike) -> dict[str, Path]:
     """``{"teacher": RUNS/defaults/teacher, "ce": ..., "kd": ..., "fcfd": ...}``."""
-    d = Path(runs_dir) / DEFAULTS
-    return {k: d / k for k in ("teacher", *STUDENT_METHODS)}
+    return {k: Path(runs_dir) / name for k, name in default_names().items()}
 
 
 def is_done(path: str | os.PathLike) -> bool:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fcfd_viz import checks
@@ -19,7 +18,11 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 @dataclass
 class JobSpec:
-    """What the app's launch form fills: one ``fcfd distill`` run on a preset."""
+    """What the app's launch form fills: one ``fcfd distill`` run on a preset.
+
+    ``knobs`` holds any knobs of ``method`` by name (:func:`fcfd_viz.distill.knobs`); the
+    ones left out take the preset's values, else the method's defaults.
+    """
 
     name: str
     method: str = "fcfd"
@@ -27,36 +30,23 @@ class JobSpec:
     teacher: str | None = None
     epochs: int = 30
     lr: float = 0.05
-    temperature: float = 4.0
-    feat_weight: float = 0.02
-    mix_weight: float = 1.0
     seed: int = 0
     preset: str = "digits"
-
-    def knobs(self) -> dict:
-        """The method knobs of this spec that ``method``'s config has."""
-        from fcfd_viz.distill import METHODS
-
-        fields = {f.name for f in dataclasses.fields(METHODS[self.method].Config)}
-        wanted = ("temperature", "feat_weight", "mix_weight")
-        return {k: getattr(self, k) for k in wanted if k in fields}
+    knobs: dict = field(default_factory=dict)
 
     def argv(self) -> list[str]:
-        """``fcfd distill`` arguments (without ``--out``)."""
+        """``fcfd distill`` arguments (without ``--out``); the teacher only for a method
+        that distils from one."""
+        from fcfd_viz.distill import knobs, method_class
+
         args = ["--preset", self.preset, "--method", self.method, "--student", self.student]
         args += ["--epochs", str(self.epochs), "--lr", str(self.lr), "--seed", str(self.seed)]
-        for k, v in self.knobs().items():
-            args += ["--" + k.replace("_", "-"), str(v)]
-        if self.teacher and needs_teacher(self.method):
+        by_name = {k.name: k for k in knobs(self.method)}
+        for name, value in self.knobs.items():
+            args += by_name[name].argv(value)
+        if self.teacher and method_class(self.method).needs_teacher:
             args += ["--teacher", str(Path(self.teacher).resolve())]
         return args
-
-
-def needs_teacher(method: str) -> bool:
-    """Whether ``method`` distils from a teacher."""
-    from fcfd_viz.distill import METHODS
-
-    return METHODS[method].needs_teacher
 
 
 def validate(spec: JobSpec) -> None:
@@ -64,7 +54,7 @@ def validate(spec: JobSpec) -> None:
     from fcfd_viz import models
     from fcfd_viz.checkpoints import load_checkpoint
     from fcfd_viz.data import DataConfig
-    from fcfd_viz.distill import METHODS, presets
+    from fcfd_viz.distill import make_config, method_class, presets
     from fcfd_viz.pipeline import check_compatible
 
     if not isinstance(spec.name, str) or not _NAME.fullmatch(spec.name) or spec.name in RESERVED:
@@ -72,18 +62,14 @@ def validate(spec: JobSpec) -> None:
             f"run name {spec.name!r} is not allowed: use letters, digits, '.', '_', '-' "
             f"(at most 64, not {' or '.join(RESERVED)})"
         )
-    if spec.method not in METHODS:
-        raise UserError(f"unknown method {spec.method!r}; choose one of {', '.join(METHODS)}")
+    method = method_class(spec.method)
     models.check_name(spec.student)
     checks.integer("epochs", spec.epochs, 1)
     checks.integer("seed", spec.seed)
     checks.number("lr", spec.lr, 0, strict=True)
-    checks.number("T", spec.temperature, 0, strict=True)
-    checks.number("feature weight", spec.feat_weight, 0)
-    checks.number("mix weight", spec.mix_weight, 0)
-    if needs_teacher(spec.method):
-        if not spec.teacher:
-            raise UserError(f"method {spec.method!r} needs a teacher checkpoint")
+    make_config(spec.method, **spec.knobs)  # unknown knobs, values out of bounds
+    method.check_teacher(spec.teacher or None)
+    if method.needs_teacher:
         preset = presets.load(spec.preset)
         check_compatible(
             load_checkpoint(spec.teacher), DataConfig(dataset=preset.dataset, **preset.data)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fcfd_viz.fsio import cached, is_regular, read_object, tail_lines
 from fcfd_viz.procs import pid_alive
-from fcfd_viz.runs import parse_record
+from fcfd_viz.runs import method_fields, parse_record
 
 STATES = ("running", "completed", "stopped", "interrupted", "failed", "diverged")
 FINAL = ("completed", "stopped", "interrupted", "failed", "diverged")
@@ -82,7 +82,10 @@ def live_state(status: dict, summary: dict | None) -> str:
 
 def _describe(path: Path) -> dict:
     config = _object(path / "config.json")
-    method = _field(config, "method", (dict,), "config.json", {})
+    try:
+        method = method_fields(config)[0]
+    except ValueError as e:
+        raise Unreadable(f"config.json: {e}") from None
     data = _field(config, "data", (dict,), "config.json", {})
     train = _field(config, "train", (dict,), "config.json", {})
     status = _object(path / "status.json")
@@ -93,7 +96,7 @@ def _describe(path: Path) -> dict:
     total = _field(train, "epochs", (int,), "config.json train")
     top1 = _field(summ, "top1", (int, float, type(None)), "summary.json")
     return {
-        "method": _field(method, "method", (str,), "config.json method", "?"),
+        "method": method if method is not None else "?",
         "student": _field(config, "student", (str,), "config.json", "?"),
         "teacher": _field(config, "teacher", (str, type(None)), "config.json"),
         "dataset": _field(data, "dataset", (str,), "config.json data", "?"),

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import torch
 
-from fcfd_viz import checks, distill, models
+from fcfd_viz import distill, models
 from fcfd_viz.callbacks import Callback
 from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint
 from fcfd_viz.data import DataConfig, data_info, make_loaders
 from fcfd_viz.errors import UserError
 from fcfd_viz.fsio import read_object
-from fcfd_viz.runs import Run
+from fcfd_viz.runs import Run, method_fields
 from fcfd_viz.runtime import dist_info, seed_everything
 from fcfd_viz.train import Trainer
 from fcfd_viz.train_config import Diverged, TrainConfig
@@ -38,28 +38,30 @@ class ExperimentConfig:
     teacher: str | None = None  # checkpoint path (file or run directory)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    method_kwargs: dict = field(default_factory=dict)
+    method_kwargs: dict = field(default_factory=dict)  # knobs set; the rest take defaults
 
     def to_dict(self, distiller=None) -> dict:
+        """config.json: ``method`` (the name) and ``method_config`` (every knob, resolved by
+        ``distiller``'s config when given) beside student, teacher, data and train."""
         d = asdict(self)
-        d["method"] = (
-            distiller.config_dict()
-            if distiller is not None
-            else {"method": self.method, **self.method_kwargs}
-        )
+        knobs = d.pop("method_kwargs")
+        d["method_config"] = distiller.config_dict() if distiller is not None else knobs
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ExperimentConfig:
-        method = dict(d["method"])
-        name = method.pop("method")
+        """Inverse of :meth:`to_dict`; also reads config.json written before issue #12
+        (:func:`~fcfd_viz.runs.method_fields`). Malformed: KeyError, TypeError, ValueError."""
+        name, knobs = method_fields(d)
+        if name is None:
+            raise KeyError("method")
         return cls(
             method=name,
             student=d["student"],
             teacher=d.get("teacher"),
             data=DataConfig(**d["data"]),
             train=TrainConfig(**d["train"]),
-            method_kwargs=method,
+            method_kwargs=knobs,
         )
 
 
@@ -85,15 +87,12 @@ def build_distiller(cfg: ExperimentConfig):
     """Student, teacher and distiller for ``cfg`` (the student seeded by ``cfg.train.seed``)."""
     info = data_info(cfg.data)
     models.check_name(cfg.student)
+    distill.method_class(cfg.method).check_teacher(cfg.teacher or None)
     teacher = None
     if cfg.teacher:
         ckpt = load_checkpoint(cfg.teacher)
         check_compatible(ckpt, cfg.data)
         teacher = model_from_checkpoint(ckpt)
-    elif distill.METHODS.get(cfg.method, distill.CE).needs_teacher:
-        raise UserError(
-            f"method {cfg.method!r} needs a teacher: pass --teacher CKPT (train one with `fcfd train-teacher`)"
-        )
     seed_everything(cfg.train.seed)
     student = models.create(cfg.student, num_classes=info.num_classes)
     return distill.create(
@@ -121,12 +120,13 @@ def resume_config(out: str | Path) -> ExperimentConfig:
 
 
 def validate(cfg: ExperimentConfig) -> None:
-    """Every value of ``cfg`` a run can use, or a one-line UserError naming the flag."""
+    """Every value of ``cfg`` a run can use, or a one-line UserError naming the flag (the
+    method's knobs: the config field; ``fcfd distill`` checks its knob flags first)."""
     if not isinstance(cfg.method_kwargs, dict):
         raise UserError(f"method options must be an object, got {cfg.method_kwargs!r}")
     cfg.train.validate()
     cfg.data.validate()
-    checks.method_knobs(cfg.method_kwargs)
+    distill.make_config(cfg.method, **cfg.method_kwargs)  # unknown knobs, bad values
 
 
 def run_experiment(
@@ -165,15 +165,12 @@ def run_experiment(
     train_loader, test_loader, info = make_loaders(
         cfg.data, seed=cfg.train.seed, rank=rank, world_size=world, device=device
     )
+    # what the run adds to the distiller's own state (method, model spec): see Trainer
     meta = {
-        "method": cfg.method,
-        "arch": cfg.student,
-        "student": cfg.student,
         "teacher": cfg.teacher,
         "dataset": cfg.data.dataset,
         "seed": cfg.train.seed,
         "input_shape": list(info.input_shape),
-        "num_classes": info.num_classes,
     }
     # the run directory is touched only once config, models and data are known good: a bad
     # option never leaves a half-made run, and --overwrite never deletes a run for nothing

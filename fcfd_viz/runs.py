@@ -2,7 +2,8 @@
 
 A run directory holds::
 
-    config.json     the resolved configuration (method, data, training, model specs)
+    config.json     the resolved configuration: method (its name), method_config (its knobs),
+                    student, teacher, data, train
     metrics.jsonl   one JSON line per epoch: epoch, lr, loss, losses{name: value},
                     train_top1, test_top1, seconds (appended and fsynced; a torn last line
                     from a kill is ignored by readers and dropped by the next writer)
@@ -25,7 +26,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -62,6 +63,26 @@ def parse_record(line: bytes | str) -> dict | None:
     if not isinstance(losses, dict) or not all(is_number(v) for v in losses.values()):
         return None
     return rec
+
+
+def method_fields(obj: Mapping) -> tuple[str | None, dict]:
+    """``(method name, its knobs)`` of a config.json or checkpoint dict, in either form.
+
+    Since issue #12 ``method`` is the name and ``method_config`` the knobs; before it
+    ``method`` was one dict holding the name under ``"method"`` beside the knobs. The name
+    is None when absent; a ``ValueError`` says what is malformed (readers of junk catch it).
+    """
+    method = obj.get("method")
+    if isinstance(method, Mapping):  # before issue #12
+        knobs = dict(method)
+        name = knobs.pop("method", None)
+    else:
+        name, knobs = method, obj.get("method_config", {})
+    if name is not None and not isinstance(name, str):
+        raise ValueError(f"'method' is {type(name).__name__}, expected a name")
+    if not isinstance(knobs, Mapping):
+        raise ValueError(f"'method_config' is {type(knobs).__name__}, expected an object")
+    return name, dict(knobs)
 
 
 @lru_cache(maxsize=4)

@@ -52,7 +52,9 @@ class Trainer:
     """Trains ``distiller`` on ``train_loader``; evaluates its student on ``test_loader``.
 
     ``run`` (optional) receives config, metrics, checkpoints and summary; only rank 0 writes.
-    Under torchrun the distiller is wrapped in DistributedDataParallel.
+    ``meta`` (teacher, dataset, seed, input_shape: what the run adds to the distiller's own
+    state) goes into every checkpoint and the summary. Under torchrun the distiller is
+    wrapped in DistributedDataParallel.
     """
 
     def __init__(
@@ -128,9 +130,13 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------
     def checkpoint(self, epoch: int, with_optimizer: bool) -> dict:
+        state = self.distiller.checkpoint_state()
+        clash = sorted(state.keys() & self.meta.keys())
+        if clash:  # a key with two meanings: refuse it rather than let one silently win
+            raise ValueError(f"meta keys {clash} are the distiller's checkpoint state")
         ckpt = {
-            **self.meta,  # first: its "method" (a name) must not replace the method's config
-            **self.distiller.checkpoint_state(),
+            **state,
+            **self.meta,
             "epoch": epoch,
             "best_top1": self.best_top1,
             "elapsed": self.elapsed,
@@ -311,12 +317,19 @@ class Trainer:
         )
 
     def summary(self) -> dict:
+        """summary.json: results, the method's name, the student's arch (under ``arch`` and
+        ``student``, both documented keys, from the one model) and class count, and meta."""
         last = self.history[-1] if self.history else {}
+        student = self.distiller.student
         return {
             "top1": last.get("test_top1"),
             "best_top1": self.best_top1,
             "epochs": len(self.history),
             "seconds": round(self.elapsed, 3),
             "stopped": self.stop_requested,
+            "method": self.distiller.method,
+            "arch": student.arch,
+            "student": student.arch,
+            "num_classes": student.num_classes,
             **self.meta,
         }

@@ -1,15 +1,15 @@
-"""Background jobs (fcfd_viz.jobs), default runs (fcfd_viz.defaults) and their CLI."""
+"""Background jobs (fcfd_viz.jobs): launch, stop, resume, limits, names that leave the runs
+folder, record names."""
 
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from fcfd_viz import defaults, jobs
+from fcfd_viz import jobs
 from fcfd_viz.errors import UserError
 from fcfd_viz.fsio import write_json
 from fcfd_viz.job_records import job_record
@@ -36,46 +36,6 @@ def fake_active(root: Path, name: str) -> subprocess.Popen:
     write_json(path / "config.json", {"method": {"method": "ce"}, "student": "resnet8"})
     write_json(path / "status.json", {"state": "running", "pid": proc.pid, "time": time.time()})
     return proc
-
-
-def test_spec_argv_keeps_only_the_methods_knobs(digits_teacher):
-    ce = JobSpec("a", method="ce", teacher=str(digits_teacher)).argv()
-    assert "--temperature" not in ce and "--teacher" not in ce
-    kd = JobSpec("a", method="kd", teacher=str(digits_teacher)).argv()
-    assert "--temperature" in kd and "--feat-weight" not in kd and "--teacher" in kd
-    fcfd = JobSpec("a", method="fcfd", epochs=3, feat_weight=0.5).argv()
-    assert fcfd[fcfd.index("--feat-weight") + 1] == "0.5" and "--mix-weight" in fcfd
-    assert fcfd[fcfd.index("--epochs") + 1] == "3"
-
-
-def test_validate_rejects_bad_specs(digits_teacher, tmp_path):
-    import torch
-
-    from fcfd_viz import models
-    from fcfd_viz.checkpoints import save_checkpoint
-
-    for bad in ("", "../x", "defaults", ".jobs", "a b"):
-        with pytest.raises(UserError, match="run name"):
-            validate(JobSpec(bad, method="ce"))
-    with pytest.raises(UserError, match="needs a teacher"):
-        validate(JobSpec("x", method="kd"))
-    with pytest.raises(UserError, match="epochs"):
-        validate(JobSpec("x", method="ce", epochs=0))
-    net = models.create("resnet8", num_classes=100)
-    cifar = tmp_path / "cifar.pt"
-    save_checkpoint(
-        cifar,
-        {
-            "model": net.spec(),
-            "state_dict": net.state_dict(),
-            "dataset": "cifar100",
-            "input_shape": [3, 32, 32],
-        },
-    )
-    with pytest.raises(UserError, match="same dataset"):
-        validate(JobSpec("x", method="kd", teacher=str(cifar)))
-    validate(JobSpec("x", method="kd", teacher=str(digits_teacher)))
-    assert torch.is_tensor(net.state_dict()["head.fc.weight"])
 
 
 def test_launch_is_idempotent_and_a_normal_run(tmp_path):
@@ -127,55 +87,6 @@ def test_limit_refuses_and_dead_runs_are_interrupted(tmp_path):
     assert job.state == "interrupted" and not job.active
     jobs.delete(root, "busy")
     assert not (root / "busy").exists() and jobs.list_jobs(root) == []
-
-
-_default_configs = defaults.default_configs
-
-
-def tiny_configs(runs_dir, epochs=None):
-    from fcfd_viz.pipeline import replace
-
-    cfgs = _default_configs(runs_dir, epochs=1)
-    cfgs["teacher"] = replace(cfgs["teacher"], student="resnet8", data={"subset": 0.1})
-    return {k: replace(c, train={"device": "cpu"}) for k, c in cfgs.items()}
-
-
-def test_ensure_defaults_reports_progress_and_is_instant_later(tmp_path, monkeypatch):
-    monkeypatch.setattr(defaults, "default_configs", tiny_configs)
-    seen = []
-    paths = defaults.ensure_defaults(tmp_path, progress=lambda f, m: seen.append((f, m)))
-    fractions = [f for f, _ in seen]
-    assert fractions == sorted(fractions) and fractions[-1] == 1.0
-    assert any(m.startswith("fcfd: epoch 1/1") for _, m in seen)
-    assert defaults.defaults_ready(tmp_path) and set(paths) == {"teacher", "ce", "kd", "fcfd"}
-    assert Run(paths["kd"]).config()["teacher"] == str(paths["teacher"].resolve())
-    assert defaults.defaults_progress(tmp_path)["fraction"] == 1.0
-    t0 = time.perf_counter()
-    seen.clear()
-    defaults.ensure_defaults(tmp_path, progress=lambda f, m: seen.append((f, m)))
-    assert time.perf_counter() - t0 < 1.0 and len(seen) == 1
-    assert not defaults.start_defaults(tmp_path)  # ready: nothing to start
-    out = subprocess.run(
-        [sys.executable, "-m", "fcfd_viz", "defaults", "--runs-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0 and "defaults ready" in out.stdout, out.stderr
-
-
-def test_fcfd_app_binds_localhost(monkeypatch, tmp_path):
-    from fcfd_viz.cli import app_cmds, main
-
-    calls = []
-    monkeypatch.setattr(app_cmds.subprocess, "call", lambda cmd, env: calls.append(cmd) or 0)
-    assert main(["app", "--runs-dir", str(tmp_path)]) == 0
-    cmd = calls[0]
-    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
-    assert cmd[-2:] == ["--runs-dir", str(tmp_path.resolve())]
-    assert cmd[cmd.index("run") + 1].endswith("app/main.py")
-    main(["app", "--host", "0.0.0.0", "--port", "9999"])
-    assert calls[1][calls[1].index("--server.address") + 1] == "0.0.0.0"
 
 
 # ------------------------------------------------------------------ names (issue #11, point 7)

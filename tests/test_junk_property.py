@@ -35,12 +35,14 @@ junk = st.recursive(
     max_leaves=6,
 )  # fmt: skip
 pid = st.sampled_from([None, "x", 0, -1, 1, 2**40, os.getpid(), 4_000_000]) | junk
-config = st.fixed_dictionaries(
-    {"method": st.fixed_dictionaries({"method": st.sampled_from(["ce", "kd", "fcfd"])}) | junk,
+method = st.sampled_from(["ce", "kd", "fcfd"])
+config = st.fixed_dictionaries(  # method: a name (since issue #12) or the older dict
+    {"method": method | st.fixed_dictionaries({"method": method}) | junk,
      "student": st.sampled_from(["resnet8"]) | junk, "teacher": st.none() | junk,
      "data": st.fixed_dictionaries({"dataset": st.just("digits") | junk}) | junk,
      "train": st.fixed_dictionaries({"epochs": st.integers(1, 5) | junk,
                                      "seed": st.integers(0, 3) | junk}) | junk},
+    optional={"method_config": st.fixed_dictionaries({"temperature": st.floats()}) | junk},
 )  # fmt: skip
 status = st.fixed_dictionaries(
     {"state": st.sampled_from([*STATES, "unknown"]) | junk, "pid": pid,

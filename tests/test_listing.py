@@ -17,7 +17,8 @@ from fcfd_viz.listing import list_runs
 from fcfd_viz.procs import identity
 
 CONFIG = {
-    "method": {"method": "ce"},
+    "method": "ce",
+    "method_config": {"ce_weight": 1.0},
     "student": "resnet8",
     "teacher": None,
     "data": {"dataset": "digits"},
@@ -46,7 +47,9 @@ def make_run(root: Path, name: str, files: dict) -> Path:
 # leave the bad line out (False)
 CRASHERS = {
     "config-list": ({"config.json": "[1, 2]"}, True),
-    "method-string": ({"config.json": json.dumps({**CONFIG, "method": "ce"})}, True),
+    "method-number": ({"config.json": json.dumps({**CONFIG, "method": 5})}, True),
+    "method-config-list": ({"config.json": json.dumps({**CONFIG, "method_config": []})}, True),
+    "method-name-list": ({"config.json": json.dumps({**CONFIG, "method": {"method": []}})}, True),
     "no-test-top1": ({"metrics.jsonl": json.dumps({**RECORD, "test_top1": None}) + "\n"}, False),
     "metrics-list": ({"metrics.jsonl": "[1, 2, 3]\n"}, False),
     "metrics-not-utf8": ({"metrics.jsonl": b"\xff\xfe\x00garbage\n"}, False),
@@ -63,22 +66,28 @@ def junk_root(tmp_path: Path) -> Path:
     for name, (files, _) in CRASHERS.items():
         make_run(root, name, files)
     make_run(root, "good", {"metrics.jsonl": json.dumps(RECORD) + "\n"})
+    # config.json as written before issue #12: the name inside the knobs' dict
+    old = {k: v for k, v in CONFIG.items() if k != "method_config"}
+    old["method"] = {"method": "kd", "temperature": 4.0}
+    make_run(root, "good-old-config", {"config.json": json.dumps(old)})
     return root
 
 
 def test_each_malformed_run_is_one_row_and_the_rest_lists(junk_root: Path, capsys):
     rows = {r["name"]: r for r in list_runs(junk_root)}
-    assert set(rows) == {*CRASHERS, "good"}
+    assert set(rows) == {*CRASHERS, "good", "good-old-config"}
     for name, (_, unreadable) in CRASHERS.items():
         assert (rows[name]["state"] == "unreadable") == unreadable, rows[name]
         assert bool(rows[name]["error"]) == unreadable, rows[name]
     assert rows["good"]["top1"] == 60.0 and rows["good"]["epochs"] == "1/3"
+    assert rows["good"]["method"] == "ce" and rows["good-old-config"]["method"] == "kd"
+    assert rows["good-old-config"]["state"] == "unknown" and not rows["good-old-config"]["error"]
     assert rows["status-junk-pid"]["state"] == "interrupted"  # "running", but no such process
     assert main(["runs", str(junk_root)]) == 0
     out = capsys.readouterr().out
     assert "unreadable: config.json holds a JSON list, not an object" in out
     assert main(["runs", str(junk_root), "--json"]) == 0
-    assert len(json.loads(capsys.readouterr().out)) == len(CRASHERS) + 1
+    assert len(json.loads(capsys.readouterr().out)) == len(CRASHERS) + 2
     listed = {j.name: j for j in jobs.list_jobs(junk_root)}
     assert set(listed) == set(rows)
     for name in listed:
@@ -161,4 +170,4 @@ def test_every_page_renders_beside_the_malformed_runs(junk_root: Path, monkeypat
     table = at.dataframe[0].value  # the Runs page: one row per run, the broken ones say why
     states = dict(zip(table["run"], table["state"]))
     assert states["config-list"] == "unreadable: config.json holds a JSON list, not an object"
-    assert len(states) == len(CRASHERS) + 1
+    assert len(states) == len(CRASHERS) + 2

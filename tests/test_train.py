@@ -1,24 +1,15 @@
-"""The trainer and run directories: exact resume, refusal to clobber, STOP, lr schedules,
-checkpoints."""
+"""The trainer: exact resume, STOP, divergence (run directories: test_runs.py; checkpoints:
+test_checkpoints.py; the config and lr schedules: test_train_config.py)."""
 
 from __future__ import annotations
 
-import argparse
-import math
 from pathlib import Path
 
 import pytest
 import torch
 
 from fcfd_viz.callbacks import Callback
-from fcfd_viz.checkpoints import (
-    CKPT_FORMAT,
-    load_checkpoint,
-    model_from_checkpoint,
-    save_checkpoint,
-)
 from fcfd_viz.data import DataConfig
-from fcfd_viz.errors import UserError
 from fcfd_viz.pipeline import ExperimentConfig, run_experiment
 from fcfd_viz.runs import Run
 from fcfd_viz.train_config import TrainConfig, lr_at
@@ -53,13 +44,6 @@ class CrashAt(Callback):
     def on_step_end(self, trainer, step, losses) -> None:
         if len(trainer.history) == self.epoch and step == self.step:
             raise Interrupt
-
-
-class Keep(Callback):
-    """Keeps the trainer so a test can look at the in-memory model afterwards."""
-
-    def on_train_end(self, trainer, summary) -> None:
-        self.trainer = trainer
 
 
 def without_seconds(records: list[dict]) -> list[dict]:
@@ -121,42 +105,7 @@ def test_resume_fcfd_equals_uninterrupted(tmp_path: Path, digits_teacher: Path):
     assert any(k.startswith("func_kl/") for k in rec["losses"]) and "app/stage3" in rec["losses"]
     ckpt = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
     assert set(ckpt["extras"]) == {"s2t", "t2s"}
-    assert ckpt["method"]["method"] == "fcfd" and ckpt["method"]["feat_warmup_epochs"] == 3
-
-
-# ------------------------------------------------------------------ run directories
-def test_run_create_refuses_non_empty_and_overwrite_replaces(tmp_path: Path):
-    out = tmp_path / "run"
-    run = Run.create(out)  # a new directory
-    assert out.is_dir() and run.path == out
-    (out / "metrics.jsonl").write_text("precious\n")
-    with pytest.raises(UserError, match="not empty"):
-        Run.create(out)
-    assert (out / "metrics.jsonl").read_text() == "precious\n"
-    Run.create(out, overwrite=True)
-    assert out.is_dir() and list(out.iterdir()) == []
-    Run.create(out)  # an existing empty directory is fine
-    with pytest.raises(UserError, match="last.pt"):
-        Run.create(out, resume=True)
-
-
-def record(epoch: int) -> dict:
-    """A metrics line as the trainer writes it."""
-    return {"epoch": epoch, "lr": 0.1, "loss": 1.0, "losses": {"ce": 1.0}, "train_top1": 50.0,
-            "test_top1": 40.0 + epoch, "seconds": 0.1, "steps": 5}  # fmt: skip
-
-
-def test_run_files_are_written_atomically(tmp_path: Path):
-    run = Run.create(tmp_path / "r")
-    run.append_metrics(record(1))
-    run.append_metrics(record(2))
-    with open(run.file("metrics.jsonl"), "a") as f:
-        f.write('{"epoch": 3, "x"')  # a torn line, as after a crash of a non-atomic writer
-    assert [r["epoch"] for r in run.metrics()] == [1, 2]
-    run.truncate_metrics(1)
-    assert [r["epoch"] for r in run.metrics()] == [1]
-    leftovers = [p.name for p in run.path.iterdir() if p.name.endswith(".tmp")]
-    assert leftovers == []
+    assert ckpt["method"] == "fcfd" and ckpt["method_config"]["feat_warmup_epochs"] == 3
 
 
 # ------------------------------------------------------------------ STOP
@@ -195,99 +144,6 @@ def test_stop_file_stops_after_the_current_step_and_resume_replays_the_partial_e
     assert strip(Run(out).metrics()) == strip(Run(whole).metrics())
 
 
-# ------------------------------------------------------------------ lr schedules
-def test_lr_schedules():
-    step = TrainConfig(epochs=6, lr=0.1, schedule="step", milestones=[2, 4], gamma=0.1)
-    assert [lr_at(step, e) for e in range(6)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
-    cos = TrainConfig(epochs=4, lr=0.2, schedule="cosine")
-    expected = [0.1 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]
-    assert [lr_at(cos, e) for e in range(4)] == pytest.approx(expected)
-    assert lr_at(cos, 0) == pytest.approx(0.2) and lr_at(cos, 2) == pytest.approx(0.1)
-    warm = TrainConfig(epochs=6, lr=0.4, schedule="cosine", warmup_epochs=2)
-    lrs = [lr_at(warm, e) for e in range(6)]
-    assert lrs[:3] == pytest.approx([0.2, 0.4, 0.4])  # linear warm-up, then cosine from the top
-    assert lrs[3:] == pytest.approx([0.2 * (1 + math.cos(math.pi * k / 4)) for k in (1, 2, 3)])
-    warm_step = TrainConfig(epochs=6, lr=0.1, schedule="step", milestones=[4], warmup_epochs=4)
-    assert [lr_at(warm_step, e) for e in range(6)] == pytest.approx(
-        [0.025, 0.05, 0.075, 0.1, 0.01, 0.01]
-    )
-    const = TrainConfig(epochs=3, lr=0.3, schedule="constant")
-    assert [lr_at(const, e) for e in range(3)] == pytest.approx([0.3] * 3)
-
-
-@pytest.mark.parametrize(
-    "bad, match",
-    [
-        ({"epochs": 0}, "epochs"),
-        ({"epochs": -2}, "epochs"),
-        ({"lr": 0.0}, "lr"),
-        ({"schedule": "linear"}, "schedule"),
-        ({"amp": "fp8"}, "amp"),
-    ],
-)
-def test_train_config_validation(bad: dict, match: str):
-    with pytest.raises(UserError, match=match):
-        TrainConfig(**bad).validate()
-
-
-# ------------------------------------------------------------------ checkpoints
-def test_checkpoints_rebuild_the_model(tmp_path: Path):
-    keep = Keep()
-    out = tmp_path / "run"
-    run_experiment(tiny(epochs=1), out, callbacks=[keep], progress=False)
-    for name in ("last.pt", "best.pt"):
-        raw = torch.load(out / name, weights_only=True)
-        assert raw["format"] == CKPT_FORMAT
-        assert raw["model"]["arch"] == "resnet8" and raw["model"]["num_classes"] == 10
-        assert raw["input_shape"] == [3, 16, 16] and raw["dataset"] == "digits"
-    assert "optimizer" in torch.load(out / "last.pt", weights_only=True)
-    student = keep.trainer.distiller.student.eval()
-    x = torch.randn(4, 3, 16, 16)
-    net = model_from_checkpoint(out / "last.pt", expect_arch="resnet8")
-    assert not net.training and net.arch == "resnet8" and net.num_classes == 10
-    with torch.no_grad():
-        assert torch.equal(net(x), student(x))
-        # a run directory resolves to its best checkpoint (here the only epoch, so the same net)
-        assert torch.equal(model_from_checkpoint(out)(x), student(x))
-    with pytest.raises(UserError, match="resnet8, not a resnet20"):
-        model_from_checkpoint(out / "last.pt", expect_arch="resnet20")
-
-
-def test_bad_checkpoints_are_user_errors(tmp_path: Path):
-    garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(b"\x00not a checkpoint\xff" * 100)
-    with pytest.raises(UserError, match="unreadable"):
-        load_checkpoint(garbage)
-    good = tmp_path / "good.pt"
-    torch.manual_seed(0)
-    from fcfd_viz import models
-
-    net = models.create("resnet8", num_classes=10)
-    save_checkpoint(good, {"model": net.spec(), "state_dict": net.state_dict()})
-    assert load_checkpoint(good)["model"]["arch"] == "resnet8"
-    truncated = tmp_path / "truncated.pt"
-    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with pytest.raises(UserError, match="unreadable"):
-        load_checkpoint(truncated)
-    foreign = tmp_path / "foreign.pt"
-    torch.save({"state_dict": net.state_dict()}, foreign)
-    with pytest.raises(UserError, match="not an fcfd-viz checkpoint"):
-        load_checkpoint(foreign)
-    unsafe = tmp_path / "unsafe.pt"  # loadable only with weights_only=False
-    torch.save({"format": CKPT_FORMAT, "model": net.spec(), "obj": argparse.Namespace(a=1)}, unsafe)
-    with pytest.raises(UserError, match="unreadable"):
-        load_checkpoint(unsafe)
-    with pytest.raises(UserError, match="not found"):
-        load_checkpoint(tmp_path / "missing.pt")
-    with pytest.raises(UserError, match="not found"):
-        load_checkpoint(tmp_path)  # a directory without best.pt / last.pt
-    wrong = tmp_path / "wrong.pt"
-    other = models.create("resnet14", num_classes=10)
-    save_checkpoint(wrong, {"model": net.spec(), "state_dict": other.state_dict()})
-    with pytest.raises(UserError, match="does not fit a resnet8"):
-        model_from_checkpoint(wrong)
-
-
 # ------------------------------------------------------------------ divergence
 class BlowUpAt(Callback):
     """From the first step of ``epoch`` (0-based) on, an absurd learning rate: a real
@@ -320,18 +176,3 @@ def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_p
     assert [r["epoch"] for r in Run(out).metrics()] == [1]
     status = Run(out).status()
     assert status["state"] == "diverged" and status["error"] == msg
-
-
-@pytest.mark.parametrize(
-    "bad, match",
-    [
-        ({"lr": float("nan")}, "--lr"),
-        ({"lr": float("inf")}, "--lr"),
-        ({"weight_decay": -1.0}, "--weight-decay"),
-        ({"epochs": 2.5}, "epochs"),
-        ({"milestones": [1, "x"]}, "--milestones"),
-    ],
-)
-def test_train_config_rejects_nan_and_junk(bad: dict, match: str):
-    with pytest.raises(UserError, match=match):
-        TrainConfig(**bad).validate()

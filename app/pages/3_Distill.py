@@ -8,9 +8,31 @@ import state
 import streamlit as st
 
 from fcfd_viz import jobs, models, viz, viz_app
-from fcfd_viz.distill import method_names, presets
+from fcfd_viz.defaults import default_names
+from fcfd_viz.distill import knobs, method_names, presets
+from fcfd_viz.distill.knob import Knob
 from fcfd_viz.job_records import max_jobs
 from fcfd_viz.job_spec import JobSpec
+
+
+def knob_input(where, k: Knob, value, key: str):
+    """The input of one method knob, by its type: a choice, a checkbox or a number field."""
+    if k.choices:
+        return where.selectbox(
+            k.name, k.choices, index=k.choices.index(value), key=key, help=k.help
+        )
+    if k.type is bool:
+        return where.checkbox(k.name, bool(value), key=key, help=k.help)
+    if k.type is str:
+        return where.text_input(k.name, value, key=key, help=k.help)
+    # the config checks the bounds on launch (with its message); the widget only keeps the
+    # inclusive ones, so "> 0" still lets a user type 0 and read why it is refused
+    low = None if k.low is None or k.strict else k.type(k.low)
+    fmt = "%d" if k.type is int else "%g"
+    return where.number_input(
+        k.name, min_value=low, value=k.type(value), format=fmt, key=key, help=k.help
+    )
+
 
 st.title("Distill")
 root = state.runs_dir()
@@ -22,26 +44,30 @@ st.caption(
 )
 
 teachers = [c for c in state.checkpoints(root) if c["method"] == "ce" and c["dataset"] == "digits"]
+DEFAULT_RUNS = default_names()
+methods = method_names()
+# outside the form: a new method reruns the page at once, so its own knobs show
+method = st.selectbox("Method", methods, index=methods.index("fcfd"), key="d_method")
 with st.form("launch"):
-    c1, c2, c3, c4 = st.columns(4)
-    methods = method_names()
-    method = c1.selectbox("Method", methods, index=methods.index("fcfd"), key="d_method")
+    c1, c2, c3 = st.columns(3)
     archs = models.names()
-    student = c2.selectbox("Student", archs, index=archs.index(preset.student), key="d_student")
+    student = c1.selectbox("Student", archs, index=archs.index(preset.student), key="d_student")
     t_labels = [c["label"] for c in teachers] or ["(no digits teacher in this folder)"]
-    first = next((i for i, c in enumerate(teachers) if c["name"] == "defaults/teacher"), 0)
-    t_label = c3.selectbox("Teacher", t_labels, index=first, key="d_teacher")
-    name = c4.text_input("Run name", "", key="d_name", help="default: method-student-eE-sSEED")
-    c1, c2, c3, c4, c5, c6 = st.columns(6)
+    first = next((i for i, c in enumerate(teachers) if c["name"] == DEFAULT_RUNS["teacher"]), 0)
+    t_label = c2.selectbox("Teacher", t_labels, index=first, key="d_teacher")
+    name = c3.text_input("Run name", "", key="d_name", help="default: method-student-eE-sSEED")
+    c1, c2, c3 = st.columns(3)
     epochs = c1.number_input("Epochs", 1, 500, int(preset.train["epochs"]), key="d_epochs")
     lr = c2.number_input("lr", 0.0001, 1.0, float(preset.train["lr"]), format="%.4f", key="d_lr")
-    knobs = preset.method_kwargs
-    temp = c3.number_input("T", 0.1, 50.0, float(knobs["temperature"]), key="d_T")
-    feat = c4.number_input(
-        "feature weight", 0.0, 100.0, float(knobs["feat_weight"]), format="%.3f", key="d_feat"
-    )
-    mix = c5.number_input("mix weight", 0.0, 100.0, float(knobs["mix_weight"]), key="d_mix")
-    seed = c6.number_input("seed", 0, 10_000, 0, key="d_seed")
+    seed = c3.number_input("seed", 0, 10_000, 0, key="d_seed")
+    st.caption(f"Knobs of {method} (from the `digits` preset, else the method's defaults)")
+    own = knobs(method)
+    given = {**{k.name: k.default for k in own}, **preset.knobs_for(method)}
+    columns = st.columns(4)
+    values = {
+        k.name: knob_input(columns[i % 4], k, given[k.name], f"d_knob_{method}_{k.name}")
+        for i, k in enumerate(own)
+    }
     submitted = st.form_submit_button("Launch", type="primary")
 
 if submitted:
@@ -53,10 +79,8 @@ if submitted:
         teacher=teacher,
         epochs=int(epochs),
         lr=float(lr),
-        temperature=float(temp),
-        feat_weight=float(feat),
-        mix_weight=float(mix),
         seed=int(seed),
+        knobs=values,
     )
     try:
         job, started = jobs.launch(root, spec)
@@ -106,7 +130,9 @@ def live(polling: bool) -> None:
     left.plotly_chart(viz.loss_curves_figure(state.metrics(root / pick)), key="d_loss")
     by_name = {j.name: j for j in all_jobs}
     default = [n for n in names if by_name[n].active or n == pick]
-    default += [n for n in ("defaults/kd", "defaults/fcfd") if n in names and n not in default]
+    default += [
+        n for n in (DEFAULT_RUNS["kd"], DEFAULT_RUNS["fcfd"]) if n in names and n not in default
+    ]
     chosen = right.multiselect("Compare test accuracy", names, default=default[:4], key="d_cmp")
     runs = {state.run_label(by_name[n]): state.metrics(root / n) for n in chosen}
     right.plotly_chart(viz.accuracy_curves_figure(runs), key="d_acc")

@@ -76,7 +76,8 @@ class FunctionalGap(Analysis[GapResult]):
             stage string; ``s2t`` must cover stages 1..N-1, ``t2s`` may cover any of 1..N-2.
             Missing or None: connectors are fitted post hoc.
         input_shape: (C, H, W) of one image.
-        methods: ``{label: method name}`` recorded in the result's entries (their colour).
+        methods: ``{label: method name}`` for the entries' ``method`` (``LoadedModels.methods``
+            of :func:`~fcfd_viz.analysis.gap_models.load_students`); None where not given.
     """
 
     def __init__(

@@ -3,7 +3,7 @@ functional gap (:mod:`fcfd_viz.analysis.gap`) runs on."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
@@ -14,6 +14,7 @@ from fcfd_viz.analysis.connectors import FitConfig
 from fcfd_viz.errors import UserError
 from fcfd_viz.models import legacy
 from fcfd_viz.models.base import StagedNet
+from fcfd_viz.runs import method_fields
 
 Bridges = tuple[nn.ModuleDict, nn.ModuleDict | None]
 
@@ -38,6 +39,11 @@ class LoadedModels(_Loaded):
     metadata (path, method, dataset, seed, data config of its run)."""
 
     info: dict
+
+    @property
+    def methods(self) -> dict[str, str]:
+        """``{label: method name}`` of the students (``FunctionalGap(..., methods=...)``)."""
+        return {label: meta["method"] for label, meta in self.info["students"].items()}
 
 
 def _data_key(name) -> str:
@@ -84,8 +90,10 @@ def load_students(
                 f"{t_ckpt.get('dataset')} {list(t_shape)} with {t_ckpt['model']['num_classes']} "
                 "classes; compare students and a teacher of the same dataset and image size"
             )
-        method = c.get("method")
-        method = method.get("method") if isinstance(method, Mapping) else method
+        try:
+            method = method_fields(c)[0]
+        except ValueError:  # a malformed method entry: the label falls back to "student"
+            method = None
         metas.append(
             {
                 "path": c["path"],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
 from fcfd_viz.cli.common import (
@@ -14,24 +13,6 @@ from fcfd_viz.cli.common import (
     train_config,
 )
 
-# CLI flag -> method config field; a flag applies to the methods whose config has the field
-KNOBS = {
-    "temperature": float,
-    "kd_weight": float,
-    "ce_weight": float,
-    "feat_weight": float,
-    "feat_warmup_epochs": int,
-    "mix_weight": float,
-    "paths": str,
-    "num_paths": int,
-    "teacher_bn": str,
-    "hint_stage": int,
-    "hint_weight": float,
-    "alpha": float,
-    "beta": float,
-    "warmup_epochs": int,
-}
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     from fcfd_viz.distill import method_names
@@ -41,22 +22,46 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--method",
         default=None,
         choices=method_names(),
-        help="method (default: the preset's, else fcfd)",
+        help="method (default: the preset's, else fcfd); its knobs are below, grouped by "
+        "the methods that take them (a knob the method lacks is ignored, with a note)",
     )
     p.add_argument("--teacher", default=None, help="teacher checkpoint (file or run directory)")
     p.add_argument(
         "--student", default=None, help="student architecture (default: the preset's, else resnet8)"
     )
     p.add_argument("--preset", default=None, help="named preset (`fcfd presets` lists them)")
-    g = p.add_argument_group("method knobs (apply to the methods that have them)")
-    for name, typ in KNOBS.items():
-        g.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None)
+    add_knob_args(p)
     add_data_args(p)
     add_train_args(p)
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("presets", help="list the named presets")
     p.set_defaults(func=cmd_presets)
+
+
+def add_knob_args(p: argparse.ArgumentParser) -> None:
+    """A flag per method knob (:func:`fcfd_viz.distill.knobs`), grouped by the methods that
+    take it, each with its help, type, bounds and default. Defaults are None here, so a
+    preset or the method's config fills what the user left out."""
+    from fcfd_viz.distill import knobs, method_names
+
+    everyone = tuple(method_names())
+    groups: dict[tuple, argparse._ArgumentGroup] = {}
+    for k in knobs():
+        if k.methods not in groups:
+            who = "every method" if k.methods == everyone else ", ".join(k.methods)
+            groups[k.methods] = p.add_argument_group(f"knobs of {who}")
+        defaults = {d.default for m in k.methods for d in knobs(m) if d.name == k.name}
+        default = k.default if len(defaults) == 1 else "per method"
+        # argparse formats help with %: a literal one must be doubled
+        bounds = "" if k.choices else f"{k.describe()}, "  # argparse lists the choices
+        text = f"{k.help} ({bounds}default {default})".replace("%", "%%")
+        if k.type is bool:
+            kind = {"action": argparse.BooleanOptionalAction}
+        else:
+            metavar = None if k.choices else k.type.__name__.upper()
+            kind = {"type": k.type, "choices": k.choices, "metavar": metavar}
+        groups[k.methods].add_argument(k.flag, dest=k.name, default=None, help=text, **kind)
 
 
 def build_config(args: argparse.Namespace):
@@ -70,17 +75,18 @@ def build_config(args: argparse.Namespace):
     preset = presets.load(args.preset) if args.preset else None
     method = args.method or (preset.method if preset else "fcfd")
     knobs = preset.knobs_for(method) if preset else {}
-    fields = {f.name for f in dataclasses.fields(distill.METHODS[method].Config)}
-    for name in KNOBS:
-        value = getattr(args, name)
-        if value is not None:
-            if name not in fields:
-                print(
-                    f"fcfd distill: note: --{name.replace('_', '-')} does not apply to {method}; ignored",
-                    file=sys.stderr,
-                )
-                continue
-            knobs[name] = value
+    own = {k.name: k for k in distill.knobs(method)}
+    for k in distill.knobs():
+        value = getattr(args, k.name)
+        if value is None:
+            continue
+        if k.name not in own:
+            print(
+                f"fcfd distill: note: {k.flag} does not apply to {method}; ignored", file=sys.stderr
+            )
+            continue
+        own[k.name].check(value, k.flag)  # the error names the flag the user typed
+        knobs[k.name] = value
     data = data_config(
         args, DataConfig(**{"dataset": preset.dataset, **preset.data}) if preset else None
     )

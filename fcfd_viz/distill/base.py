@@ -15,14 +15,33 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fcfd_viz.bn import freeze, keep_running_stats
+from fcfd_viz.distill.knob import config_knobs, knob
+from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import StagedNet
 
 
 @dataclass
 class MethodConfig:
-    """Knobs shared by every method; subclasses add their own."""
+    """Knobs shared by every method; subclasses add their own, each declared with
+    :func:`~fcfd_viz.distill.knob.knob` (default, help, bounds or choices)."""
 
-    ce_weight: float = 1.0
+    ce_weight: float = knob(1.0, "weight of the cross-entropy on the labels", low=0)
+
+    def validate(self) -> None:
+        """Every knob's value against its declaration: one :class:`UserError` line naming
+        the first knob whose value is of the wrong type, out of bounds or not a choice."""
+        for k in config_knobs(type(self)):
+            k.check(getattr(self, k.name))
+
+
+def temperature_knob(default: float = 4.0) -> float:
+    """The softmax temperature field that KD-style methods share."""
+    return knob(
+        default,
+        "softmax temperature T of the distillation KL, which is scaled by T^2",
+        low=0,
+        strict=True,
+    )
 
 
 def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
@@ -43,7 +62,17 @@ class Distiller(nn.Module):
 
     method: ClassVar[str] = "base"
     Config: ClassVar[type[MethodConfig]] = MethodConfig
-    needs_teacher: ClassVar[bool] = True
+    needs_teacher: ClassVar[bool] = True  # the one answer; check_teacher the one check of it
+
+    @classmethod
+    def check_teacher(cls, teacher) -> None:
+        """The one check that a method distilling from a teacher was given one (the
+        distiller, the pipeline and the app's form all call it before any work)."""
+        if cls.needs_teacher and teacher is None:
+            raise UserError(
+                f"method {cls.method!r} needs a teacher checkpoint: pass --teacher CKPT "
+                "(train one with `fcfd train-teacher`)"
+            )
 
     def __init__(
         self,
@@ -54,11 +83,9 @@ class Distiller(nn.Module):
     ):
         super().__init__()
         self.input_shape = tuple(input_shape)  # (C, H, W): methods with bridges size them from it
-        if self.needs_teacher and teacher is None:
-            from fcfd_viz.errors import UserError
-
-            raise UserError(f"method {self.method!r} needs a teacher checkpoint (--teacher CKPT)")
+        self.check_teacher(teacher)
         self.cfg = cfg if cfg is not None else self.Config()
+        self.cfg.validate()  # a config built by hand gets the checks make_config gives
         self.student = student
         self.teacher = freeze(teacher) if teacher is not None else None
         self.epoch, self.epochs = 0, 1
@@ -95,12 +122,13 @@ class Distiller(nn.Module):
 
     def checkpoint_state(self) -> dict:
         """What a checkpoint keeps of this distiller: the student (spec and weights), the
-        extra modules (bridges, connectors) and the method's config."""
+        extra modules (bridges, connectors), the method's name and its config."""
         return {
             "model": self.student.spec(),
             "state_dict": self.student.state_dict(),
             "extras": self.extras_state_dict(),
-            "method": self.config_dict(),
+            "method": self.method,
+            "method_config": self.config_dict(),
         }
 
     def load_checkpoint_state(self, ckpt: dict) -> None:
@@ -131,9 +159,9 @@ class Distiller(nn.Module):
         return [p for p in params if p.requires_grad]
 
     def config_dict(self) -> dict:
-        # the method's knobs only: config.json must load back into the same config (--resume);
-        # FCFD's teacher_bn is one of its knobs, the other methods always run the teacher frozen
-        return {"method": self.method, **asdict(self.cfg)}
+        """The method's knobs by name (``method_config`` in config.json and checkpoints): they
+        load back into the same config on ``--resume``. The name is kept apart, in ``method``."""
+        return asdict(self.cfg)
 
     @torch.no_grad()
     def teacher_outputs(self, images: Tensor) -> tuple[list[Tensor], Tensor]:

@@ -13,15 +13,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fcfd_viz.distill.base import Distiller, MethodConfig
+from fcfd_viz.distill.base import Distiller, MethodConfig, temperature_knob
+from fcfd_viz.distill.knob import knob
 
 
 @dataclass
 class DKDConfig(MethodConfig):
-    temperature: float = 4.0
-    alpha: float = 1.0
-    beta: float = 8.0
-    warmup_epochs: int = 20
+    temperature: float = temperature_knob()
+    alpha: float = knob(1.0, "weight of TCKD, the target-vs-rest term", low=0)
+    beta: float = knob(8.0, "weight of NCKD, the term over the non-target classes", low=0)
+    warmup_epochs: int = knob(
+        20, "epochs over which the DKD terms ramp up linearly; 0: no ramp", low=0
+    )
 
 
 def dkd_terms(

@@ -28,8 +28,8 @@ from fcfd_viz.bn import running_stats_frozen
 from fcfd_viz.distill.base import Distiller, kd_loss
 from fcfd_viz.distill.bridges import make_bridges
 from fcfd_viz.distill.kd import KDConfig
-from fcfd_viz.distill.paths import MixedPath, candidates, sample_paths
-from fcfd_viz.errors import UserError
+from fcfd_viz.distill.knob import knob
+from fcfd_viz.distill.paths import MODES, MixedPath, candidates, sample_paths
 
 
 @dataclass
@@ -43,12 +43,29 @@ class FCFDConfig(KDConfig):
     teacher's running statistics never change.
     """
 
-    feat_weight: float = 0.02
-    feat_warmup_epochs: int = 20
-    mix_weight: float = 1.0
-    paths: str = "bi"
-    num_paths: int = 2
-    teacher_bn: str = "frozen"
+    feat_weight: float = knob(
+        0.02,
+        "weight of the feature terms, appearance and function L2, ramped up over "
+        "feat_warmup_epochs",
+        low=0,
+    )
+    feat_warmup_epochs: int = knob(
+        20, "epochs over which feat_weight ramps up linearly; 0: no ramp", low=0
+    )
+    mix_weight: float = knob(1.0, "weight of each mixed path's KL to the teacher's output", low=0)
+    paths: str = knob(
+        "bi",
+        "mixed paths drawn from: bi both directions, s2t student to teacher, t2s teacher to "
+        "student, nomix none",
+        choices=MODES,
+    )
+    num_paths: int = knob(2, "distinct mixed paths drawn per step", low=1)
+    teacher_bn: str = knob(
+        "frozen",
+        "teacher BatchNorm in training: frozen runs it in eval mode, batch on batch statistics "
+        "as the authors' code does",
+        choices=("frozen", "batch"),
+    )
 
 
 class FCFD(Distiller):
@@ -62,10 +79,6 @@ class FCFD(Distiller):
     ):
         super().__init__(student, teacher, cfg, input_shape)
         cfg = self.cfg
-        if cfg.teacher_bn not in ("frozen", "batch"):
-            raise UserError(f"teacher_bn must be 'frozen' or 'batch', got {cfg.teacher_bn!r}")
-        if cfg.num_paths < 0:
-            raise UserError(f"num_paths must be >= 0, got {cfg.num_paths}")
         self.teacher_bn = cfg.teacher_bn
         s_shapes = student.feature_shapes(self.input_shape)
         t_shapes = self.teacher.feature_shapes(self.input_shape)

@@ -17,10 +17,8 @@ from fcfd_viz.distill.fcfd import FCFD, FCFDConfig
 
 
 @dataclass
-class FCFDDKDConfig(FCFDConfig):
-    alpha: float = 1.0
-    beta: float = 8.0
-    warmup_epochs: int = 20
+class FCFDDKDConfig(DKDConfig, FCFDConfig):
+    """FCFD's knobs and DKD's (``alpha``, ``beta``, ``warmup_epochs``), declared where they are."""
 
 
 class FCFDDKD(FCFD):
@@ -28,11 +26,8 @@ class FCFDDKD(FCFD):
     Config = FCFDDKDConfig
 
     def logit_losses(self, s_logits: Tensor, t_logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
-        c = self.cfg
-        dkd_cfg = DKDConfig(
-            temperature=c.temperature, alpha=c.alpha, beta=c.beta, warmup_epochs=c.warmup_epochs
-        )
+        c = self.cfg  # a DKDConfig too: DKD's loss reads its knobs from it
         return {
             "ce": c.ce_weight * F.cross_entropy(s_logits, labels),
-            **dkd_loss(s_logits, t_logits, labels, dkd_cfg, self.epoch),
+            **dkd_loss(s_logits, t_logits, labels, c, self.epoch),
         }

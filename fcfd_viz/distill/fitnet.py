@@ -9,15 +9,20 @@ from torch import Tensor
 
 from fcfd_viz.distill.base import Distiller, MethodConfig
 from fcfd_viz.distill.bridges import make_bridges
+from fcfd_viz.distill.knob import knob
 from fcfd_viz.errors import UserError
 
 
 @dataclass
 class FitNetConfig(MethodConfig):
-    """``hint_stage`` -1 means the middle stage (num_stages // 2), FitNets' middle-layer hint."""
+    """The upper bound of ``hint_stage`` depends on the pair: the distiller checks it."""
 
-    hint_stage: int = -1
-    hint_weight: float = 1.0
+    hint_stage: int = knob(
+        -1, "stage whose feature the hint matches; -1: the middle stage, FitNets' choice", low=-1
+    )
+    hint_weight: float = knob(
+        1.0, "weight of the hint, the MSE of the connected student feature to the teacher's", low=0
+    )
 
 
 class FitNet(Distiller):

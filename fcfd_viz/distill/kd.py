@@ -7,13 +7,16 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from fcfd_viz.distill.base import Distiller, MethodConfig, kd_loss
+from fcfd_viz.distill.base import Distiller, MethodConfig, kd_loss, temperature_knob
+from fcfd_viz.distill.knob import knob
 
 
 @dataclass
 class KDConfig(MethodConfig):
-    temperature: float = 4.0
-    kd_weight: float = 1.0
+    temperature: float = temperature_knob()
+    kd_weight: float = knob(
+        1.0, "weight of the KD term, the KL to the teacher's softened output", low=0
+    )
 
 
 class KD(Distiller):

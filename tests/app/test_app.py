@@ -8,6 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fcfd_viz import jobs
+from fcfd_viz.job_records import job_record
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 SENS, GAP = "pages/1_Sensitivity.py", "pages/2_Functional_gap.py"
@@ -184,6 +185,8 @@ def test_distill_launches_a_background_run(runs_copy, monkeypatch):
     assert at.title[0].value == "Distill"
     assert "started smoke" in at.success[0].value, [e.value for e in at.error]
     pid = jobs.get_job(runs_copy, "smoke").pid
+    cmd = job_record(runs_copy, "smoke")["cmd"]  # every knob of kd, from the page's inputs
+    assert all(f in cmd for f in ("--ce-weight", "--temperature", "--kd-weight")), cmd
     tab2 = launch_from_page("smoke")  # a second tab, same run: nothing new starts
     assert "exists already" in tab2.info[0].value
     if jobs.get_job(runs_copy, "smoke").active:  # a third run while it trains: refused

@@ -113,7 +113,8 @@ def test_train_teacher_writes_the_run_directory(teacher_run: Path):
     assert set(records[0]["losses"]) == {"ce"}
     config = json.loads((teacher_run / "config.json").read_text())
     assert config["student"] == "resnet8" and config["train"]["epochs"] == 1
-    assert config["data"]["subset"] == 0.2 and config["method"]["method"] == "ce"
+    assert config["data"]["subset"] == 0.2 and config["method"] == "ce"
+    assert config["method_config"] == {"ce_weight": 1.0} and "method_kwargs" not in config
     assert json.loads((teacher_run / "status.json").read_text())["state"] == "completed"
 
 
@@ -157,12 +158,9 @@ def test_distill_kd(capsys, teacher_run: Path, tmp_path: Path):
     assert summary["method"] == "kd" and summary["teacher"] == str(teacher_run / "best.pt")
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert set(record["losses"]) == {"ce", "kd"}
-    assert json.loads((out / "config.json").read_text())["method"] == {
-        "method": "kd",
-        "ce_weight": 1.0,
-        "temperature": 4.0,
-        "kd_weight": 1.0,
-    }
+    config = json.loads((out / "config.json").read_text())
+    assert config["method"] == "kd"
+    assert config["method_config"] == {"ce_weight": 1.0, "temperature": 4.0, "kd_weight": 1.0}
 
 
 def test_entry_points():

@@ -101,9 +101,10 @@ def gap_inputs(
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
     loaded = load_students(students, teacher, labels)
-    methods = {k: v["method"] for k, v in loaded.info["students"].items()}
     shape = loaded.info["input_shape"]
-    gap = FunctionalGap(loaded.teacher, loaded.students, loaded.bridges, shape, methods)
+    gap = FunctionalGap(
+        loaded.teacher, loaded.students, loaded.bridges, shape, methods=loaded.methods
+    )
     test_loader, train_loaders = gap_loaders(loaded, fit_data, data_dir, batch_size)
     return GapInputs(gap, test_loader, train_loaders, loaded.info)
 

@@ -7,7 +7,6 @@ training schedule. Knobs a chosen method does not have are ignored (a preset's
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,10 +35,10 @@ class Preset:
 
     def knobs_for(self, method: str) -> dict:
         """The preset's method knobs that ``method``'s config accepts."""
-        from fcfd_viz.distill import METHODS
+        from fcfd_viz.distill import knobs
 
-        fields = {f.name for f in dataclasses.fields(METHODS[method].Config)}
-        return {k: v for k, v in self.method_kwargs.items() if k in fields}
+        names = {k.name for k in knobs(method)}
+        return {k: v for k, v in self.method_kwargs.items() if k in names}
 
 
 def names() -> list[str]:

@@ -1,6 +1,6 @@
-"""Run directories under faults, with real ``fcfd`` processes and real signals (issue #11):
-two writers, SIGKILL between the checkpoint and the metrics write or in the middle of a write,
-SIGINT/SIGTERM, a full and a read-only file system, a diverging loss.
+"""Who may write a run directory (fcfd_viz.writer), under faults: two writers, SIGKILL between
+the checkpoint and the metrics write or in the middle of a write, SIGINT/SIGTERM, a full and
+a read-only file system, a diverging loss.
 
 Kills at exact moments use the trainer's test hook ``FCFD_FAULT=NAME:WHERE``
 (:func:`fcfd_viz.fsio.fault_point`): the process SIGKILLs itself there.

@@ -1,0 +1,44 @@
+"""The default runs every app page shows (fcfd_viz.defaults) and ``fcfd defaults``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from fcfd_viz import defaults
+from fcfd_viz.runs import Run
+
+_default_configs = defaults.default_configs
+
+
+def tiny_configs(runs_dir, epochs=None):
+    from fcfd_viz.pipeline import replace
+
+    cfgs = _default_configs(runs_dir, epochs=1)
+    cfgs["teacher"] = replace(cfgs["teacher"], student="resnet8", data={"subset": 0.1})
+    return {k: replace(c, train={"device": "cpu"}) for k, c in cfgs.items()}
+
+
+def test_ensure_defaults_reports_progress_and_is_instant_later(tmp_path, monkeypatch):
+    monkeypatch.setattr(defaults, "default_configs", tiny_configs)
+    seen = []
+    paths = defaults.ensure_defaults(tmp_path, progress=lambda f, m: seen.append((f, m)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any(m.startswith("fcfd: epoch 1/1") for _, m in seen)
+    assert defaults.defaults_ready(tmp_path) and set(paths) == {"teacher", "ce", "kd", "fcfd"}
+    assert Run(paths["kd"]).config()["teacher"] == str(paths["teacher"].resolve())
+    assert defaults.defaults_progress(tmp_path)["fraction"] == 1.0
+    t0 = time.perf_counter()
+    seen.clear()
+    defaults.ensure_defaults(tmp_path, progress=lambda f, m: seen.append((f, m)))
+    assert time.perf_counter() - t0 < 1.0 and len(seen) == 1
+    assert not defaults.start_defaults(tmp_path)  # ready: nothing to start
+    out = subprocess.run(
+        [sys.executable, "-m", "fcfd_viz", "defaults", "--runs-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0 and "defaults ready" in out.stdout, out.stderr
