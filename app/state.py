@@ -201,7 +201,7 @@ def metrics(path: str | Path) -> list[dict]:
 @st.cache_resource(max_entries=24, show_spinner=False)
 def _fitted(t_path: str, t_mtime: float, s_path: str, s_mtime: float, label: str, epochs: int):
     """One student's gap inputs with its connectors fitted (read-only afterwards)."""
-    from fcfd_viz.analysis.connectors import FitConfig
+    from fcfd_viz.analysis.fit_config import FitConfig
     from fcfd_viz.analysis.reports.gap import gap_inputs
 
     # connectors are fitted on the student's own training data (`fcfd gap --fit-data student`)

@@ -8,7 +8,8 @@ and the app share (figures: :mod:`fcfd_viz.viz`).
 from fcfd_viz.analysis.anisotropy import Anisotropy, AnisotropyResult
 from fcfd_viz.analysis.attribution import Attribution, AttributionResult, spearman
 from fcfd_viz.analysis.base import Analysis, Result
-from fcfd_viz.analysis.connectors import FitConfig, FitInfo, fit_connectors
+from fcfd_viz.analysis.connectors import fit_connectors
+from fcfd_viz.analysis.fit_config import FitConfig, FitInfo
 from fcfd_viz.analysis.gap import FunctionalGap
 from fcfd_viz.analysis.gap_models import load_students
 from fcfd_viz.analysis.gap_result import GapEntry, GapResult, gap_reading

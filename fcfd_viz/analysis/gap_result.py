@@ -9,13 +9,21 @@ from dataclasses import dataclass, field
 from torch import Tensor
 
 from fcfd_viz.analysis.base import Result, finite, to_tensor
-from fcfd_viz.analysis.connectors import FitInfo
+from fcfd_viz.analysis.fit_config import FitInfo
+from fcfd_viz.errors import UserError
 
 BN_REGIMES = {
     "eval": "eval-mode BN (running statistics)",
     "batch": "batch-statistics BN (teacher, bridges and tails after a switch, as in FCFD training)",
 }
 OWN, FITTED = "own bridges", "fitted"
+
+
+def check_regime(bn: str) -> str:
+    """``bn`` when it names a BN regime of :data:`BN_REGIMES`, else a one-line error."""
+    if bn not in BN_REGIMES:
+        raise UserError(f"unknown BN regime {bn!r}; choose eval or batch")
+    return bn
 
 
 @dataclass

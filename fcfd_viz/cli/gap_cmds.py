@@ -75,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_gap(args: argparse.Namespace) -> int:
     from fcfd_viz import viz
-    from fcfd_viz.analysis.connectors import FitConfig
+    from fcfd_viz.analysis.fit_config import FitConfig
     from fcfd_viz.analysis.reports.gap import gap_inputs, gap_report
 
     knobs = {"max_epochs": args.fit_max_epochs, "lr": args.fit_lr}

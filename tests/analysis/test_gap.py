@@ -21,7 +21,7 @@ from fcfd_viz.analysis import (
     gap_reading,
     load_students,
 )
-from fcfd_viz.analysis.connectors import _Plateau, new_bridges
+from fcfd_viz.analysis.connectors import _Plateau, fit_connectors, new_bridges
 from fcfd_viz.checkpoints import save_checkpoint
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import StagedNet
@@ -176,6 +176,40 @@ def test_fit_reaches_the_reachable_optimum_and_stops_on_plateau(teacher, data):
     other.set_fitted("kd", s2t, t2s, restored)
     same = other.compute(loader(data), loader(data, 10), fit=cfg).entries["kd (fitted)"]
     assert same.fit is restored and torch.equal(same.functional, e.functional)
+
+
+class Jittered(torch.utils.data.Dataset):
+    """Images with random noise added on every read: augmentation drawing from torch's global
+    generator, as torchvision's random crops and flips do."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i] + 0.3 * torch.randn(self.x[i].shape), self.y[i]
+
+
+@pytest.mark.parametrize("cache_mb", [2048.0, 0.0])  # features cached once / recomputed
+def test_fit_is_a_function_of_its_seed_under_augmentation(teacher, data, cache_mb):
+    student = models.create("resnet8_w025", num_classes=10).eval()
+    jittered = DataLoader(Jittered(*data), batch_size=20)
+    cfg = FitConfig(max_epochs=3, min_epochs=1, seed=4, cache_mb=cache_mb)
+    curves = []
+    for global_seed in (0, 1):  # whatever state the caller's generator is in
+        torch.manual_seed(global_seed)
+        *_, info = fit_connectors(teacher, student, jittered, SHAPE, cfg)
+        curves.append({k: b.curve for k, b in info.bridges.items()})
+        after = torch.rand(())
+        torch.manual_seed(global_seed)
+        assert torch.equal(after, torch.rand(())), "the fit consumed the caller's generator"
+    assert curves[0] == curves[1]
+    *_, other = fit_connectors(
+        teacher, student, jittered, SHAPE, FitConfig(**{**cfg.__dict__, "seed": 5})
+    )
+    assert {k: b.curve for k, b in other.bridges.items()} != curves[0]
 
 
 def test_bn_regimes_differ_and_teacher_buffers_stay(teacher, data):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fcfd_viz.analysis.base import Result
-from fcfd_viz.analysis.connectors import FitConfig, FitInfo
+from fcfd_viz.analysis.fit_config import FitConfig, FitInfo
 from fcfd_viz.analysis.gap import FunctionalGap
 from fcfd_viz.analysis.gap_models import gap_loaders, load_students
 from fcfd_viz.analysis.gap_result import GapResult, gap_reading
