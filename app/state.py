@@ -1,8 +1,12 @@
-"""App state and cached loaders: the only place the app touches fcfd_viz's heavy calls.
+"""Streamlit plumbing: the runs folder, the sidebar, widget helpers, and cached wrappers
+around library calls (the analysis itself lives in :mod:`fcfd_viz.analysis`).
 
 Models come from ``st.cache_resource`` (one shared, read-only instance per checkpoint file
 and mtime); analysis results from ``st.cache_data`` keyed by checkpoint path + mtime + every
-parameter (Streamlit hands each caller a copy, so nothing cached is ever mutated).
+parameter. ``st.cache_data`` pickles what a function returns and hands every caller its own
+copy, so it caches the library's result objects themselves (``ProbeReport``, ``GapReport``
+...): nothing is converted to dicts and back, and nothing cached is ever mutated. torch is
+imported inside the functions: the Home page imports this file and must start fast.
 """
 
 from __future__ import annotations
@@ -11,18 +15,23 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from fcfd_viz import jobs
-from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint
+from fcfd_viz.checkpoints import checkpoint_file, load_checkpoint, model_from_checkpoint
+from fcfd_viz.defaults import default_paths
 from fcfd_viz.errors import UserError
 from fcfd_viz.job_records import max_jobs
 from fcfd_viz.listing import list_runs
 from fcfd_viz.runs import default_runs_dir
 
-# attribution methods the Sensitivity page offers (captum; fastest first)
-ATTRIBUTIONS = ("grad_x_act", "integrated_gradients", "ablation")
+if TYPE_CHECKING:
+    from fcfd_viz.analysis.anisotropy_result import AnisotropyResult
+    from fcfd_viz.analysis.attribution import AttributionResult
+    from fcfd_viz.analysis.reports.gap import GapReport
+    from fcfd_viz.analysis.reports.probe import ProbeReport
 
 
 def _cli_runs_dir() -> str | None:
@@ -67,6 +76,11 @@ def run_label(job) -> str:
     return f"{kind}: {job.name}"
 
 
+def default_runs(root: Path) -> dict[str, str]:
+    """The default runs' names in ``root`` (``{"teacher": "defaults/teacher", ...}``)."""
+    return {k: p.relative_to(root).as_posix() for k, p in default_paths(root).items()}
+
+
 def show_error(e: Exception) -> None:
     """An error box for a bad input; the page keeps working."""
     st.error(str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}")
@@ -80,22 +94,21 @@ def checkpoints(root: Path) -> list[dict]:
         path = Path(r["run"])
         if r["state"] == "unreadable":  # its metadata cannot be trusted: the Runs page shows it
             continue
-        if (path / "best.pt").exists() or (path / "last.pt").exists():
-            name = path.relative_to(root).as_posix() if root in path.parents else r["name"]
-            top1 = r.get("top1")
-            acc = f", {top1:.1f}%" if isinstance(top1, float) else ""
-            label = f"{name} ({r['method']} {r['student']}, {r['dataset']}{acc})"
-            out.append({**r, "name": name, "path": str(path), "label": label})
+        try:
+            checkpoint_file(path)
+        except UserError:  # no best.pt nor last.pt (yet)
+            continue
+        name = path.relative_to(root).as_posix() if root in path.parents else r["name"]
+        top1 = r.get("top1")
+        acc = f", {top1:.1f}%" if isinstance(top1, float) else ""
+        label = f"{name} ({r['method']} {r['student']}, {r['dataset']}{acc})"
+        out.append({**r, "name": name, "path": str(path), "label": label})
     return out
 
 
 def ckpt_file(path: str | Path) -> tuple[str, float]:
     """(checkpoint file, its mtime): the cache key that changes when training writes a new one."""
-    p = Path(path)
-    if p.is_dir():
-        p = next((c for c in (p / "best.pt", p / "last.pt") if c.exists()), p / "best.pt")
-    if not p.exists():
-        raise UserError(f"checkpoint {p} not found")
+    p = checkpoint_file(path)
     return str(p), p.stat().st_mtime
 
 
@@ -111,91 +124,56 @@ def model(path: str | Path):
     return _model(*ckpt_file(path))
 
 
-# ---------------------------------------------------------------- analysis results
-JACOBIAN_IMAGES = 4  # the spectrum is per image: a few images show it (it costs the most)
-
-
+# ---------------------------------------------------------------- probe
 @st.cache_data(max_entries=16, show_spinner=False)
 def _images(path: str, mtime: float, n_images: int):
-    """``n_images`` test images of the checkpoint's dataset, spread over the test split."""
-    from fcfd_viz.cli.analysis_cmds import probe_images
+    from fcfd_viz.analysis.reports.probe import probe_images
 
-    return probe_images(_model(path, mtime)[1], None, None, n_images)[0]
+    return probe_images(_model(path, mtime)[1], n_images)[0]
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _probe(path, mtime, stage, eps, directions, n_images, mode, n_maps) -> dict:
-    from fcfd_viz.analysis import Anisotropy
+def _probe(path, mtime, stage, eps, directions, n_images, mode) -> ProbeReport:
+    """Channel / random families and the maps of the extreme channels (eps and mode matter)."""
+    from fcfd_viz.analysis.reports.probe import MAP_IMAGES, probe_report
 
-    net, _ = _model(path, mtime)
-    probe = Anisotropy(net, stage)
+    net, images = _model(path, mtime)[0], _images(path, mtime, n_images)
+    options = dict(eps=eps, directions=directions, mode=mode, n_random=32)
+    return probe_report(net, images, stage, maps=MAP_IMAGES, **options)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _jacobian(path: str, mtime: float, stage: int, n_images: int) -> AnisotropyResult:
+    from fcfd_viz.analysis.reports.probe import jacobian_spectrum
+
+    return jacobian_spectrum(_model(path, mtime)[0], stage, _images(path, mtime, n_images))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _attribution(path, mtime, stage: int, n_images: int, method: str) -> AttributionResult:
+    from fcfd_viz.analysis.attribution import Attribution
+
     images = _images(path, mtime, n_images)
-    res = probe.compute(images, eps=eps, directions=directions, mode=mode, n_random=32)
-    out = {"result": res.to_dict()}
-    sens = res.channel_sensitivity
-    if sens is not None:  # a few images beside their most and least sensitive channels
-        order = sens.argsort(descending=True).tolist()
-        chans = order[:2] + order[-2:]
-        feats = probe.features(images[:n_maps])
-        out["maps"] = {
-            "images": images[:n_maps, 0].numpy(),
-            "maps": feats[:, chans].numpy(),
-            "channels": chans,
-            "kinds": ["most", "most", "least", "least"],
-            "sensitivity": [float(sens[c]) for c in chans],
-        }
-    return out
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def _attribution(path: str, mtime: float, stage: int, n_images: int, method: str) -> list:
-    """Captum channel importance: independent of eps and the mode, so cached apart."""
-    from fcfd_viz.analysis import attribute_channels
-
-    net, _ = _model(path, mtime)
-    attr = attribute_channels(net, stage, _images(path, mtime, n_images), [method])
-    return attr.channels[method].tolist()
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def _jacobian(path: str, mtime: float, stage: int, n_images: int) -> dict:
-    """Jacobian singular values only: they depend on neither eps nor the mode."""
-    from fcfd_viz.analysis import Anisotropy
-
-    net, _ = _model(path, mtime)
-    images = _images(path, mtime, n_images)
-    res = Anisotropy(net, stage).compute(
-        images, directions=["jacobian"], mode="fisher", k_jacobian=4
-    )
-    return res.to_dict()
+    return Attribution(_model(path, mtime)[0], stage).compute(images, [method])
 
 
 def probe(path, stage: int, eps: float, directions, n_images: int, mode: str, attribution):
-    """Anisotropy probe, one captum attribution (with its Spearman against the channel
-    sensitivities) and feature maps; each part cached on the parameters it depends on.
-
-    The Jacobian spectrum comes from its own call on at most :data:`JACOBIAN_IMAGES` images,
-    and the attribution from another, so changing eps or the mode recomputes neither."""
-    from fcfd_viz.analysis import spearman
+    """The Sensitivity page's :class:`~fcfd_viz.analysis.ProbeReport`, each part cached on
+    what it depends on: the Jacobian spectrum (on at most ``JACOBIAN_IMAGES`` images) and
+    the attribution depend on neither eps nor the mode, so changing those recomputes
+    neither; :func:`~fcfd_viz.analysis.combine_probe` joins the parts."""
+    from fcfd_viz.analysis.reports.probe import JACOBIAN_IMAGES, combine_probe
 
     key = ckpt_file(path)
-    dirs = tuple(d for d in directions if d != "jacobian")
-    out = {"result": None, "attribution": None}
-    if dirs:
-        out = {**_probe(*key, stage, eps, dirs, n_images, mode, 3), "attribution": None}
+    others = tuple(d for d in directions if d != "jacobian")
+    report = _probe(*key, stage, eps, others, n_images, mode) if others else None
+    jac = None
     if "jacobian" in directions:
         jac = _jacobian(*key, stage, min(n_images, JACOBIAN_IMAGES))
-        out["result"] = {**(out["result"] or jac), "jacobian": jac["jacobian"]}
-    sens = out["result"]["channel_sensitivity"]
-    if sens is not None and attribution:
-        values = _attribution(*key, stage, n_images, attribution)
-        rho = spearman(values, sens) if None not in sens else float("nan")
-        out["attribution"] = {
-            "method": attribution,
-            "values": values,
-            "spearman": rho if rho == rho else None,
-        }
-    return out
+    attr = None
+    if attribution and "channel" in others:
+        attr = _attribution(*key, stage, n_images, attribution)
+    return combine_probe(report, jac, attr)
 
 
 CURVE_POINTS = 2000  # a curve needs no more; a huge metrics file stays cheap to redraw
@@ -222,45 +200,34 @@ def metrics(path: str | Path) -> list[dict]:
 # ---------------------------------------------------------------- functional gap
 @st.cache_resource(max_entries=24, show_spinner=False)
 def _fitted(t_path: str, t_mtime: float, s_path: str, s_mtime: float, label: str, epochs: int):
-    """A FunctionalGap of one student whose connectors are fitted (read-only afterwards)."""
-    from fcfd_viz.analysis.connectors import FitConfig
-    from fcfd_viz.analysis.gap import FunctionalGap
-    from fcfd_viz.analysis.gap_models import gap_loaders, load_students
+    """One student's gap inputs with its connectors fitted (read-only afterwards)."""
+    from fcfd_viz.analysis.fit_config import FitConfig
+    from fcfd_viz.analysis.reports.gap import gap_inputs
 
-    loaded = load_students([s_path], teacher=t_path, labels=[label])
-    shape = loaded.info["input_shape"]
-    # connectors are fitted on the student's own training data, as `fcfd gap` does
-    test, trains = gap_loaders(loaded, "student")
-    train = trains[label]
-    gap = FunctionalGap(loaded.teacher, loaded.students, loaded.bridges, input_shape=shape)
+    # connectors are fitted on the student's own training data (`fcfd gap --fit-data student`)
+    inputs = gap_inputs([s_path], t_path, [label], fit_data="student")
     config = FitConfig(max_epochs=epochs)
-    gap.fit(train, config=config)
-    return gap, test, train, config
+    inputs.fit(config)
+    return inputs, config
 
 
 def _gap_file(root, t: tuple, s: tuple, label: str, bn: str, epochs: int) -> Path:
     """RUNS/.cache/gap-<hash>.json: a restarted app shows a computed gap at once."""
-    import hashlib
-    import json
+    from fcfd_viz.analysis.base import result_file
 
-    digest = hashlib.sha1(json.dumps([t, s, label, bn, epochs]).encode()).hexdigest()[:16]
-    return Path(root) / ".cache" / f"gap-{digest}.json"
+    return result_file(Path(root) / ".cache", "gap", [t, s, label, bn, epochs, "report"])
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
-def _gap_one(root: str, t: tuple, s: tuple, label: str, bn: str, epochs: int) -> dict:
-    from fcfd_viz.fsio import read_json, write_json
+def _gap_one(root: str, t: tuple, s: tuple, label: str, bn: str, epochs: int) -> GapReport:
+    from fcfd_viz.analysis.base import stored
+    from fcfd_viz.analysis.reports.gap import GapReport, gap_report
 
-    path = _gap_file(root, t, s, label, bn, epochs)
-    try:
-        return read_json(path)
-    except (OSError, ValueError):
-        pass
-    gap, test, train, config = _fitted(*t, *s, label, epochs)
-    out = gap.compute(test, train, bn=bn, fit=config).to_dict(curves=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, out)
-    return out
+    def compute() -> GapReport:
+        inputs, config = _fitted(*t, *s, label, epochs)
+        return gap_report(inputs, bn, config)
+
+    return stored(GapReport, _gap_file(root, t, s, label, bn, epochs), compute)
 
 
 def gap_fit_epochs(choices: list[int]) -> int:
@@ -278,19 +245,21 @@ def gap_labels(students: list[dict]) -> list[str]:
     return [m if methods.count(m) == 1 else f"{m}: {c['name']}" for m, c in zip(methods, students)]
 
 
-def gap(root: Path, teacher: str, students: list[dict], bn: str, epochs: int) -> dict:
+def gap(root: Path, teacher: str, students: list[dict], bn: str, epochs: int) -> GapReport:
     """Functional gap of ``students`` (checkpoint rows) against ``teacher``: one cached
-    result per student (memory and RUNS/.cache, keyed by checkpoint paths + mtimes, BN
-    regime and fit budget), merged; changing the selection only computes new students."""
+    report per student (memory and RUNS/.cache, keyed by checkpoint paths + mtimes, BN
+    regime and fit budget), merged by the library; a new selection computes only new
+    students."""
+    from fcfd_viz.analysis.reports.gap import merge_gap_reports
+
     t = ckpt_file(teacher)
-    merged = None
-    for c, label in zip(students, gap_labels(students)):
-        d = _gap_one(str(root), t, ckpt_file(c["path"]), label, bn, epochs)
-        if merged is None:
-            merged = {**d, "students": dict(d["students"])}
-        else:
-            merged["students"].update(d["students"])
-    return merged
+    labels = gap_labels(students)
+    return merge_gap_reports(
+        [
+            _gap_one(str(root), t, ckpt_file(c["path"]), lab, bn, epochs)
+            for c, lab in zip(students, labels)
+        ]
+    )
 
 
 def gap_cached(root: Path, teacher: str, students: list[dict], bn: str, epochs: int) -> bool:

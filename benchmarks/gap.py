@@ -35,9 +35,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import ROOT, machine, table, write_json, write_section  # noqa: E402
 from fcfd_viz import models  # noqa: E402
-from fcfd_viz.analysis import Anisotropy, FitConfig, FitInfo, FunctionalGap, gap_reading  # noqa: E402
+from fcfd_viz.analysis import Anisotropy, FitConfig, FitInfo  # noqa: E402
 from fcfd_viz.analysis.connectors import new_bridges  # noqa: E402
-from fcfd_viz.analysis.gap_models import gap_loaders, load_students  # noqa: E402
+from fcfd_viz.analysis.reports.gap import gap_inputs, gap_report  # noqa: E402
 from fcfd_viz.bn import cumulative_running_stats  # noqa: E402
 from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
 from fcfd_viz.data import DataConfig, make_loaders  # noqa: E402
@@ -86,13 +86,10 @@ def fit_student(
     progress: bool,
 ) -> None:
     """Fit one student's connectors as soon as it exists; bridges + record go to ``cache``."""
-    loaded = load_students([run / "last.pt"], teacher_dir, labels=[method])
-    teacher, students, bridges = loaded
-    gap = FunctionalGap(teacher, students, bridges, loaded.info["input_shape"])
-    _, train_loaders = gap_loaders(loaded, fit_data)
+    inputs = gap_inputs([run / "last.pt"], teacher_dir, [method], fit_data)
     t0 = time.perf_counter()
-    info = gap.fit(train_loaders, config=fit, progress=progress)[method]
-    s2t, t2s, _ = gap.fitted(method)
+    info = inputs.fit(fit, progress=progress)[method]
+    s2t, t2s, _ = inputs.gap.fitted(method)
     torch.save({"s2t": s2t.state_dict(), "t2s": t2s.state_dict(), "info": info.to_dict()}, cache)
     eps = {k: b.epochs for k, b in info.bridges.items()}
     print(
@@ -111,23 +108,20 @@ def gap_seed(
     progress: bool,
 ) -> dict:
     """Both BN regimes for one seed's students, with their cached connector fits."""
-    loaded = load_students([d / "last.pt" for d in dirs.values()], teacher_dir, labels=list(dirs))
-    teacher, students, bridges = loaded
-    shape = loaded.info["input_shape"]
-    gap = FunctionalGap(teacher, students, bridges, shape, methods=loaded.methods)
+    inputs = gap_inputs([d / "last.pt" for d in dirs.values()], teacher_dir, list(dirs), fit_data)
+    gap, shape = inputs.gap, inputs.info["input_shape"]
     for m, path in fits.items():
         saved = torch.load(path, weights_only=True)
-        s2t, t2s = new_bridges(teacher, students[m], shape)
+        s2t, t2s = new_bridges(gap.teacher, gap.students[m], shape)
         s2t.load_state_dict(saved["s2t"])
         t2s.load_state_dict(saved["t2s"])
         gap.set_fitted(m, s2t, t2s, FitInfo.from_dict(saved["info"]))
-    test_loader, train_loaders = gap_loaders(loaded, fit_data)
     out = {"students": {m: str(d) for m, d in dirs.items()}}
     for bn in ("eval", "batch"):
         t0 = time.perf_counter()
-        res = gap.compute(test_loader, train_loaders, bn=bn, fit=fit, progress=progress)
-        out[bn] = res.to_dict(curves=bn == "eval")
-        out[bn]["reading"] = gap_reading(res)
+        report = gap_report(inputs, bn=bn, fit=fit, progress=progress)
+        out[bn] = report.result.to_dict(curves=bn == "eval")
+        out[bn]["reading"] = report.reading
         print(f"  {bn}: {time.perf_counter() - t0:.0f} s  {out[bn]['reading']}", flush=True)
     return out
 

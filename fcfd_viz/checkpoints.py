@@ -30,10 +30,9 @@ def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:
     atomic_write_with(path, lambda f: torch.save(obj, f))
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict:
-    """Load an fcfd-viz checkpoint (``weights_only=True``) with clear errors for bad files."""
-    import torch
-
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """The file a checkpoint path names: the file itself, or a run directory's ``best.pt``
+    (else its ``last.pt``). Raises :class:`UserError` when it does not exist."""
     path = Path(path)
     if path.is_dir():  # a run directory: take its best (else last) checkpoint
         cand = [path / "best.pt", path / "last.pt"]
@@ -42,6 +41,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict:
         raise UserError(
             f"checkpoint {path} not found; pass a .pt file or a run directory with best.pt"
         )
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict:
+    """Load an fcfd-viz checkpoint (``weights_only=True``) with clear errors for bad files;
+    ``path`` may be a run directory (:func:`checkpoint_file`)."""
+    import torch
+
+    path = checkpoint_file(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:

@@ -1,15 +1,19 @@
-"""Where and how a process runs: the device, the random seeds, its place in a torchrun job.
+"""Where and how a process runs: the device, the precision, the random seeds, its place in
+a torchrun job, and a model's top-1 on a loader under those settings.
 
 The trainer, the pipeline, the CLI and the notebooks share these; none of them trains.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
+from contextlib import nullcontext
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from fcfd_viz.errors import UserError
 
@@ -39,3 +43,47 @@ def dist_info() -> tuple[int, int, int]:
         int(os.environ.get("WORLD_SIZE", 1)),
         int(os.environ.get("LOCAL_RANK", 0)),
     )
+
+
+def join_process_group(device: torch.device) -> None:
+    """Start torchrun's process group (NCCL on CUDA, else gloo) unless one is running."""
+    if dist.is_initialized():
+        return
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    # later runs in this process reuse the group; it is left at exit, while the interpreter is
+    # whole: a rank whose gloo threads are torn down during static destruction aborts
+    # ("terminate called without an active exception")
+    atexit.register(_leave_process_group)
+
+
+def _leave_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``TrainConfig.amp`` (``auto|bf16|fp16|off``) on ``device``; None
+    for full precision (``off``, or ``auto`` off CUDA). ``auto`` is bf16 where supported."""
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "fp16":
+        return torch.float16
+    if amp == "auto" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader, device: torch.device, amp_dtype=None) -> float:
+    """Top-1 accuracy (%) of ``model`` on ``loader`` in eval mode (its mode is restored)."""
+    was = model.training
+    model.eval()
+    correct = total = 0
+    ctx = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with ctx:
+            correct += (model(x).argmax(1) == y).sum().item()
+        total += len(y)
+    model.train(was)
+    return 100.0 * correct / max(1, total)

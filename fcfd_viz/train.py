@@ -6,7 +6,6 @@ term; it knows nothing about any method.
 
 from __future__ import annotations
 
-import atexit
 import math
 import time
 from collections import defaultdict
@@ -23,29 +22,15 @@ from fcfd_viz.data import set_epoch
 from fcfd_viz.distill.base import Distiller
 from fcfd_viz.fsio import fault_point
 from fcfd_viz.runs import Run
-from fcfd_viz.runtime import dist_info, resolve_device, seed_everything
+from fcfd_viz.runtime import (
+    autocast_dtype,
+    dist_info,
+    evaluate,
+    join_process_group,
+    resolve_device,
+    seed_everything,
+)
 from fcfd_viz.train_config import LOSS_LIMIT, Diverged, TrainConfig, lr_at
-
-
-def _leave_process_group() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, loader, device: torch.device, amp_dtype=None) -> float:
-    """Top-1 accuracy (%) of ``model`` on ``loader`` in eval mode."""
-    was = model.training
-    model.eval()
-    correct = total = 0
-    ctx = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with ctx:
-            correct += (model(x).argmax(1) == y).sum().item()
-        total += len(y)
-    model.train(was)
-    return 100.0 * correct / max(1, total)
 
 
 class Trainer:
@@ -89,7 +74,7 @@ class Trainer:
         )
         if self.channels_last:
             self.distiller.to(memory_format=torch.channels_last)
-        self.amp_dtype = self._amp_dtype()
+        self.amp_dtype = autocast_dtype(cfg.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.optimizer = torch.optim.SGD(
             distiller.trainable_parameters(),
@@ -102,12 +87,7 @@ class Trainer:
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            if not dist.is_initialized():  # torchrun sets the env vars; the group is ours to start
-                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-                # later runs in this process reuse the group; it is left at exit, while the
-                # interpreter is whole: a rank whose gloo threads are torn down during static
-                # destruction aborts ("terminate called without an active exception")
-                atexit.register(_leave_process_group)
+            join_process_group(self.device)  # torchrun sets the env vars
             ids = [self.device.index] if self.device.type == "cuda" else None
             # FCFD samples a few paths per step, so some bridges get no gradient in a step
             self.model = DDP(self.distiller, device_ids=ids, find_unused_parameters=True)
@@ -117,16 +97,6 @@ class Trainer:
         self.history: list[dict] = []
         self.stop_requested = False
         self.progress = progress
-
-    def _amp_dtype(self):
-        amp = self.cfg.amp
-        if amp == "off" or (amp == "auto" and self.device.type != "cuda"):
-            return None
-        if amp == "fp16":
-            return torch.float16
-        if amp == "auto" and not torch.cuda.is_bf16_supported():
-            return torch.float16
-        return torch.bfloat16
 
     # -- checkpoints ----------------------------------------------------------------------
     def checkpoint(self, epoch: int, with_optimizer: bool) -> dict:
@@ -255,7 +225,8 @@ class Trainer:
                 rec = self.train_epoch(epoch)
                 self._check_weights()
             except Diverged as e:  # nothing of this epoch is saved: last.pt stays good
-                raise Diverged(self._diverged(epoch, e)) from None
+                done = self.history[-1]["epoch"] if self.history else 0
+                raise e.explained(epoch, done, cfg.lr) from None
             if self.stop_requested and rec["steps"] < len(self.train_loader):
                 # a stop mid-epoch drops the partial epoch: last.pt stays at the end of the
                 # previous one, so --resume replays this epoch exactly as an uninterrupted run
@@ -303,18 +274,6 @@ class Trainer:
         params = [p.detach() for p in self.distiller.trainable_parameters()]
         if params and not bool(torch.stack([p.isfinite().all() for p in params]).all()):
             raise Diverged("the weights became NaN or infinite")
-
-    def _diverged(self, epoch: int, e: Diverged) -> str:
-        done = self.history[-1]["epoch"] if self.history else 0
-        kept = (
-            "no epoch finished, so no checkpoint was written"
-            if not done
-            else f"last.pt and best.pt keep epoch {done} and earlier"
-        )
-        return (
-            f"training diverged in epoch {epoch + 1}: {e} (NaN/inf or above {LOSS_LIMIT:g}); "
-            f"{kept}; start again with a lower --lr (now {self.cfg.lr:g}) or loss weights"
-        )
 
     def summary(self) -> dict:
         """summary.json: results, the method's name, the student's arch (under ``arch`` and

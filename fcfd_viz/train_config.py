@@ -18,6 +18,19 @@ class Diverged(UserError):
     """The loss or the weights became non-finite or exploded; last.pt / best.pt keep the
     last good epoch."""
 
+    def explained(self, epoch: int, done: int, lr: float) -> Diverged:
+        """This error as the one line a user reads: where it happened (0-based ``epoch``),
+        what the checkpoints keep (``done`` epochs finished) and the fix."""
+        kept = (
+            "no epoch finished, so no checkpoint was written"
+            if not done
+            else f"last.pt and best.pt keep epoch {done} and earlier"
+        )
+        return Diverged(
+            f"training diverged in epoch {epoch + 1}: {self} (NaN/inf or above "
+            f"{LOSS_LIMIT:g}); {kept}; start again with a lower --lr (now {lr:g}) or loss weights"
+        )
+
 
 @dataclass
 class TrainConfig:

@@ -1,17 +1,26 @@
 """Plotly figures shared by the CLI, the app and notebooks (no UI framework here).
 
 Every figure function returns a ``plotly.graph_objects.Figure``. Methods keep one colour
-everywhere (:data:`METHOD_COLORS`, :func:`method_color`). Probe figures accept an
-:class:`~fcfd_viz.analysis.AnisotropyResult` or its ``to_dict()`` (e.g. loaded from JSON).
+everywhere (:data:`METHOD_COLORS`, :func:`method_color`). Analysis figures take results
+(:class:`~fcfd_viz.analysis.AnisotropyResult`, :class:`~fcfd_viz.analysis.ProbeReport`,
+:class:`~fcfd_viz.analysis.GapResult`), never their dicts: a dict from JSON comes back
+through the result's ``from_dict``. :func:`probe_figures` and :func:`gap_figures` are the
+figure sets ``fcfd probe --html`` and ``fcfd gap --html`` write. Nothing here imports torch
+(the dashboard's Home page imports this module and must start fast).
 """
 
 from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
+
+if TYPE_CHECKING:
+    from fcfd_viz.analysis.anisotropy_result import AnisotropyResult
+    from fcfd_viz.analysis.gap_result import GapResult
+    from fcfd_viz.analysis.reports.probe import ProbeReport
 
 METHOD_COLORS: dict[str, str] = {
     "teacher": "#444444",
@@ -43,10 +52,6 @@ def method_color(name: str) -> str:
     return _FALLBACK[sum(map(ord, key)) % len(_FALLBACK)]
 
 
-def _summary(result: Any) -> dict:
-    return result if isinstance(result, Mapping) else result.to_dict()
-
-
 def _layout(fig: go.Figure, title: str, x: str, y: str, log_y: bool = False) -> go.Figure:
     fig.update_layout(
         title=title,
@@ -70,9 +75,9 @@ def _line(x, y, name: str, color: str | None = None, **kw) -> go.Scatter:
 
 
 # ---------------------------------------------------------------- probe figures
-def channel_sensitivity_figure(result: Any) -> go.Figure:
+def channel_sensitivity_figure(result: AnisotropyResult) -> go.Figure:
     """Channel sensitivities sorted high to low, with the random-direction p5..p95 band."""
-    d = _summary(result)
+    d = result.to_dict(per_image=False)
     sens = d.get("channel_sensitivity") or []
     order = sorted(range(len(sens)), key=lambda i: -(sens[i] or 0.0))
     bars = go.Bar(
@@ -100,9 +105,9 @@ def channel_sensitivity_figure(result: Any) -> go.Figure:
     return _layout(fig, title, "channel (sorted by sensitivity)", "sensitivity", log_y=True)
 
 
-def jacobian_spectrum_figure(result: Any) -> go.Figure:
+def jacobian_spectrum_figure(result: AnisotropyResult) -> go.Figure:
     """Top-k and bottom-k singular values of the Jacobian of rest() (mean over images)."""
-    d = _summary(result)
+    d = result.to_dict(per_image=False)
     jac = d.get("jacobian") or {}
     top, bot = jac.get("top_singular_values") or [], jac.get("bottom_singular_values") or []
     rank = jac.get("rank") or len(top)
@@ -118,51 +123,66 @@ def jacobian_spectrum_figure(result: Any) -> go.Figure:
     return _layout(fig, title, "singular value index", "singular value", log_y=True)
 
 
-def sensitivity_vs_attribution_figure(
-    sens: Sequence[float], attr: Sequence[float], method_name: str, spearman: float | None = None
-) -> go.Figure:
-    """One point per channel: perturbation sensitivity against an attribution's importance."""
-    sens, attr = list(map(float, sens)), list(map(float, attr))
+def sensitivity_vs_attribution_figure(report: ProbeReport, method: str) -> go.Figure:
+    """One point per channel: perturbation sensitivity against ``method``'s importance."""
+    sens = report.anisotropy.channel_sensitivity.tolist()
+    attr = report.attribution.channels[method].tolist()
     hover = "channel %{customdata}<br>attribution %{x:.3g}<br>sensitivity %{y:.3g}<extra></extra>"
     points = go.Scatter(
         x=attr,
         y=sens,
         mode="markers",
         customdata=list(range(len(sens))),
-        name=method_name,
+        name=method,
         hovertemplate=hover,
     )
     fig = go.Figure(points)
     fig.update_xaxes(type="log")
+    spearman = report.spearman.get(method)
     rho = "" if spearman is None else f" (Spearman {spearman:.2f})"
-    title = f"Sensitivity vs {method_name}{rho}"
-    return _layout(fig, title, f"{method_name} |attribution|", "sensitivity", log_y=True)
+    title = f"Sensitivity vs {method}{rho}"
+    return _layout(fig, title, f"{method} |attribution|", "sensitivity", log_y=True)
 
 
-def perturbation_scatter_figure(
-    l2: Sequence[float], kl: Sequence[float], labels: Sequence[str] | None = None
-) -> go.Figure:
-    """Feature-space L2 size vs output KL of individual perturbations, coloured by ``labels``."""
-    l2, kl = list(map(float, l2)), list(map(float, kl))
-    labels = list(labels) if labels is not None else ["perturbation"] * len(l2)
+def perturbation_scatter_figure(result: AnisotropyResult) -> go.Figure:
+    """Feature-space L2 size vs output change of every single perturbation (image x
+    direction), coloured by direction family."""
     fig = go.Figure()
-    for lab in dict.fromkeys(labels):
-        idx = [i for i, v in enumerate(labels) if v == lab]
-        marker = dict(size=5, opacity=0.6, color=FAMILY_COLORS.get(lab))
-        xs, ys = [l2[i] for i in idx], [kl[i] for i in idx]
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=lab, marker=marker))
+    for label, t in result.families.items():
+        size = result.eps_abs[:, None].expand_as(t).flatten().tolist()
+        marker = dict(size=5, opacity=0.6, color=FAMILY_COLORS.get(label))
+        points = go.Scatter(
+            x=size, y=t.flatten().tolist(), mode="markers", name=label, marker=marker
+        )
+        fig.add_trace(points)
     title = "Same L2 size, different function change"
-    return _layout(fig, title, "perturbation L2 norm", "output KL", log_y=True)
+    y = "output KL" if result.divergence == "kl" else "output logit change (L2)"
+    return _layout(fig, title, "perturbation L2 norm", y, log_y=True)
+
+
+def probe_figures(report: ProbeReport) -> list[go.Figure]:
+    """Every figure of a probe report (what ``fcfd probe --html`` writes): channel
+    sensitivity, Jacobian spectrum, one attribution scatter per method and, for the KL
+    divergence, every single perturbation."""
+    res, figs = report.anisotropy, []
+    if res.channel_sensitivity is not None:
+        figs.append(channel_sensitivity_figure(res))
+    if report.spectrum is not None:
+        figs.append(jacobian_spectrum_figure(report.spectrum))
+    for method in report.attribution.channels if report.attribution is not None else ():
+        figs.append(sensitivity_vs_attribution_figure(report, method))
+    if res.divergence == "kl":
+        figs.append(perturbation_scatter_figure(res))
+    return figs
 
 
 # ---------------------------------------------------------------- functional gap
-def gap_figure(gap: Any) -> go.Figure:
-    """Appearance (MSE) beside functional (KL) gap per stage, one bar group per student view
-    (a :class:`~fcfd_viz.analysis.GapResult` or its ``to_dict()``); fitted connectors of a
-    student also shown with its own bridges are hatched."""
+def gap_figure(gap: GapResult) -> go.Figure:
+    """Appearance (MSE) beside functional (KL) gap per stage, one bar group per student view;
+    fitted connectors of a student also shown with its own bridges are hatched."""
     from plotly.subplots import make_subplots
 
-    d = _summary(gap)
+    d = gap.to_dict(curves=False)
     stages = [str(k) for k in d["stages"]]
     titles = ("appearance gap (MSE after the bridge)", "functional gap (KL)")
     fig = make_subplots(rows=1, cols=2, subplot_titles=titles)
@@ -186,9 +206,9 @@ def gap_figure(gap: Any) -> go.Figure:
     return fig.update_layout(legend=dict(orientation="h", y=-0.2))
 
 
-def path_accuracy_figure(gap: Any) -> go.Figure:
+def path_accuracy_figure(gap: GapResult) -> go.Figure:
     """Test top-1 of every path (columns, from all-student to all-teacher) per student view."""
-    d = _summary(gap)
+    d = gap.to_dict(curves=False)
     names = list(d["students"])
     paths = list(dict.fromkeys(p for e in d["students"].values() for p in e["path_accuracy"]))
     paths.sort(key=lambda p: (p.count("T"), p))  # SSSS first, TTTT last
@@ -202,6 +222,11 @@ def path_accuracy_figure(gap: Any) -> go.Figure:
     title = "Mixed-path test accuracy (S = student stage, T = teacher stage)"
     fig.update_layout(template=TEMPLATE, title=title, height=160 + 45 * len(names))
     return fig.update_layout(yaxis=dict(autorange="reversed"))
+
+
+def gap_figures(gap: GapResult) -> list[go.Figure]:
+    """Every figure of a functional gap (what ``fcfd gap --html`` writes)."""
+    return [gap_figure(gap), path_accuracy_figure(gap)]
 
 
 # ---------------------------------------------------------------- training curves

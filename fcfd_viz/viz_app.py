@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
@@ -10,23 +11,15 @@ from plotly.subplots import make_subplots
 
 from fcfd_viz.viz import TEMPLATE, method_color
 
+if TYPE_CHECKING:
+    from fcfd_viz.analysis.reports.probe import FeatureMaps
 
-def feature_maps_figure(
-    images: np.ndarray,
-    maps: np.ndarray,
-    channels: Sequence[int],
-    kinds: Sequence[str],
-    sensitivity: Sequence[float] | None = None,
-) -> go.Figure:
-    """Input images (rows) beside their feature maps for the given channels (columns).
 
-    Args:
-        images: (N, H, W) input images (one colour plane).
-        maps: (N, K, h, w) feature maps of ``channels`` for those images.
-        channels: the K channel indices; ``kinds`` labels each (e.g. "most" / "least").
-        sensitivity: the K channels' sensitivities, shown in the column titles.
-    """
-    images, maps = np.asarray(images), np.asarray(maps)
+def feature_maps_figure(result: FeatureMaps) -> go.Figure:
+    """Input images (rows) beside their feature maps for the result's channels (columns),
+    each column titled with its kind ("most" / "least"), channel and sensitivity."""
+    images, maps = np.asarray(result.images), np.asarray(result.maps)
+    channels, kinds, sensitivity = result.channels, result.kinds, result.sensitivity
     n, k = maps.shape[:2]
     titles = ["input"] + [
         f"{kind}<br>ch {c}" + (f" ({sensitivity[i]:.2g})" if sensitivity else "")

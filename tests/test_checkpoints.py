@@ -12,6 +12,7 @@ import torch
 from fcfd_viz.callbacks import Callback
 from fcfd_viz.checkpoints import (
     CKPT_FORMAT,
+    checkpoint_file,
     load_checkpoint,
     model_from_checkpoint,
     save_checkpoint,
@@ -96,3 +97,19 @@ def test_bad_checkpoints_are_user_errors(tmp_path: Path):
     save_checkpoint(wrong, {"model": net.spec(), "state_dict": other.state_dict()})
     with pytest.raises(UserError, match="does not fit a resnet8"):
         model_from_checkpoint(wrong)
+
+
+def test_checkpoint_file_prefers_best_then_last(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(UserError, match="best.pt not found"):
+        checkpoint_file(run)
+    (run / "last.pt").write_bytes(b"x")
+    assert checkpoint_file(run) == run / "last.pt"
+    (run / "best.pt").write_bytes(b"x")
+    assert checkpoint_file(run) == run / "best.pt"
+    assert checkpoint_file(run / "last.pt") == run / "last.pt"  # a file names itself
+    with pytest.raises(UserError, match="nope.pt not found"):
+        checkpoint_file(tmp_path / "nope.pt")
+    with pytest.raises(UserError, match="best.pt is unreadable"):  # load follows the same rule
+        load_checkpoint(run)

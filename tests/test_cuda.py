@@ -15,7 +15,8 @@ from fcfd_viz.checkpoints import model_from_checkpoint
 from fcfd_viz.data import DataConfig, make_loaders
 from fcfd_viz.pipeline import ExperimentConfig, run_experiment
 from fcfd_viz.runs import Run
-from fcfd_viz.train import Trainer, evaluate
+from fcfd_viz.runtime import evaluate
+from fcfd_viz.train import Trainer
 from fcfd_viz.train_config import TrainConfig
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

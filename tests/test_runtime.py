@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from fcfd_viz.errors import UserError
-from fcfd_viz.runtime import dist_info, resolve_device, seed_everything
+from fcfd_viz.runtime import (
+    autocast_dtype,
+    dist_info,
+    evaluate,
+    resolve_device,
+    seed_everything,
+)
 
 
 def test_resolve_device():
@@ -40,3 +46,23 @@ def test_dist_info_reads_torchrun_environment(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert dist_info() == (3, 4, 1)
+
+
+def test_autocast_dtype():
+    cpu = torch.device("cpu")
+    assert autocast_dtype("auto", cpu) is None  # auto is full precision off CUDA
+    assert autocast_dtype("off", cpu) is None
+    assert autocast_dtype("fp16", cpu) == torch.float16
+    assert autocast_dtype("bf16", cpu) == torch.bfloat16
+
+
+def test_evaluate_counts_top1_in_eval_mode_and_restores_the_mode():
+    # a "model" that answers the class of its first input feature, with dropout that would
+    # scramble it in train mode: 3 of 4 answers right means 75%, only in eval mode
+    model = torch.nn.Sequential(torch.nn.Dropout(p=0.999), torch.nn.Identity())
+    x = torch.tensor([[5.0, 0.0], [0.0, 5.0], [5.0, 0.0], [0.0, 5.0]])
+    y = torch.tensor([0, 1, 0, 0])
+    model.train()
+    loader = [(x[:2], y[:2]), (x[2:], y[2:])]
+    assert evaluate(model, loader, torch.device("cpu")) == 75.0
+    assert model.training

@@ -8,18 +8,24 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from fcfd_viz import models, viz
-from fcfd_viz.analysis import Anisotropy
+from fcfd_viz import models, viz, viz_app
+from fcfd_viz.analysis import AnisotropyResult, ProbeReport, probe_report
+
+# tiny tensors: one thread avoids OpenMP spin-waits when the CPU is shared
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @pytest.fixture(scope="module")
-def probe_result():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def report(one_thread_module):
     net = models.create("resnet8", num_classes=10).eval()
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    yield Anisotropy(net, 2).compute(x, n_random=10, k_jacobian=2, mode="fisher")
-    torch.set_num_threads(before)
+    options = dict(n_random=10, k_jacobian=2, mode="fisher")
+    return probe_report(net, x, 2, attribution="grad_x_act,ablation", maps=2, **options)
+
+
+@pytest.fixture(scope="module")
+def probe_result(report):
+    return report.anisotropy
 
 
 def _has_data(fig):
@@ -39,7 +45,8 @@ def test_method_colors():
 
 
 def test_probe_figures(probe_result):
-    for source in (probe_result, json.loads(json.dumps(probe_result.to_dict()))):
+    loaded = AnisotropyResult.from_dict(json.loads(json.dumps(probe_result.to_dict())))
+    for source in (probe_result, loaded):
         fig = viz.channel_sensitivity_figure(source)
         _has_data(fig)
         assert len(fig.data[0].y) == 32
@@ -53,15 +60,28 @@ def test_probe_figures(probe_result):
         assert len(spec.data[0].y) == 2
 
 
-def test_scatter_and_attribution_figures():
-    fig = viz.sensitivity_vs_attribution_figure([1.0, 2.0, 3.0], [0.1, 0.3, 0.2], "grad_x_act", 0.5)
+def test_scatter_and_attribution_figures(report):
+    fig = viz.sensitivity_vs_attribution_figure(report, "ablation")
     _has_data(fig)
-    assert "0.50" in fig.layout.title.text
-    fig = viz.perturbation_scatter_figure(
-        [1, 1, 2, 2], [0.1, 0.2, 0.3, 0.4], ["channel", "random", "channel", "random"]
-    )
+    assert f"{report.spearman['ablation']:.2f}" in fig.layout.title.text
+    assert list(fig.data[0].y) == report.anisotropy.channel_sensitivity.tolist()
+    fig = viz.perturbation_scatter_figure(report.anisotropy)
     _has_data(fig)
-    assert [t.name for t in fig.data] == ["channel", "random"]
+    assert [t.name for t in fig.data] == ["channel", "random", "jacobian top", "jacobian bottom"]
+    assert len(fig.data[1].x) == 2 * 10  # one point per image x random direction
+    assert fig.layout.yaxis.title.text == "output KL"
+
+
+def test_probe_figures_of_a_report_and_its_json(report):
+    again = ProbeReport.from_dict(json.loads(json.dumps(report.to_dict())))
+    for source in (report, again):
+        figs = viz.probe_figures(source)
+        # sensitivity, spectrum, two attribution scatters, the perturbation scatter
+        assert len(figs) == 5
+        for fig in figs:
+            _has_data(fig)
+    maps = viz_app.feature_maps_figure(again.maps)
+    assert len(maps.data) == 2 * (1 + 4)  # 2 images: the input and 4 channels each
 
 
 def test_curve_figures():
@@ -85,6 +105,6 @@ def test_curve_figures():
     assert fig.data[2].line.color == viz.METHOD_COLORS["fcfd"]
 
 
-def test_figures_to_html():
-    html = viz.figures_to_html([viz.perturbation_scatter_figure([1], [1])] * 2, title="a<b")
+def test_figures_to_html(probe_result):
+    html = viz.figures_to_html([viz.channel_sensitivity_figure(probe_result)] * 2, title="a<b")
     assert html.count("plotly") > 2 and "<html>" in html and "a&lt;b" in html

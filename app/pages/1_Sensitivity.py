@@ -5,6 +5,7 @@ import streamlit as st
 
 from fcfd_viz import viz, viz_app
 from fcfd_viz.analysis.anisotropy import DIRECTIONS
+from fcfd_viz.analysis.attribution import DEFAULT_METHODS
 
 st.title("Sensitivity")
 st.caption(
@@ -19,7 +20,8 @@ if not ckpts:
     st.stop()
 
 labels = [c["label"] for c in ckpts]
-first = next((i for i, c in enumerate(ckpts) if c["name"] == "defaults/teacher"), 0)
+teacher = state.default_runs(root)["teacher"]
+first = next((i for i, c in enumerate(ckpts) if c["name"] == teacher), 0)
 c1, c2, c3 = st.columns([3, 1, 1])
 choice = c1.selectbox("Checkpoint", labels, index=first, key="sens_ckpt")
 ck = ckpts[labels.index(choice)]
@@ -49,7 +51,7 @@ n_images = c5.slider("Images", 1, 64, 16, key="sens_n")
 mode = c6.selectbox(
     "Mode", ["exact", "fisher"], key="sens_mode", help="fisher: second-order, much faster"
 )
-attribution = c7.selectbox("Attribution (captum)", state.ATTRIBUTIONS, key="sens_attr")
+attribution = c7.selectbox("Attribution (captum)", DEFAULT_METHODS, key="sens_attr")
 
 if not 0 < eps <= 1:
     st.error(f"eps must be in (0, 1] (a fraction of the feature norm), got {eps}")
@@ -59,47 +61,38 @@ if not dirs:
     st.stop()
 with st.spinner("probing ..."):
     try:
-        out = state.probe(ck["path"], stage, float(eps), dirs, n_images, mode, attribution)
+        report = state.probe(ck["path"], stage, float(eps), dirs, n_images, mode, attribution)
     except Exception as e:  # noqa: BLE001
         state.show_error(e)
         st.stop()
 
-res = out["result"]
+res, spectrum = report.anisotropy, report.spectrum
 m1, m2, m3, m4 = st.columns(4)
 fmt = lambda v: "n/a" if v is None else f"{v:.3g}"  # noqa: E731
-m1.metric("max / min channel sensitivity", fmt(res["anisotropy_ratio"]))
-m2.metric("p95 / p5", fmt(res["p95_p5_ratio"]))
-m3.metric("random median", fmt(res["random_median"]))
-m4.metric("probe seconds", f"{res['seconds']:.2f}")
+m1.metric("max / min channel sensitivity", fmt(res.anisotropy_ratio))
+m2.metric("p95 / p5", fmt(res.p95_p5_ratio))
+m3.metric("random median", fmt(res.random_quantile(0.5)))
+m4.metric("probe seconds", f"{res.seconds:.2f}")
 
 left, right = st.columns(2)
-if res["channel_sensitivity"] is not None:
+if res.channel_sensitivity is not None:
     left.plotly_chart(viz.channel_sensitivity_figure(res), key="sens_bars")
 else:
     left.info("Add the channel family to see per-channel sensitivity.")
-if res["jacobian"]:
-    right.plotly_chart(viz.jacobian_spectrum_figure(res), key="sens_jac")
-    right.caption(
-        f"Jacobian of the rest of the network on the first {min(n_images, state.JACOBIAN_IMAGES)} images"
-    )
+if spectrum is not None:
+    right.plotly_chart(viz.jacobian_spectrum_figure(spectrum), key="sens_jac")
+    right.caption(f"Jacobian of the rest of the network on {spectrum.num_images} test images")
 else:
     right.info("Add the jacobian family to see the Jacobian spectrum.")
 
-attr = out["attribution"]
 left, right = st.columns(2)
-if attr is not None:
-    fig = viz.sensitivity_vs_attribution_figure(
-        res["channel_sensitivity"], attr["values"], attr["method"], attr["spearman"]
-    )
+if report.attribution is not None:
+    fig = viz.sensitivity_vs_attribution_figure(report, attribution)
     left.plotly_chart(fig, key="sens_attr_fig")
-    rho = attr["spearman"]
+    rho = report.spearman[attribution]
     left.caption(
-        f"Spearman rank correlation between {attr['method']} and the sensitivity: "
+        f"Spearman rank correlation between {attribution} and the sensitivity: "
         f"{'n/a' if rho is None else f'{rho:.2f}'}"
     )
-if "maps" in out:
-    m = out["maps"]
-    fig = viz_app.feature_maps_figure(
-        m["images"], m["maps"], m["channels"], m["kinds"], m["sensitivity"]
-    )
-    right.plotly_chart(fig, key="sens_maps")
+if report.maps is not None:
+    right.plotly_chart(viz_app.feature_maps_figure(report.maps), key="sens_maps")

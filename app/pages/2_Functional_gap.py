@@ -4,7 +4,7 @@ import state
 import streamlit as st
 
 from fcfd_viz import viz
-from fcfd_viz.analysis.gap_result import BN_REGIMES, gap_reading
+from fcfd_viz.analysis.gap_result import BN_REGIMES
 
 st.title("Functional gap")
 st.caption(
@@ -21,16 +21,16 @@ if len(ckpts) < 2:
 
 labels = [c["label"] for c in ckpts]
 by_label = {c["label"]: c for c in ckpts}
-t_first = next((i for i, c in enumerate(ckpts) if c["name"] == "defaults/teacher"), 0)
+defaults = state.default_runs(root)
+default_teacher = defaults.pop("teacher")
+t_first = next((i for i, c in enumerate(ckpts) if c["name"] == default_teacher), 0)
 c1, c2 = st.columns([1, 2])
 t_label = c1.selectbox("Teacher", labels, index=t_first, key="g_teacher")
 teacher = by_label[t_label]
 others = [lab for lab in labels if lab != t_label]
-default = [
-    lab
-    for lab in others
-    if by_label[lab]["name"] in ("defaults/ce", "defaults/kd", "defaults/fcfd")
-] or [lab for lab in others if by_label[lab]["teacher"]][:3]
+default = [lab for lab in others if by_label[lab]["name"] in defaults.values()] or [
+    lab for lab in others if by_label[lab]["teacher"]
+][:3]
 s_labels = c2.multiselect("Students", others, default=default, key="g_students")
 c3, c4 = st.columns(2)
 bn = c3.radio(
@@ -65,19 +65,20 @@ with st.spinner("fitting connectors and measuring the gap (kept afterwards) ..."
         state.show_error(e)
         st.stop()
 
-st.info(gap_reading(gap))
-st.plotly_chart(viz.gap_figure(gap), key="g_bars")
+result = gap.result
+st.info(gap.reading)
+st.plotly_chart(viz.gap_figure(result), key="g_bars")
 left, right = st.columns([3, 2])
-left.plotly_chart(viz.path_accuracy_figure(gap), key="g_paths")
-fits = {name: s["fit"] for name, s in gap["students"].items() if s.get("fit") is not None}
-right.markdown(f"**Teacher top-1** {gap['teacher_accuracy']:.1f}% on {gap['num_images']} images")
+left.plotly_chart(viz.path_accuracy_figure(result), key="g_paths")
+fits = {name: e.fit for name, e in result.entries.items() if e.fit is not None}
+right.markdown(f"**Teacher top-1** {result.teacher_accuracy:.1f}% on {result.num_images} images")
 right.dataframe(
     [
         {
             "student": name,
-            "fit epochs": f["epochs"],
-            "converged": f["converged"],
-            "seconds": round(f["seconds"], 1),
+            "fit epochs": f.epochs,
+            "converged": f.converged,
+            "seconds": round(f.seconds, 1),
         }
         for name, f in fits.items()
     ],

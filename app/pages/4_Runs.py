@@ -6,6 +6,7 @@ import state
 import streamlit as st
 
 from fcfd_viz import jobs, viz, viz_app
+from fcfd_viz.defaults import DEFAULTS
 
 st.title("Runs")
 root = state.runs_dir()
@@ -50,7 +51,7 @@ st.subheader("Compare")
 names = [j.name for j in all_jobs if j.state != "unreadable" and j.epoch]
 by_name = {j.name: j for j in all_jobs}
 c1, c2 = st.columns([3, 1])
-default = [n for n in names if n.startswith("defaults/")] or names[:3]
+default = [n for n in names if n.startswith(f"{DEFAULTS}/")] or names[:3]
 state.keep_valid("r_cmp", names)
 chosen = c1.multiselect("Runs", names, default=default, key="r_cmp")
 runs = {state.run_label(by_name[n]): state.metrics(root / n) for n in chosen}

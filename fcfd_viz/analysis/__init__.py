@@ -1,25 +1,50 @@
-"""Analysis library: perturbation anisotropy, captum channel attributions, functional gap
-(figures: fcfd_viz.viz)."""
+"""Analysis library, one shape for all (:mod:`fcfd_viz.analysis.base`): an ``Analysis`` bound
+to a model, ``compute(...)`` returning a ``Result`` with ``to_dict()`` / ``from_dict()``.
+
+Perturbation anisotropy, captum channel attributions, functional gap, and the reports the CLI
+and the app share (figures: :mod:`fcfd_viz.viz`).
+"""
 
 from fcfd_viz.analysis.anisotropy import Anisotropy, AnisotropyResult
-from fcfd_viz.analysis.attribution import AttributionResult, attribute_channels, spearman
-from fcfd_viz.analysis.connectors import FitConfig, FitInfo, fit_connectors
+from fcfd_viz.analysis.attribution import Attribution, AttributionResult, spearman
+from fcfd_viz.analysis.base import Analysis, Result
+from fcfd_viz.analysis.connectors import fit_connectors
+from fcfd_viz.analysis.fit_config import FitConfig, FitInfo
 from fcfd_viz.analysis.gap import FunctionalGap
 from fcfd_viz.analysis.gap_models import load_students
 from fcfd_viz.analysis.gap_result import GapEntry, GapResult, gap_reading
+from fcfd_viz.analysis.reports.gap import GapReport, gap_inputs, gap_report, merge_gap_reports
+from fcfd_viz.analysis.reports.probe import (
+    FeatureMaps,
+    ProbeReport,
+    combine_probe,
+    probe_images,
+    probe_report,
+)
 
 __all__ = [
+    "Analysis",
     "Anisotropy",
     "AnisotropyResult",
+    "Attribution",
     "AttributionResult",
+    "FeatureMaps",
     "FitConfig",
     "FitInfo",
     "FunctionalGap",
     "GapEntry",
+    "GapReport",
     "GapResult",
-    "attribute_channels",
+    "ProbeReport",
+    "Result",
+    "combine_probe",
     "fit_connectors",
+    "gap_inputs",
     "gap_reading",
+    "gap_report",
     "load_students",
+    "merge_gap_reports",
+    "probe_images",
+    "probe_report",
     "spearman",
 ]

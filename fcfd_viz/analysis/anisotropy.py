@@ -19,6 +19,9 @@ number of backward passes (see :mod:`fcfd_viz.analysis.fisher`).
 >>> probe = Anisotropy(model, stage=2)                       # doctest: +SKIP
 >>> res = probe.compute(images, eps=0.05, mode="fisher")     # doctest: +SKIP
 >>> res.anisotropy_ratio, res.to_dict()["p95_p5_ratio"]      # doctest: +SKIP
+
+The full report (captum attribution, Spearman, feature maps) is
+:func:`fcfd_viz.analysis.reports.probe.probe_report`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import torch
 from torch import Tensor
 
 from fcfd_viz.analysis.anisotropy_result import AnisotropyResult
+from fcfd_viz.analysis.base import Analysis
 from fcfd_viz.analysis.fisher import fisher_projections, linearised
 from fcfd_viz.analysis.jacobian import jacobian_svd
 from fcfd_viz.bn import frozen
@@ -78,7 +82,7 @@ def divergence_fn(z: Tensor, z0: Tensor, kind: str) -> Tensor:
 Block = Callable[[int, int], Tensor]  # (start, stop) -> perturbed features (m, N, C, H, W)
 
 
-class Anisotropy:
+class Anisotropy(Analysis[AnisotropyResult]):
     """Perturbation-anisotropy probe bound to ``(model, stage)``; weights never change.
 
     Args:

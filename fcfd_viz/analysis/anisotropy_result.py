@@ -14,23 +14,11 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-
-def _finite(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None
-
-
-def _list(t: Tensor | None) -> list | None:
-    if t is None:
-        return None
-    return (
-        [_finite(v) if isinstance(v, float) else v for v in t.tolist()]
-        if t.dim() == 1
-        else [_list(r) for r in t]
-    )
+from fcfd_viz.analysis.base import Result, finite, require, to_list, to_tensor
 
 
 @dataclass
-class AnisotropyResult:
+class AnisotropyResult(Result):
     """Sensitivities of one probe; per-image tensors are (N, M), summaries average over N."""
 
     stage: int
@@ -102,12 +90,24 @@ class AnisotropyResult:
         lo, hi = (float(torch.quantile(s, q)) for q in (0.05, 0.95))
         return hi / lo if lo > 0 else math.inf
 
+    @property
+    def families(self) -> dict[str, Tensor]:
+        """The (N, M) per-image divergences of every probed family, by its figure label."""
+        fams = {
+            "channel": self.channel_per_image,
+            "random": self.random_per_image,
+            "jacobian top": self.jacobian_top_per_image,
+            "jacobian bottom": self.jacobian_bottom_per_image,
+        }
+        return {k: v for k, v in fams.items() if v is not None}
+
     def random_quantile(self, q: float) -> float | None:
         s = self.random_sensitivity
         return None if s is None else float(torch.quantile(s, q))
 
-    def to_dict(self, per_image: bool = False) -> dict:
-        """JSON-ready summary (non-finite numbers become None); ``per_image`` adds (N, M) lists."""
+    def to_dict(self, per_image: bool = True) -> dict:
+        """JSON-ready (non-finite numbers become None): the summary, and with ``per_image`` (the
+        default, what :meth:`from_dict` reads) every tensor field under ``"per_image"``."""
         out = {
             "stage": self.stage,
             "eps": self.eps,
@@ -116,21 +116,21 @@ class AnisotropyResult:
             "divergence": self.divergence,
             "feature_shape": list(self.feature_shape),
             "num_images": self.num_images,
-            "feature_norm_mean": float(self.feature_norm.mean()),
-            "channel_sensitivity": _list(self.channel_sensitivity),
-            "anisotropy_ratio": _finite(self.anisotropy_ratio),
-            "p95_p5_ratio": _finite(self.p95_p5_ratio),
-            "random_sensitivity": _list(self.random_sensitivity),
+            "feature_norm_mean": float(self.feature_norm.double().mean()),
+            "channel_sensitivity": to_list(self.channel_sensitivity),
+            "anisotropy_ratio": finite(self.anisotropy_ratio),
+            "p95_p5_ratio": finite(self.p95_p5_ratio),
+            "random_sensitivity": to_list(self.random_sensitivity),
             "random_p5": self.random_quantile(0.05),
             "random_median": self.random_quantile(0.5),
             "random_p95": self.random_quantile(0.95),
             "jacobian": None
             if self.jacobian_top_values is None
             else {
-                "top_singular_values": _list(self.top_singular_values),
-                "bottom_singular_values": _list(self.bottom_singular_values),
-                "top_sensitivity": _list(self.jacobian_top_sensitivity),
-                "bottom_sensitivity": _list(self.jacobian_bottom_sensitivity),
+                "top_singular_values": to_list(self.top_singular_values),
+                "bottom_singular_values": to_list(self.bottom_singular_values),
+                "top_sensitivity": to_list(self.jacobian_top_sensitivity),
+                "bottom_sensitivity": to_list(self.jacobian_bottom_sensitivity),
                 "steps": self.jacobian_steps,
                 "rank": self.jacobian_rank,
                 "per_image": True,
@@ -139,8 +139,26 @@ class AnisotropyResult:
         }
         if per_image:
             out["per_image"] = {
-                fl.name: _list(getattr(self, fl.name))
+                fl.name: to_list(getattr(self, fl.name))
                 for fl in fields(self)
                 if isinstance(getattr(self, fl.name), Tensor)
             }
         return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AnisotropyResult:
+        """Rebuild from :meth:`to_dict` (with ``per_image``); tensors come back as float64."""
+        tensors = {k: to_tensor(v) for k, v in require(d, "per_image", "a probe").items()}
+        jac = d.get("jacobian") or {}
+        return cls(
+            stage=int(d["stage"]),
+            eps=float(d["eps"]),
+            relative=bool(d["relative"]),
+            mode=d["mode"],
+            divergence=d["divergence"],
+            feature_shape=tuple(d["feature_shape"]),
+            **tensors,
+            jacobian_steps=jac.get("steps"),
+            jacobian_rank=jac.get("rank"),
+            seconds=float(d["seconds"]),
+        )

@@ -1,4 +1,5 @@
-"""Per-channel importance at a stage with captum, and rank agreement with sensitivities.
+"""Per-channel importance at a stage with captum (:class:`Attribution`), and rank agreement
+with sensitivities (:func:`spearman`).
 
 Every method attributes the logit of the predicted (or given) class to the output of
 ``model.stages[stage]``; the (N, C, H, W) attribution becomes one number per channel: the
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from fcfd_viz.analysis.base import Analysis, Result, require, to_list, to_tensor
 from fcfd_viz.bn import frozen
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import StagedNet
@@ -106,7 +108,7 @@ def spearman(a: Sequence[float] | Tensor, b: Sequence[float] | Tensor) -> float:
 
 
 @dataclass
-class AttributionResult:
+class AttributionResult(Result):
     """One (C,) importance vector per method, plus the targets that were attributed."""
 
     stage: int
@@ -126,57 +128,90 @@ class AttributionResult:
         return {
             "stage": self.stage,
             "num_images": int(self.target.numel()),
-            "channels": {m: v.tolist() for m, v in self.channels.items()},
+            "channels": {m: to_list(v) for m, v in self.channels.items()},
+            "target": self.target.tolist(),
             "seconds": dict(self.seconds),
         }
 
+    @classmethod
+    def from_dict(cls, d: dict) -> AttributionResult:
+        channels = {m: to_tensor(v, torch.float32) for m, v in d["channels"].items()}
+        target = torch.tensor(require(d, "target", "an attribution"), dtype=torch.long)
+        return cls(int(d["stage"]), channels, target, dict(d.get("seconds") or {}))
 
-def attribute_channels(
-    model: StagedNet,
-    stage: int,
-    images: Tensor,
-    methods: Sequence[str] = DEFAULT_METHODS,
-    target: Tensor | int | None = None,
-    n_steps: int = 16,
-    perturbations_per_eval: int = 8,
-    eval_mode: bool = True,
-) -> AttributionResult:
-    """Captum channel importance of ``model.stages[stage]``'s output on ``images``.
+
+def parse_methods(methods: str | Sequence[str]) -> list[str]:
+    """``"grad_x_act,ablation"`` or a sequence -> validated list (``"none"`` or empty: [])."""
+    items = methods.split(",") if isinstance(methods, str) else list(methods)
+    out = list(dict.fromkeys(m.strip().lower() for m in items if m.strip()))
+    if out == ["none"]:
+        return []
+    bad = [m for m in out if m not in METHODS]
+    if bad:
+        raise UserError(
+            f"unknown attribution method {', '.join(bad)}; choose from {', '.join(METHODS)} or none"
+        )
+    return out
+
+
+class Attribution(Analysis[AttributionResult]):
+    """Captum channel importance of ``model.stages[stage]``'s output; weights never change.
 
     Args:
-        methods: names from :data:`METHODS`.
-        target: class per image (or one for all); default the predicted class.
-        n_steps: integration steps for integrated gradients / conductance.
-        perturbations_per_eval: channels ablated per forward pass (``ablation``).
-        eval_mode: evaluate in eval mode; module modes are restored afterwards.
+        model: the staged network.
+        stage: the stage whose output is attributed (0 .. num_stages-1).
+        eval_mode: evaluate in eval mode (the default); module modes are restored afterwards.
+
+    >>> res = Attribution(model, stage=2).compute(images, methods=["grad_x_act"])  # doctest: +SKIP
+    >>> res.channels["grad_x_act"].shape                                          # doctest: +SKIP
+    torch.Size([32])
     """
-    model.check_stage(stage)
-    methods = list(dict.fromkeys(methods))
-    bad = [m for m in methods if m not in METHODS]
-    if bad or not methods:
-        raise UserError(
-            f"unknown attribution method {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}"
-        )
-    layer = model.stages[stage]
-    out: dict[str, Tensor] = {}
-    seconds: dict[str, float] = {}
-    with frozen(model, eval_mode):
-        with torch.no_grad():
-            feat = model.run_stages(images, 0, stage + 1)
-            if target is None:
-                target = model.forward_from(feat, stage + 1).argmax(1)
-        target = torch.as_tensor(target, device=images.device).expand(images.shape[0]).clone()
-        for name in methods:
-            t0 = time.perf_counter()
-            attr = METHODS[name](
-                model,
-                layer,
-                images,
-                target,
-                n_steps=n_steps,
-                channels=feat.shape[1],
-                perturbations_per_eval=perturbations_per_eval,
-            )
-            out[name] = attr.detach().abs().double().mean(dim=(0, 2, 3)).float()
-            seconds[name] = time.perf_counter() - t0
-    return AttributionResult(stage, out, target.cpu(), seconds)
+
+    def __init__(self, model: StagedNet, stage: int, eval_mode: bool = True) -> None:
+        self.model = model
+        self.stage = model.check_stage(stage)
+        self.eval_mode = eval_mode
+
+    def compute(
+        self,
+        images: Tensor,
+        methods: str | Sequence[str] = DEFAULT_METHODS,
+        target: Tensor | int | None = None,
+        n_steps: int = 16,
+        perturbations_per_eval: int = 8,
+    ) -> AttributionResult:
+        """Attribute the target logit to the stage output on ``images`` (N, 3, H, W).
+
+        Args:
+            methods: names from :data:`METHODS` (a sequence or a comma list).
+            target: class per image (or one for all); default the predicted class.
+            n_steps: integration steps for integrated gradients / conductance.
+            perturbations_per_eval: channels ablated per forward pass (``ablation``).
+        """
+        methods = parse_methods(methods)
+        if not methods:
+            raise UserError(f"choose at least one attribution method from {', '.join(METHODS)}")
+        model, stage = self.model, self.stage
+        layer = model.stages[stage]
+        out: dict[str, Tensor] = {}
+        seconds: dict[str, float] = {}
+        with frozen(model, self.eval_mode):
+            with torch.no_grad():
+                feat = model.run_stages(images, 0, stage + 1)
+                if target is None:
+                    target = model.forward_from(feat, stage + 1).argmax(1)
+            target = torch.as_tensor(target, device=images.device).expand(images.shape[0]).clone()
+            for name in methods:
+                t0 = time.perf_counter()
+                attr = METHODS[name](
+                    model,
+                    layer,
+                    images,
+                    target,
+                    n_steps=n_steps,
+                    channels=feat.shape[1],
+                    perturbations_per_eval=perturbations_per_eval,
+                )
+                out[name] = attr.detach().abs().double().mean(dim=(0, 2, 3)).float()
+                seconds[name] = time.perf_counter() - t0
+        return AttributionResult(stage, out, target.cpu(), seconds)

@@ -26,121 +26,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fcfd_viz.analysis.fit_config import BridgeFit, FitConfig, FitInfo
 from fcfd_viz.bn import cumulative_running_stats, freeze, frozen
 from fcfd_viz.distill.bridges import make_bridges
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import StagedNet
-
-
-@dataclass
-class FitConfig:
-    """How post-hoc connectors are fitted (see the module docstring for the stopping rule)."""
-
-    max_epochs: int = 400
-    min_epochs: int = 10
-    lr: float = 1e-2
-    rel_tol: float = 1e-3
-    patience: int = 8
-    lr_drops: int = 1
-    batch_size: int = 64
-    weight_decay: float = 0.0
-    seed: int = 0
-    cache_mb: float = 2048.0
-
-    def validate(self) -> None:
-        if self.max_epochs < 1:
-            raise UserError(f"fit max_epochs must be >= 1, got {self.max_epochs}")
-        if self.lr <= 0 or not math.isfinite(self.lr):
-            raise UserError(f"fit lr must be > 0, got {self.lr}")
-        if self.patience < 1 or self.batch_size < 1 or self.lr_drops < 0 or self.rel_tol < 0:
-            raise UserError("fit patience and batch_size must be >= 1, lr_drops and rel_tol >= 0")
-
-
-@dataclass
-class BridgeFit:
-    """Convergence of one fitted bridge: the mean training MSE of every epoch."""
-
-    curve: list[float]
-    converged: bool  # stopped by the plateau rule (False: hit max_epochs)
-    lr_drop_epochs: list[int] = field(default_factory=list)  # 1-based epochs where lr fell
-
-    @property
-    def epochs(self) -> int:
-        return len(self.curve)
-
-    @property
-    def initial_loss(self) -> float:
-        return self.curve[0]
-
-    @property
-    def final_loss(self) -> float:
-        return self.curve[-1]
-
-    def to_dict(self) -> dict:
-        return {
-            "epochs": self.epochs,
-            "converged": self.converged,
-            "initial_loss": self.initial_loss,
-            "final_loss": self.final_loss,
-            "lr_drop_epochs": list(self.lr_drop_epochs),
-            "curve": list(self.curve),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> BridgeFit:
-        return cls(list(d["curve"]), bool(d["converged"]), list(d.get("lr_drop_epochs", [])))
-
-
-@dataclass
-class FitInfo:
-    """The fit of all connectors of one student, keyed ``"s2t/1"``, ``"t2s/1"`` ..."""
-
-    bridges: dict[str, BridgeFit]
-    num_images: int
-    cached: bool
-    seconds: float
-    config: FitConfig
-
-    @property
-    def epochs(self) -> int:
-        """Epochs of the longest-running bridge."""
-        return max(b.epochs for b in self.bridges.values())
-
-    @property
-    def converged(self) -> bool:
-        return all(b.converged for b in self.bridges.values())
-
-    def to_dict(self, curves: bool = True) -> dict:
-        out = {
-            "epochs": self.epochs,
-            "converged": self.converged,
-            "num_images": self.num_images,
-            "cached": self.cached,
-            "seconds": self.seconds,
-            "config": asdict(self.config),
-            "bridges": {k: b.to_dict() for k, b in self.bridges.items()},
-        }
-        if not curves:
-            for b in out["bridges"].values():
-                b.pop("curve")
-        return out
-
-    @classmethod
-    def from_dict(cls, d: dict) -> FitInfo:
-        """Inverse of ``to_dict(curves=True)`` (to keep a fit next to its saved bridges)."""
-        return cls(
-            {k: BridgeFit.from_dict(b) for k, b in d["bridges"].items()},
-            int(d["num_images"]),
-            bool(d["cached"]),
-            float(d["seconds"]),
-            FitConfig(**d["config"]),
-        )
 
 
 class _Plateau:
@@ -191,6 +86,7 @@ class _Features:
         self.teacher, self.student, self.loader, self.device = teacher, student, loader, device
         self.batch_size = cfg.batch_size
         self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.seed, self.passes = cfg.seed, 0
         per_image = sum(
             math.prod(s)
             for s in teacher.feature_shapes(input_shape) + student.feature_shapes(input_shape)
@@ -213,9 +109,14 @@ class _Features:
 
     @torch.no_grad()
     def _from_loader(self) -> Iterator[tuple[list[Tensor], list[Tensor]]]:
-        for batch in self.loader:
-            x = batch[0].to(self.device)
-            yield self.teacher.forward_features(x), self.student.forward_features(x)
+        # the training split's augmentation draws from torch's global generator: seed it for
+        # the pass (and give the caller's state back), so a fit is a function of cfg.seed
+        self.passes += 1
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 100_003 + self.passes)
+            for batch in self.loader:
+                x = batch[0].to(self.device)
+                yield self.teacher.forward_features(x), self.student.forward_features(x)
 
     def epoch(self, shuffle: bool = True) -> Iterator[tuple[list[Tensor], list[Tensor]]]:
         if not self.cached:

@@ -41,31 +41,18 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from fcfd_viz.analysis.connectors import FitConfig, FitInfo, fit_connectors
-from fcfd_viz.analysis.gap_models import (
-    Bridges,
-    check_pair,
-)
-from fcfd_viz.analysis.gap_result import (
-    BN_REGIMES,
-    FITTED,
-    OWN,
-    GapEntry,
-    GapResult,
-)
+from fcfd_viz.analysis.base import Analysis
+from fcfd_viz.analysis.connectors import fit_connectors
+from fcfd_viz.analysis.fit_config import FitConfig, FitInfo
+from fcfd_viz.analysis.gap_models import Bridges, check_pair
+from fcfd_viz.analysis.gap_result import FITTED, OWN, GapEntry, GapResult, check_regime
 from fcfd_viz.bn import bn_regime, frozen
 from fcfd_viz.distill.paths import MixedPath
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import StagedNet
 
 
-def check_regime(bn: str) -> str:
-    if bn not in BN_REGIMES:
-        raise UserError(f"unknown BN regime {bn!r}; choose eval or batch")
-    return bn
-
-
-class FunctionalGap:
+class FunctionalGap(Analysis[GapResult]):
     """Appearance vs functional gap of ``students`` against ``teacher`` (weights never change).
 
     Args:

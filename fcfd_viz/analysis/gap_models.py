@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from torch import nn
 
-from fcfd_viz.analysis.connectors import FitConfig
+from fcfd_viz.analysis.fit_config import FitConfig
 from fcfd_viz.errors import UserError
 from fcfd_viz.models import legacy
 from fcfd_viz.models.base import StagedNet

@@ -4,12 +4,13 @@ their JSON form, and a one-line plain-English reading. No computation lives here
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from torch import Tensor
 
-from fcfd_viz.analysis.connectors import FitInfo
+from fcfd_viz.analysis.base import Result, finite, to_tensor
+from fcfd_viz.analysis.fit_config import FitInfo
+from fcfd_viz.errors import UserError
 
 BN_REGIMES = {
     "eval": "eval-mode BN (running statistics)",
@@ -18,8 +19,11 @@ BN_REGIMES = {
 OWN, FITTED = "own bridges", "fitted"
 
 
-def _num(v: float) -> float | None:
-    return v if math.isfinite(v) else None
+def check_regime(bn: str) -> str:
+    """``bn`` when it names a BN regime of :data:`BN_REGIMES`, else a one-line error."""
+    if bn not in BN_REGIMES:
+        raise UserError(f"unknown BN regime {bn!r}; choose eval or batch")
+    return bn
 
 
 @dataclass
@@ -43,7 +47,7 @@ class GapEntry:
 
 
 @dataclass
-class GapResult:
+class GapResult(Result):
     """The functional gap of several students against one teacher, in one BN regime."""
 
     bn: str
@@ -61,10 +65,11 @@ class GapResult:
     def to_dict(self, curves: bool = True) -> dict:
         """JSON-ready: ``students[name]`` holds ``appearance`` / ``functional`` / ``reverse``
         as ``{stage: value}`` (``reverse`` null where no t2s bridge), ``path_accuracy``,
-        ``accuracy`` and ``fit`` (null for own bridges)."""
+        ``accuracy`` and ``fit`` (null for own bridges). Lossless with ``curves`` (the
+        default, what :meth:`from_dict` reads)."""
 
         def per_stage(t: Tensor) -> dict[str, float | None]:
-            return {str(k): _num(float(v)) for k, v in zip(self.stages, t.tolist())}
+            return {str(k): finite(float(v)) for k, v in zip(self.stages, t.tolist())}
 
         return {
             "bn": self.bn,
@@ -90,10 +95,42 @@ class GapResult:
             },
         }
 
+    @classmethod
+    def from_dict(cls, d: dict) -> GapResult:
+        """Rebuild from :meth:`to_dict`; per-stage values come back as float64 tensors (NaN
+        where ``reverse`` has no bridge)."""
+        stages = [int(k) for k in d["stages"]]
 
-def gap_reading(result: GapResult | Mapping) -> str:
+        def per_stage(values: dict) -> Tensor:
+            return to_tensor([values.get(str(k)) for k in stages])
+
+        entries = {
+            name: GapEntry(
+                e["student"],
+                e["bridges"],
+                e.get("method"),
+                per_stage(e["appearance"]),
+                per_stage(e["functional"]),
+                per_stage(e["reverse"]),
+                dict(e["path_accuracy"]),
+                FitInfo.from_dict(e["fit"]) if e.get("fit") is not None else None,
+            )
+            for name, e in d["students"].items()
+        }
+        return cls(
+            d["bn"],
+            stages,
+            int(d["num_images"]),
+            d.get("batch_size"),
+            float(d["teacher_accuracy"]),
+            entries,
+            float(d.get("seconds") or 0.0),
+        )
+
+
+def gap_reading(result: GapResult) -> str:
     """One plain-English line: who has the smallest functional gap, and does L2 agree?"""
-    d = result if isinstance(result, Mapping) else result.to_dict(curves=False)
+    d = result.to_dict(curves=False)
     students = d["students"]
     stages = [str(k) for k in d["stages"]]
     if not students or not stages:

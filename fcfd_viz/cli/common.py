@@ -81,6 +81,15 @@ def train_config(args: argparse.Namespace, base: TrainConfig | None = None) -> T
     return cfg
 
 
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    """``--json``, ``--html OUT`` and ``--no-progress``: how an analysis command reports."""
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--html", default=None, metavar="OUT", help="write the figures into one HTML file"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def print_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=2, sort_keys=True, default=str)
     sys.stdout.write("\n")
@@ -101,3 +110,31 @@ def print_summary(summary: dict, out) -> None:
         f"{what}: {state}test top-1 {summary['top1']:.2f}% (best {summary['best_top1']:.2f}%) "
         f"in {summary['seconds']:.0f} s -> {out}"
     )
+
+
+def report_out(args: argparse.Namespace, out: dict, figures, title: str, text) -> int:
+    """Write ``figures()`` to ``--html`` (titled ``title``), then print ``out`` as JSON
+    (``--json``) or ``text(out, html)``; the exit code 0."""
+    if args.html:
+        write_html(args.html, figures(), title)
+    if args.json:
+        print_json(out)
+    else:
+        text(out, args.html)
+    return 0
+
+
+def write_html(path: str, figures: list, title: str) -> None:
+    """The figures in one self-contained HTML file, written atomically (``--html OUT``)."""
+    from pathlib import Path
+
+    from fcfd_viz import viz
+    from fcfd_viz.errors import UserError
+    from fcfd_viz.fsio import atomic_write
+
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, viz.figures_to_html(figures, title))
+    except OSError as e:
+        raise UserError(f"cannot write {target}: {e.strerror or e}") from None

@@ -73,8 +73,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint
     from fcfd_viz.data import DataConfig, make_loaders
-    from fcfd_viz.runtime import resolve_device
-    from fcfd_viz.train import evaluate
+    from fcfd_viz.runtime import evaluate, resolve_device
 
     ckpt = load_checkpoint(args.ckpt)
     net = model_from_checkpoint(ckpt, expect_arch=args.arch)

@@ -273,6 +273,26 @@ def test_result_summaries_and_json():
     assert again.channel_sensitivity is None and again.to_dict()["anisotropy_ratio"] is None
 
 
+def test_result_round_trip():
+    net = models.create("resnet8", num_classes=10).eval()
+    x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    res = Anisotropy(net, 2).compute(x, n_random=5, k_jacobian=2, mode="exact")
+    d = json.loads(json.dumps(res.to_dict(), allow_nan=False))
+    again = AnisotropyResult.from_dict(d)
+    assert again.to_dict() == res.to_dict()  # summaries recomputed from the rebuilt tensors
+    assert (again.stage, again.mode, again.feature_shape) == (2, "exact", res.feature_shape)
+    assert again.jacobian_rank == res.jacobian_rank and again.num_images == 3
+    for name in ("feature_norm", "eps_abs", "channel_per_image", "jacobian_bottom_values"):
+        t = getattr(again, name)
+        assert torch.is_tensor(t) and t.shape == getattr(res, name).shape, name
+        torch.testing.assert_close(t, getattr(res, name).double(), rtol=0, atol=0)
+    assert set(again.families) == {"channel", "random", "jacobian top", "jacobian bottom"}
+    summary = res.to_dict(per_image=False)
+    assert "per_image" not in summary and summary["anisotropy_ratio"] == d["anisotropy_ratio"]
+    with pytest.raises(UserError, match="summary"):
+        AnisotropyResult.from_dict(summary)
+
+
 def test_zero_sensitivity_channel_gives_infinite_ratio_and_null_json():
     net, _, hw = linear_net(S, channels=6)
     with torch.no_grad():

@@ -1,4 +1,5 @@
-"""Captum channel attributions at a stage and the Spearman rank correlation."""
+"""Captum channel attributions at a stage (``Attribution``), their result's round trip, and
+the Spearman rank correlation."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import torch
 from torch import nn
 
 from fcfd_viz import models
-from fcfd_viz.analysis import AttributionResult, attribute_channels, spearman
-from fcfd_viz.analysis.attribution import METHODS
+from fcfd_viz.analysis import Attribution, AttributionResult, spearman
+from fcfd_viz.analysis.attribution import METHODS, parse_methods
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import Head, StagedNet
 
@@ -42,7 +43,9 @@ def test_every_method_gives_one_value_per_channel():
     x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     before = {k: v.clone() for k, v in net.state_dict().items()}
     net.train()
-    res = attribute_channels(net, 2, x, methods=tuple(METHODS), n_steps=4, perturbations_per_eval=5)
+    res = Attribution(net, 2).compute(
+        x, methods=tuple(METHODS), n_steps=4, perturbations_per_eval=5
+    )
     assert isinstance(res, AttributionResult) and res.methods == list(METHODS)
     for name, v in res.channels.items():
         assert v.shape == (32,), name
@@ -53,6 +56,11 @@ def test_every_method_gives_one_value_per_channel():
     assert all(p.grad is None for p in net.parameters())
     d = json.loads(json.dumps(res.to_dict()))
     assert set(d["channels"]) == set(METHODS) and len(d["channels"]["ablation"]) == 32
+    again = AttributionResult.from_dict(d)  # the round trip: tensors back, same dict
+    assert again.to_dict() == res.to_dict() and again.methods == res.methods
+    assert again.target.dtype == torch.long and torch.equal(again.target, res.target)
+    for name, v in res.channels.items():
+        assert torch.is_tensor(again.channels[name]) and torch.equal(again.channels[name], v)
 
 
 def test_known_importance_on_a_linear_head():
@@ -70,7 +78,7 @@ def test_known_importance_on_a_linear_head():
         head.fc.bias.zero_()
     net = StagedNet([nn.Identity(), Scale()], head, arch="toy", num_classes=2)
     x = torch.rand(4, 5, 3, 3) + 0.5  # positive, so |mean| = mean |.|
-    res = attribute_channels(net, 1, x, target=0, perturbations_per_eval=2)
+    res = Attribution(net, 1).compute(x, target=0, perturbations_per_eval=2)
     expect = weight[0].abs() * scale * x.mean(dim=(0, 2, 3))  # |w_c| * mean activation
     # gradient methods share the effect among the 9 positions; ablation gives every position
     # of the group the whole group's effect
@@ -85,7 +93,7 @@ def test_known_importance_on_a_linear_head():
 def test_default_target_is_the_prediction():
     net = models.create("resnet8", num_classes=10).eval()
     x = torch.randn(4, 3, 16, 16)
-    res = attribute_channels(net, 3, x, methods=("grad_x_act",))
+    res = Attribution(net, 3).compute(x, methods="grad_x_act")
     with torch.no_grad():
         assert res.target.tolist() == net(x).argmax(1).tolist()
 
@@ -94,6 +102,17 @@ def test_errors():
     net = models.create("resnet8", num_classes=10)
     x = torch.randn(2, 3, 16, 16)
     with pytest.raises(UserError, match="stage"):
-        attribute_channels(net, 4, x)
+        Attribution(net, 4)
     with pytest.raises(UserError, match="saliency"):
-        attribute_channels(net, 1, x, methods=("saliency",))
+        Attribution(net, 1).compute(x, methods=("saliency",))
+    with pytest.raises(UserError, match="at least one"):
+        Attribution(net, 1).compute(x, methods="none")
+    with pytest.raises(UserError, match="without 'target'"):  # a summary is not a result
+        AttributionResult.from_dict({"stage": 1, "channels": {}})
+
+
+def test_parse_methods():
+    assert parse_methods("grad_x_act, Ablation,grad_x_act") == ["grad_x_act", "ablation"]
+    assert parse_methods("none") == parse_methods("") == parse_methods([]) == []
+    with pytest.raises(UserError, match="lime.*or none"):
+        parse_methods(["grad_x_act", "lime"])

@@ -21,7 +21,7 @@ from fcfd_viz.analysis import (
     gap_reading,
     load_students,
 )
-from fcfd_viz.analysis.connectors import _Plateau, new_bridges
+from fcfd_viz.analysis.connectors import _Plateau, fit_connectors, new_bridges
 from fcfd_viz.checkpoints import save_checkpoint
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import StagedNet
@@ -79,7 +79,8 @@ def test_identical_student_with_identity_bridges_has_no_gap(teacher, data):
     res = gap.compute(loader(data), bn="eval", fit=False)
     assert isinstance(res, GapResult) and res.stages == [1, 2, 3] and res.num_images == 40
     assert res.teacher_accuracy == pytest.approx(75.0)
-    e = res.entries["fcfd (own bridges)"]
+    e_name = "fcfd (own bridges)"
+    e = res.entries[e_name]
     assert e.bridges == "own bridges" and e.fit is None
     assert float(e.appearance.max()) < 1e-8
     assert float(e.functional.max()) < 1e-8
@@ -90,6 +91,9 @@ def test_identical_student_with_identity_bridges_has_no_gap(teacher, data):
     s = d["students"]["fcfd (own bridges)"]
     assert set(s["appearance"]) == set(s["functional"]) == {"1", "2", "3"}
     assert s["reverse"]["3"] is None and d["bn"] == "eval" and "running" in d["bn_label"]
+    back = GapResult.from_dict(d)  # reverse comes back NaN where no t2s bridge exists
+    assert back.to_dict() == res.to_dict() and math.isnan(float(back.entries[e_name].reverse[2]))
+    assert back.entries[e_name].method is None  # no methods given
 
 
 def test_functional_gap_is_a_kl_that_grows_with_perturbation(teacher, data):
@@ -155,6 +159,12 @@ def test_fit_reaches_the_reachable_optimum_and_stops_on_plateau(teacher, data):
     assert all(float(a) < 0.05 * s for a, s in zip(e.appearance, scale))
     assert float(e.functional.max()) < 0.05
     assert res.to_dict()["students"]["kd (fitted)"]["fit"]["converged"] is True
+    # the result's round trip: per-stage tensors and the fit record come back
+    back = GapResult.from_dict(json.loads(json.dumps(res.to_dict(), allow_nan=False)))
+    assert back.to_dict() == res.to_dict() and back.entries["kd (fitted)"].fit == fit
+    assert torch.equal(back.entries["kd (fitted)"].appearance, e.appearance)
+    with pytest.raises(KeyError):  # without the curves a fit cannot be rebuilt
+        GapResult.from_dict(res.to_dict(curves=False))
     # a second measurement reuses the fit (same config): no refit, same bridges
     again = gap.compute(loader(data), loader(data, 10), fit=cfg)
     assert again.entries["kd (fitted)"].fit is fit
@@ -166,6 +176,40 @@ def test_fit_reaches_the_reachable_optimum_and_stops_on_plateau(teacher, data):
     other.set_fitted("kd", s2t, t2s, restored)
     same = other.compute(loader(data), loader(data, 10), fit=cfg).entries["kd (fitted)"]
     assert same.fit is restored and torch.equal(same.functional, e.functional)
+
+
+class Jittered(torch.utils.data.Dataset):
+    """Images with random noise added on every read: augmentation drawing from torch's global
+    generator, as torchvision's random crops and flips do."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i] + 0.3 * torch.randn(self.x[i].shape), self.y[i]
+
+
+@pytest.mark.parametrize("cache_mb", [2048.0, 0.0])  # features cached once / recomputed
+def test_fit_is_a_function_of_its_seed_under_augmentation(teacher, data, cache_mb):
+    student = models.create("resnet8_w025", num_classes=10).eval()
+    jittered = DataLoader(Jittered(*data), batch_size=20)
+    cfg = FitConfig(max_epochs=3, min_epochs=1, seed=4, cache_mb=cache_mb)
+    curves = []
+    for global_seed in (0, 1):  # whatever state the caller's generator is in
+        torch.manual_seed(global_seed)
+        *_, info = fit_connectors(teacher, student, jittered, SHAPE, cfg)
+        curves.append({k: b.curve for k, b in info.bridges.items()})
+        after = torch.rand(())
+        torch.manual_seed(global_seed)
+        assert torch.equal(after, torch.rand(())), "the fit consumed the caller's generator"
+    assert curves[0] == curves[1]
+    *_, other = fit_connectors(
+        teacher, student, jittered, SHAPE, FitConfig(**{**cfg.__dict__, "seed": 5})
+    )
+    assert {k: b.curve for k, b in other.bridges.items()} != curves[0]
 
 
 def test_bn_regimes_differ_and_teacher_buffers_stay(teacher, data):
@@ -258,7 +302,9 @@ def test_load_students(ckpts):
     assert loaded.info["input_shape"] == list(SHAPE) and loaded.info["dataset"] == "digits"
     assert loaded.info["students"]["kd"]["method"] == "kd"
     gap = FunctionalGap(teacher, students, bridges, SHAPE)
-    assert set(gap.own) == {"fcfd"}
+    assert set(gap.own) == {"fcfd"} and not hasattr(students["kd"], "gap_method")
+    methods = {k: v["method"] for k, v in loaded.info["students"].items()}
+    assert methods == {"fcfd": "fcfd", "fitnet": "fitnet", "kd": "kd"}
     # duplicates get the seed; explicit labels win
     _, two, _ = load_students([ckpts["kd"], ckpts["kd"]], ckpts["teacher"], labels=["a", "b"])
     assert list(two) == ["a", "b"]
@@ -273,18 +319,23 @@ def test_reading_and_figures(teacher, data):
     ba = identity_bridges(teacher, b)
     with torch.no_grad():
         ba[0]["2"][1].bias.add_(0.5)
-    gap = FunctionalGap(
-        teacher, {"fcfd": a, "kd": b}, {"fcfd": identity_bridges(teacher, a), "kd": ba}, SHAPE
-    )
+    bridges = {"a": identity_bridges(teacher, a), "b": ba}
+    methods = {"a": "fcfd", "b": "kd"}  # the entries' methods give the colours
+    gap = FunctionalGap(teacher, {"a": a, "b": b}, bridges, SHAPE, methods=methods)
     res = gap.compute(loader(data), fit=False)
+    assert [e.method for e in res.entries.values()] == ["fcfd", "kd"]
     line = gap_reading(res)
-    assert "fcfd (own bridges) has the smallest functional gap" in line and "\n" not in line
-    assert gap_reading(res.to_dict()) == line
+    assert "a (own bridges) has the smallest functional gap" in line and "\n" not in line
+    assert gap_reading(GapResult.from_dict(res.to_dict())) == line
     fig = viz.gap_figure(res)
     assert len(fig.data) == 4 and {t.marker.color for t in fig.data} == {
         viz.METHOD_COLORS["fcfd"],
         viz.METHOD_COLORS["kd"],
     }
-    heat = viz.path_accuracy_figure(res.to_dict())
+    assert [f.layout.title.text.split()[0] for f in viz.gap_figures(res)] == [
+        "Appearance",
+        "Mixed-path",
+    ]
+    heat = viz.path_accuracy_figure(res)
     assert list(heat.data[0].x)[0] == "SSSS" and list(heat.data[0].x)[-1] == "TTTT"
-    assert list(heat.data[0].y) == ["fcfd (own bridges)", "kd (own bridges)"]
+    assert list(heat.data[0].y) == ["a (own bridges)", "b (own bridges)"]

@@ -76,6 +76,31 @@ def test_sensitivity_widgets_change_the_figures(app_env):
     assert not rerun(at).error and len(specs(at)) == 3  # no Jacobian: its chart is gone
 
 
+def test_sensitivity_eps_change_recomputes_only_the_probe(app_env, monkeypatch):
+    # the spectrum and the attribution depend on neither eps nor the mode: cached apart
+    from fcfd_viz.analysis import attribution
+    from fcfd_viz.analysis.reports import probe
+
+    calls = {"probe": 0, "spectrum": 0, "attribution": 0}
+
+    def counting(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(probe, "probe_report", counting("probe", probe.probe_report))
+    monkeypatch.setattr(probe, "jacobian_spectrum", counting("spectrum", probe.jacobian_spectrum))
+    compute = counting("attribution", attribution.Attribution.compute)
+    monkeypatch.setattr(attribution.Attribution, "compute", compute)
+    at = open_page(SENS)
+    at.number_input(key="sens_eps").set_value(0.0731)  # a value no other test probes
+    before = dict(calls)
+    assert len(specs(rerun(at))) == 4
+    assert calls == {**before, "probe": before["probe"] + 1}
+
+
 def test_sensitivity_reports_a_corrupt_checkpoint(runs_copy, monkeypatch):
     monkeypatch.setenv("FCFD_RUNS_DIR", str(runs_copy))
     (runs_copy / "defaults" / "ce" / "best.pt").write_bytes(b"not a checkpoint")
@@ -177,6 +202,12 @@ def test_distill_launches_a_background_run(runs_copy, monkeypatch):
 def test_every_page_loads(app_env, page):
     at = open_page(page)
     assert at.title and not at.error
+
+
+def test_pages_use_the_library_not_the_cli():
+    for page in (Path(APP).parent / "pages").glob("*.py"):
+        assert "fcfd_viz.cli" not in page.read_text(), page.name
+    assert "fcfd_viz.cli" not in (Path(APP).parent / "state.py").read_text()
 
 
 def test_home_page_modules_do_not_import_torch():

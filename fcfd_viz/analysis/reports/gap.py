@@ -1,0 +1,146 @@
+"""The gap report: what ``fcfd gap`` prints and the Functional-gap page shows.
+
+:func:`gap_inputs` loads a teacher and students from checkpoints into a bound
+:class:`~fcfd_viz.analysis.FunctionalGap` with its data loaders; :func:`gap_report` measures
+them in one BN regime and returns a :class:`GapReport` (the result, where it came from and a
+one-line reading). Students measured apart (the app caches each on its own) are joined with
+:func:`merge_gap_reports`.
+
+>>> inputs = gap_inputs(["runs/kd", "runs/fcfd"], teacher="runs/teacher")  # doctest: +SKIP
+>>> report = gap_report(inputs, bn="eval", fit=FitConfig(max_epochs=100))  # doctest: +SKIP
+>>> report.reading, report.to_dict()["students"]["kd (fitted)"]["functional"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from fcfd_viz.analysis.base import Result
+from fcfd_viz.analysis.fit_config import FitConfig, FitInfo
+from fcfd_viz.analysis.gap import FunctionalGap
+from fcfd_viz.analysis.gap_models import gap_loaders, load_students
+from fcfd_viz.analysis.gap_result import GapResult, gap_reading
+from fcfd_viz.errors import UserError
+
+INPUT_KEYS = ("path", "method", "dataset", "seed")  # what a report keeps of each student
+
+
+@dataclass
+class GapReport(Result):
+    """A :class:`GapResult` with its teacher, dataset, input shape and students' sources."""
+
+    result: GapResult
+    teacher: str
+    dataset: str | None
+    input_shape: list[int]
+    inputs: dict[str, dict]  # student label -> path, method, dataset, seed
+
+    @property
+    def reading(self) -> str:
+        """One plain-English line (:func:`~fcfd_viz.analysis.gap_reading`)."""
+        return gap_reading(self.result)
+
+    def to_dict(self, curves: bool = True) -> dict:
+        """The keys of ``fcfd gap --json``: :meth:`GapResult.to_dict`'s plus ``teacher``,
+        ``dataset``, ``input_shape``, ``reading`` and ``inputs``."""
+        return {
+            **self.result.to_dict(curves),
+            "teacher": self.teacher,
+            "dataset": self.dataset,
+            "input_shape": list(self.input_shape),
+            "reading": self.reading,
+            "inputs": {k: dict(v) for k, v in self.inputs.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GapReport:
+        inputs = {k: dict(v) for k, v in d["inputs"].items()}
+        shape = list(d["input_shape"])
+        return cls(GapResult.from_dict(d), d["teacher"], d.get("dataset"), shape, inputs)
+
+
+@dataclass
+class GapInputs:
+    """What a gap report measures: the bound analysis, its loaders and the models' metadata
+    (:func:`~fcfd_viz.analysis.load_students`'s ``info``)."""
+
+    gap: FunctionalGap
+    test_loader: object
+    train_loaders: dict[str, object]
+    info: dict
+
+    def to(self, device) -> GapInputs:
+        """Move the teacher, the students and their own bridges to ``device``."""
+        for net in (self.gap.teacher, *self.gap.students.values()):
+            net.to(device)
+        for bridges in self.gap.own.values():
+            for b in bridges:
+                if b is not None:
+                    b.to(device)
+        return self
+
+    def fit(self, config: FitConfig, progress: bool = False) -> dict[str, FitInfo]:
+        """Fit every student's connectors now (a later report with ``config`` reuses them)."""
+        return self.gap.fit(self.train_loaders, config=config, progress=progress)
+
+
+def gap_inputs(
+    students: Sequence[str | Path],
+    teacher: str | Path | None = None,
+    labels: Sequence[str] | None = None,
+    fit_data: str = "full",
+    data_dir: str | None = None,
+    batch_size: int = 256,
+) -> GapInputs:
+    """Teacher and students from checkpoints (files or run directories), bound in a
+    :class:`FunctionalGap` with each student's method, and the loaders of
+    :func:`~fcfd_viz.analysis.gap_models.gap_loaders` (``fit_data``: ``"full"`` training
+    split or each ``"student"``'s own subset)."""
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {batch_size}")
+    loaded = load_students(students, teacher, labels)
+    shape = loaded.info["input_shape"]
+    gap = FunctionalGap(
+        loaded.teacher, loaded.students, loaded.bridges, shape, methods=loaded.methods
+    )
+    test_loader, train_loaders = gap_loaders(loaded, fit_data, data_dir, batch_size)
+    return GapInputs(gap, test_loader, train_loaders, loaded.info)
+
+
+def gap_report(
+    inputs: GapInputs,
+    bn: str = "eval",
+    fit: FitConfig | bool | None = None,
+    progress: bool = False,
+) -> GapReport:
+    """Measure ``inputs`` in BN regime ``bn``; ``fit`` as in :meth:`FunctionalGap.compute`
+    (False: only students with their own bridges, nothing fitted)."""
+    train = None if fit is False else inputs.train_loaders
+    res = inputs.gap.compute(inputs.test_loader, train, bn=bn, fit=fit, progress=progress)
+    info = inputs.info
+    sources = {k: {f: v.get(f) for f in INPUT_KEYS} for k, v in info["students"].items()}
+    return GapReport(res, info["teacher"], info["dataset"], list(info["input_shape"]), sources)
+
+
+def merge_gap_reports(reports: Sequence[GapReport]) -> GapReport:
+    """One report of students measured apart against the same teacher, regime and test
+    batches: their entries side by side (in the given order), the seconds summed."""
+    if not reports:
+        raise UserError("no gap reports to merge")
+
+    def setting(r: GapReport) -> tuple:
+        res = r.result
+        return r.teacher, res.bn, res.stages, res.num_images, res.batch_size
+
+    first = reports[0]
+    if any(setting(r) != setting(first) for r in reports[1:]):
+        raise UserError(
+            "gap reports of different teachers, BN regimes or test batches cannot be merged"
+        )
+    entries = {k: e for r in reports for k, e in r.result.entries.items()}
+    seconds = sum(r.result.seconds for r in reports)
+    result = replace(first.result, entries=entries, seconds=seconds)
+    inputs = {k: v for r in reports for k, v in r.inputs.items()}
+    return replace(first, result=result, inputs=inputs)

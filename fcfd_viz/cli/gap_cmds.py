@@ -1,0 +1,123 @@
+"""``fcfd gap``: appearance vs functional gap of students against their teacher (argument
+parsing and printing; the work is :func:`~fcfd_viz.analysis.reports.gap.gap_report`).
+
+``fcfd gap --json`` prints :meth:`GapReport.to_dict() <fcfd_viz.analysis.GapReport.to_dict>`:
+``bn``, ``bn_label``, ``stages``, ``num_images``, ``batch_size``, ``teacher_accuracy``,
+``seconds`` and ``students``: {entry: {``student``, ``bridges`` ("own bridges" | "fitted"),
+``method``, ``appearance``, ``functional``, ``reverse`` ({stage: value}, reverse null without
+a t2s bridge), ``path_accuracy`` ({path: top-1 %}), ``accuracy``, ``fit`` (convergence, null
+for own bridges)}}; plus ``teacher``, ``dataset``, ``input_shape``, ``inputs`` (per student
+label: path, method, dataset, seed) and ``reading`` (one plain-English line).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fcfd_viz.cli.common import add_output_args, report_out
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``fcfd gap``."""
+    p = sub.add_parser("gap", help="appearance vs functional gap of students against their teacher")
+    p.add_argument(
+        "--teacher",
+        default=None,
+        help="teacher checkpoint (default: the one the students recorded)",
+    )
+    p.add_argument(
+        "--student",
+        action="append",
+        required=True,
+        metavar="CKPT",
+        help="student checkpoint or run directory (repeat for several)",
+    )
+    p.add_argument(
+        "--label", action="append", default=None, help="a label per --student (default: its method)"
+    )
+    p.add_argument(
+        "--bn",
+        choices=["eval", "batch"],
+        default="eval",
+        help="teacher BN regime: eval (running statistics) or batch (batch statistics)",
+    )
+    p.add_argument(
+        "--fit-max-epochs",
+        type=int,
+        default=None,
+        help="cap on post-hoc connector fitting epochs (default 400; the fit stops earlier on a plateau)",
+    )
+    p.add_argument(
+        "--fit-lr", type=float, default=None, help="Adam learning rate of the fit (default 0.01)"
+    )
+    p.add_argument(
+        "--fit-data",
+        choices=["full", "student"],
+        default="full",
+        help="fit connectors on the dataset's whole training split (default) or on each "
+        "student's own training subset",
+    )
+    p.add_argument(
+        "--no-fit", action="store_true", help="only students with their own bridges, no fitting"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=256,
+        help="test batch size (batch statistics depend on it)",
+    )
+    p.add_argument("--data-dir", default=None, help="folder with CIFAR / ImageNet data")
+    p.add_argument("--seed", type=int, default=0, help="seeds the connectors' initialisation")
+    add_output_args(p)
+    p.set_defaults(func=cmd_gap)
+
+
+def cmd_gap(args: argparse.Namespace) -> int:
+    from fcfd_viz import viz
+    from fcfd_viz.analysis.fit_config import FitConfig
+    from fcfd_viz.analysis.reports.gap import gap_inputs, gap_report
+
+    knobs = {"max_epochs": args.fit_max_epochs, "lr": args.fit_lr}
+    fit = (
+        False
+        if args.no_fit
+        else FitConfig(seed=args.seed, **{k: v for k, v in knobs.items() if v is not None})
+    )
+    if fit:
+        fit.validate()
+    inputs = gap_inputs(
+        args.student, args.teacher, args.label, args.fit_data, args.data_dir, args.batch_size
+    )
+    progress = not args.no_progress and not args.json
+    report = gap_report(inputs, bn=args.bn, fit=fit, progress=progress)
+    out = report.to_dict()
+    title = f"fcfd gap: {Path(out['teacher']).parent.name or out['teacher']} ({out['bn']} BN)"
+    return report_out(args, out, lambda: viz.gap_figures(report.result), title, _print_gap)
+
+
+def _print_gap(out: dict, html: str | None) -> None:
+    print(
+        f"teacher {out['teacher']} ({out['dataset']}, {out['num_images']} test images, top-1 "
+        f"{out['teacher_accuracy']:.2f}%), tail in {out['bn_label']}"
+    )
+    for name, e in out["students"].items():
+        print(f"  {name}: top-1 {e['accuracy']:.2f}%")
+        for k in map(str, out["stages"]):
+            rev = e["reverse"][k]
+            print(
+                f"    stage {k}: appearance {e['appearance'][k]:.4g}  functional KL {e['functional'][k]:.4g}"
+                + ("" if rev is None else f"  reverse KL {rev:.4g}")
+            )
+        paths = {p: a for p, a in e["path_accuracy"].items() if len(set(p)) > 1}
+        print("    mixed paths: " + ", ".join(f"{p} {a:.1f}%" for p, a in paths.items()))
+        if e["fit"]:
+            f = e["fit"]
+            print(
+                f"    fit: {f['epochs']} epochs max over bridges, {'converged' if f['converged'] else 'hit the cap'}, "
+                f"final MSE "
+                + ", ".join(f"{b} {v['final_loss']:.3g}" for b, v in f["bridges"].items())
+            )
+    print(out["reading"])
+    if html:
+        print(f"  figures -> {html}")
