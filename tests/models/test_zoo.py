@@ -93,6 +93,7 @@ PAIRS = [
     ("resnet50", "mobilenetv2"),
     ("tv_resnet34", "tv_resnet18"),
     ("tv_resnet50", "mobilenet_v1"),
+    ("tv_convnext_tiny", "tv_mobilenet_v3_small"),  # heads of their own (LayerNorm, MLP)
 ]
 
 
