@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from fcfd_viz import jobs
+from fcfd_viz import jobs, plugins
 from fcfd_viz.checkpoints import checkpoint_file, load_checkpoint, model_from_checkpoint
 from fcfd_viz.defaults import default_paths
 from fcfd_viz.errors import UserError
@@ -32,6 +32,19 @@ if TYPE_CHECKING:
     from fcfd_viz.analysis.attribution import AttributionResult
     from fcfd_viz.analysis.reports.gap import GapReport
     from fcfd_viz.analysis.reports.probe import ProbeReport
+
+
+def _load_plugins() -> str | None:
+    """Import the user's model modules as the CLI does ($FCFD_IMPORT, which ``fcfd --import M
+    app`` sets, and entry points), once per server; the error line when one fails."""
+    try:
+        plugins.load_plugins()
+    except UserError as e:
+        return str(e)
+    return None
+
+
+PLUGIN_ERROR = _load_plugins()
 
 
 def _cli_runs_dir() -> str | None:
@@ -51,6 +64,8 @@ def runs_dir() -> Path:
 def sidebar() -> Path:
     """The sidebar every page shares: the runs folder and how many runs are active."""
     root = runs_dir()
+    if PLUGIN_ERROR:
+        st.error(PLUGIN_ERROR)
     with st.sidebar:
         st.text_input("Runs folder", key="runs_dir", help="env FCFD_RUNS_DIR or --runs-dir")
         if not root.is_dir():

@@ -39,6 +39,7 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     method_kwargs: dict = field(default_factory=dict)  # knobs set; the rest take defaults
+    weights: str | None = None  # the student's pretrained weights (tv_* archs), e.g. IMAGENET1K_V1
 
     def to_dict(self, distiller=None) -> dict:
         """config.json: ``method`` (the name) and ``method_config`` (every knob, resolved by
@@ -62,6 +63,7 @@ class ExperimentConfig:
             data=DataConfig(**d["data"]),
             train=TrainConfig(**d["train"]),
             method_kwargs=knobs,
+            weights=d.get("weights"),
         )
 
 
@@ -94,7 +96,7 @@ def build_distiller(cfg: ExperimentConfig):
         check_compatible(ckpt, cfg.data)
         teacher = model_from_checkpoint(ckpt)
     seed_everything(cfg.train.seed)
-    student = models.create(cfg.student, num_classes=info.num_classes)
+    student = models.create(cfg.student, num_classes=info.num_classes, weights=cfg.weights)
     return distill.create(
         cfg.method, student, teacher, input_shape=info.input_shape, **cfg.method_kwargs
     )

@@ -58,3 +58,72 @@ def digits_teacher(tmp_path_factory) -> Path:
     with threads(1):
         run_experiment(cfg, out, progress=False)
     return out
+
+
+TINY_MODEL_MODULE = """
+from torch import nn
+
+from fcfd_viz import models
+
+
+@models.register("{arch}")
+def build(num_classes=10):
+    stages = [
+        nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()),
+        nn.Sequential(nn.Conv2d(4, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU()),
+    ]
+    return models.from_stages(stages, num_classes, 8, arch="{arch}")
+"""
+
+
+@pytest.fixture
+def model_module(tmp_path, monkeypatch):
+    """``write(module, arch)``: a module of the user's in a folder on sys.path and PYTHONPATH
+    (``write.folder``) registering a tiny 2-stage ``arch`` (or holding ``source``). The
+    architectures registered and the modules imported from that folder go away afterwards."""
+    import os
+    import sys
+
+    from fcfd_viz.models import registry
+
+    folder = tmp_path / "user_modules"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])
+    )
+    before = dict(registry._REGISTRY)
+
+    def write(module: str, arch: str | None = None, source: str | None = None) -> Path:
+        path = folder / f"{module}.py"
+        path.write_text(source if source is not None else TINY_MODEL_MODULE.format(arch=arch))
+        return path
+
+    write.folder = folder
+    yield write
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(before)
+    for name, mod in list(sys.modules.items()):
+        if str(getattr(mod, "__file__", "") or "").startswith(str(folder)):
+            del sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def fake_imagenet_state() -> dict:
+    """Random weights of torchvision's mobilenet_v3_small (1000 classes, seed 0) standing in
+    for its IMAGENET1K_V1 weights."""
+    from torchvision.models import mobilenet_v3_small
+
+    torch.manual_seed(0)
+    return mobilenet_v3_small().state_dict()
+
+
+@pytest.fixture
+def fake_hub(tmp_path, monkeypatch, fake_imagenet_state) -> Path:
+    """A temp TORCH_HOME whose hub cache holds :func:`fake_imagenet_state` under the file name
+    of ``MobileNet_V3_Small_Weights.IMAGENET1K_V1``; returns its checkpoints folder."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    folder = tmp_path / "torch_home" / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save(fake_imagenet_state, folder / "mobilenet_v3_small-047dcff4.pth")
+    return folder

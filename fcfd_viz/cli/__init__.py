@@ -24,6 +24,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fcfd", description="Function-Consistent Feature Distillation toolkit"
     )
     parser.add_argument("--version", action="version", version=f"fcfd-viz {__version__}")
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first, so the architectures it registers (@models.register) work "
+        "in every command (repeatable; also $FCFD_IMPORT=a,b and entry points of the group "
+        "fcfd_viz.models)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for mod in (train_cmds, distill_cmds, probe_cmds, gap_cmds, weights_cmds, app_cmds):
@@ -68,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with _terminate_as_interrupt():
+            from fcfd_viz.plugins import load_plugins
+
+            load_plugins(args.imports)
             code = int(args.func(args) or 0)
             sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
         return code

@@ -111,6 +111,7 @@ def app_script() -> Path:
 def cmd_app(args: argparse.Namespace) -> int:
     """Run ``streamlit run app/main.py`` bound to ``--host`` (127.0.0.1 unless given), with
     :data:`SERVER_SETTINGS` and the host allow-list, whatever the working directory."""
+    from fcfd_viz import plugins
     from fcfd_viz.runs import default_runs_dir
 
     runs_dir = default_runs_dir(args.runs_dir).resolve()
@@ -123,7 +124,11 @@ def cmd_app(args: argparse.Namespace) -> int:
             "name in your URL",
             file=sys.stderr,
         )
+    env = {**os.environ, "FCFD_RUNS_DIR": str(runs_dir)}
+    imports = plugins.env_modules() + list(getattr(args, "imports", []))
+    if imports:  # `fcfd --import M app`: the app and its background runs import M too
+        env[plugins.ENV] = ",".join(dict.fromkeys(imports))
     try:
-        return subprocess.call(cmd, env={**os.environ, "FCFD_RUNS_DIR": str(runs_dir)})
+        return subprocess.call(cmd, env=env)
     except KeyboardInterrupt:
         return 130

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 
 from fcfd_viz.cli.common import (
     add_data_args,
@@ -19,6 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-teacher", help="train a network with cross-entropy (a teacher)")
     p.add_argument(
         "--arch", default=None, help="architecture (default: resnet8x4; `fcfd models` lists all)"
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        metavar="NAME",
+        help="fine-tune from pretrained weights (tv_* archs: torchvision's names, e.g. "
+        "IMAGENET1K_V1, read from the torch hub cache; never downloaded)",
     )
     add_data_args(p)
     add_train_args(p)
@@ -39,7 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("models", help="list architectures")
+    p = sub.add_parser(
+        "models", help="list architectures (and the pretrained weights those that take them have)"
+    )
     p.set_defaults(func=cmd_models)
 
 
@@ -55,19 +66,38 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
 
     arch = args.arch or DEFAULT_TEACHER_ARCH
     models.check_name(arch)
+    if args.weights is not None and not models.takes_weights(arch):
+        raise UserError(f"--weights: {models.registry.no_weights(arch)}")
     data = data_config(args)
     # digits: a short cosine run; CIFAR/ImageNet: the 240-epoch step schedule of the paper
     if data.dataset.startswith("digits"):
         base = TrainConfig(epochs=DEFAULT_TEACHER_EPOCHS)
     else:
         base = TrainConfig(epochs=240, schedule="step", milestones=[150, 180, 210])
-    cfg = ExperimentConfig(method="ce", student=arch, data=data, train=train_config(args, base))
-    out = args.out or f"runs/teacher-{arch}-{data.dataset}-s{args.seed}"
-    summary = run_experiment(
-        cfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress
+    cfg = ExperimentConfig(
+        method="ce", student=arch, data=data, train=train_config(args, base), weights=args.weights
     )
+    out = args.out or f"runs/teacher-{arch}-{data.dataset}-s{args.seed}"
+    with warnings.catch_warnings():
+        warnings.showwarning = _note_new_classifier(warnings.showwarning)
+        summary = run_experiment(
+            cfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress
+        )
     print_summary(summary, out)
     return 0
+
+
+def _note_new_classifier(show):
+    """``warnings.showwarning`` that says a new classifier on pretrained weights in one line."""
+    from fcfd_viz.models.pretrained import NewClassifierWarning
+
+    def note(message, category, *rest, **kwargs):
+        if issubclass(category, NewClassifierWarning):
+            print(f"fcfd train-teacher: note: {message}", file=sys.stderr)
+        else:
+            show(message, category, *rest, **kwargs)
+
+    return note
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -143,6 +173,16 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from fcfd_viz import models
+    from fcfd_viz.models import pretrained, torchvision_zoo
 
-    print("\n".join(models.names()))
+    names = models.names()
+    width = max(map(len, names))
+    for name in names:
+        line = name
+        if name in torchvision_zoo.TORCHVISION:
+            weights = pretrained.weight_names(torchvision_zoo.builder_of(name))
+            line = f"{name:{width}s}  --weights {' | '.join(weights)}"
+        elif models.takes_weights(name):
+            line = f"{name:{width}s}  --weights NAME"
+        print(line.rstrip())
     return 0

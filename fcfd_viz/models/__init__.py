@@ -5,7 +5,10 @@
 >>> [f.shape[1] for f in net.forward_features(torch.zeros(1, 3, 32, 32))]  # doctest: +SKIP
 [16, 16, 32, 64]
 
-Your own stages become a staged net with :func:`from_stages`.
+``tv_*`` nets start from torchvision's pretrained weights with ``weights="IMAGENET1K_V1"``
+(read from the torch hub cache); :func:`image_transform` prepares images for them. Your own
+stages become a staged net with :func:`from_stages`, any traceable network cut at module
+names with :func:`stage`; :func:`load_plugins` imports modules of yours that register more.
 """
 
 # Importing a family module registers its architectures.
@@ -15,11 +18,27 @@ from fcfd_viz.models import (  # noqa: F401
     cifar_resnet50,
     mobilenetv2,
     shufflenet,
+    torchvision_zoo,
     vgg,
     wrn,
 )
 from fcfd_viz.models.adapters import from_stages
 from fcfd_viz.models.base import Head, StagedNet
-from fcfd_viz.models.registry import check_name, create, names, register
+from fcfd_viz.models.pretrained import image_transform
+from fcfd_viz.models.registry import check_name, create, names, register, takes_weights
+from fcfd_viz.models.stage import stage
+from fcfd_viz.plugins import load_plugins
 
-__all__ = ["Head", "StagedNet", "check_name", "create", "from_stages", "names", "register"]
+__all__ = [
+    "Head",
+    "StagedNet",
+    "check_name",
+    "create",
+    "from_stages",
+    "image_transform",
+    "load_plugins",
+    "names",
+    "register",
+    "stage",
+    "takes_weights",
+]

@@ -1,7 +1,7 @@
-"""Turning other networks into :class:`StagedNet`: torchvision ResNets, an ImageNet
-MobileNet (v1), and :func:`from_stages` for your own ``nn.Sequential`` stages.
-
-torchvision is imported inside the functions that need it (it is slow to import).
+"""Other networks as :class:`StagedNet`: :func:`from_stages` for your own ``nn.Sequential``
+stages and an ImageNet MobileNet (v1). torchvision's models: :mod:`fcfd_viz.models.torchvision_zoo`
+(``stage_torchvision_resnet`` is re-exported here); any traceable network cut at module
+names: :func:`fcfd_viz.models.stage.stage`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import Head, StagedNet
 from fcfd_viz.models.cifar_resnet import init_weights
 from fcfd_viz.models.registry import register
+from fcfd_viz.models.torchvision_zoo import stage_torchvision_resnet  # noqa: F401 (its old home)
 
 
 def from_stages(
@@ -56,36 +57,6 @@ def from_stages(
         num_classes=num_classes,
         post_relu=post_relu,
     )
-
-
-def stage_torchvision_resnet(model: nn.Module, arch: str, num_classes: int) -> StagedNet:
-    """Stage a torchvision ResNet: ``conv1+bn1+relu+maxpool``, layer1..layer4 (5 stages).
-
-    The modules are shared with ``model``, not copied. Its ``fc`` becomes the head's linear
-    layer when it already has ``num_classes`` outputs (keeping pretrained weights); otherwise
-    a fresh ``Linear(fc.in_features, num_classes)`` replaces it.
-    """
-    stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)  # (N, 64, H/4, W/4)
-    # layer1..4: H/4, H/8, H/16, H/32 with 64..512 channels (x4 for bottleneck ResNets)
-    stages = [stem, model.layer1, model.layer2, model.layer3, model.layer4]
-    head = Head(model.fc.in_features, num_classes)
-    if model.fc.out_features == num_classes:
-        head.fc = model.fc
-    return StagedNet(stages, head, arch=arch, num_classes=num_classes, arch_kwargs={})
-
-
-def _add_tv_resnet(name: str, depth: int) -> None:
-    def build(num_classes: int = 1000) -> StagedNet:
-        from torchvision import models as tvm  # never pass weights: nothing is downloaded
-
-        model = getattr(tvm, f"resnet{depth}")(weights=None, num_classes=num_classes)
-        return stage_torchvision_resnet(model, name, num_classes)
-
-    register(name)(build)
-
-
-for _d in (18, 34, 50):
-    _add_tv_resnet(f"tv_resnet{_d}", _d)
 
 
 def _conv_bn_relu(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> list[nn.Module]:

@@ -2,7 +2,9 @@
 
 A staged net is ``stages[0] (stem) -> stages[1] -> ... -> stages[-1] -> head``. FCFD's mixed
 paths and every analysis cut a network between stages, so each stage is an ``nn.Module``
-taking the previous stage's feature map, and the head is ``relu -> global avg pool -> fc``.
+taking the previous stage's feature map, and the head is ``pool -> fc``: by default
+``relu -> global avg pool -> linear``; networks whose classifier differs (ConvNeXt's
+LayerNorm, VGG's MLP) bring their own ``pool`` and ``fc``.
 """
 
 from __future__ import annotations
@@ -16,18 +18,33 @@ from fcfd_viz.errors import UserError
 
 
 class Head(nn.Module):
-    """``relu -> global average pool -> linear``: (N, C, H, W) -> (N, num_classes)."""
+    """``pool -> fc``: (N, C, H, W) -> (N, num_classes).
 
-    def __init__(self, in_channels: int, num_classes: int, relu: bool = True) -> None:
+    By default ``pool`` is ``relu`` (when ``relu``) then a global average pool, and ``fc`` a
+    fresh ``Linear(in_channels, num_classes)``. A network with another classifier passes its
+    own modules: ``pool`` maps the last feature map to the vector FCFD's pooled term compares
+    ((N, C, H, W) -> (N, D)), ``fc`` maps that vector to logits (a ``Linear``, or an MLP with
+    dropout). ``in_channels`` and ``num_classes`` are then unused.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        relu: bool = True,
+        pool: nn.Module | None = None,
+        fc: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         self.relu = relu
-        self.fc = nn.Linear(in_channels, num_classes)
+        self.pool = pool  # None: global average pool (a state_dict without head.pool)
+        self.fc = fc if fc is not None else nn.Linear(in_channels, num_classes)
 
     def pooled(self, f: Tensor) -> Tensor:
-        """The pooled vector fed to ``fc``: (N, C, H, W) -> (N, C)."""
+        """The vector fed to ``fc``: (N, C, H, W) -> (N, D)."""
         if self.relu:
             f = torch.relu(f)
-        return f.mean(dim=(2, 3))
+        return f.mean(dim=(2, 3)) if self.pool is None else self.pool(f)
 
     def forward(self, f: Tensor) -> Tensor:
         return self.fc(self.pooled(f))
@@ -44,6 +61,9 @@ class StagedNet(nn.Module):
         post_relu: True when each stage's *input* is expected to be post-ReLU
             (non-negative). FCFD's bridges into this network then end with a LeakyReLU.
         arch_kwargs: extra keyword arguments the registry needs to rebuild the net.
+
+    ``weights`` names the pretrained weights the net started from (``None``: random init);
+    checkpoints record it, and rebuilding from one never needs the weights file.
     """
 
     def __init__(
@@ -62,6 +82,7 @@ class StagedNet(nn.Module):
         self.num_classes = num_classes
         self.post_relu = post_relu
         self.arch_kwargs = dict(arch_kwargs or {})
+        self.weights: str | None = None
         self._shape_cache: dict[tuple[int, ...], list[tuple[int, int, int]]] = {}
 
     @property
@@ -127,5 +148,9 @@ class StagedNet(nn.Module):
         return [input_shape[-1] // s[-1] for s in self.feature_shapes(input_shape)]
 
     def spec(self) -> dict:
-        """What a checkpoint needs to rebuild this net through the registry."""
-        return {"arch": self.arch, "num_classes": self.num_classes, "arch_kwargs": self.arch_kwargs}
+        """What a checkpoint needs to rebuild this net through the registry (and, when the
+        net started from pretrained weights, their name, for the record)."""
+        spec = {"arch": self.arch, "num_classes": self.num_classes, "arch_kwargs": self.arch_kwargs}
+        if self.weights is not None:
+            spec["weights"] = self.weights
+        return spec

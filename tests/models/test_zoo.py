@@ -12,7 +12,7 @@ from torch import nn
 from fcfd_viz import models
 from fcfd_viz.errors import UserError
 
-IMAGENET = {"tv_resnet18", "tv_resnet34", "tv_resnet50", "mobilenet_v1"}
+IMAGENET = {"mobilenet_v1", *(n for n in models.names() if n.startswith("tv_"))}
 
 
 # tiny tensors: one thread avoids OpenMP spin-waits when the CPU is shared
@@ -93,6 +93,7 @@ PAIRS = [
     ("resnet50", "mobilenetv2"),
     ("tv_resnet34", "tv_resnet18"),
     ("tv_resnet50", "mobilenet_v1"),
+    ("tv_convnext_tiny", "tv_mobilenet_v3_small"),  # heads of their own (LayerNorm, MLP)
 ]
 
 
@@ -146,6 +147,15 @@ CUTS = {
     "shufflev2": ["post"] * 4,
     "tv_resnet": ["post"] * 5,
     "mobilenet_v1": ["post"] * 5,
+    # torchvision families: linear bottlenecks, LayerNorm / SiLU / Hardswish outputs are "pre";
+    # MobileNetV2's last stage ends at a ReLU6, RegNet's and VGG's stages at ReLUs / max-pools
+    "tv_mobilenet_v2": ["pre"] * 4 + ["post"],
+    "tv_mobilenet_v3_small": ["pre"] * 5,
+    "tv_mobilenet_v3_large": ["pre"] * 5,
+    "tv_efficientnet_b0": ["pre"] * 5,
+    "tv_convnext_tiny": ["pre"] * 5,
+    "tv_regnet_y_400mf": ["post"] * 5,
+    "tv_vgg11_bn": ["post"] * 5,
 }
 
 

@@ -1,0 +1,121 @@
+"""Pretrained torchvision weights, read from the local torch hub cache; nothing is downloaded.
+
+Weights are named as torchvision names them: ``IMAGENET1K_V1`` (or ``DEFAULT``), or in full,
+``ResNet18_Weights.IMAGENET1K_V1``. Their file is the one torchvision itself would download:
+``torch.hub.get_dir()/checkpoints/<file name of the weights' url>`` (``$TORCH_HOME/hub``,
+by default ``~/.cache/torch/hub``). Copy it there from a machine with internet.
+
+torch and torchvision are imported inside the functions (they are slow to import).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlparse
+
+from fcfd_viz.errors import UserError
+
+
+class NewClassifierWarning(UserWarning):
+    """Pretrained weights had another number of classes: the last classifier layer is new."""
+
+
+def weight_names(builder: str) -> list[str]:
+    """The weights torchvision has for its model ``builder`` (``DEFAULT`` included)."""
+    from torchvision.models import get_model_weights
+
+    return list(get_model_weights(builder).__members__)
+
+
+def resolve_weights(arch: str, builder: str, weights: str):
+    """The ``WeightsEnum`` member ``weights`` names for torchvision's ``builder`` (the model
+    behind ``arch``), or a one-line :class:`UserError` listing the valid names."""
+    from torchvision.models import get_model_weights
+
+    enum = get_model_weights(builder)
+    valid = ", ".join(enum.__members__)
+    cls, dot, name = weights.rpartition(".")
+    if dot and cls != enum.__name__:
+        raise UserError(
+            f"weights {weights!r} are not {arch}'s: its weights are {enum.__name__}.NAME "
+            f"with NAME one of {valid}"
+        )
+    if name not in enum.__members__:
+        raise UserError(f"{arch} has no weights {weights!r}; choose one of {valid}")
+    return enum[name]
+
+
+def weights_file(w) -> Path:
+    """Where torchvision keeps the file of weights ``w``: the torch hub cache's checkpoints."""
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(w.url).path)
+
+
+def load_weights(model, w, arch: str) -> None:
+    """Load weights ``w`` from the hub cache into the torchvision ``model`` (built without
+    weights, with as many classes as ``w`` has). Never downloads: a missing file is a
+    one-line :class:`UserError` naming the file and the folder to put it in."""
+    import torch
+
+    path = weights_file(w)
+    if not path.is_file():
+        raise UserError(
+            f"pretrained weights {w} of {arch} not found: put {path.name} (from {w.url}) in "
+            f"{path.parent}; fcfd-viz never downloads (set TORCH_HOME to use another cache)"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except Exception as e:  # a truncated file, another model's weights
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"weights file {path} does not load into {arch}: {first}") from None
+
+
+def weights_classes(w) -> int:
+    """How many classes the classifier of weights ``w`` has."""
+    return len(w.meta["categories"])
+
+
+def say_new_classifier(w, arch: str, num_classes: int) -> None:
+    """Warn (:class:`NewClassifierWarning`) that ``arch`` keeps ``w``'s features but gets a
+    new, randomly initialised last layer of ``num_classes`` outputs."""
+    warnings.warn(
+        f"{w} has {weights_classes(w)} classes, {arch} is built with {num_classes}: its "
+        "last classifier layer is new (random init), the rest is pretrained",
+        NewClassifierWarning,
+        stacklevel=3,
+    )
+
+
+def image_transform(name: str, weights: str | None = None) -> Callable:
+    """What a ``name`` network expects of an image: a callable PIL.Image -> float tensor
+    (C, H, W). With ``weights``: the weights' own transforms (``weights.transforms()``);
+    without: resize 256, center-crop 224 and ImageNet normalisation (tv_* archs and
+    mobilenet_v1). Other architectures raise a :class:`UserError`."""
+    from torchvision import transforms
+
+    from fcfd_viz.data import IMAGENET_STATS
+    from fcfd_viz.models import registry, torchvision_zoo
+
+    registry.check_name(name)
+    if weights is not None:
+        builder = torchvision_zoo.builder_of(name)
+        return resolve_weights(name, builder, weights).transforms()
+    if name not in torchvision_zoo.TORCHVISION and name != "mobilenet_v1":
+        raise UserError(
+            f"image_transform knows ImageNet architectures (tv_*, mobilenet_v1), not {name}: "
+            "transform images as the data it was trained on (fcfd_viz.data)"
+        )
+    mean, std = IMAGENET_STATS
+    return transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),  # (3, 224, 224) in [0, 1]
+            transforms.Normalize(mean, std),
+        ]
+    )
