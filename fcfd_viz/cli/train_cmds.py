@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_train_args(p)
     p.set_defaults(func=cmd_train_teacher)
 
-    p = sub.add_parser("eval", help="test top-1 of a checkpoint")
+    p = sub.add_parser("eval", help="test top-1 and top-5 of a checkpoint")
     p.add_argument("ckpt", help="checkpoint file or run directory")
     p.add_argument("--arch", default=None, help="refuse a checkpoint of another architecture")
     add_data_args(p)
@@ -46,6 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "dir", nargs="?", default=None, help="runs folder (default: $FCFD_RUNS_DIR or ./runs)"
     )
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--group",
+        action="store_true",
+        help="one line per config (same config.json but for the seed) over its completed runs: "
+        "mean ± std over seeds of last and best top-1 and top-5, and the number of seeds",
+    )
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser(
@@ -125,27 +132,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"checkpoint has {net.num_classes} classes but {dataset} has {info.num_classes}"
         )
     device = resolve_device(args.device)
-    top1 = evaluate(net.to(device), test_loader, device)
+    acc = evaluate(net.to(device), test_loader, device)
     result = {
         "ckpt": ckpt["path"],
         "arch": net.arch,
         "dataset": dataset,
-        "top1": top1,
+        "top1": acc.top1,
+        "top5": acc.top5,
+        "top5_k": acc.k,  # min(5, classes): with 5 classes or fewer top-5 is 100 by definition
         "n": len(test_loader.dataset),
     }
     if args.json:
         print_json(result)
     else:
-        print(f"{net.arch} on {dataset}: test top-1 {top1:.2f}% ({result['n']} images)")
+        five = "top-5" if acc.k == 5 else f"top-{acc.k} (all {acc.k} classes)"
+        print(
+            f"{net.arch} on {dataset}: test top-1 {acc.top1:.2f}%, {five} {acc.top5:.2f}% "
+            f"({result['n']} images)"
+        )
     return 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    import os
-
-    from fcfd_viz.listing import list_runs
+    from fcfd_viz.listing import group_runs, list_runs
 
     root = args.dir or os.environ.get("FCFD_RUNS_DIR", "runs")
+    if args.group:
+        return _print_groups(group_runs(root), root, args.json)
     rows = list_runs(root)
     if args.json:
         print_json(rows)
@@ -153,22 +166,61 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no runs in {root}")
         return 0
-    cols = ["name", "method", "student", "dataset", "seed", "epochs", "top1", "best_top1", "state"]
+    cols = ["name", "method", "student", "dataset", "seed", "epochs", "top1", "best_top1", "top5"]
     for r in rows:  # a malformed run is one row that says why (last column: no width limit)
         if r["state"] == "unreadable":
             r["state"] = f"unreadable: {r['error']}"
     fmt = [
         [
             ("-" if r[c] is None else f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]))
-            for c in cols
+            for c in [*cols, "state"]
         ]
         for r in rows
     ]
-    widths = [max(len(c), *(len(f[i]) for f in fmt)) for i, c in enumerate(cols)]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
-    for f in fmt:
-        print("  ".join(v.ljust(w) for v, w in zip(f, widths)))
+    _print_table([*cols, "state"], fmt)
     return 0
+
+
+def _print_groups(groups: list[dict], root, as_json: bool) -> int:
+    from fcfd_viz.listing import METRICS
+
+    if as_json:
+        print_json(groups)
+        return 0
+    if not groups:
+        print(f"no completed runs in {root}")
+        return 0
+
+    def stat(s: dict) -> str:
+        if s["mean"] is None:
+            return "-"
+        return f"{s['mean']:.2f}" + ("" if s["std"] is None else f" ± {s['std']:.2f}")
+
+    cols = ["config", "method", "student", "dataset", "epochs", "seeds", *METRICS, "runs"]
+    fmt = [
+        [
+            g["config"],
+            g["method"],
+            g["student"],
+            g["dataset"],
+            str(g["epochs"]),
+            str(g["n"]),
+            *(stat(g[m]) for m in METRICS),
+            ", ".join(os.path.basename(r) for r in g["runs"]),
+        ]
+        for g in groups
+    ]
+    _print_table(cols, fmt)
+    return 0
+
+
+def _print_table(cols: list[str], fmt: list[list[str]]) -> None:
+    """Left-aligned columns as wide as their widest cell; the last one unpadded."""
+    widths = [max(len(c), *(len(f[i]) for f in fmt)) for i, c in enumerate(cols)]
+    widths[-1] = 0
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
+    for f in fmt:
+        print("  ".join(v.ljust(w) for v, w in zip(f, widths)).rstrip())
 
 
 def cmd_models(args: argparse.Namespace) -> int:
