@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from fcfd_viz import checks
+from fcfd_viz.checks import setting
 from fcfd_viz.errors import UserError
 
 DATASETS = ("digits", "digits-hard", "cifar10", "cifar100", "imagenet")
@@ -32,14 +33,15 @@ class DataConfig:
     per ``subset_seed``; ``digits-hard`` is digits with ``subset=0.1`` for the student.
     """
 
-    dataset: str = "digits"
-    data_dir: str | None = None
-    download: bool = False
-    image_size: int = 16
-    batch_size: int = 64
-    subset: float | None = None
-    subset_seed: int | None = None  # None: the training seed (a subset fixed per seed)
-    num_workers: int | None = None
+    dataset: str = setting("digits", "dataset", choices=DATASETS)
+    data_dir: str | None = setting(None, "folder with CIFAR / ImageNet data")
+    download: bool = setting(False, "download CIFAR into --data-dir (needs internet)")
+    image_size: int = setting(16, "digits / ImageNet image size (ImageNet: 224 when left at 16)")
+    batch_size: int = setting(64, "global batch of one optimizer step (split across ranks)")
+    subset: float | None = setting(None, "stratified fraction of the training split")
+    # None: the training seed (a subset fixed per seed)
+    subset_seed: int | None = setting(None, "seed of --subset (default: --seed)")
+    num_workers: int | None = setting(None, "data loader workers", flag="--workers")
 
     def validate(self) -> None:
         """Raise a one-line :class:`UserError` for a value no loader can use."""
