@@ -4,6 +4,7 @@ flag (or config field) and what it must be. NaN and infinities never pass a numb
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -40,3 +41,14 @@ def number(name: str, x: Any, low: float | None = None, strict: bool = False) ->
 def choice(name: str, x: Any, options: tuple) -> None:
     if x not in options:
         raise UserError(f"{name} must be one of {', '.join(map(str, options))}, got {x!r}")
+
+
+def setting(default, help: str, *, flag: str | None = None, choices: tuple | None = None):
+    """A field of a settings dataclass (``TrainConfig``, ``DataConfig``) with the help line of
+    its command-line flag (``--name-with-dashes`` unless ``flag`` says otherwise) and the values
+    it takes; the CLI generates its flags from these (:mod:`fcfd_viz.cli.config_file`).
+    ``default`` may be a factory (``list``) for a mutable default."""
+    meta = {"help": help, "flag": flag, "choices": choices}
+    if callable(default):
+        return dataclasses.field(default_factory=default, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)

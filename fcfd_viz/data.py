@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from fcfd_viz import checks
+from fcfd_viz.checks import setting
 from fcfd_viz.errors import UserError
 
 DATASETS = ("digits", "digits-hard", "cifar10", "cifar100", "imagenet")
@@ -26,18 +27,21 @@ class DataConfig:
     """Which data and how to load it.
 
     ``image_size`` applies to digits and the ImageNet folder (CIFAR is always 32x32).
+    ``batch_size`` is the global batch of one optimizer step: under torchrun each of the N
+    ranks loads ``batch_size / N`` (:func:`rank_batch_size`).
     ``subset`` (0 < subset <= 1) keeps a stratified fraction of the *training* split, fixed
     per ``subset_seed``; ``digits-hard`` is digits with ``subset=0.1`` for the student.
     """
 
-    dataset: str = "digits"
-    data_dir: str | None = None
-    download: bool = False
-    image_size: int = 16
-    batch_size: int = 64
-    subset: float | None = None
-    subset_seed: int | None = None  # None: the training seed (a subset fixed per seed)
-    num_workers: int | None = None
+    dataset: str = setting("digits", "dataset", choices=DATASETS)
+    data_dir: str | None = setting(None, "folder with CIFAR / ImageNet data")
+    download: bool = setting(False, "download CIFAR into --data-dir (needs internet)")
+    image_size: int = setting(16, "digits / ImageNet image size (ImageNet: 224 when left at 16)")
+    batch_size: int = setting(64, "global batch of one optimizer step (split across ranks)")
+    subset: float | None = setting(None, "stratified fraction of the training split")
+    # None: the training seed (a subset fixed per seed)
+    subset_seed: int | None = setting(None, "seed of --subset (default: --seed)")
+    num_workers: int | None = setting(None, "data loader workers", flag="--workers")
 
     def validate(self) -> None:
         """Raise a one-line :class:`UserError` for a value no loader can use."""
@@ -224,16 +228,37 @@ def data_info(cfg: DataConfig) -> DataInfo:
     return build_datasets(cfg)[2]
 
 
+def rank_batch_size(batch_size: int, world_size: int) -> int:
+    """Each rank's share of the global ``batch_size``, or a one-line UserError when the
+    ranks cannot share it evenly."""
+    if batch_size % world_size:
+        lower = batch_size - batch_size % world_size
+        fits = f"{lower} or {lower + world_size}" if lower else str(world_size)
+        raise UserError(
+            f"--batch-size {batch_size} is the global batch, split across the {world_size} "
+            f"ranks of this torchrun job, so it must be divisible by {world_size}; use {fits}"
+        )
+    return batch_size // world_size
+
+
+def batch_record(cfg: DataConfig, world_size: int) -> dict:
+    """What config.json records of how a run's batch was split (``distributed``)."""
+    per_rank = rank_batch_size(cfg.batch_size, world_size)
+    return {"world_size": world_size, "batch_size": cfg.batch_size, "rank_batch_size": per_rank}
+
+
 def make_loaders(
     cfg: DataConfig, seed: int = 0, rank: int = 0, world_size: int = 1, device: str = "cpu"
 ) -> tuple[DataLoader, DataLoader, DataInfo]:
-    """Train and test loaders; the train loader is sharded over ``world_size`` ranks.
+    """Train and test loaders; the train loader is sharded over ``world_size`` ranks, each
+    loading its share of the global batch ``cfg.batch_size`` (a UserError unless it divides).
 
     Shuffling is driven by a generator the trainer reseeds at every epoch (see
     :func:`set_epoch`), so an epoch's order depends only on (seed, epoch): a resumed run sees
     the same batches as an uninterrupted one.
     """
     cfg.validate()
+    per_rank = rank_batch_size(cfg.batch_size, world_size)
     train, test, info = build_datasets(cfg)
     in_memory = cfg.dataset.startswith("digits")
     workers = (
@@ -248,7 +273,7 @@ def make_loaders(
             train, num_replicas=world_size, rank=rank, shuffle=True, seed=seed
         )
         train_loader = DataLoader(
-            train, batch_size=cfg.batch_size, sampler=sampler, drop_last=False, **common
+            train, batch_size=per_rank, sampler=sampler, drop_last=False, **common
         )
     else:
         gen = torch.Generator().manual_seed(seed)

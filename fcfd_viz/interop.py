@@ -43,7 +43,7 @@ def measure_top1(
     """``(top-1 %, number of test images)`` of ``net`` on ``data``'s test split."""
     _, test_loader, _ = make_loaders(data)
     dev = resolve_device(device)
-    top1 = evaluate(net.to(dev), test_loader, dev)
+    top1 = evaluate(net.to(dev), test_loader, dev).top1
     net.cpu()
     return top1, len(test_loader.dataset)
 

@@ -10,15 +10,20 @@ the size of its metrics. A run whose files are malformed is one row with state
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import statistics
 from pathlib import Path
 
+from fcfd_viz.checks import is_number
 from fcfd_viz.fsio import cached, is_regular, read_object, tail_lines
 from fcfd_viz.procs import pid_alive
 from fcfd_viz.runs import method_fields, parse_record
 
 STATES = ("running", "completed", "stopped", "interrupted", "failed", "diverged")
 FINAL = ("completed", "stopped", "interrupted", "failed", "diverged")
+METRICS = ("top1", "best_top1", "top5", "best_top5")  # a run's results, last and best epoch
 _TAIL_MAX = 1 << 20  # look at most this far back for the last well-formed metrics line
 
 
@@ -32,6 +37,10 @@ def _field(obj: dict, key: str, kinds: tuple, where: str, default=None):
         kind = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
         raise Unreadable(f"{where}: {key!r} is {type(value).__name__}, expected {kind}")
     return value
+
+
+def _number(value) -> float | int | None:
+    return value if is_number(value) else None
 
 
 def _object(path: Path) -> dict:
@@ -94,7 +103,9 @@ def _describe(path: Path) -> dict:
     summ = summary or {}
     done = last["epoch"] if last else 0
     total = _field(train, "epochs", (int,), "config.json train")
-    top1 = _field(summ, "top1", (int, float, type(None)), "summary.json")
+    num = (int, float, type(None))
+    top1 = _field(summ, "top1", num, "summary.json")
+    top5 = _field(summ, "top5", num, "summary.json")
     return {
         "method": method if method is not None else "?",
         "student": _field(config, "student", (str,), "config.json", "?"),
@@ -106,6 +117,8 @@ def _describe(path: Path) -> dict:
         "epochs_total": total,
         "top1": top1 if top1 is not None else (last["test_top1"] if last else None),
         "best_top1": _field(summ, "best_top1", (int, float, type(None)), "summary.json"),
+        "top5": top5 if top5 is not None or not last else _number(last.get("test_top5")),
+        "best_top5": _field(summ, "best_top5", num, "summary.json"),
         "seconds": _field(summ, "seconds", (int, float, type(None)), "summary.json"),
         "state": live_state(status, summary),
         "error": _field(status, "error", (str,), "status.json"),
@@ -122,7 +135,7 @@ def run_row(path: str | os.PathLike) -> dict | None:
     row = {
         "run": str(path),
         "name": path.name,
-        **dict.fromkeys(("teacher", "seed", "top1", "best_top1", "seconds", "error")),
+        **dict.fromkeys(("teacher", "seed", *METRICS, "seconds", "error")),
         **dict.fromkeys(("method", "student", "dataset", "epochs"), "?"),
         "epochs_done": 0,
         "epochs_total": None,
@@ -140,7 +153,8 @@ def list_runs(root: str | os.PathLike) -> list[dict]:
     """One row per run directory under ``root`` (searched two levels deep), newest first.
 
     Row keys: run, name, method, student, teacher, dataset, seed, epochs ("done/total"),
-    epochs_done, epochs_total, top1, best_top1, seconds, state, error, mtime. Never raises
+    epochs_done, epochs_total, top1, best_top1, top5, best_top5, seconds, state, error,
+    mtime (top5: of ``min(5, classes)``; None for runs from before top-5). Never raises
     on a malformed run: its row has state ``unreadable`` and the reason in ``error``.
     """
     root = Path(root)
@@ -157,4 +171,74 @@ def list_runs(root: str | os.PathLike) -> list[dict]:
     return rows
 
 
-__all__ = ["FINAL", "STATES", "last_record", "list_runs", "live_state", "run_row"]
+# what differs between the seeds of one experiment: left out when runs are grouped
+SEED_FIELDS = (("train", "seed"), ("data", "subset_seed"))
+
+
+def config_key(config: dict) -> str:
+    """A config.json without its seeds (:data:`SEED_FIELDS`), as canonical JSON: runs with
+    the same key are seeds of one experiment."""
+    config = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
+    for section, key in SEED_FIELDS:
+        if isinstance(config.get(section), dict):
+            config[section].pop(key, None)
+    return json.dumps(config, sort_keys=True, default=str)
+
+
+def mean_std(values: list[float]) -> dict:
+    """``{"mean", "std", "n"}`` of ``values`` (the sample std; None below two values)."""
+    if not values:
+        return {"mean": None, "std": None, "n": 0}
+    std = statistics.stdev(values) if len(values) > 1 else None
+    return {"mean": statistics.fmean(values), "std": std, "n": len(values)}
+
+
+def group_runs(root: str | os.PathLike) -> list[dict]:
+    """The completed runs under ``root`` grouped by config (same config.json but for the
+    seeds), each group with mean and std over its seeds of top1, best_top1, top5 and
+    best_top5, largest group first.
+
+    Group keys: ``config`` (8 hex digits naming the config), method, student, teacher,
+    dataset, epochs, ``seeds`` (sorted), ``n`` (runs), ``runs`` (their paths) and one
+    ``{"mean", "std", "n"}`` per metric. Runs still going, stopped early or unreadable are
+    left out: their numbers are not those of the finished experiment.
+    """
+    groups: dict[str, list[dict]] = {}
+    for row in list_runs(root):
+        if row["state"] != "completed":
+            continue
+        config, why = read_object(Path(row["run"]) / "config.json", cache=True)
+        if config is None or why:
+            continue
+        groups.setdefault(config_key(config), []).append(row)
+    out = []
+    for key, rows in groups.items():
+        rows.sort(key=lambda r: (r["seed"] is None, r["seed"] or 0, r["run"]))
+        first = rows[0]
+        group = {
+            "config": hashlib.sha256(key.encode()).hexdigest()[:8],
+            **{k: first[k] for k in ("method", "student", "teacher", "dataset")},
+            "epochs": first["epochs_total"],
+            "seeds": [r["seed"] for r in rows],
+            "n": len(rows),
+            "runs": [r["run"] for r in rows],
+        }
+        for metric in METRICS:
+            group[metric] = mean_std([r[metric] for r in rows if is_number(r[metric])])
+        out.append(group)
+    out.sort(key=lambda g: (-g["n"], g["method"], g["student"], g["config"]))
+    return out
+
+
+__all__ = [
+    "FINAL",
+    "METRICS",
+    "STATES",
+    "config_key",
+    "group_runs",
+    "last_record",
+    "list_runs",
+    "live_state",
+    "mean_std",
+    "run_row",
+]

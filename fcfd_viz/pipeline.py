@@ -16,7 +16,7 @@ import torch
 from fcfd_viz import distill, models
 from fcfd_viz.callbacks import Callback
 from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint
-from fcfd_viz.data import DataConfig, data_info, make_loaders
+from fcfd_viz.data import DataConfig, batch_record, data_info, make_loaders
 from fcfd_viz.errors import UserError
 from fcfd_viz.fsio import read_object
 from fcfd_viz.runs import Run, method_fields
@@ -183,7 +183,10 @@ def run_experiment(
     )
     with opened as run:
         if run is not None and not resume:
-            run.write_config(cfg.to_dict(distiller))
+            # how the global batch was split: a record, never read back as a setting
+            run.write_config(
+                {**cfg.to_dict(distiller), "distributed": batch_record(cfg.data, world)}
+            )
         trainer = Trainer(
             distiller,
             train_loader,

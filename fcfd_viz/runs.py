@@ -5,13 +5,14 @@ A run directory holds::
     config.json     the resolved configuration: method (its name), method_config (its knobs),
                     student, teacher, data, train
     metrics.jsonl   one JSON line per epoch: epoch, lr, loss, losses{name: value},
-                    train_top1, test_top1, seconds (appended and fsynced; a torn last line
+                    train_top1, test_top1, train_top5, test_top5, seconds (appended and fsynced; a torn last line
                     from a kill is ignored by readers and dropped by the next writer)
     status.json     state (running/completed/stopped/interrupted/failed/diverged), pid and
                     its start time, epoch, error: for watchers
     last.pt         latest checkpoint (resumable; it also keeps its epoch's metrics line)
     best.pt         best test top-1 so far
-    summary.json    top1, best_top1, epochs, seconds, method, arch, student, teacher, dataset, seed
+    summary.json    top1, best_top1, top5, best_top5 (top-min(5, classes)), epochs, seconds,
+                    method, arch, student, teacher, dataset, seed
     .writer.lock    held by the one process writing the run (see fcfd_viz.writer)
     writer.json     who holds it: pid, start time, command
 

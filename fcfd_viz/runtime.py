@@ -1,5 +1,5 @@
 """Where and how a process runs: the device, the precision, the random seeds, its place in
-a torchrun job, and a model's top-1 on a loader under those settings.
+a torchrun job, and a model's top-1 / top-5 on a loader under those settings.
 
 The trainer, the pipeline, the CLI and the notebooks share these; none of them trains.
 """
@@ -10,10 +10,12 @@ import atexit
 import os
 import random
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import Tensor
 
 from fcfd_viz.errors import UserError
 
@@ -73,17 +75,45 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16
 
 
+TOP_K = 5  # the second accuracy every run reports beside top-1
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Test accuracy (%) of a model: ``top1`` and ``top5``. ``top5`` counts a hit when the label
+    is among the ``k = min(5, classes)`` highest logits, so with 5 classes or fewer it is 100
+    by definition (``k`` says which k was used)."""
+
+    top1: float
+    top5: float
+    k: int
+    n: int  # images seen
+
+
+def hits(logits: Tensor, y: Tensor, k: int = TOP_K) -> tuple[Tensor, Tensor]:
+    """Right answers in a batch, as 0-dim tensors: (top-1, top-``min(k, classes)``).
+
+    ``logits`` (B, C), ``y`` (B,). Top-1 is the argmax, as everywhere else in fcfd-viz.
+    """
+    top = logits.topk(min(k, logits.shape[1]), dim=1).indices  # (B, k)
+    return (logits.argmax(1) == y).sum(), (top == y[:, None]).any(1).sum()
+
+
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loader, device: torch.device, amp_dtype=None) -> float:
-    """Top-1 accuracy (%) of ``model`` on ``loader`` in eval mode (its mode is restored)."""
+def evaluate(model: torch.nn.Module, loader, device: torch.device, amp_dtype=None) -> Accuracy:
+    """Top-1 and top-5 accuracy of ``model`` on ``loader`` in eval mode (its mode is restored)."""
     was = model.training
     model.eval()
-    correct = total = 0
+    top1 = top5 = total = 0
+    k = TOP_K
     ctx = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with ctx:
-            correct += (model(x).argmax(1) == y).sum().item()
-        total += len(y)
+            logits = model(x)  # (B, C)
+        one, five = hits(logits, y)
+        top1, top5, total = top1 + one.item(), top5 + five.item(), total + len(y)
+        k = min(TOP_K, logits.shape[1])
     model.train(was)
-    return 100.0 * correct / max(1, total)
+    n = max(1, total)
+    return Accuracy(100.0 * top1 / n, 100.0 * top5 / n, k, total)

@@ -26,6 +26,7 @@ from fcfd_viz.runtime import (
     autocast_dtype,
     dist_info,
     evaluate,
+    hits,
     join_process_group,
     resolve_device,
     seed_everything,
@@ -54,12 +55,8 @@ class Trainer:
         progress: bool = True,
     ) -> None:
         cfg.validate()
-        self.cfg, self.run, self.callbacks, self.meta = (
-            cfg,
-            run,
-            list(callbacks or []),
-            dict(meta or {}),
-        )
+        self.cfg, self.run, self.meta = cfg, run, dict(meta or {})
+        self.callbacks = list(callbacks or [])
         self.train_loader, self.test_loader = train_loader, test_loader
         self.rank, self.world, local_rank = dist_info()
         dev = cfg.device
@@ -94,6 +91,7 @@ class Trainer:
         if cfg.compile:
             self.model = torch.compile(self.model)
         self.start_epoch, self.best_top1, self.elapsed = 0, 0.0, 0.0
+        self.best_top5: float | None = None
         self.history: list[dict] = []
         self.stop_requested = False
         self.progress = progress
@@ -109,6 +107,7 @@ class Trainer:
             **self.meta,
             "epoch": epoch,
             "best_top1": self.best_top1,
+            "best_top5": self.best_top5,
             "elapsed": self.elapsed,
             # the epoch's metrics line: a kill between last.pt and metrics.jsonl loses nothing
             "record": self.history[-1] if self.history else None,
@@ -126,6 +125,7 @@ class Trainer:
             self.scaler.load_state_dict(ckpt["scaler"])
         self.start_epoch, self.best_top1 = int(ckpt["epoch"]), float(ckpt["best_top1"])
         self.elapsed = float(ckpt.get("elapsed", 0.0))
+        self.best_top5 = ckpt.get("best_top5")  # None in checkpoints from before top-5
         if self.run is not None:
             self.history = self.run.restore_metrics(self.start_epoch, ckpt.get("record"))
 
@@ -151,7 +151,7 @@ class Trainer:
         self.scaler.update()
         out = {k: v.detach() for k, v in losses.items()}
         out["loss"] = loss.detach()
-        out["_correct"] = (logits.detach().argmax(1) == y).sum()
+        out["_correct"], out["_correct5"] = hits(logits.detach(), y)
         out["_count"] = torch.tensor(len(y), device=self.device)
         return out
 
@@ -191,12 +191,13 @@ class Trainer:
             dist.all_reduce(vec)
         tot = dict(zip(names, vec.tolist()))
         n = max(1.0, tot.pop("_count"))
-        correct = tot.pop("_correct")
+        correct, correct5 = tot.pop("_correct"), tot.pop("_correct5")
         rec = {
             "lr": lr,
             "loss": tot.pop("loss") / n,
             "losses": {k: v / n for k, v in tot.items()},
             "train_top1": 100.0 * correct / n,
+            "train_top5": 100.0 * correct5 / n,
             "steps": steps,
         }
         return rec
@@ -231,14 +232,14 @@ class Trainer:
                 # a stop mid-epoch drops the partial epoch: last.pt stays at the end of the
                 # previous one, so --resume replays this epoch exactly as an uninterrupted run
                 break
-            test_top1 = (
-                evaluate(self.distiller.student, self.test_loader, self.device, self.amp_dtype)
-                if self.rank == 0
-                else 0.0
-            )
+            student, at = self.distiller.student, (self.test_loader, self.device, self.amp_dtype)
+            acc = evaluate(student, *at) if self.rank == 0 else None  # rank 0 alone tests
+            test_top1, test_top5 = (acc.top1, acc.top5) if acc else (0.0, 0.0)
             seconds = time.perf_counter() - t0
             self.elapsed += seconds
-            rec = {"epoch": epoch + 1, **rec, "test_top1": test_top1, "seconds": seconds}
+            rec = {"epoch": epoch + 1, **rec, "test_top1": test_top1, "test_top5": test_top5}
+            rec["seconds"] = seconds
+            self.best_top5 = max(test_top5, self.best_top5 or 0.0)
             self.history.append(rec)
             if writer is not None:
                 if test_top1 > self.best_top1:
@@ -276,13 +277,16 @@ class Trainer:
             raise Diverged("the weights became NaN or infinite")
 
     def summary(self) -> dict:
-        """summary.json: results, the method's name, the student's arch (under ``arch`` and
-        ``student``, both documented keys, from the one model) and class count, and meta."""
+        """summary.json: results (top-1, top-5: last and best epoch), the method's name, the
+        student's arch (under ``arch`` and ``student``, both documented keys, from the one
+        model) and class count, and meta."""
         last = self.history[-1] if self.history else {}
         student = self.distiller.student
         return {
             "top1": last.get("test_top1"),
             "best_top1": self.best_top1,
+            "top5": last.get("test_top5"),
+            "best_top5": self.best_top5,
             "epochs": len(self.history),
             "seconds": round(self.elapsed, 3),
             "stopped": self.stop_requested,

@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fcfd_viz import checks
+from fcfd_viz.checks import setting
 from fcfd_viz.errors import UserError
 
 # A step loss beyond this (or NaN/inf) stops training as diverged. Every loss here is a few
 # units at the start (CE ~ ln K, KD x T^2 ~ tens); 1e6 is far past any run that recovers.
 LOSS_LIMIT = 1e6
+SCHEDULES = ("cosine", "step", "constant")
+AMP = ("auto", "bf16", "fp16", "off")
 
 
 class Diverged(UserError):
@@ -36,20 +39,22 @@ class Diverged(UserError):
 class TrainConfig:
     """Optimisation and runtime settings (SGD with momentum 0.9, Nesterov by default)."""
 
-    epochs: int = 10
-    lr: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"  # "cosine" | "step" | "constant"
-    milestones: list[int] = field(default_factory=list)  # step schedule: lr x gamma at these epochs
-    gamma: float = 0.1
-    warmup_epochs: int = 0
-    seed: int = 0
-    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:1" ...
-    amp: str = "auto"  # "auto" (bf16 on CUDA where supported) | "bf16" | "fp16" | "off"
-    channels_last: bool | None = None  # None: on for CUDA
-    compile: bool = False
+    epochs: int = setting(10, "number of epochs")
+    lr: float = setting(0.05, "learning rate (at the global batch size)")
+    momentum: float = setting(0.9, "SGD momentum")
+    nesterov: bool = setting(True, "Nesterov momentum")
+    weight_decay: float = setting(5e-4, "L2 weight decay")
+    schedule: str = setting("cosine", "learning-rate schedule", choices=SCHEDULES)
+    milestones: list[int] = setting(list, "step schedule: epochs where the lr is x --gamma")
+    gamma: float = setting(0.1, "step schedule: lr factor at each milestone")
+    warmup_epochs: int = setting(
+        0, "epochs of linear lr warm-up before the schedule", flag="--lr-warmup-epochs"
+    )
+    seed: int = setting(0, "seed of everything random (init, shuffling, augmentation, paths)")
+    device: str = setting("auto", "auto, cpu, cuda, cuda:N")
+    amp: str = setting("auto", "autocast precision (auto: bf16 on CUDA, off on CPU)", choices=AMP)
+    channels_last: bool | None = setting(None, "channels_last memory format (default: on CUDA)")
+    compile: bool = setting(False, "torch.compile the training step")
 
     def validate(self) -> None:
         """Raise a one-line :class:`UserError` for a setting no run can use (NaN included)."""
@@ -61,8 +66,8 @@ class TrainConfig:
         checks.number("gamma", self.gamma, 0, strict=True)
         checks.integer("warmup_epochs", self.warmup_epochs, 0)
         checks.integer("--seed", self.seed)
-        checks.choice("--schedule", self.schedule, ("cosine", "step", "constant"))
-        checks.choice("--amp", self.amp, ("auto", "bf16", "fp16", "off"))
+        checks.choice("--schedule", self.schedule, SCHEDULES)
+        checks.choice("--amp", self.amp, AMP)
         if not isinstance(self.milestones, list):
             raise UserError(f"--milestones must be a list of epochs, got {self.milestones!r}")
         for m in self.milestones:

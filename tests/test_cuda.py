@@ -39,7 +39,7 @@ def test_fcfd_run_on_cuda_with_bf16_and_channels_last(digits_teacher, tmp_path):
     # the checkpoint is device-free: it loads on CPU and scores what the GPU run scored (+-bf16)
     student = model_from_checkpoint(tmp_path / "run")
     _, test_loader, _ = make_loaders(cfg.data, seed=0)
-    cpu_top1 = evaluate(student, test_loader, torch.device("cpu"))
+    cpu_top1 = evaluate(student, test_loader, torch.device("cpu")).top1
     assert abs(cpu_top1 - summary["top1"]) <= 2.0
 
 

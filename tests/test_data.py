@@ -9,6 +9,7 @@ import torch
 from fcfd_viz.data import (
     DataConfig,
     DigitsDataset,
+    batch_record,
     build_datasets,
     make_loaders,
     set_epoch,
@@ -99,3 +100,15 @@ def test_epoch_order_depends_only_on_seed_and_epoch():
 
     assert torch.equal(order(2), order(2))
     assert not torch.equal(order(1), order(2))
+
+
+def test_batch_size_is_global_and_split_across_ranks():
+    cfg = DataConfig(dataset="digits", subset=0.1, batch_size=16)
+    one, _, _ = make_loaders(cfg, seed=0)
+    ranks = [make_loaders(cfg, seed=0, rank=r, world_size=2)[0] for r in (0, 1)]
+    # per optimizer step, the two ranks together load the batch one process loads alone
+    assert one.batch_size == 16 and [loader.batch_size for loader in ranks] == [8, 8]
+    assert len(ranks[0]) == len(ranks[1]) == len(one)  # as many steps per epoch
+    assert batch_record(cfg, 2) == {"world_size": 2, "batch_size": 16, "rank_batch_size": 8}
+    with pytest.raises(UserError, match=r"--batch-size 16 .* divisible by 3; use 15 or 18"):
+        make_loaders(cfg, world_size=3)

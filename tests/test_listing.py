@@ -171,3 +171,55 @@ def test_every_page_renders_beside_the_malformed_runs(junk_root: Path, monkeypat
     states = dict(zip(table["run"], table["state"]))
     assert states["config-list"] == "unreadable: config.json holds a JSON list, not an object"
     assert len(states) == len(CRASHERS) + 2
+
+
+def finished(root: Path, name: str, seed: int, top1: float, top5: float | None, **train) -> Path:
+    """A completed run of seed ``seed`` (its subset fixed per seed, as the pipeline writes)."""
+    config = {
+        **CONFIG,
+        "data": {"dataset": "digits", "subset_seed": seed},
+        "train": {"epochs": 3, "seed": seed, **train},
+    }
+    summary = {"top1": top1, "best_top1": top1 + 1, "top5": top5, "best_top5": top5}
+    if top5 is None:  # a run from before top-5: no such keys
+        summary = {"top1": top1, "best_top1": top1 + 1}
+    return make_run(
+        root,
+        name,
+        {
+            "config.json": json.dumps(config),
+            "summary.json": json.dumps(summary),
+            "status.json": json.dumps({"state": "completed"}),
+            "metrics.jsonl": json.dumps({**RECORD, "test_top1": top1}) + "\n",
+        },
+    )
+
+
+def test_runs_group_by_config_but_seed_with_mean_and_std(tmp_path: Path, capsys):
+    root = tmp_path / "runs"
+    for seed, top1 in enumerate([90.0, 92.0, 94.0]):
+        finished(root, f"ce-s{seed}", seed, top1, 99.0 + seed / 2)
+    finished(root, "ce-lr-s0", 0, 50.0, None, lr=0.2)  # another config: its own group
+    running = finished(root, "ce-s3", 3, 10.0, 10.0)  # not finished: left out
+    (running / "status.json").write_text(json.dumps({"state": "stopped"}))
+    row = next(r for r in list_runs(root) if r["name"] == "ce-s1")
+    assert (row["top1"], row["top5"], row["best_top5"]) == (92.0, 99.5, 99.5)
+
+    assert main(["runs", str(root), "--group", "--json"]) == 0
+    groups = json.loads(capsys.readouterr().out)
+    assert [g["n"] for g in groups] == [3, 1]
+    three, one = groups
+    assert three["seeds"] == [0, 1, 2] and three["method"] == "ce" and three["epochs"] == 3
+    assert three["top1"] == {"mean": 92.0, "std": 2.0, "n": 3}  # stdev of 90, 92, 94
+    assert three["best_top1"]["mean"] == 93.0
+    assert three["top5"] == {"mean": 99.5, "std": 0.5, "n": 3}
+    assert one["top1"] == {"mean": 50.0, "std": None, "n": 1}
+    assert one["top5"] == {"mean": None, "std": None, "n": 0}  # written before top-5
+    assert three["config"] != one["config"]
+
+    assert main(["runs", str(root), "--group"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:6] == ["config", "method", "student", "dataset", "epochs", "seeds"]
+    assert "92.00 ± 2.00" in lines[1] and "99.50 ± 0.50" in lines[1]
+    assert lines[1].endswith("ce-s0, ce-s1, ce-s2")
+    assert "50.00 " in lines[2] and "±" not in lines[2]

@@ -13,6 +13,7 @@ from fcfd_viz.runtime import (
     autocast_dtype,
     dist_info,
     evaluate,
+    hits,
     resolve_device,
     seed_everything,
 )
@@ -64,5 +65,22 @@ def test_evaluate_counts_top1_in_eval_mode_and_restores_the_mode():
     y = torch.tensor([0, 1, 0, 0])
     model.train()
     loader = [(x[:2], y[:2]), (x[2:], y[2:])]
-    assert evaluate(model, loader, torch.device("cpu")) == 75.0
+    assert evaluate(model, loader, torch.device("cpu")).top1 == 75.0
     assert model.training
+
+
+def test_top5_counts_the_label_among_the_five_highest_logits():
+    # 7 classes; logits = -class index, so the ranking is 0, 1, 2, ...: labels 0..4 are in
+    # the top 5, labels 5 and 6 are not; only label 0 is the argmax
+    logits = -torch.arange(7.0).expand(7, 7)  # (7 images, 7 classes)
+    y = torch.arange(7)
+    one, five = hits(logits, y)
+    assert (int(one), int(five)) == (1, 5)
+    acc = evaluate(torch.nn.Identity(), [(logits, y)], torch.device("cpu"))
+    assert (acc.top1, acc.top5, acc.k, acc.n) == (100 / 7, 500 / 7, 5, 7)
+
+
+def test_top5_with_fewer_than_five_classes_is_100_by_definition():
+    logits = torch.tensor([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0]])  # 3 classes
+    acc = evaluate(torch.nn.Identity(), [(logits, torch.tensor([0, 2]))], torch.device("cpu"))
+    assert (acc.top1, acc.top5, acc.k) == (0.0, 100.0, 3)

@@ -38,13 +38,16 @@ rows = [
         "epochs": f"{j.epoch or 0}/{j.epochs or '?'}",
         "top1": j.top1,
         "best_top1": j.row.get("best_top1"),
+        "top5": j.row.get("top5"),
         "seconds": j.row.get("seconds"),
         "teacher": short(j.row.get("teacher")),
     }
     for j in all_jobs
 ]
 num = st.column_config.NumberColumn
-cols = {k: num(format="%.2f") for k in ("top1", "best_top1")} | {"seconds": num(format="%.0f")}
+cols = {k: num(format="%.2f") for k in ("top1", "best_top1", "top5")} | {
+    "seconds": num(format="%.0f")
+}
 st.dataframe(rows, hide_index=True, width="stretch", column_config=cols)
 
 st.subheader("Compare")

@@ -1,4 +1,4 @@
-"""Argument groups shared by sub-commands (data, training) and their conversion to configs."""
+"""Argument groups shared by sub-commands (data, training, output) and how results print."""
 
 from __future__ import annotations
 
@@ -6,79 +6,48 @@ import argparse
 import json
 import sys
 
-from fcfd_viz.data import DATASETS, DataConfig
-from fcfd_viz.train_config import TrainConfig
+from fcfd_viz.cli.config_file import PRECEDENCE, add_setting_args, read_config_file
+from fcfd_viz.errors import UserError
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    """Data flags; each defaults to None so presets and configs fill what the user left out."""
-    g = p.add_argument_group("data")
-    g.add_argument("--dataset", default=None, choices=DATASETS, help="dataset (default: digits)")
-    g.add_argument("--data-dir", default=None, help="folder with CIFAR / ImageNet data")
-    g.add_argument(
-        "--download",
-        action="store_true",
+    """A flag per :class:`~fcfd_viz.data.DataConfig` field (help group ``data``)."""
+    add_setting_args(p, "data", "data")
+
+
+def add_train_args(p: argparse.ArgumentParser, description: str | None = None) -> None:
+    """A flag per :class:`~fcfd_viz.train_config.TrainConfig` field (group ``training``)."""
+    add_setting_args(p, "train", "training", description)
+
+
+def add_config_arg(p: argparse.ArgumentParser, precedence: str = PRECEDENCE) -> None:
+    """``--config FILE``: the experiment's settings from a YAML / JSON file."""
+    p.add_argument(
+        "--config",
         default=None,
-        help="download CIFAR into --data-dir (needs internet)",
-    )
-    g.add_argument(
-        "--image-size",
-        type=int,
-        default=None,
-        help="digits / ImageNet image size (default: 16 / 224)",
-    )
-    g.add_argument("--batch-size", type=int, default=None, help="batch size (default: 64)")
-    g.add_argument(
-        "--subset", type=float, default=None, help="stratified fraction of the training split"
-    )
-    g.add_argument(
-        "--workers", dest="num_workers", type=int, default=None, help="data loader workers"
+        metavar="FILE",
+        help="YAML or JSON file of settings shaped like a run's config.json (which is one); "
+        f"precedence: {precedence}",
     )
 
 
-def add_train_args(p: argparse.ArgumentParser, epochs: int | None = None) -> None:
-    g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=epochs, help="number of epochs")
-    g.add_argument("--lr", type=float, default=None, help="learning rate (default 0.05)")
-    g.add_argument("--weight-decay", type=float, default=None)
-    g.add_argument("--schedule", choices=["cosine", "step", "constant"], default=None)
-    g.add_argument("--milestones", type=int, nargs="*", default=None, help="step schedule epochs")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    g.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto")
-    g.add_argument("--compile", action="store_true", help="torch.compile the training step")
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """Where a training command writes (help group ``output``)."""
+    g = p.add_argument_group("output")
     g.add_argument("--out", required=False, help="run directory to write")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     g.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def data_config(args: argparse.Namespace, base: DataConfig | None = None) -> DataConfig:
-    """``base`` (or the defaults) overridden by every data flag the user gave."""
-    cfg = base or DataConfig()
-    for name in (
-        "dataset",
-        "data_dir",
-        "download",
-        "image_size",
-        "batch_size",
-        "subset",
-        "num_workers",
-    ):
-        value = getattr(args, name, None)
-        if value is not None:
-            setattr(cfg, name, value)
-    return cfg
-
-
-def train_config(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
-    cfg = base or TrainConfig()
-    for name in ("epochs", "lr", "weight_decay", "schedule", "milestones"):
-        value = getattr(args, name, None)
-        if value is not None:
-            setattr(cfg, name, value)
-    cfg.seed, cfg.device, cfg.amp, cfg.compile = args.seed, args.device, args.amp, args.compile
-    return cfg
+def file_layer(args: argparse.Namespace, extra: tuple[str, ...] = ()) -> dict:
+    """The ``--config`` file's layer (empty without one); refused beside ``--resume``, which
+    continues the run's own config."""
+    if not args.config:
+        return {}
+    if args.resume:
+        raise UserError("--resume continues the run's own config.json; drop --config")
+    return read_config_file(args.config, extra)
 
 
 def add_output_args(p: argparse.ArgumentParser) -> None:

@@ -6,11 +6,12 @@ import argparse
 import sys
 
 from fcfd_viz.cli.common import (
+    add_config_arg,
     add_data_args,
+    add_run_args,
     add_train_args,
-    data_config,
+    file_layer,
     print_summary,
-    train_config,
 )
 
 
@@ -18,21 +19,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     from fcfd_viz.distill import method_names
 
     p = sub.add_parser("distill", help="distil a student from a teacher checkpoint")
-    p.add_argument(
+    add_config_arg(p)
+    g = p.add_argument_group("method")
+    g.add_argument(
         "--method",
         default=None,
         choices=method_names(),
         help="method (default: the preset's, else fcfd); its knobs are below, grouped by "
         "the methods that take them (a knob the method lacks is ignored, with a note)",
     )
-    p.add_argument("--teacher", default=None, help="teacher checkpoint (file or run directory)")
-    p.add_argument(
+    g.add_argument("--teacher", default=None, help="teacher checkpoint (file or run directory)")
+    g.add_argument(
         "--student", default=None, help="student architecture (default: the preset's, else resnet8)"
     )
-    p.add_argument("--preset", default=None, help="named preset (`fcfd presets` lists them)")
+    g.add_argument(
+        "--preset",
+        default=None,
+        help="named preset (`fcfd presets` lists them); also a `preset:` key of --config, "
+        "which this flag overrides",
+    )
     add_knob_args(p)
     add_data_args(p)
     add_train_args(p)
+    add_run_args(p)
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("presets", help="list the named presets")
@@ -50,7 +59,7 @@ def add_knob_args(p: argparse.ArgumentParser) -> None:
     for k in knobs():
         if k.methods not in groups:
             who = "every method" if k.methods == everyone else ", ".join(k.methods)
-            groups[k.methods] = p.add_argument_group(f"knobs of {who}")
+            groups[k.methods] = p.add_argument_group(f"method knobs of {who}")
         defaults = {d.default for m in k.methods for d in knobs(m) if d.name == k.name}
         default = k.default if len(defaults) == 1 else "per method"
         # argparse formats help with %: a literal one must be doubled
@@ -65,17 +74,27 @@ def add_knob_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_config(args: argparse.Namespace):
-    """defaults < preset < flags -> :class:`~fcfd_viz.pipeline.ExperimentConfig`."""
+    """defaults < preset < --config file < flags -> :class:`~fcfd_viz.pipeline.ExperimentConfig`
+    and the preset (None without one). ``--preset`` overrides the file's ``preset:``."""
     from fcfd_viz import distill
-    from fcfd_viz.data import DataConfig
+    from fcfd_viz.cli.config_file import check_knobs, experiment, flags_layer, merge
     from fcfd_viz.distill import presets
-    from fcfd_viz.pipeline import ExperimentConfig
-    from fcfd_viz.train_config import TrainConfig
 
-    preset = presets.load(args.preset) if args.preset else None
-    method = args.method or (preset.method if preset else "fcfd")
-    knobs = preset.knobs_for(method) if preset else {}
+    file = file_layer(args, extra=("preset",))
+    name = args.preset or file.pop("preset", None)
+    preset = presets.load(name) if name else None
+    method = args.method or file.get("method") or (preset.method if preset else "fcfd")
+    from_preset = {}
+    if preset:
+        data = {"dataset": preset.dataset, **preset.data}
+        from_preset = {"student": preset.student, "data": data, "train": dict(preset.train)}
+        from_preset["method_config"] = preset.knobs_for(method)  # one preset serves every method
+    if file:
+        knobs = file.get("method_config", {})
+        file["method_config"] = check_knobs(method, knobs, f"--config {args.config}", "distill")
+    flags = {**flags_layer(args), "student": args.student, "teacher": args.teacher}
     own = {k.name: k for k in distill.knobs(method)}
+    flags["method_config"] = {}
     for k in distill.knobs():
         value = getattr(args, k.name)
         if value is None:
@@ -86,20 +105,9 @@ def build_config(args: argparse.Namespace):
             )
             continue
         own[k.name].check(value, k.flag)  # the error names the flag the user typed
-        knobs[k.name] = value
-    data = data_config(
-        args, DataConfig(**{"dataset": preset.dataset, **preset.data}) if preset else None
-    )
-    train = train_config(args, TrainConfig(**preset.train) if preset else None)
-    student = args.student or (preset.student if preset else "resnet8")
-    return ExperimentConfig(
-        method=method,
-        student=student,
-        teacher=args.teacher,
-        data=data,
-        train=train,
-        method_kwargs=knobs,
-    ), preset
+        flags["method_config"][k.name] = value
+    layer = merge({"student": "resnet8"}, from_preset, file, flags, {"method": method})
+    return experiment(layer), preset
 
 
 def cmd_distill(args: argparse.Namespace) -> int:

@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
 from fcfd_viz.cli.common import (
+    add_config_arg,
     add_data_args,
+    add_run_args,
     add_train_args,
-    data_config,
+    file_layer,
     print_json,
     print_summary,
-    train_config,
 )
 from fcfd_viz.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-teacher", help="train a network with cross-entropy (a teacher)")
-    p.add_argument(
+    add_config_arg(p, "defaults < --config file < flags given on the command line")
+    g = p.add_argument_group("model")
+    g.add_argument(
         "--arch", default=None, help="architecture (default: resnet8x4; `fcfd models` lists all)"
     )
-    p.add_argument(
+    g.add_argument(
         "--weights",
         default=None,
         metavar="NAME",
@@ -30,14 +34,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "IMAGENET1K_V1, read from the torch hub cache; never downloaded)",
     )
     add_data_args(p)
-    add_train_args(p)
+    add_train_args(
+        p,
+        "a teacher's defaults: 15 epochs (cosine) on digits; 240 on CIFAR / ImageNet, the lr "
+        "x 0.1 at epochs 150, 180, 210",
+    )
+    add_run_args(p)
     p.set_defaults(func=cmd_train_teacher)
 
-    p = sub.add_parser("eval", help="test top-1 of a checkpoint")
+    p = sub.add_parser("eval", help="test top-1 and top-5 of a checkpoint")
     p.add_argument("ckpt", help="checkpoint file or run directory")
     p.add_argument("--arch", default=None, help="refuse a checkpoint of another architecture")
     add_data_args(p)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_eval)
 
@@ -46,6 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "dir", nargs="?", default=None, help="runs folder (default: $FCFD_RUNS_DIR or ./runs)"
     )
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--group",
+        action="store_true",
+        help="one line per config (same config.json but for the seed) over its completed runs: "
+        "mean ± std over seeds of last and best top-1 and top-5, and the number of seeds",
+    )
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser(
@@ -54,30 +69,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_models)
 
 
+def teacher_schedule(dataset: str) -> dict:
+    """A teacher's default training: a short cosine run on digits, the paper's 240-epoch step
+    schedule on CIFAR / ImageNet."""
+    from fcfd_viz.pipeline import DEFAULT_TEACHER_EPOCHS
+
+    if dataset.startswith("digits"):
+        return {"epochs": DEFAULT_TEACHER_EPOCHS}
+    return {"epochs": 240, "schedule": "step", "milestones": [150, 180, 210]}
+
+
 def cmd_train_teacher(args: argparse.Namespace) -> int:
     from fcfd_viz import models
-    from fcfd_viz.pipeline import (
-        DEFAULT_TEACHER_ARCH,
-        DEFAULT_TEACHER_EPOCHS,
-        ExperimentConfig,
-        run_experiment,
-    )
-    from fcfd_viz.train_config import TrainConfig
+    from fcfd_viz.cli.config_file import check_knobs, experiment, flags_layer, merge
+    from fcfd_viz.pipeline import DEFAULT_TEACHER_ARCH, run_experiment
 
-    arch = args.arch or DEFAULT_TEACHER_ARCH
-    models.check_name(arch)
-    if args.weights is not None and not models.takes_weights(arch):
-        raise UserError(f"--weights: {models.registry.no_weights(arch)}")
-    data = data_config(args)
-    # digits: a short cosine run; CIFAR/ImageNet: the 240-epoch step schedule of the paper
-    if data.dataset.startswith("digits"):
-        base = TrainConfig(epochs=DEFAULT_TEACHER_EPOCHS)
-    else:
-        base = TrainConfig(epochs=240, schedule="step", milestones=[150, 180, 210])
-    cfg = ExperimentConfig(
-        method="ce", student=arch, data=data, train=train_config(args, base), weights=args.weights
+    file = file_layer(args)
+    if file.get("method", "ce") != "ce" or file.get("teacher"):
+        raise UserError(
+            f"--config {args.config} distils ({file.get('method')} from a teacher); "
+            "train-teacher trains with ce alone: use fcfd distill --config"
+        )
+    flags = {**flags_layer(args), "student": args.arch, "weights": args.weights}
+    dataset = flags["data"].get("dataset") or file.get("data", {}).get("dataset") or "digits"
+    defaults = {"method": "ce", "student": DEFAULT_TEACHER_ARCH, "train": teacher_schedule(dataset)}
+    layer = merge(defaults, file, flags)
+    layer["method_config"] = check_knobs(
+        "ce", layer["method_config"], f"--config {args.config}", "train-teacher"
     )
-    out = args.out or f"runs/teacher-{arch}-{data.dataset}-s{args.seed}"
+    arch = layer["student"]
+    models.check_name(arch)
+    if layer.get("weights") is not None and not models.takes_weights(arch):
+        raise UserError(f"--weights: {models.registry.no_weights(arch)}")
+    cfg = experiment(layer)
+    out = args.out or f"runs/teacher-{arch}-{dataset}-s{cfg.train.seed}"
     with warnings.catch_warnings():
         warnings.showwarning = _note_new_classifier(warnings.showwarning)
         summary = run_experiment(
@@ -117,7 +142,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         download=bool(args.download),
         image_size=args.image_size or shape[-1],
         batch_size=args.batch_size or 256,
-        num_workers=args.num_workers,
+        num_workers=args.workers,
     )
     _, test_loader, info = make_loaders(cfg)
     if info.num_classes != net.num_classes:
@@ -125,27 +150,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"checkpoint has {net.num_classes} classes but {dataset} has {info.num_classes}"
         )
     device = resolve_device(args.device)
-    top1 = evaluate(net.to(device), test_loader, device)
+    acc = evaluate(net.to(device), test_loader, device)
     result = {
         "ckpt": ckpt["path"],
         "arch": net.arch,
         "dataset": dataset,
-        "top1": top1,
+        "top1": acc.top1,
+        "top5": acc.top5,
+        "top5_k": acc.k,  # min(5, classes): with 5 classes or fewer top-5 is 100 by definition
         "n": len(test_loader.dataset),
     }
     if args.json:
         print_json(result)
     else:
-        print(f"{net.arch} on {dataset}: test top-1 {top1:.2f}% ({result['n']} images)")
+        five = "top-5" if acc.k == 5 else f"top-{acc.k} (all {acc.k} classes)"
+        print(
+            f"{net.arch} on {dataset}: test top-1 {acc.top1:.2f}%, {five} {acc.top5:.2f}% "
+            f"({result['n']} images)"
+        )
     return 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    import os
-
-    from fcfd_viz.listing import list_runs
+    from fcfd_viz.listing import group_runs, list_runs
 
     root = args.dir or os.environ.get("FCFD_RUNS_DIR", "runs")
+    if args.group:
+        return _print_groups(group_runs(root), root, args.json)
     rows = list_runs(root)
     if args.json:
         print_json(rows)
@@ -153,22 +184,61 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no runs in {root}")
         return 0
-    cols = ["name", "method", "student", "dataset", "seed", "epochs", "top1", "best_top1", "state"]
+    cols = ["name", "method", "student", "dataset", "seed", "epochs", "top1", "best_top1", "top5"]
     for r in rows:  # a malformed run is one row that says why (last column: no width limit)
         if r["state"] == "unreadable":
             r["state"] = f"unreadable: {r['error']}"
     fmt = [
         [
             ("-" if r[c] is None else f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]))
-            for c in cols
+            for c in [*cols, "state"]
         ]
         for r in rows
     ]
-    widths = [max(len(c), *(len(f[i]) for f in fmt)) for i, c in enumerate(cols)]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
-    for f in fmt:
-        print("  ".join(v.ljust(w) for v, w in zip(f, widths)))
+    _print_table([*cols, "state"], fmt)
     return 0
+
+
+def _print_groups(groups: list[dict], root, as_json: bool) -> int:
+    from fcfd_viz.listing import METRICS
+
+    if as_json:
+        print_json(groups)
+        return 0
+    if not groups:
+        print(f"no completed runs in {root}")
+        return 0
+
+    def stat(s: dict) -> str:
+        if s["mean"] is None:
+            return "-"
+        return f"{s['mean']:.2f}" + ("" if s["std"] is None else f" ± {s['std']:.2f}")
+
+    cols = ["config", "method", "student", "dataset", "epochs", "seeds", *METRICS, "runs"]
+    fmt = [
+        [
+            g["config"],
+            g["method"],
+            g["student"],
+            g["dataset"],
+            str(g["epochs"]),
+            str(g["n"]),
+            *(stat(g[m]) for m in METRICS),
+            ", ".join(os.path.basename(r) for r in g["runs"]),
+        ]
+        for g in groups
+    ]
+    _print_table(cols, fmt)
+    return 0
+
+
+def _print_table(cols: list[str], fmt: list[list[str]]) -> None:
+    """Left-aligned columns as wide as their widest cell; the last one unpadded."""
+    widths = [max(len(c), *(len(f[i]) for f in fmt)) for i, c in enumerate(cols)]
+    widths[-1] = 0
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
+    for f in fmt:
+        print("  ".join(v.ljust(w) for v, w in zip(f, widths)).rstrip())
 
 
 def cmd_models(args: argparse.Namespace) -> int:

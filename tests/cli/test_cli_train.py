@@ -21,6 +21,8 @@ FAST = ["--device", "cpu", "--no-progress"]
 SUMMARY_KEYS = {
     "top1",
     "best_top1",
+    "top5",
+    "best_top5",
     "epochs",
     "seconds",
     "method",
@@ -107,9 +109,11 @@ def test_train_teacher_writes_the_run_directory(teacher_run: Path):
         json.loads(line) for line in (teacher_run / "metrics.jsonl").read_text().splitlines()
     ]
     assert len(records) == 1
-    assert {"epoch", "lr", "loss", "losses", "train_top1", "test_top1", "seconds"} <= set(
-        records[0]
-    )
+    keys = {"epoch", "lr", "loss", "losses", "train_top1", "test_top1", "seconds"}
+    assert keys | {"train_top5", "test_top5"} <= set(records[0])
+    # 10 classes: the top-5 holds the top-1 (all rank-1 hits are top-5 hits)
+    assert records[0]["test_top1"] <= records[0]["test_top5"] == summary["top5"] <= 100
+    assert summary["best_top5"] == summary["top5"]  # one epoch
     assert set(records[0]["losses"]) == {"ce"}
     config = json.loads((teacher_run / "config.json").read_text())
     assert config["student"] == "resnet8" and config["train"]["epochs"] == 1
@@ -124,9 +128,11 @@ def test_eval_json(capsys, teacher_run: Path):
     assert result["arch"] == "resnet8" and result["dataset"] == "digits" and result["n"] == 360
     summary = json.loads((teacher_run / "summary.json").read_text())
     assert result["top1"] == pytest.approx(summary["best_top1"], abs=1e-9)
+    assert result["top5"] == pytest.approx(summary["best_top5"], abs=1e-9)  # one epoch
+    assert result["top5_k"] == 5
     # a run directory works too, and the plain output is one line
     out = ok(capsys, ["eval", str(teacher_run), "--device", "cpu"])
-    assert out.count("\n") == 1 and "resnet8 on digits" in out
+    assert out.count("\n") == 1 and "resnet8 on digits" in out and "top-5" in out
 
 
 def test_runs_lists_the_run(capsys, teacher_run: Path):

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from fcfd_viz import distill
 from fcfd_viz.callbacks import Callback
+from fcfd_viz.data import DataConfig, make_loaders
 from fcfd_viz.models.base import Head, StagedNet
 from fcfd_viz.train import Trainer
 from fcfd_viz.train_config import TrainConfig
@@ -183,8 +184,14 @@ def test_ddp_smoke_distill(tmp_path: Path, digits_teacher: Path):
     assert summary["method"] == "fcfd" and summary["epochs"] == 1 and summary["top1"] > 0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 1
-    # ~140 images over 2 ranks at batch 64: 2 steps per rank (3 for a single process)
-    assert records[0]["steps"] == 2
+    # --batch-size is global: 2 ranks load 32 each, so an epoch of the 142 images takes the
+    # 3 optimizer steps of 64 that one process takes (2 steps of 128 while it was per rank)
+    one_process, _, _ = make_loaders(DataConfig(dataset="digits", subset=0.1, subset_seed=0))
+    assert len(one_process.dataset) == 142 and len(one_process) == 3
+    assert records[0]["steps"] == 3
+    config = json.loads((out / "config.json").read_text())
+    assert config["data"]["batch_size"] == 64
+    assert config["distributed"] == {"world_size": 2, "batch_size": 64, "rank_batch_size": 32}
     assert any(k.startswith("func_kl/") for k in records[0]["losses"])
     assert json.loads((out / "status.json").read_text())["state"] == "completed"
 

@@ -1,0 +1,189 @@
+"""``--config FILE``: an experiment read from YAML (or JSON, a run's own ``config.json``), and
+the flags of every data and training setting, generated from the settings dataclasses.
+
+An experiment is built in layers, each overriding the one before:
+``defaults < preset < --config file < flags given on the command line``. A layer is a dict
+shaped like ``config.json``: ``method``, ``student``, ``teacher``, ``weights``,
+``method_config`` (knobs) and the sections ``data`` and ``train`` (only what it sets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+
+from fcfd_viz.data import DataConfig
+from fcfd_viz.errors import UserError
+from fcfd_viz.train_config import TrainConfig
+
+SECTIONS = {"data": DataConfig, "train": TrainConfig}
+TOP = ("method", "student", "teacher", "weights", "method_config")
+RECORDS = ("distributed",)  # what a run records in config.json; never read back as a setting
+
+PRECEDENCE = "defaults < --preset < --config file < flags given on the command line"
+
+
+def _flag(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def _dest(f: dataclasses.Field) -> str:
+    """Where argparse keeps a setting's flag: named after the flag (``--workers``: workers)."""
+    return _flag(f)[2:].replace("-", "_")
+
+
+def add_setting_args(
+    p: argparse.ArgumentParser, section: str, title: str, description: str | None = None
+) -> None:
+    """A flag per field of ``SECTIONS[section]`` in a help group ``title``: its help line, type,
+    choices and default come from the field (:func:`fcfd_viz.checks.setting`). Every flag
+    defaults to None, so a preset or a config file fills what the user left out."""
+    cls = SECTIONS[section]
+    hints = typing.get_type_hints(cls)
+    g = p.add_argument_group(title, description)
+    for f in dataclasses.fields(cls):
+        typ = hints[f.name]
+        if isinstance(typ, types.UnionType):  # X | None
+            typ = next(a for a in typing.get_args(typ) if a is not type(None))
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        text = f.metadata["help"]
+        if default is not None and "default" not in text:
+            text += f" (default: {default})"
+        text = text.replace("%", "%%")
+        kind: dict = {"metavar": None if f.metadata["choices"] else typ.__name__.upper()}
+        if typ is bool:
+            kind = {"action": argparse.BooleanOptionalAction}
+        elif typing.get_origin(typ) is list:
+            kind = {"type": typing.get_args(typ)[0], "nargs": "*", "metavar": "N"}
+        else:
+            kind |= {"type": typ, "choices": f.metadata["choices"]}
+        g.add_argument(_flag(f), dest=_dest(f), default=None, help=text, **kind)
+
+
+def flags_layer(args: argparse.Namespace) -> dict:
+    """The data and training settings given as flags (those left None are not given)."""
+    return {
+        section: {
+            f.name: getattr(args, _dest(f))
+            for f in dataclasses.fields(cls)
+            if getattr(args, _dest(f), None) is not None
+        }
+        for section, cls in SECTIONS.items()
+    }
+
+
+def _unknown(path, where: str, key, valid) -> UserError:
+    return UserError(
+        f"--config {path}: unknown key {where}{key!r}; valid keys there: {', '.join(valid)}"
+    )
+
+
+def read_config_file(path: str, extra: tuple[str, ...] = ()) -> dict:
+    """The layer in the YAML/JSON file ``path`` (a run's config.json included), or a one-line
+    UserError: a missing or malformed file, an unknown key (named with the valid ones).
+
+    ``extra`` are further top-level keys the command takes (``preset``). The ``distributed``
+    record is ignored, and a ``data.subset_seed`` equal to the file's ``train.seed`` (what a
+    run records when the subset follows the seed) is dropped, so ``--seed`` moves both.
+    """
+    import yaml
+
+    from fcfd_viz.runs import method_fields
+
+    file = Path(path)
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except OSError as e:
+        raise UserError(f"--config {path}: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where else ""
+        raise UserError(f"--config {path}: not YAML or JSON{line}: {e}".splitlines()[0]) from None
+    if not isinstance(raw, dict):
+        raise UserError(
+            f"--config {path}: expected a mapping of settings, got {type(raw).__name__}"
+        )
+    valid = (*TOP, *SECTIONS, *extra)
+    for key in raw:
+        if key not in (*valid, *RECORDS):
+            raise _unknown(path, "", key, valid)
+    try:
+        name, knobs = method_fields(raw)
+    except ValueError as e:
+        raise UserError(f"--config {path}: {e}") from None
+    layer = {k: raw[k] for k in (*TOP, *extra) if k in raw and k != "method_config"}
+    if name is not None:
+        layer["method"] = name
+    if not isinstance(knobs, dict):
+        raise UserError(f"--config {path}: method_config must be a mapping of knobs")
+    layer["method_config"] = dict(knobs)
+    for section, cls in SECTIONS.items():
+        values = raw.get(section) or {}
+        if not isinstance(values, dict):
+            raise UserError(f"--config {path}: {section} must be a mapping of settings")
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in values:
+            if key not in names:
+                raise _unknown(path, f"{section}.", key, names)
+        layer[section] = dict(values)
+    seed = layer["train"].get("seed")
+    if seed is not None and layer["data"].get("subset_seed") == seed:
+        del layer["data"]["subset_seed"]
+    return layer
+
+
+def merge(*layers: dict) -> dict:
+    """Later layers override earlier ones, key by key (sections and knobs merge, too)."""
+    nested = (*SECTIONS, "method_config")
+    out: dict = {key: {} for key in nested}
+    for layer in layers:
+        for key, value in layer.items():
+            if key in nested:
+                out[key].update(value or {})
+            elif value is not None:
+                out[key] = value
+    return out
+
+
+def check_knobs(method: str, knobs: dict, origin: str, command: str) -> dict:
+    """The knobs of ``knobs`` that ``method`` takes; a note names those it lacks (knobs of
+    other methods), a UserError a name no method has. ``origin`` names where they come from."""
+    import sys
+
+    from fcfd_viz import distill
+
+    everyone = {k.name for k in distill.knobs()}
+    own = {k.name: k for k in distill.knobs(method)}
+    for name in knobs:
+        if name not in everyone:
+            valid = ", ".join(sorted(own)) or "none"
+            raise UserError(f"{origin}: unknown knob {name!r}; {method} takes: {valid}")
+    lacks = sorted(set(knobs) - set(own))
+    if lacks:
+        print(
+            f"fcfd {command}: note: {origin} knobs {', '.join(lacks)} do not apply to {method}; "
+            "ignored",
+            file=sys.stderr,
+        )
+    for name in set(knobs) & set(own):
+        own[name].check(knobs[name], f"{origin} method_config.{name}")
+    return {k: v for k, v in knobs.items() if k in own}
+
+
+def experiment(layer: dict):
+    """The :class:`~fcfd_viz.pipeline.ExperimentConfig` of a merged layer (values are checked
+    when the run starts: :func:`fcfd_viz.pipeline.validate`)."""
+    from fcfd_viz.pipeline import ExperimentConfig
+
+    return ExperimentConfig(
+        method=layer["method"],
+        student=layer["student"],
+        teacher=layer.get("teacher"),
+        data=DataConfig(**layer["data"]),
+        train=TrainConfig(**layer["train"]),
+        method_kwargs=layer["method_config"],
+        weights=layer.get("weights"),
+    )
