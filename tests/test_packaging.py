@@ -35,6 +35,7 @@ def test_runtime_dependencies_are_ranges_not_pins():
         "torchvision",
         "numpy",
         "scikit-learn",
+        "scipy",
         "plotly",
         "streamlit",
         "captum",
