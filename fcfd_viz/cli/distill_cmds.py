@@ -10,6 +10,7 @@ from fcfd_viz.cli.common import (
     add_train_args,
     data_config,
     print_summary,
+    tracking,
     train_config,
 )
 
@@ -116,7 +117,12 @@ def cmd_distill(args: argparse.Namespace) -> int:
             )
     out = args.out or f"runs/{cfg.method}-{cfg.student}-{cfg.data.dataset}-s{cfg.train.seed}"
     summary = run_experiment(
-        cfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress
+        cfg,
+        out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        **tracking(args),
     )
     print_summary(summary, out)
     return 0

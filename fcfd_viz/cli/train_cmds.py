@@ -12,6 +12,7 @@ from fcfd_viz.cli.common import (
     data_config,
     print_json,
     print_summary,
+    tracking,
     train_config,
 )
 from fcfd_viz.errors import UserError
@@ -81,7 +82,12 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = _note_new_classifier(warnings.showwarning)
         summary = run_experiment(
-            cfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress
+            cfg,
+            out,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            **tracking(args),
         )
     print_summary(summary, out)
     return 0
