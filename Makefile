@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8501
 PYTEST_ARGS ?=
 
-.PHONY: app test lint format install clean benchmarks
+.PHONY: app test lint format install clean benchmarks chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,23 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint
+test: lint chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Debian's Chromium for the real-browser tests (tests/app/test_browser.py, as .ci/run does):
+# installed when missing and this is root with apt-get; otherwise say that they will be skipped
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "make: installing Debian's chromium for the browser tests"; \
+	    (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null) \
+	      || echo "make: WARNING: could not install chromium: the browser tests will be skipped"; \
+	  else \
+	    echo "make: WARNING: $(CHROMIUM) not found: the browser tests (tests/app/test_browser.py)" \
+	      "will be skipped; install it with: sudo apt-get install chromium"; \
+	  fi; \
+	fi
 
 benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/step_time.py
@@ -43,4 +58,4 @@ benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/app_timing.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info

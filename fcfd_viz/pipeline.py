@@ -21,6 +21,7 @@ from fcfd_viz.errors import UserError
 from fcfd_viz.fsio import read_object
 from fcfd_viz.runs import Run, method_fields
 from fcfd_viz.runtime import dist_info, seed_everything
+from fcfd_viz.tracking import tracking_callbacks
 from fcfd_viz.train import Trainer
 from fcfd_viz.train_config import Diverged, TrainConfig
 from fcfd_viz.writer import check_target, open_run
@@ -138,8 +139,13 @@ def run_experiment(
     overwrite: bool = False,
     callbacks: list[Callback] | None = None,
     progress: bool = True,
+    tensorboard: bool = True,
+    wandb: str | None = None,
 ) -> dict:
     """Train as configured and write the run directory ``out`` (rank 0 only). Returns the summary.
+
+    Rank 0 also logs every epoch to TensorBoard (``out/tb``, unless ``tensorboard=False``)
+    and, given a project name, to Weights & Biases (:mod:`fcfd_viz.tracking`).
 
     Rank 0 holds ``out``'s writer lock from before its first write to the end (a second
     writer exits with a line naming this one). The final status says how the run ended:
@@ -155,6 +161,7 @@ def run_experiment(
     protect = [cfg.teacher] if cfg.teacher else []
     if writes:  # before any work: a refused --out costs nothing
         check_target(Path(out), resume=resume, overwrite=overwrite, protect=protect)
+    logs = tracking_callbacks(out, tensorboard, wandb) if writes else []  # packages there?
     validate(cfg)
     if cfg.data.subset_seed is None:
         cfg.data.subset_seed = cfg.train.seed  # the student's subset is fixed per seed
@@ -193,7 +200,7 @@ def run_experiment(
             test_loader,
             cfg.train,
             run=run,
-            callbacks=callbacks,
+            callbacks=[*(callbacks or []), *logs],
             meta=meta,
             progress=progress,
         )
@@ -205,6 +212,9 @@ def run_experiment(
             if run is not None:
                 record_end(run, e)
             raise
+        finally:
+            for log in logs:
+                log.close()
 
 
 def record_end(run: Run, e: BaseException) -> None:

@@ -44,6 +44,8 @@ from fcfd_viz.locks import file_lock
 from fcfd_viz.procs import identity
 
 STOP_FILE = "STOP"
+# TensorBoard event files of a run (fcfd_viz.tracking): RUN/tb/events.out.tfevents.*
+TB_DIR, TB_EVENTS = "tb", "events.out.tfevents."
 JOBS_DIR = ".jobs"  # the job registry's folder inside a runs folder (fcfd_viz.jobs)
 # fields every metrics line has, each a number (what the curves and the listing read)
 RECORD_NUMBERS = ("lr", "loss", "train_top1", "test_top1")

@@ -6,8 +6,9 @@
   holder (pid and start time) so a second writer exits with a line naming it. A record left
   by a dead process blocks nothing: only the lock counts.
 * **What a run directory is.** Only :data:`RUN_FILES` (and the temp files of their atomic
-  writes). ``--overwrite`` replaces a directory only when it holds nothing else, and then
-  deletes those files one by one, never a tree: a folder with anything foreign in it (a
+  writes), and a ``tb/`` folder holding nothing but TensorBoard event files.
+  ``--overwrite`` replaces a directory only when it holds nothing else, and then deletes
+  those files one by one, never a tree: a folder with anything foreign in it (another
   sub-folder, a thesis) is refused before anything is deleted.
 * **Never what the run reads.** ``--out`` may not be the teacher's run directory, hold the
   teacher checkpoint, or be a parent of it.
@@ -26,7 +27,7 @@ from fcfd_viz.errors import UserError
 from fcfd_viz.fsio import TEMP_SUFFIX, read_object, user_os_errors, write_json
 from fcfd_viz.locks import LockBusy, file_lock
 from fcfd_viz.procs import describe, identity, pid_alive
-from fcfd_viz.runs import STOP_FILE, Run
+from fcfd_viz.runs import STOP_FILE, TB_DIR, TB_EVENTS, Run
 
 WRITER_LOCK = ".writer.lock"
 WRITER_FILE = "writer.json"
@@ -50,13 +51,29 @@ def is_temp(name: str) -> bool:
     return name.endswith(TEMP_SUFFIX) and any(name.startswith(f".{f}.") for f in RUN_FILES)
 
 
+def event_files(path: Path) -> list[Path] | None:
+    """The files of ``path/tb`` when it is a real folder of TensorBoard event files only (the
+    run's own), else None."""
+    tb = path / TB_DIR
+    if tb.is_symlink() or not tb.is_dir():
+        return None
+    with os.scandir(tb) as it:
+        entries = list(it)
+    ok = all(e.name.startswith(TB_EVENTS) and e.is_file(follow_symlinks=False) for e in entries)
+    return [Path(e.path) for e in entries] if ok else None
+
+
 def foreign_entries(path: Path) -> list[str]:
-    """Entries of ``path`` that are not run files (sub-folders and symlinks included)."""
+    """Entries of ``path`` that are not run files (sub-folders other than the run's ``tb/``
+    and symlinks included)."""
     with os.scandir(path) as it:
         return sorted(
             e.name
             for e in it
-            if not ((e.name in RUN_FILES or is_temp(e.name)) and e.is_file(follow_symlinks=False))
+            if not (
+                ((e.name in RUN_FILES or is_temp(e.name)) and e.is_file(follow_symlinks=False))
+                or (e.name == TB_DIR and event_files(path) is not None)
+            )
         )
 
 
@@ -122,6 +139,10 @@ def prepare(out: Path, resume: bool, overwrite: bool, protect: Iterable = ()) ->
             replaced = overwrite and not resume and name in RUN_FILES and name != WRITER_LOCK
             if stale or replaced:
                 (out / name).unlink(missing_ok=True)
+        if overwrite and not resume and (events := event_files(out)) is not None:
+            for f in events:  # one by one, as the run files (check_target vetted them)
+                f.unlink(missing_ok=True)
+            (out / TB_DIR).rmdir()
 
 
 def live_writer(out: Path) -> str | None:

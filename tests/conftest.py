@@ -127,3 +127,27 @@ def fake_hub(tmp_path, monkeypatch, fake_imagenet_state) -> Path:
     folder.mkdir(parents=True)
     torch.save(fake_imagenet_state, folder / "mobilenet_v3_small-047dcff4.pth")
     return folder
+
+
+def _needs_chromium(report) -> bool:
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    return "test_browser.py" in report.nodeid or "chromium" in reason.lower()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter) -> Iterator[None]:
+    """Say loudly when the real-browser tests were skipped (no Chromium): the README promises
+    them, and ``-ra``'s one line among the skips is easy to miss. Printed last (after the
+    short summary), just above the closing line."""
+    yield
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if _needs_chromium(r)]
+    if skipped:
+        names = ", ".join(sorted({r.nodeid.split("::")[0] for r in skipped}))
+        terminalreporter.write_sep("!", "real-browser tests SKIPPED", yellow=True, bold=True)
+        terminalreporter.write_line(
+            f"WARNING: {len(skipped)} test(s) in {names} did not run: /usr/bin/chromium not "
+            "found. Install it (apt-get install -y --no-install-recommends chromium; `make "
+            "test` does so when run as root) and run them again.",
+            yellow=True,
+            bold=True,
+        )

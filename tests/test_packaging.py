@@ -35,6 +35,7 @@ def test_runtime_dependencies_are_ranges_not_pins():
         "torchvision",
         "numpy",
         "scikit-learn",
+        "scipy",
         "plotly",
         "streamlit",
         "captum",
@@ -44,6 +45,7 @@ def test_runtime_dependencies_are_ranges_not_pins():
         "pyyaml",
         "psutil",
         "filelock",
+        "tensorboard",
     }
     assert needed <= names, needed - names
     assert not [d for d in deps if "==" in d], "no exact pins in runtime dependencies"

@@ -15,6 +15,7 @@ mean of ``|attribution|`` over images and positions. Methods (all captum):
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -78,33 +79,22 @@ METHODS: dict[str, Callable[..., Tensor]] = {
 }
 
 
-def _ranks(x: Tensor) -> Tensor:
-    """Ranks 1..n with ties sharing their average rank."""
-    x = x.double().flatten()
-    order = torch.argsort(x, stable=True)
-    ranks = torch.empty_like(x)
-    ranks[order] = torch.arange(1, len(x) + 1, dtype=x.dtype, device=x.device)
-    uniq, inverse = torch.unique(x, return_inverse=True)
-    if len(uniq) < len(x):  # average the ranks within each tie group
-        sums = torch.zeros(len(uniq), dtype=x.dtype, device=x.device).index_add_(0, inverse, ranks)
-        counts = torch.zeros(len(uniq), dtype=x.dtype, device=x.device).index_add_(
-            0, inverse, torch.ones_like(x)
-        )
-        ranks = (sums / counts)[inverse]
-    return ranks
-
-
 def spearman(a: Sequence[float] | Tensor, b: Sequence[float] | Tensor) -> float:
-    """Spearman rank correlation (average ranks for ties); NaN when either side is constant."""
+    """Spearman rank correlation of ``a`` and ``b`` (flattened, equal lengths):
+    ``scipy.stats.spearmanr``, i.e. the Pearson correlation of their ranks, tied values
+    sharing their average rank. NaN when either side is constant, has fewer than 2 values or
+    holds a NaN (scipy's ``nan_policy="propagate"``)."""
+    from scipy import stats  # here: scipy.stats takes ~1 s to import
+
     a, b = torch.as_tensor(a).flatten(), torch.as_tensor(b).flatten()
     if a.numel() != b.numel():
         raise UserError(f"spearman needs equal lengths, got {a.numel()} and {b.numel()}")
     if a.numel() < 2:
         return float("nan")
-    ra, rb = _ranks(a), _ranks(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    den = ra.norm() * rb.norm()
-    return float((ra * rb).sum() / den) if den > 0 else float("nan")
+    with warnings.catch_warnings():  # a constant side: NaN, said by the docstring
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        rho = stats.spearmanr(a.detach().double().cpu().numpy(), b.detach().double().cpu().numpy())
+    return float(rho.statistic)
 
 
 @dataclass

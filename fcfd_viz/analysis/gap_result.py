@@ -4,6 +4,7 @@ their JSON form, and a one-line plain-English reading. No computation lives here
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 
 from torch import Tensor
@@ -138,7 +139,7 @@ def gap_reading(result: GapResult) -> str:
 
     def mean(name, key):
         vals = [students[name][key][k] for k in stages if students[name][key][k] is not None]
-        return sum(vals) / len(vals) if vals else math.inf
+        return statistics.fmean(vals) if vals else math.inf
 
     names = list(students)
     by_func = sorted(names, key=lambda v: mean(v, "functional"))

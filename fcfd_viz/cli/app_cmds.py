@@ -1,4 +1,5 @@
-"""``fcfd defaults`` (build the app's default runs) and ``fcfd app`` (start the dashboard)."""
+"""``fcfd defaults`` (build the app's default runs), ``fcfd app`` (start the dashboard) and
+``fcfd notebooks`` (copy the tutorials out)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "machine: the name or address in the URL; repeatable)",
     )
     p.set_defaults(func=cmd_app)
+
+    p = sub.add_parser("notebooks", help="copy the tutorial notebooks into a folder")
+    p.add_argument("dir", metavar="DIR", help="folder to copy them into (created if absent)")
+    p.add_argument("--overwrite", action="store_true", help="replace notebooks already in DIR")
+    p.set_defaults(func=cmd_notebooks)
 
 
 # The server settings `fcfd app` passes on the command line, so they hold from any working
@@ -97,15 +103,36 @@ def cmd_defaults(args: argparse.Namespace) -> int:
 
 
 def app_script() -> Path:
-    """``app/main.py`` of the source checkout this package runs from."""
-    import fcfd_viz
+    """``main.py`` of the dashboard: the installed wheel's copy, else the source checkout's."""
+    from fcfd_viz.shipped import app_script
 
-    script = Path(fcfd_viz.__file__).resolve().parents[1] / "app" / "main.py"
-    if not script.exists():
+    return app_script()
+
+
+def cmd_notebooks(args: argparse.Namespace) -> int:
+    """Copy every tutorial notebook into ``DIR``; a notebook already there stops the command
+    (nothing copied) unless ``--overwrite``."""
+    from fcfd_viz.fsio import atomic_write, user_os_errors
+    from fcfd_viz.shipped import notebooks_dir, shipped_files
+
+    source, dest = notebooks_dir(), Path(args.dir).expanduser()
+    names = shipped_files(source, "notebooks")
+    there = [str(n) for n in names if (dest / n).exists()]
+    if there and not args.overwrite:
         raise UserError(
-            f"{script} not found: `fcfd app` needs a source checkout (git clone, pip install -e .)"
+            f"{dest} already holds {', '.join(there)}: pass --overwrite to replace them"
         )
-    return script
+    with user_os_errors(dest):
+        dest.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        atomic_write(dest / name, (source / name).read_bytes())
+        print(dest / name)
+    print(
+        f"fcfd notebooks: open them with `jupyter lab {dest}`; they write runs to "
+        f"{dest.resolve().parent / 'runs'} (RUNS_DIR in each first cell)",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def cmd_app(args: argparse.Namespace) -> int:

@@ -38,6 +38,21 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     g.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument(
+        "--no-tensorboard", action="store_true", help="no TensorBoard event files in --out/tb"
+    )
+    g.add_argument(
+        "--wandb",
+        default=None,
+        metavar="PROJECT",
+        help="also log to this Weights & Biases "
+        "project (pip install wandb; WANDB_MODE=offline: no network)",
+    )
+
+
+def tracking(args: argparse.Namespace) -> dict:
+    """run_experiment's logging arguments from ``--no-tensorboard`` and ``--wandb``."""
+    return {"tensorboard": not args.no_tensorboard, "wandb": args.wandb}
 
 
 def file_layer(args: argparse.Namespace, extra: tuple[str, ...] = ()) -> dict:

@@ -12,6 +12,7 @@ from fcfd_viz.cli.common import (
     add_train_args,
     file_layer,
     print_summary,
+    tracking,
 )
 
 
@@ -124,7 +125,12 @@ def cmd_distill(args: argparse.Namespace) -> int:
             )
     out = args.out or f"runs/{cfg.method}-{cfg.student}-{cfg.data.dataset}-s{cfg.train.seed}"
     summary = run_experiment(
-        cfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress
+        cfg,
+        out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        **tracking(args),
     )
     print_summary(summary, out)
     return 0

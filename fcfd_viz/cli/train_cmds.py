@@ -15,6 +15,7 @@ from fcfd_viz.cli.common import (
     file_layer,
     print_json,
     print_summary,
+    tracking,
 )
 from fcfd_viz.errors import UserError
 
@@ -106,7 +107,12 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = _note_new_classifier(warnings.showwarning)
         summary = run_experiment(
-            cfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress
+            cfg,
+            out,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            **tracking(args),
         )
     print_summary(summary, out)
     return 0

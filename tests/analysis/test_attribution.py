@@ -38,6 +38,22 @@ def test_spearman_ties_use_average_ranks():
     assert spearman(a, b) == pytest.approx(float((ra * rb).sum() / (ra.norm() * rb.norm())))
 
 
+def test_spearman_is_scipys_with_ties_and_nan():
+    from scipy import stats
+
+    assert spearman([1, 1, 2, 3], [1, 2, 3, 3]) == pytest.approx(8 / 9)  # the ranks above
+    g = torch.Generator().manual_seed(0)
+    for n in (2, 5, 64):
+        a = torch.randint(0, 4, (n,), generator=g).float()  # many ties
+        b = torch.randn(n, generator=g).requires_grad_()
+        want = stats.spearmanr(a.numpy(), b.detach().numpy()).statistic
+        assert spearman(a, b) == pytest.approx(want, abs=1e-12)
+    nan = float("nan")
+    assert math.isnan(spearman([1.0, nan, 3.0], [1.0, 2.0, 3.0]))  # propagated, as scipy does
+    assert math.isnan(stats.spearmanr([1.0, nan, 3.0], [1.0, 2.0, 3.0]).statistic)
+    assert math.isnan(spearman([5.0], [1.0]))
+
+
 def test_every_method_gives_one_value_per_channel():
     net = models.create("resnet8", num_classes=10)
     x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))

@@ -15,3 +15,25 @@ def test_fcfd_app_binds_localhost(monkeypatch, tmp_path):
     assert cmd[cmd.index("run") + 1].endswith("app/main.py")
     main(["app", "--host", "0.0.0.0", "--port", "9999"])
     assert calls[1][calls[1].index("--server.address") + 1] == "0.0.0.0"
+
+
+def test_fcfd_notebooks_copies_the_tutorials_and_never_overwrites_silently(tmp_path, capsys):
+    from pathlib import Path
+
+    from fcfd_viz.cli import main
+
+    checkout = Path(__file__).resolve().parents[2] / "notebooks"
+    names = sorted(p.name for p in checkout.glob("*.ipynb"))
+    dest = tmp_path / "new" / "tutorials"
+    assert main(["notebooks", str(dest)]) == 0
+    assert sorted(p.name for p in dest.iterdir()) == names
+    assert all((dest / n).read_bytes() == (checkout / n).read_bytes() for n in names)
+
+    (dest / names[0]).write_text("my edits")
+    capsys.readouterr()
+    assert main(["notebooks", str(dest)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and names[0] in err and "--overwrite" in err
+    assert (dest / names[0]).read_text() == "my edits"  # nothing copied
+    assert main(["notebooks", str(dest), "--overwrite"]) == 0
+    assert (dest / names[0]).read_bytes() == (checkout / names[0]).read_bytes()

@@ -179,7 +179,9 @@ def test_ddp_smoke_distill(tmp_path: Path, digits_teacher: Path):
         "metrics.jsonl",
         "status.json",
         "summary.json",
+        "tb",
     ]
+    assert len(list((out / "tb").iterdir())) == 1  # one event file: only rank 0 logs
     summary = json.loads((out / "summary.json").read_text())
     assert summary["method"] == "fcfd" and summary["epochs"] == 1 and summary["top1"] > 0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
