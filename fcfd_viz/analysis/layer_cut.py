@@ -87,11 +87,27 @@ class _Recording:
     replay: dict[Key, tuple[Any, Counter]] = field(default_factory=dict)
 
 
+def _clone(value: Any) -> Any:
+    return value.clone() if isinstance(value, Tensor) else value
+
+
 def _repeat(value: Any, m: int) -> Any:
     """Every tensor in ``value`` repeated ``m`` times along dim 0 (always a fresh copy)."""
     return tree_map(
         lambda t: t.repeat(m, *[1] * (t.dim() - 1)) if isinstance(t, Tensor) else t, value
     )
+
+
+def _replays(rest: Rest, f: Tensor, z0: Tensor) -> bool:
+    """Whether ``rest`` gives the clean logits ``z0`` for two stacked copies of ``f``."""
+    try:
+        with torch.no_grad():
+            z2 = rest(torch.cat([f, f]))
+    except RuntimeError:  # shapes that only fit with the batch first
+        return False
+    if not isinstance(z2, Tensor) or z2.shape != (2 * len(z0), *z0.shape[1:]):
+        return False
+    return bool((z2.view(2, *z0.shape) - z0).abs().max() <= REPLAY_RTOL * (1 + z0.abs().max()))
 
 
 @contextmanager
@@ -135,16 +151,13 @@ class LayerCut(Cut):
             rec, z0 = self._record(x)
         f = self._check(rec, z0, x.shape[0])
         rest = partial(self._run, rec, x, {}, self.replay)
-        if self.replay:
-            with torch.no_grad():
-                z2 = rest(torch.cat([f, f])).view(2, *z0.shape)
-            if (z2 - z0).abs().max() > REPLAY_RTOL * (1 + z0.abs().max()):
-                warnings.warn(
-                    f"layer {self.layer!r}: replaying the modules before it does not give the "
-                    "model's output (is the batch not first?); recomputing them in every pass",
-                    stacklevel=2,
-                )
-                rest = partial(self._run, rec, x, {}, False)
+        if self.replay and not _replays(rest, f, z0):
+            warnings.warn(
+                f"layer {self.layer!r}: replaying the modules before it does not give the "
+                "model's output (is the batch not first?); recomputing them in every pass",
+                stacklevel=2,
+            )
+            rest = partial(self._run, rec, x, {}, False)
         self._rest = rest
         return f, rest
 
@@ -174,14 +187,14 @@ class LayerCut(Cut):
                 if call.parent is not None:
                     call.parent.nested[j] += 1
                     call.parent.nested.update(call.nested)
+                keep = partial(tree_map, _clone, out)  # safe from later in-place ops
                 if call.key == rec.target_key:
-                    rec.feature, rec.target_nested = out, call.nested
+                    rec.feature, rec.target_nested = keep(), call.nested
                 elif rec.target_key is None:  # ended before the layer started: replayable
                     # it covers its children: they never run when it is replayed
                     for child in call.children:
                         rec.replay.pop(child, None)
-                    keep = tree_map(lambda t: t.clone() if isinstance(t, Tensor) else t, out)
-                    rec.replay[call.key] = (keep, call.nested)  # cloned: later in-place ops
+                    rec.replay[call.key] = (keep(), call.nested)
                     if call.parent is not None:
                         call.parent.children.append(call.key)
                 return out
