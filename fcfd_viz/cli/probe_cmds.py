@@ -60,6 +60,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--image-dir", default=None, help="probe these PNG/JPEG files (sorted) instead of test data"
     )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="resize and crop --image-dir images to this size (default: the model's preprocessing)",
+    )
     p.add_argument("--n-random", type=int, default=64, help="random directions (default 64)")
     p.add_argument(
         "--k-jacobian", type=int, default=5, help="top/bottom Jacobian directions (default 5)"
@@ -116,9 +122,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
     make_cut(net, args.stage, args.layer)  # a bad stage or layer fails before any data loads
     if args.image_dir is not None:
         arch = getattr(net, "arch", args.model)
-        images = folder_images(
-            args.image_dir, args.images, image_transform(arch, args.weights, size)
-        )
+        tf = image_transform(arch, args.weights, args.image_size or size, args.image_size is None)
+        images = folder_images(args.image_dir, args.images, tf)
         dataset = str(args.image_dir)
     else:
         images, info = probe_images(ckpt, args.images, args.dataset, args.data_dir)

@@ -23,18 +23,17 @@ from fcfd_viz.errors import UserError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-def image_transform(arch: str, weights: str | None, size: int) -> Callable:
+def image_transform(arch: str, weights: str | None, size: int, own: bool = True) -> Callable:
     """The preprocessing of ``arch`` (with ``weights``): a PIL image -> (3, size, size).
 
-    Uses :func:`fcfd_viz.models.image_transform` when it exists; the fallback resizes the
-    shorter side to ``size``, centre-crops ``size`` x ``size`` and normalises with the
-    ImageNet mean and std.
+    Uses :func:`fcfd_viz.models.image_transform` when it exists (and ``own``); otherwise
+    resizes the shorter side to ``size``, centre-crops ``size`` x ``size`` and normalises
+    with the ImageNet mean and std.
     """
     from fcfd_viz import models
 
-    own = getattr(models, "image_transform", None)
-    if own is not None:
-        return own(arch, weights)
+    if own and hasattr(models, "image_transform"):
+        return models.image_transform(arch, weights)
     from torchvision import transforms
 
     from fcfd_viz.data import IMAGENET_STATS
