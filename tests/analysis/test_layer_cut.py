@@ -127,6 +127,23 @@ def test_transformer_block_channels_are_hidden_dims_across_tokens(vit):
     assert attr.layer == layer and attr.channels["ablation"].shape == (32,)
 
 
+def test_report_and_figures_of_a_transformer_block(vit):
+    from fcfd_viz import viz
+    from fcfd_viz.analysis import ProbeReport, probe_report
+
+    x = torch.randn(2, 3, 16, 16, generator=gen(11))
+    layer = "encoder.layers.encoder_layer_1"
+    opts = dict(mode="fisher", n_random=3, k_jacobian=2)
+    rep = probe_report(vit, x, layer=layer, attribution="grad_x_act", maps=2, **opts)
+    assert rep.maps is None and rep.attribution.channels["grad_x_act"].shape == (32,)
+    d = rep.to_dict(full=False)
+    assert d["layer"] == layer and d["stage"] is None and d["feature_shape"] == [17, 32]
+    again = ProbeReport.from_dict(rep.to_dict())
+    assert again.to_dict() == rep.to_dict() and again.anisotropy.layer == layer
+    titles = [f.layout.title.text for f in viz.probe_figures(rep)]
+    assert any(t.startswith(f"Layer {layer} channel sensitivity") for t in titles)
+
+
 class SkipShared(nn.Module):
     """``act`` runs three times: inside ``pre`` and on its own before the layer, then after
     it; ``h`` (from before the layer) is added after the layer (a skip connection)."""
