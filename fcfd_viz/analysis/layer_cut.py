@@ -13,11 +13,12 @@ layer (a shared ReLU) is replayed only where it ran before it, and the calls nes
 replayed call are counted as if they had run. Values computed before the layer and reused
 after it (a skip connection around the layer) come from the replayed calls.
 
-Replaying assumes that a recorded output has the batch first. Every split checks it: the
-rest of two stacked copies of the clean feature must give the clean logits twice. When they
-do not (a sequence-first attention module, a module with state), the cut warns and
-recomputes everything before the layer in every pass (correct, slower). ``replay=False``
-always does so: the plain "swap the output in a forward hook" probe.
+The clean pass stops at the layer: nothing after it runs. Replaying assumes that a recorded
+output has the batch first. Every split checks it on (at most) three of the images, at little
+cost: the rest of two stacked copies of their feature must give their clean logits twice.
+When it does not (a sequence-first attention module, a module with state), the cut warns
+and recomputes everything before the layer in every pass (correct, slower).
+``replay=False`` always does so: the plain "swap the output in a forward hook" probe.
 
 >>> cut = LayerCut(torchvision_vit, "encoder.layers.encoder_layer_0")  # doctest: +SKIP
 >>> f, rest = cut.split(images)            # f: (N, T, D); rest: (m*N, T, D) -> logits  # doctest: +SKIP
@@ -42,6 +43,7 @@ from fcfd_viz.analysis.cut import Cut, Rest, model_device
 from fcfd_viz.errors import UserError
 
 Key = tuple[int, int]  # (module index, call number of that module)
+CHECK_IMAGES = 3  # the replay check's images (few: cheap; not 2, a common size)
 REPLAY_RTOL = 1e-3  # the replay check: |logit difference| <= rtol * (1 + max |logit|)
 
 
@@ -98,6 +100,10 @@ def _repeat(value: Any, m: int) -> Any:
     )
 
 
+class _Stop(Exception):
+    """Ends a clean pass at the layer."""
+
+
 def _replays(rest: Rest, f: Tensor, z0: Tensor) -> bool:
     """Whether ``rest`` gives the clean logits ``z0`` for two stacked copies of ``f``."""
     try:
@@ -147,11 +153,14 @@ class LayerCut(Cut):
 
     def split(self, images: Tensor) -> tuple[Tensor, Rest]:
         x = images.to(model_device(self.model))
+        xs = x[:CHECK_IMAGES]
         with torch.no_grad():
-            rec, z0 = self._record(x)
-        f = self._check(rec, z0, x.shape[0])
+            few, z0 = self._record(xs, stop=False)  # a whole pass: the check's images
+            rec = few if len(x) <= len(xs) else self._record(x)[0]  # up to the layer
+        self._check(few, len(xs), z0, logits=True)
+        f = self._check(rec, x.shape[0])
         rest = partial(self._run, rec, x, {}, self.replay)
-        if self.replay and not _replays(rest, f, z0):
+        if self.replay and not _replays(partial(self._run, few, xs, {}, True), few.feature, z0):
             warnings.warn(
                 f"layer {self.layer!r}: replaying the modules before it does not give the "
                 "model's output (is the batch not first?); recomputing them in every pass",
@@ -167,7 +176,8 @@ class LayerCut(Cut):
         return self._rest(f)
 
     # ---- the clean pass
-    def _record(self, x: Tensor) -> tuple[_Recording, Any]:
+    def _record(self, x: Tensor, stop: bool = True) -> tuple[_Recording, Any]:
+        """The calls of one clean pass (to the layer with ``stop``), and the model's output."""
         rec, counts, stack = _Recording(), Counter(), []
 
         def make(j: int, forward: Callable) -> Callable:
@@ -190,6 +200,8 @@ class LayerCut(Cut):
                 keep = partial(tree_map, _clone, out)  # safe from later in-place ops
                 if call.key == rec.target_key:
                     rec.feature, rec.target_nested = keep(), call.nested
+                    if stop:
+                        raise _Stop
                 elif rec.target_key is None:  # ended before the layer started: replayable
                     # it covers its children: they never run when it is replayed
                     for child in call.children:
@@ -201,11 +213,17 @@ class LayerCut(Cut):
 
             return recording_forward
 
+        z0 = None
         with _wrapped(self._modules, make):
-            z0 = self.model(x)
+            try:
+                z0 = self.model(x)
+            except _Stop:
+                pass
         return rec, z0
 
-    def _check(self, rec: _Recording, z0: Any, n: int) -> Tensor:
+    def _check(self, rec: _Recording, n: int, z0: Any = None, logits: bool = False) -> Tensor:
+        """The feature, or a :class:`UserError` saying why this layer (or ``logits``, the
+        model's output ``z0``) does not suit a probe."""
         name, kind = self.layer, type(self.model).__name__
         if rec.target_calls == 0:
             raise UserError(f"layer {name!r} does not run in {kind}'s forward pass")
@@ -225,6 +243,8 @@ class LayerCut(Cut):
                 f"layer {name!r} returns shape {tuple(f.shape)} for {n} images; "
                 "the probe needs one feature per image, the batch first"
             )
+        if not logits:
+            return f
         if not isinstance(z0, Tensor) or z0.dim() != 2 or z0.shape[0] != n:
             raise UserError(
                 f"{kind} must return logits (N, K) for a probe, got "
