@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import re
+import time
 from pathlib import Path
 
 import torch
@@ -64,3 +65,13 @@ def table(headers: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def timed(fn) -> tuple[float, float, object]:
+    """(wall seconds, CPU seconds of this process, result); waits for queued CUDA work."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    sync()
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    sync()
+    return time.perf_counter() - t0, time.process_time() - c0, out

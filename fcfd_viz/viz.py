@@ -98,11 +98,16 @@ def channel_sensitivity_figure(result: AnisotropyResult) -> go.Figure:
         fig.add_trace(_line(x, [d["random_median"]] * 2, "random median", FAMILY_COLORS["random"]))
         fig.data[-1].line.dash = "dash"
     title = (
-        f"Stage {d.get('stage')} channel sensitivity ({d.get('divergence')}, eps={d.get('eps')}, "
+        f"{_where(d)} channel sensitivity ({d.get('divergence')}, eps={d.get('eps')}, "
         f"{d.get('mode')}): max/min {_fmt(d.get('anisotropy_ratio'))}, "
         f"p95/p5 {_fmt(d.get('p95_p5_ratio'))}"
     )
     return _layout(fig, title, "channel (sorted by sensitivity)", "sensitivity", log_y=True)
+
+
+def _where(d: dict) -> str:
+    """``"Stage 2"`` or ``"Layer layer3.1"``: where a probe cut the network."""
+    return f"Stage {d.get('stage')}" if d.get("layer") is None else f"Layer {d['layer']}"
 
 
 def jacobian_spectrum_figure(result: AnisotropyResult) -> go.Figure:
@@ -119,7 +124,7 @@ def jacobian_spectrum_figure(result: AnisotropyResult) -> go.Figure:
     bottom_x = [rank - i for i in range(len(bot))]
     fig.add_trace(_line(bottom_x, bot, "bottom", FAMILY_COLORS["jacobian bottom"], mode=mode))
     metric = "Fisher metric" if d.get("divergence") == "kl" else "logits"
-    title = f"Stage {d.get('stage')} Jacobian spectrum ({metric}, per image, mean)"
+    title = f"{_where(d)} Jacobian spectrum ({metric}, per image, mean)"
     return _layout(fig, title, "singular value index", "singular value", log_y=True)
 
 

@@ -1,13 +1,16 @@
-"""Perturbation anisotropy of a staged network cut after one stage.
+"""Perturbation anisotropy of a network cut after a stage or after any named layer.
 
-For a cut at stage ``i`` the feature is ``f = stages[:i+1](x)`` and ``rest = stages[i+1:] +
-head``. The sensitivity of a unit direction ``d`` (L2 norm 1 per image over the whole
-C x H x W tensor) at size ``eps`` is the mean over images of
+The cut (:mod:`fcfd_viz.analysis.cut`) gives the feature ``f`` and ``rest``, the network
+after it: for stage ``i`` of a staged net ``f = stages[:i+1](x)`` and ``rest = stages[i+1:] +
+head``; for a layer of any ``nn.Module`` (``layer="layer3.1"``) the hooks of
+:mod:`fcfd_viz.analysis.layer_cut`. The sensitivity of a unit direction ``d`` (L2 norm 1 per
+image over the whole feature of one image) at size ``eps`` is the mean over images of
 ``D(rest(f + eps * d), rest(f))`` where ``D`` is ``KL(p(f + eps d) || p(f))`` of the softmax
 outputs (``"kl"``) or the Euclidean norm of the logit change (``"l2"``); ``eps`` is relative to
 ``||f||`` per image by default. Direction families:
 
-- ``channel``: one per channel, uniform over that channel's map (``1/sqrt(H W)``);
+- ``channel``: one per channel, uniform over that channel's map (``1/sqrt(H W)``); for a
+  token sequence (N, T, D) the channels are the D hidden dimensions, each across all tokens;
 - ``random``: Gaussian directions shared by all images (seeded);
 - ``jacobian``: per image, the top-k / bottom-k singular vectors of the Jacobian of
   ``rest`` in the divergence's output metric (see :mod:`fcfd_viz.analysis.jacobian`).
@@ -18,6 +21,7 @@ number of backward passes (see :mod:`fcfd_viz.analysis.fisher`).
 
 >>> probe = Anisotropy(model, stage=2)                       # doctest: +SKIP
 >>> res = probe.compute(images, eps=0.05, mode="fisher")     # doctest: +SKIP
+>>> Anisotropy(vit, layer="encoder.layers.encoder_layer_0").compute(images)  # doctest: +SKIP
 >>> res.anisotropy_ratio, res.to_dict()["p95_p5_ratio"]      # doctest: +SKIP
 
 The full report (captum attribution, Spearman, feature maps) is
@@ -31,15 +35,15 @@ import time
 from collections.abc import Callable, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from fcfd_viz.analysis.anisotropy_result import AnisotropyResult
 from fcfd_viz.analysis.base import Analysis
+from fcfd_viz.analysis.cut import Rest, channel_axis, make_cut
 from fcfd_viz.analysis.fisher import fisher_projections, linearised
 from fcfd_viz.analysis.jacobian import jacobian_svd
 from fcfd_viz.bn import frozen
 from fcfd_viz.errors import UserError
-from fcfd_viz.models.base import StagedNet
 
 DIRECTIONS = ("channel", "random", "jacobian")
 MODES = ("exact", "fisher")
@@ -79,15 +83,17 @@ def divergence_fn(z: Tensor, z0: Tensor, kind: str) -> Tensor:
 
 
 # ---------------------------------------------------------------- the probe
-Block = Callable[[int, int], Tensor]  # (start, stop) -> perturbed features (m, N, C, H, W)
+Block = Callable[[int, int], Tensor]  # (start, stop) -> perturbed features (m, N, *feature)
 
 
 class Anisotropy(Analysis[AnisotropyResult]):
-    """Perturbation-anisotropy probe bound to ``(model, stage)``; weights never change.
+    """Perturbation-anisotropy probe bound to ``(model, stage)`` or ``(model, layer=name)``;
+    weights never change.
 
     Args:
-        model: the staged network.
+        model: a staged network (with ``stage``), or any network (with ``layer``).
         stage: cut after ``stages[stage]`` (0 .. num_stages-1; the last leaves only the head).
+        layer: or cut after the submodule at this dotted path (``"layer3.1"``; hooks).
         eval_mode: run in eval mode (the default; BN uses running statistics and every image
             is independent). With False the modules keep their modes and training-mode BN
             normalises each forward pass with its batch statistics (running statistics are
@@ -95,19 +101,26 @@ class Anisotropy(Analysis[AnisotropyResult]):
             per image, so use it knowingly.
     """
 
-    def __init__(self, model: StagedNet, stage: int, eval_mode: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        stage: int | None = None,
+        eval_mode: bool = True,
+        *,
+        layer: str | None = None,
+    ) -> None:
         self.model = model
-        self.stage = model.check_stage(stage)
+        self.cut = make_cut(model, stage, layer)
+        self.stage, self.layer = self.cut.stage, self.cut.layer
         self.eval_mode = eval_mode
 
     def rest(self, f: Tensor) -> Tensor:
-        """Logits from the stage output: ``stages[stage+1:]`` then the head."""
-        return self.model.forward_from(f, self.stage + 1)
+        """Logits from a feature at the cut (a layer cut: of the batch last probed)."""
+        return self.cut.rest(f)
 
     def features(self, images: Tensor) -> Tensor:
-        device = next(self.model.parameters(), torch.empty(0)).device
-        with torch.no_grad():  # images follow the model (a CUDA model takes CPU batches)
-            return self.model.run_stages(images.to(device), 0, self.stage + 1)
+        """The feature at the cut, (N, C, H, W) or (N, T, D) or ... (no gradient)."""
+        return self.cut.features(images)
 
     def compute(
         self,
@@ -124,7 +137,7 @@ class Anisotropy(Analysis[AnisotropyResult]):
         seed: int = 0,
         progress: bool = False,
     ) -> AnisotropyResult:
-        """Probe the cut on ``images`` (N, 3, H, W).
+        """Probe the cut on ``images`` (N, 3, H, W), or whatever the model takes.
 
         Args:
             eps: perturbation size; relative to ``||f||`` per image unless ``relative=False``.
@@ -151,63 +164,59 @@ class Anisotropy(Analysis[AnisotropyResult]):
             raise UserError(f"chunk_size must be >= 1, got {chunk_size}")
         t0 = time.perf_counter()
         with frozen(self.model, self.eval_mode):
-            f = self.features(images)
-            n, c, h, w = f.shape
+            f, rest = self.cut.split(images)
+            n, shape = f.shape[0], tuple(f.shape[1:])
             norm = f.reshape(n, -1).norm(dim=1)
             eps_abs = eps * norm if relative else torch.full_like(norm, eps)
-            shape = (c, h, w)
             res = AnisotropyResult(
-                self.stage, eps, relative, mode, divergence, shape, norm, eps_abs
+                self.stage, eps, relative, mode, divergence, shape, norm, eps_abs, layer=self.layer
             )
             rand = None
             if "random" in families:
                 gen = torch.Generator(device="cpu").manual_seed(seed)
-                rand = torch.randn(n_random, c, h, w, generator=gen).to(f)
-                rand = rand / rand.reshape(n_random, -1).norm(dim=1).view(-1, 1, 1, 1)
+                rand = torch.randn(n_random, *shape, generator=gen).to(f)
+                rand = rand / rand.reshape(n_random, -1).norm(dim=1).view(-1, *[1] * len(shape))
             svd = None
             if "jacobian" in families:
-                svd = jacobian_svd(self.rest, f, divergence, k_jacobian, lanczos_steps, seed)
-                res.jacobian_top_values, res.jacobian_bottom_values = (
-                    svd.top_values,
-                    svd.bottom_values,
-                )
-                res.jacobian_steps, res.jacobian_rank = svd.steps, svd.rank
+                svd = jacobian_svd(rest, f, divergence, k_jacobian, lanczos_steps, seed)
+                res.jacobian_top_values, res.jacobian_steps = svd.top_values, svd.steps
+                res.jacobian_bottom_values, res.jacobian_rank = svd.bottom_values, svd.rank
+            channels = "channel" in families
             if mode == "fisher":
-                self._fisher(res, f, "channel" in families, rand, svd, chunk_size or 1024)
+                self._fisher(res, f, rest, channels, rand, svd, chunk_size or 1024)
             else:
-                self._exact(res, f, "channel" in families, rand, svd, chunk_size, progress)
+                self._exact(res, f, rest, channels, rand, svd, chunk_size, progress)
         res.seconds = time.perf_counter() - t0
         return res
 
     # ---- fisher: quadratic forms from per-class gradients
-    def _fisher(self, res, f, channels, rand, svd, chunk_size) -> None:
+    def _fisher(self, res, f, rest: Rest, channels, rand, svd, chunk_size) -> None:
         if channels or rand is not None:
-            div = res.divergence
-            chan_q, rand_q = fisher_projections(self.rest, f, div, rand, channels, chunk_size)
+            chan_q, rand_q = fisher_projections(rest, f, res.divergence, rand, channels, chunk_size)
             if chan_q is not None:
                 res.channel_per_image = linearised(chan_q, res.eps_abs, res.divergence)
             if rand_q is not None:
                 res.random_per_image = linearised(rand_q, res.eps_abs, res.divergence)
         if svd is not None:
-            res.jacobian_top_per_image = linearised(
-                svd.top_values.pow(2), res.eps_abs, res.divergence
-            )
-            res.jacobian_bottom_per_image = linearised(
-                svd.bottom_values.pow(2), res.eps_abs, res.divergence
-            )
+            top, bottom = svd.top_values.pow(2), svd.bottom_values.pow(2)
+            res.jacobian_top_per_image = linearised(top, res.eps_abs, res.divergence)
+            res.jacobian_bottom_per_image = linearised(bottom, res.eps_abs, res.divergence)
 
     # ---- exact: forward passes with directions stacked along the batch
-    def _exact(self, res, f, channels, rand, svd, chunk_size, progress) -> None:
-        n, c, h, w = f.shape
-        e = res.eps_abs.view(1, n, 1, 1, 1).to(f)
+    def _exact(self, res, f, rest: Rest, channels, rand, svd, chunk_size, progress) -> None:
+        n, ones = f.shape[0], [1] * (f.dim() - 1)
+        e = res.eps_abs.view(1, n, *ones).to(f)
         jobs: list[tuple[str, int, Block]] = []
         if channels:
-            scale = (res.eps_abs / math.sqrt(h * w)).to(f).view(1, n, 1, 1)
+            axis = 2 + channel_axis(f.shape[1:])  # of the (m, N, *feature) blocks
+            c = f.shape[axis - 1]
+            scale = (res.eps_abs / math.sqrt(f[0].numel() // c)).to(f).view(1, n, *ones[1:])
 
             def channel_block(a: int, b: int) -> Tensor:
-                x = f.unsqueeze(0).repeat(b - a, 1, 1, 1, 1)
+                x = f.unsqueeze(0).repeat(b - a, *ones, 1)  # (m, N, *feature)
+                xc = x.movedim(axis, 2)  # a view: (m, N, C, *others)
                 idx = torch.arange(b - a, device=f.device)
-                x[idx, :, idx + a] += scale.expand(b - a, n, h, w)
+                xc[idx, :, idx + a] += scale.expand(b - a, n, *xc.shape[3:])
                 return x
 
             jobs.append(("channel_per_image", c, channel_block))
@@ -222,14 +231,15 @@ class Anisotropy(Analysis[AnisotropyResult]):
         if chunk_size is None:
             chunk_size = 1024 if f.device.type == "cuda" else 128
         plans = pass_plan([count for _, count, _ in jobs], max(2, chunk_size // n))
-        bar = _bar(sum(len(p) for p in plans), progress, f"probe stage {self.stage}")
+        bar = _bar(sum(len(p) for p in plans), progress, f"probe {self.cut.label}")
         clean: dict[int, Tensor] = {}  # pass size (in blocks of N maps) -> clean logits
         try:
             with torch.no_grad():
                 for (name, _, block), plan in zip(jobs, plans):
                     out, a = [], 0
                     for m, ride in plan:
-                        out.append(self._pass(f, block(a, a + m), ride, clean, res.divergence))
+                        x = block(a, a + m)
+                        out.append(_pass(rest, f, x, ride, clean, res.divergence))
                         a += m
                         if bar is not None:
                             bar.update(1)
@@ -238,22 +248,23 @@ class Anisotropy(Analysis[AnisotropyResult]):
             if bar is not None:
                 bar.close()
 
-    def _pass(self, f, x: Tensor, ride: bool, clean: dict, divergence: str) -> Tensor:
-        """(m, N) divergences of the perturbed maps x (m, N, C, H, W) in one forward pass.
 
-        With ``ride`` the clean maps ride along in this pass and their logits are kept for
-        every later pass of the same size: the clean and the perturbed logits then always
-        come from passes of one size, so batch-size dependent kernels (cuDNN's) cannot put
-        rounding noise above a tiny eps's effect.
-        """
-        m, n = x.shape[:2]
-        x = x.reshape(m * n, *x.shape[2:])
-        if ride:
-            z = self.rest(torch.cat([f, x]))
-            clean[m + 1], z = z[:n], z[n:]
-        else:
-            z = self.rest(x)
-        return divergence_fn(z.view(m, n, -1), clean[m + ride].unsqueeze(0), divergence)
+def _pass(rest: Rest, f, x: Tensor, ride: bool, clean: dict, divergence: str) -> Tensor:
+    """(m, N) divergences of the perturbed maps x (m, N, *feature) in one forward pass.
+
+    With ``ride`` the clean maps ride along in this pass and their logits are kept for
+    every later pass of the same size: the clean and the perturbed logits then always
+    come from passes of one size, so batch-size dependent kernels (cuDNN's) cannot put
+    rounding noise above a tiny eps's effect.
+    """
+    m, n = x.shape[:2]
+    x = x.reshape(m * n, *x.shape[2:])
+    if ride:
+        z = rest(torch.cat([f, x]))
+        clean[m + 1], z = z[:n], z[n:]
+    else:
+        z = rest(x)
+    return divergence_fn(z.view(m, n, -1), clean[m + ride].unsqueeze(0), divergence)
 
 
 def pass_plan(counts: Sequence[int], slots: int) -> list[list[tuple[int, bool]]]:

@@ -21,12 +21,12 @@ from fcfd_viz.analysis.base import Result, finite, require, to_list, to_tensor
 class AnisotropyResult(Result):
     """Sensitivities of one probe; per-image tensors are (N, M), summaries average over N."""
 
-    stage: int
+    stage: int | None  # None for a layer cut
     eps: float
     relative: bool
     mode: str
     divergence: str
-    feature_shape: tuple[int, int, int]
+    feature_shape: tuple[int, ...]  # one image's: (C, H, W), (T, D), ...
     feature_norm: Tensor  # (N,) ||f|| per image
     eps_abs: Tensor  # (N,) the perturbation norm actually used per image
     channel_per_image: Tensor | None = None  # (N, C)
@@ -38,6 +38,7 @@ class AnisotropyResult(Result):
     jacobian_steps: int | None = None
     jacobian_rank: int | None = None
     seconds: float = 0.0
+    layer: str | None = None  # the dotted module name of a layer cut
 
     @property
     def num_images(self) -> int:
@@ -110,6 +111,7 @@ class AnisotropyResult(Result):
         default, what :meth:`from_dict` reads) every tensor field under ``"per_image"``."""
         out = {
             "stage": self.stage,
+            "layer": self.layer,
             "eps": self.eps,
             "relative": self.relative,
             "mode": self.mode,
@@ -151,7 +153,7 @@ class AnisotropyResult(Result):
         tensors = {k: to_tensor(v) for k, v in require(d, "per_image", "a probe").items()}
         jac = d.get("jacobian") or {}
         return cls(
-            stage=int(d["stage"]),
+            stage=None if d["stage"] is None else int(d["stage"]),
             eps=float(d["eps"]),
             relative=bool(d["relative"]),
             mode=d["mode"],
@@ -161,4 +163,5 @@ class AnisotropyResult(Result):
             jacobian_steps=jac.get("steps"),
             jacobian_rank=jac.get("rank"),
             seconds=float(d["seconds"]),
+            layer=d.get("layer"),
         )

@@ -1,9 +1,10 @@
-"""Per-channel importance at a stage with captum (:class:`Attribution`), and rank agreement
+"""Per-channel importance at a cut with captum (:class:`Attribution`), and rank agreement
 with sensitivities (:func:`spearman`).
 
 Every method attributes the logit of the predicted (or given) class to the output of
-``model.stages[stage]``; the (N, C, H, W) attribution becomes one number per channel: the
-mean of ``|attribution|`` over images and positions. Methods (all captum):
+``model.stages[stage]`` (or of the layer named by its dotted path); the attribution becomes
+one number per channel (:func:`~fcfd_viz.analysis.cut.channel_axis`): the mean of
+``|attribution|`` over images and positions (or tokens). Methods (all captum):
 
 - ``grad_x_act``: ``LayerGradientXActivation``;
 - ``integrated_gradients``: ``LayerIntegratedGradients`` (zero-image baseline);
@@ -23,9 +24,9 @@ import torch
 from torch import Tensor, nn
 
 from fcfd_viz.analysis.base import Analysis, Result, require, to_list, to_tensor
+from fcfd_viz.analysis.cut import channel_axis, make_cut
 from fcfd_viz.bn import frozen
 from fcfd_viz.errors import UserError
-from fcfd_viz.models.base import StagedNet
 
 DEFAULT_METHODS = ("grad_x_act", "integrated_gradients", "ablation")
 
@@ -53,7 +54,7 @@ def _conductance(model, layer, x, target, n_steps: int = 16, **kw) -> Tensor:
 
 
 def _ablation(
-    model, layer, x, target, channels: int = 1, perturbations_per_eval: int = 8, **kw
+    model, layer, x, target, mask: Tensor, perturbations_per_eval: int = 8, **kw
 ) -> Tensor:
     from captum.attr import LayerFeatureAblation
 
@@ -65,7 +66,6 @@ def _ablation(
         t = target.repeat(inp.shape[0] // n)
         return model(inp).gather(1, t[:, None]).squeeze(1)
 
-    mask = torch.arange(channels, device=x.device).view(1, channels, 1, 1)
     return LayerFeatureAblation(target_logit, layer).attribute(
         x, layer_mask=mask, perturbations_per_eval=perturbations_per_eval
     )
@@ -101,10 +101,11 @@ def spearman(a: Sequence[float] | Tensor, b: Sequence[float] | Tensor) -> float:
 class AttributionResult(Result):
     """One (C,) importance vector per method, plus the targets that were attributed."""
 
-    stage: int
+    stage: int | None
     channels: dict[str, Tensor]
     target: Tensor  # (N,) class per image
     seconds: dict[str, float] = field(default_factory=dict)
+    layer: str | None = None  # the dotted module name of a layer cut
 
     @property
     def methods(self) -> list[str]:
@@ -121,13 +122,15 @@ class AttributionResult(Result):
             "channels": {m: to_list(v) for m, v in self.channels.items()},
             "target": self.target.tolist(),
             "seconds": dict(self.seconds),
+            "layer": self.layer,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> AttributionResult:
         channels = {m: to_tensor(v, torch.float32) for m, v in d["channels"].items()}
         target = torch.tensor(require(d, "target", "an attribution"), dtype=torch.long)
-        return cls(int(d["stage"]), channels, target, dict(d.get("seconds") or {}))
+        stage = None if d["stage"] is None else int(d["stage"])
+        return cls(stage, channels, target, dict(d.get("seconds") or {}), d.get("layer"))
 
 
 def parse_methods(methods: str | Sequence[str]) -> list[str]:
@@ -145,11 +148,13 @@ def parse_methods(methods: str | Sequence[str]) -> list[str]:
 
 
 class Attribution(Analysis[AttributionResult]):
-    """Captum channel importance of ``model.stages[stage]``'s output; weights never change.
+    """Captum channel importance of ``model.stages[stage]``'s output, or of the output of the
+    layer at dotted path ``layer`` of any network; weights never change.
 
     Args:
-        model: the staged network.
+        model: a staged network (with ``stage``), or any network (with ``layer``).
         stage: the stage whose output is attributed (0 .. num_stages-1).
+        layer: or the submodule whose output is attributed (e.g. ``"layer3.1"``).
         eval_mode: evaluate in eval mode (the default); module modes are restored afterwards.
 
     >>> res = Attribution(model, stage=2).compute(images, methods=["grad_x_act"])  # doctest: +SKIP
@@ -157,9 +162,17 @@ class Attribution(Analysis[AttributionResult]):
     torch.Size([32])
     """
 
-    def __init__(self, model: StagedNet, stage: int, eval_mode: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        stage: int | None = None,
+        eval_mode: bool = True,
+        *,
+        layer: str | None = None,
+    ) -> None:
         self.model = model
-        self.stage = model.check_stage(stage)
+        self.cut = make_cut(model, stage, layer)
+        self.stage, self.layer = self.cut.stage, self.cut.layer
         self.eval_mode = eval_mode
 
     def compute(
@@ -170,7 +183,7 @@ class Attribution(Analysis[AttributionResult]):
         n_steps: int = 16,
         perturbations_per_eval: int = 8,
     ) -> AttributionResult:
-        """Attribute the target logit to the stage output on ``images`` (N, 3, H, W).
+        """Attribute the target logit to the cut's feature on ``images`` (N, 3, H, W).
 
         Args:
             methods: names from :data:`METHODS` (a sequence or a comma list).
@@ -181,16 +194,20 @@ class Attribution(Analysis[AttributionResult]):
         methods = parse_methods(methods)
         if not methods:
             raise UserError(f"choose at least one attribution method from {', '.join(METHODS)}")
-        model, stage = self.model, self.stage
-        layer = model.stages[stage]
+        model, layer = self.model, self.cut.module
         out: dict[str, Tensor] = {}
         seconds: dict[str, float] = {}
         with frozen(model, self.eval_mode):
             with torch.no_grad():
-                feat = model.run_stages(images, 0, stage + 1)
+                feat, rest = self.cut.split(images)
                 if target is None:
-                    target = model.forward_from(feat, stage + 1).argmax(1)
+                    target = rest(feat).argmax(1)
             target = torch.as_tensor(target, device=images.device).expand(images.shape[0]).clone()
+            axis = 1 + channel_axis(feat.shape[1:])
+            c = feat.shape[axis]
+            shape = [1] * feat.dim()
+            shape[axis] = c  # (1, C, 1, 1) or (1, 1, D): one ablation group per channel
+            mask = torch.arange(c, device=feat.device).view(shape)
             for name in methods:
                 t0 = time.perf_counter()
                 attr = METHODS[name](
@@ -199,9 +216,10 @@ class Attribution(Analysis[AttributionResult]):
                     images,
                     target,
                     n_steps=n_steps,
-                    channels=feat.shape[1],
+                    mask=mask,
                     perturbations_per_eval=perturbations_per_eval,
                 )
-                out[name] = attr.detach().abs().double().mean(dim=(0, 2, 3)).float()
+                per_channel = attr.detach().abs().double().movedim(axis, -1).reshape(-1, c)
+                out[name] = per_channel.mean(0).float()
                 seconds[name] = time.perf_counter() - t0
-        return AttributionResult(stage, out, target.cpu(), seconds)
+        return AttributionResult(self.stage, out, target.cpu(), seconds, self.layer)

@@ -24,7 +24,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 from torch.func import vjp, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from fcfd_viz.analysis.cut import channel_axis
 from fcfd_viz.analysis.jacobian import metric_factor
 
 
@@ -54,18 +56,21 @@ def fisher_projections(
 
     Args:
         rest: feature -> logits (per-image).
-        f: (N, C, H, W) features.
+        f: (N, C, H, W) features, or (N, T, D), ... (channels: :func:`~fcfd_viz.analysis.cut.channel_axis`).
         divergence: ``"kl"`` or ``"l2"``.
-        directions: optional (M, C, H, W) unit directions shared by all images.
-        channels: also return the forms of the C channel directions.
+        directions: optional (M, *feature) unit directions shared by all images.
+        channels: also return the forms of the C channel directions (uniform over the rest).
         chunk_size: most rows (cotangents x images) per backward pass.
 
     Returns:
         ``(channel_q (N, C) or None, direction_q (N, M) or None)``.
     """
     f = f.detach()
-    n, c, h, w = f.shape
-    z0, vjp_fn = vjp(rest, f)
+    n, axis = f.shape[0], 2 + channel_axis(f.shape[1:])  # channel axis of the rows below
+    c = f.shape[axis - 1]
+    spread = f[0].numel() // c  # positions (or tokens) one channel direction covers
+    with sdpa_kernel(SDPBackend.MATH):  # attention: a backward that vmap can batch
+        z0, vjp_fn = vjp(rest, f)
     cot = _cotangents(z0.detach(), divergence)  # (r, N, K)
     per_chunk = max(1, chunk_size // n)
     chan_q = torch.zeros(n, c, dtype=torch.float64, device=f.device) if channels else None
@@ -75,9 +80,10 @@ def fisher_projections(
         dir_q = torch.zeros(n, dirs.shape[0], dtype=torch.float64, device=f.device)
     batched = vmap(lambda u: vjp_fn(u)[0])
     for start in range(0, cot.shape[0], per_chunk):
-        rows = batched(cot[start : start + per_chunk]).detach()  # (r_chunk, N, C, H, W)
+        rows = batched(cot[start : start + per_chunk]).detach()  # (r_chunk, N, *feature)
         if chan_q is not None:
-            proj = rows.sum(dim=(3, 4)) / math.sqrt(h * w)  # (r_chunk, N, C)
+            per_channel = rows.movedim(axis, 2).reshape(rows.shape[0], n, c, spread)
+            proj = per_channel.sum(-1) / math.sqrt(spread)  # (r_chunk, N, C)
             chan_q += proj.double().pow(2).sum(0)
         if dir_q is not None:
             proj = torch.einsum("rnd,md->rnm", rows.reshape(rows.shape[0], n, -1), dirs)

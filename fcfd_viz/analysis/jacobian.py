@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 from torch.func import jvp, vjp
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 Rest = Callable[[Tensor], Tensor]
 
@@ -125,7 +126,9 @@ def jacobian_svd(
     null = torch.softmax(z0.double(), 1).sqrt() if divergence == "kl" else None  # left null vector
 
     def g(v: Tensor) -> Tensor:  # (N, D) -> (N, K) in float64
-        with warnings.catch_warnings():  # torch's forward-AD set-up still calls torch.jit.script
+        # attention: only the math kernel of scaled_dot_product_attention has forward AD
+        with warnings.catch_warnings(), sdpa_kernel(SDPBackend.MATH):
+            # torch's forward-AD set-up still calls torch.jit.script
             warnings.filterwarnings(
                 "ignore", message=".*torch.jit.script.*", category=FutureWarning
             )

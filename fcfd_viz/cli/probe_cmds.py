@@ -1,14 +1,21 @@
-"""``fcfd probe``: perturbation anisotropy of a checkpoint cut after a stage (argument
-parsing and printing; the work is :func:`~fcfd_viz.analysis.reports.probe.probe_report`).
+"""``fcfd probe``: perturbation anisotropy of a network cut after a stage or any layer
+(argument parsing and printing; the work is
+:func:`~fcfd_viz.analysis.reports.probe.probe_report`).
+
+The network is a checkpoint (``fcfd probe RUN``) or a registered architecture built fresh
+(``fcfd probe --model tv_resnet18 [--weights NAME]``); the cut is ``--stage I`` (a staged
+net) or ``--layer DOTTED.NAME`` (any module, through hooks); the images are the test split
+of the checkpoint's dataset or the PNG / JPEG files of ``--image-dir DIR`` (sorted, the
+first ``--images``, the model's preprocessing).
 
 ``fcfd probe CKPT --stage I --json`` prints
 :meth:`ProbeReport.to_dict(full=False) <fcfd_viz.analysis.ProbeReport.to_dict>`: the probe's
-summary (``stage``, ``eps``, ``relative``, ``mode``, ``divergence``, ``feature_shape``,
+summary (``stage``, ``layer``, ``eps``, ``relative``, ``mode``, ``divergence``, ``feature_shape``,
 ``num_images``, ``feature_norm_mean``, ``channel_sensitivity``, ``anisotropy_ratio``,
 ``p95_p5_ratio``, ``random_sensitivity``, ``random_p5``, ``random_median``, ``random_p95``,
 ``jacobian``, ``seconds``) plus ``ckpt``, ``arch``, ``dataset``, ``attribution`` ({method:
 per-channel importance}) and ``spearman`` ({method: rank correlation with the channel
-sensitivities}).
+sensitivities}); with ``--model`` also ``weights``.
 """
 
 from __future__ import annotations
@@ -22,9 +29,17 @@ from fcfd_viz.data import DATASETS
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``fcfd probe``."""
-    p = sub.add_parser("probe", help="perturbation anisotropy of a network cut after a stage")
-    p.add_argument("ckpt", help="checkpoint file or run directory")
-    p.add_argument("--stage", type=int, required=True, help="cut after this stage (0 = stem)")
+    p = sub.add_parser("probe", help="perturbation anisotropy of a network cut after a layer")
+    p.add_argument("ckpt", nargs="?", help="checkpoint file or run directory (or --model)")
+    p.add_argument("--model", default=None, help="a registered architecture, built fresh")
+    p.add_argument("--weights", default=None, help="named weights for --model")
+    p.add_argument(
+        "--num-classes", type=int, default=None, help="head size of --model without --weights"
+    )
+    p.add_argument("--stage", type=int, default=None, help="cut after this stage (0 = stem)")
+    p.add_argument(
+        "--layer", default=None, help="or after this module (dotted name, e.g. layer3.1)"
+    )
     p.add_argument(
         "--eps",
         type=float,
@@ -41,7 +56,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="channel,random,jacobian",
         help="comma list of channel,random,jacobian",
     )
-    p.add_argument("--images", type=int, default=32, help="test images to probe (default 32)")
+    p.add_argument("--images", type=int, default=32, help="images to probe (default 32)")
+    p.add_argument(
+        "--image-dir", default=None, help="probe these PNG/JPEG files (sorted) instead of test data"
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="resize and crop --image-dir images to this size (default: the model's preprocessing)",
+    )
     p.add_argument("--n-random", type=int, default=64, help="random directions (default 64)")
     p.add_argument(
         "--k-jacobian", type=int, default=5, help="top/bottom Jacobian directions (default 5)"
@@ -60,27 +84,58 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_probe)
 
 
+def _network(args: argparse.Namespace):
+    """``(net, checkpoint or None, input size)`` from ``CKPT`` or ``--model``."""
+    from fcfd_viz.errors import UserError
+
+    if (args.ckpt is None) == (args.model is None):
+        raise UserError("name one network: a checkpoint (fcfd probe RUN) or --model ARCH")
+    if args.model is None:
+        from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint
+
+        if args.weights or args.num_classes:
+            raise UserError("--weights and --num-classes go with --model, not a checkpoint")
+        ckpt = load_checkpoint(args.ckpt)
+        return model_from_checkpoint(ckpt), ckpt, (ckpt.get("input_shape") or [3, 16, 16])[-1]
+    from fcfd_viz import models
+
+    if args.image_dir is None:
+        raise UserError("--model needs --image-dir DIR, a folder of PNG/JPEG images to probe")
+    kwargs = {"num_classes": args.num_classes} if args.num_classes else {}
+    if args.weights:
+        kwargs["weights"] = args.weights  # models.create says which names it knows
+    return models.create(args.model, **kwargs), None, 224
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     from fcfd_viz import viz
     from fcfd_viz.analysis.anisotropy import check_options, parse_directions
     from fcfd_viz.analysis.attribution import parse_methods
+    from fcfd_viz.analysis.cut import make_cut
+    from fcfd_viz.analysis.reports.image_folder import folder_images, image_transform
     from fcfd_viz.analysis.reports.probe import probe_images, probe_report
-    from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint
 
     check_options(args.eps, args.mode, args.divergence)
     directions = parse_directions(args.directions)
     methods = parse_methods(args.attribution)
-    ckpt = load_checkpoint(args.ckpt)
-    net = model_from_checkpoint(ckpt)
-    net.check_stage(args.stage)  # before any data is loaded
-    images, info = probe_images(ckpt, args.images, args.dataset, args.data_dir)
+    net, ckpt, size = _network(args)
+    make_cut(net, args.stage, args.layer)  # a bad stage or layer fails before any data loads
+    if args.image_dir is not None:
+        arch = getattr(net, "arch", args.model)
+        tf = image_transform(arch, args.weights, args.image_size or size, args.image_size is None)
+        images = folder_images(args.image_dir, args.images, tf)
+        dataset = str(args.image_dir)
+    else:
+        images, info = probe_images(ckpt, args.images, args.dataset, args.data_dir)
+        dataset = info.name
     report = probe_report(
         net,
         images,
         args.stage,
+        layer=args.layer,
         attribution=methods,
-        ckpt=ckpt["path"],
-        dataset=info.name,
+        ckpt=None if ckpt is None else ckpt["path"],
+        dataset=dataset,
         eps=args.eps,
         relative=not args.absolute,
         directions=directions,
@@ -92,8 +147,15 @@ def cmd_probe(args: argparse.Namespace) -> int:
         progress=not args.no_progress and not args.json,
     )
     out = report.to_dict(full=False)
-    title = f"fcfd probe: {out['arch']} stage {out['stage']} ({Path(out['ckpt']).name})"
+    if ckpt is None:
+        out["weights"] = args.weights
+    source = Path(out["ckpt"]).name if out["ckpt"] else (args.weights or "fresh weights")
+    title = f"fcfd probe: {out['arch']} {_where(out)} ({source})"
     return report_out(args, out, lambda: viz.probe_figures(report), title, _print_probe)
+
+
+def _where(out: dict) -> str:
+    return f"stage {out['stage']}" if out.get("layer") is None else f"layer {out['layer']}"
 
 
 def _print_probe(out: dict, html: str | None) -> None:
@@ -101,7 +163,7 @@ def _print_probe(out: dict, html: str | None) -> None:
         return "n/a" if v is None else f"{v:.3g}"
 
     print(
-        f"{out['arch']} stage {out['stage']} {tuple(out['feature_shape'])} on {out['num_images']} {out['dataset']} "
+        f"{out['arch']} {_where(out)} {tuple(out['feature_shape'])} on {out['num_images']} {out['dataset']} "
         f"images, eps={out['eps']} ({'relative' if out['relative'] else 'absolute'}), {out['mode']}, {out['divergence']}"
     )
     if out["channel_sensitivity"] is not None:

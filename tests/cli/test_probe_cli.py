@@ -139,3 +139,81 @@ def test_checkpoint_without_dataset_needs_flag(tmp_path, capsys):
     save_checkpoint(path, {"model": net.spec(), "state_dict": net.state_dict()})
     assert main(["probe", str(path), "--stage", "1", *FAST]) == 2
     assert "--dataset" in capsys.readouterr().err
+
+
+# ---- any layer, a fresh architecture, a folder of images
+def write_images(folder, n, size=20):
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+    for i in range(n):
+        pixels = (torch.rand(size, size + 4, 3, generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(folder / f"img{i:02d}.{'png' if i % 2 else 'jpg'}")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_probe_layer_of_a_checkpoint_equals_its_stage(ckpt, capsys):
+    common = ["--json", "--attribution", "grad_x_act", "--mode", "fisher", *FAST]
+    assert main(["probe", str(ckpt), "--stage", "1", *common]) == 0
+    staged = json.loads(capsys.readouterr().out)
+    assert main(["probe", str(ckpt), "--layer", "stages.1", *common]) == 0
+    hooked = json.loads(capsys.readouterr().out)
+    assert hooked["layer"] == "stages.1" and hooked["stage"] is None and staged["layer"] is None
+    assert set(hooked) == set(staged)
+    for key in ("channel_sensitivity", "random_sensitivity", "anisotropy_ratio", "spearman"):
+        assert hooked[key] == pytest.approx(staged[key], rel=1e-5), key
+    attr = hooked["attribution"]["grad_x_act"]
+    assert attr == pytest.approx(staged["attribution"]["grad_x_act"], rel=1e-5)
+
+
+def test_probe_fresh_model_layer_on_an_image_folder(tmp_path, capsys):
+    images = write_images(tmp_path / "imgs", 5)
+    args = ["probe", "--model", "resnet8", "--num-classes", "10", "--layer", "stages.2.0"]
+    args += ["--image-size", "24", "--n-random", "4", "--no-progress"]
+    html = tmp_path / "probe.html"
+    rc = main([*args, "--image-dir", str(images), "--images", "4", "--html", str(html)])
+    text = capsys.readouterr().out
+    assert rc == 0 and "resnet8 layer stages.2.0 (32, 12, 12) on 4" in text
+    assert "channel sensitivity" in html.read_text()
+    rc = main([*args, "--image-dir", str(images), "--json", "--images", "9", "--k-jacobian", "2"])
+    d = json.loads(capsys.readouterr().out)
+    assert rc == 0 and d["num_images"] == 5 and d["ckpt"] is None and d["weights"] is None
+    assert d["arch"] == "resnet8" and d["dataset"] == str(images)
+    assert len(d["channel_sensitivity"]) == 32 and set(d["spearman"]) == {
+        "grad_x_act",
+        "integrated_gradients",
+        "ablation",
+    }
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--layer", "stages.9"], "close names: stages.3, stages.2"),
+        (["--layer", "stages.1", "--stage", "1"], "exactly one"),
+        ([], "exactly one"),
+        (["--layer", "stages.1", "--weights", "x"], "go with --model"),
+        (["--layer", "stages.1", "--image-dir", "/nonexistent/dir"], "not found"),
+    ],
+)
+def test_probe_layer_errors_exit_2(ckpt, capsys, extra, match):
+    rc = main(["probe", str(ckpt), *extra, *FAST])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and match in err, err
+
+
+def test_probe_model_errors_exit_2(ckpt, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        (["--model", "resnet8", "--layer", "stages.1"], "--image-dir"),
+        (["--model", "resnet8", "--layer", "stages.1", "--image-dir", str(empty)], "no PNG"),
+        ([str(ckpt), "--model", "resnet8", "--layer", "stages.1"], "name one network"),
+        (["--model", "resnetX", "--layer", "stages.1", "--image-dir", str(empty)], "resnetX"),
+    ]
+    for extra, match in cases:
+        rc = main(["probe", *extra, *FAST])
+        err = capsys.readouterr().err
+        assert rc == 2 and len(err.strip().splitlines()) == 1 and match in err, err

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from fcfd_viz.analysis.anisotropy import Anisotropy
 from fcfd_viz.analysis.anisotropy_result import AnisotropyResult
@@ -29,7 +29,6 @@ from fcfd_viz.analysis.attribution import Attribution, AttributionResult, parse_
 from fcfd_viz.analysis.base import Result, finite, require, to_list, to_tensor
 from fcfd_viz.bn import frozen
 from fcfd_viz.errors import UserError
-from fcfd_viz.models.base import StagedNet
 
 MAP_IMAGES = 3  # images shown beside their channels' maps
 MAP_CHANNELS = 2  # channels at each end: the most and the least sensitive
@@ -68,13 +67,21 @@ class FeatureMaps(Result):
 
 
 def feature_maps(
-    model: StagedNet, stage: int, images: Tensor, sensitivity: Tensor, per_end: int = MAP_CHANNELS
-) -> FeatureMaps:
-    """``images`` beside the maps of their ``per_end`` most and least sensitive channels."""
+    model: nn.Module,
+    stage: int | None,
+    images: Tensor,
+    sensitivity: Tensor,
+    per_end: int = MAP_CHANNELS,
+    layer: str | None = None,
+) -> FeatureMaps | None:
+    """``images`` beside the maps of their ``per_end`` most and least sensitive channels of the
+    cut (a stage, or a ``layer``); None when its feature is not (N, C, H, W) maps."""
     order = sensitivity.argsort(descending=True).tolist()
     chans = order[:per_end] + order[-per_end:]
     with frozen(model):
-        feats = Anisotropy(model, stage).features(images)
+        feats = Anisotropy(model, stage, layer=layer).features(images)
+    if feats.dim() != 4:
+        return None
     return FeatureMaps(
         images[:, 0].detach().cpu().float(),
         feats[:, chans].detach().cpu().float(),
@@ -185,17 +192,19 @@ def probe_images(ckpt: dict, n: int, dataset: str | None = None, data_dir: str |
 
 
 def probe_report(
-    model: StagedNet,
+    model: nn.Module,
     images: Tensor,
-    stage: int,
+    stage: int | None = None,
     *,
+    layer: str | None = None,
     attribution: str | Sequence[str] = (),
     maps: int = 0,
     ckpt: str | None = None,
     dataset: str | None = None,
     **probe_options,
 ) -> ProbeReport:
-    """Probe ``model`` cut after ``stage`` on ``images`` and report.
+    """Probe ``model`` cut after ``stage`` (a staged net) or ``layer`` (any network, by
+    dotted module name) on ``images`` and report.
 
     Args:
         attribution: captum methods to compute and rank-correlate with the channel
@@ -206,24 +215,28 @@ def probe_report(
         probe_options: :meth:`Anisotropy.compute`'s options (eps, directions, mode, ...).
     """
     methods = parse_methods(attribution)
-    res = Anisotropy(model, stage).compute(images, **probe_options)
+    res = Anisotropy(model, stage, layer=layer).compute(images, **probe_options)
     sens = res.channel_sensitivity
     attr = None
     if methods and sens is not None:
-        attr = Attribution(model, stage).compute(images, methods)
+        attr = Attribution(model, stage, layer=layer).compute(images, methods)
     fmaps = None
     if maps > 0 and sens is not None:
-        fmaps = feature_maps(model, stage, images[:maps], sens)
+        fmaps = feature_maps(model, stage, images[:maps], sens, layer=layer)
     arch = getattr(model, "arch", None)
     return ProbeReport(res, None, attr, fmaps, ckpt, arch, dataset)
 
 
 def jacobian_spectrum(
-    model: StagedNet, stage: int, images: Tensor, k: int = JACOBIAN_K
+    model: nn.Module,
+    stage: int | None,
+    images: Tensor,
+    k: int = JACOBIAN_K,
+    layer: str | None = None,
 ) -> AnisotropyResult:
     """The Jacobian family alone: its singular values depend on neither eps nor the mode, so
     it is probed in the Fisher mode, which needs no forward pass per direction."""
-    return Anisotropy(model, stage).compute(
+    return Anisotropy(model, stage, layer=layer).compute(
         images, directions=["jacobian"], mode="fisher", k_jacobian=k
     )
 

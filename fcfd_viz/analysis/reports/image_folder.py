@@ -1,0 +1,77 @@
+"""Probe images from a folder of PNG / JPEG files (``fcfd probe --image-dir DIR``).
+
+Files are taken in sorted name order, the first ``n``, and preprocessed by the model's
+transform: :func:`fcfd_viz.models.image_transform` for the ImageNet architectures it knows
+(the architecture's and the weights' own preprocessing), else a resize of the shorter side
+and a centre crop to the model's input size, then ImageNet normalisation.
+
+>>> images = folder_images("photos/", 16, image_transform("tv_resnet18", None, 224))  # doctest: +SKIP
+>>> images.shape                                                                      # doctest: +SKIP
+torch.Size([16, 3, 224, 224])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from fcfd_viz.errors import UserError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def image_transform(arch: str, weights: str | None, size: int, own: bool = True) -> Callable:
+    """The preprocessing of ``arch`` (with ``weights``): a PIL image -> (3, size, size).
+
+    Uses :func:`fcfd_viz.models.image_transform` when ``own`` and it knows ``arch`` (or
+    ``weights`` are given: their own transforms); otherwise resizes the shorter side to
+    ``size``, centre-crops ``size`` x ``size`` and normalises with the ImageNet mean and std.
+    """
+    from fcfd_viz import models
+    from fcfd_viz.models import torchvision_zoo
+
+    if own and (weights is not None or arch in (*torchvision_zoo.TORCHVISION, "mobilenet_v1")):
+        return models.image_transform(arch, weights)
+    from torchvision import transforms
+
+    from fcfd_viz.data import IMAGENET_STATS
+
+    mean, std = IMAGENET_STATS
+    return transforms.Compose(
+        [
+            transforms.Resize(size),
+            transforms.CenterCrop(size),
+            transforms.ToTensor(),
+            transforms.Normalize(mean, std),
+        ]
+    )
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """The PNG / JPEG files directly in ``folder``, sorted by name."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise UserError(f"image folder {root} not found; pass --image-dir DIR with PNG/JPEG files")
+    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UserError(f"no PNG or JPEG files in {root}")
+    return files
+
+
+def folder_images(folder: str | Path, n: int, transform: Callable) -> Tensor:
+    """The first ``n`` images of ``folder`` (sorted names), transformed and stacked: (n, ...)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if n < 1:
+        raise UserError(f"the probe needs at least one image, got {n}")
+    out = []
+    for path in image_files(folder)[:n]:
+        try:
+            with Image.open(path) as im:
+                out.append(transform(im.convert("RGB")))
+        except (OSError, UnidentifiedImageError) as e:
+            raise UserError(f"cannot read image {path}: {e}") from None
+    return torch.stack(out)
