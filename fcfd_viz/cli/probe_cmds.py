@@ -101,9 +101,19 @@ def _network(args: argparse.Namespace):
 
     if args.image_dir is None:
         raise UserError("--model needs --image-dir DIR, a folder of PNG/JPEG images to probe")
+    from fcfd_viz.models import torchvision_zoo
+
+    if args.model in torchvision_zoo.TORCHVISION and args.layer is not None:
+        # the torchvision model itself, so --layer takes its own names (layer3.1, features.3);
+        # the staged net (--stage) shares its modules and computes the same logits
+        model, w = torchvision_zoo.torchvision_model(args.model, args.num_classes, args.weights)
+        model.arch, model.weights = args.model, None if w is None else str(w)
+        return model, None, 224
     kwargs = {"num_classes": args.num_classes} if args.num_classes else {}
     if args.weights:
         kwargs["weights"] = args.weights  # models.create says which names it knows
+        if not args.num_classes and args.model in torchvision_zoo.TORCHVISION:
+            kwargs["num_classes"] = 1000  # ImageNet weights keep their own classifier
     return models.create(args.model, **kwargs), None, 224
 
 

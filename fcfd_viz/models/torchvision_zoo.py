@@ -134,24 +134,30 @@ def builder_of(arch: str) -> str:
     return TORCHVISION[arch][0]
 
 
-def build_torchvision(arch: str, num_classes: int = 1000, weights: str | None = None) -> StagedNet:
-    """The staged ``arch`` (a key of :data:`TORCHVISION`): random init, or started from the
-    pretrained ``weights`` (a new last classifier layer when ``num_classes`` differs from
-    theirs, with a :class:`~fcfd_viz.models.pretrained.NewClassifierWarning`)."""
+def torchvision_model(arch: str, num_classes: int | None = None, weights: str | None = None):
+    """The unstaged torchvision model behind ``arch`` (its own module names, e.g.
+    ``layer3.1``): random init, or the pretrained ``weights``. ``num_classes`` None: the
+    weights' class count (1000 without weights); another count than the weights' gets a
+    new last classifier layer, with a :class:`~fcfd_viz.models.pretrained.NewClassifierWarning`."""
     from torchvision import models as tvm
 
-    builder, stager = TORCHVISION[arch]
+    builder = builder_of(arch)
     if weights is None:
-        return stager(
-            tvm.get_model(builder, weights=None, num_classes=num_classes), arch, num_classes
-        )
+        return tvm.get_model(builder, weights=None, num_classes=num_classes or 1000), None
     w = pretrained.resolve_weights(arch, builder, weights)
     model = tvm.get_model(builder, weights=None, num_classes=pretrained.weights_classes(w))
     pretrained.load_weights(model, w, arch)
-    if pretrained.weights_classes(w) != num_classes:
+    if num_classes is not None and pretrained.weights_classes(w) != num_classes:
         pretrained.say_new_classifier(w, arch, num_classes)
-    net = stager(model, arch, num_classes)
-    net.weights = str(w)  # e.g. "ResNet18_Weights.IMAGENET1K_V1"
+    return model, w
+
+
+def build_torchvision(arch: str, num_classes: int = 1000, weights: str | None = None) -> StagedNet:
+    """The staged ``arch`` (a key of :data:`TORCHVISION`) built on :func:`torchvision_model`."""
+    model, w = torchvision_model(arch, num_classes, weights)
+    net = TORCHVISION[arch][1](model, arch, num_classes)
+    if w is not None:
+        net.weights = str(w)  # e.g. "ResNet18_Weights.IMAGENET1K_V1"
     return net
 
 

@@ -217,3 +217,23 @@ def test_probe_model_errors_exit_2(ckpt, tmp_path, capsys):
         rc = main(["probe", *extra, *FAST])
         err = capsys.readouterr().err
         assert rc == 2 and len(err.strip().splitlines()) == 1 and match in err, err
+
+
+def test_probe_pretrained_model_uses_the_weights_and_their_transform(fake_hub, tmp_path, capsys):
+    # fake IMAGENET1K_V1 weights in the hub cache: the probe loads them and preprocesses the
+    # folder's images with the weights' own transforms (resize 256, centre crop 224)
+    from PIL import Image
+    from torchvision.models import MobileNet_V3_Small_Weights
+
+    from fcfd_viz.analysis.reports.image_folder import folder_images, image_transform
+
+    images = write_images(tmp_path / "imgs", 2)
+    args = ["probe", "--model", "tv_mobilenet_v3_small", "--weights", "IMAGENET1K_V1"]
+    args += ["--layer", "features.3", "--image-dir", str(images), "--directions", "channel"]
+    rc = main([*args, "--json", "--no-progress"])
+    d = json.loads(capsys.readouterr().out)
+    assert rc == 0 and d["weights"] and d["num_images"] == 2
+    tf = MobileNet_V3_Small_Weights.IMAGENET1K_V1.transforms()
+    got = folder_images(images, 2, image_transform("tv_mobilenet_v3_small", "IMAGENET1K_V1", 0))
+    first = tf(Image.open(sorted(images.iterdir())[0]).convert("RGB"))
+    assert got.shape[-2:] == (224, 224) and torch.equal(got[0], first)
