@@ -225,6 +225,12 @@ def test_04_bring_your_own_model(kernel_specs, runs_dir, tmp_path):
     assert "same logits as the torchvision model: True" in text
     for name, arch in (("teacher", "tv_resnet18"), ("ce", "my_cnn"), ("fcfd", "my_cnn")):
         assert number_after(f"anisotropy ratio ({name}, {arch}, stage 2):", text) > 1
+    # a CRD-layout file imported as a run; random weights score near chance on 10 digits
+    assert 0 < number_after("imported: top-1", text) < 40
+    assert "first keys of the file: ['conv1.weight', 'bn1.weight', 'bn1.bias']" in text
+    # a transformer block's channels are its hidden dimensions: (17 tokens, 32)
+    assert "ViT encoder_layer_0: feature (17, 32), p95/p5" in text
+    assert number_after("teacher stages.3.0: feature (256, 2, 2), p95/p5", text) > 1
 
 
 @pytest.mark.slow
