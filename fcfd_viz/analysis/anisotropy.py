@@ -35,11 +35,10 @@ import time
 from collections.abc import Callable, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from fcfd_viz.analysis.anisotropy_result import AnisotropyResult
-from fcfd_viz.analysis.base import Analysis
-from fcfd_viz.analysis.cut import Rest, channel_axis, make_cut
+from fcfd_viz.analysis.cut import CutAnalysis, Rest, channel_axis
 from fcfd_viz.analysis.fisher import fisher_projections, linearised
 from fcfd_viz.analysis.jacobian import jacobian_svd
 from fcfd_viz.bn import frozen
@@ -86,7 +85,7 @@ def divergence_fn(z: Tensor, z0: Tensor, kind: str) -> Tensor:
 Block = Callable[[int, int], Tensor]  # (start, stop) -> perturbed features (m, N, *feature)
 
 
-class Anisotropy(Analysis[AnisotropyResult]):
+class Anisotropy(CutAnalysis[AnisotropyResult]):
     """Perturbation-anisotropy probe bound to ``(model, stage)`` or ``(model, layer=name)``;
     weights never change.
 
@@ -100,19 +99,6 @@ class Anisotropy(Analysis[AnisotropyResult]):
             left untouched); images then interact, and the Jacobian / Fisher are no longer
             per image, so use it knowingly.
     """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        stage: int | None = None,
-        eval_mode: bool = True,
-        *,
-        layer: str | None = None,
-    ) -> None:
-        self.model = model
-        self.cut = make_cut(model, stage, layer)
-        self.stage, self.layer = self.cut.stage, self.cut.layer
-        self.eval_mode = eval_mode
 
     def rest(self, f: Tensor) -> Tensor:
         """Logits from a feature at the cut (a layer cut: of the batch last probed)."""

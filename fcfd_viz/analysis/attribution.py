@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from fcfd_viz.analysis.base import Analysis, Result, require, to_list, to_tensor
-from fcfd_viz.analysis.cut import channel_axis, make_cut
+from fcfd_viz.analysis.base import Result, require, to_list, to_tensor
+from fcfd_viz.analysis.cut import CutAnalysis, channel_axis
 from fcfd_viz.bn import frozen
 from fcfd_viz.errors import UserError
 
@@ -147,7 +147,7 @@ def parse_methods(methods: str | Sequence[str]) -> list[str]:
     return out
 
 
-class Attribution(Analysis[AttributionResult]):
+class Attribution(CutAnalysis[AttributionResult]):
     """Captum channel importance of ``model.stages[stage]``'s output, or of the output of the
     layer at dotted path ``layer`` of any network; weights never change.
 
@@ -161,19 +161,6 @@ class Attribution(Analysis[AttributionResult]):
     >>> res.channels["grad_x_act"].shape                                          # doctest: +SKIP
     torch.Size([32])
     """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        stage: int | None = None,
-        eval_mode: bool = True,
-        *,
-        layer: str | None = None,
-    ) -> None:
-        self.model = model
-        self.cut = make_cut(model, stage, layer)
-        self.stage, self.layer = self.cut.stage, self.cut.layer
-        self.eval_mode = eval_mode
 
     def compute(
         self,

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from fcfd_viz.analysis.base import Analysis, R
 from fcfd_viz.errors import UserError
 
 Rest = Callable[[Tensor], Tensor]  # replaced feature (B, ...) -> logits (B, K)
@@ -109,3 +110,22 @@ def make_cut(model: nn.Module, stage: int | None = None, layer: str | None = Non
     if not hasattr(model, "check_stage"):
         raise UserError(f"{type(model).__name__} has no stages; name a layer instead (layer=...)")
     return StageCut(model, stage)
+
+
+class CutAnalysis(Analysis[R]):
+    """An analysis of one cut of ``model``: after a ``stage`` of a staged net, or at the
+    module named ``layer`` (a dotted name) of any network; exactly one of the two.
+    ``eval_mode``: run the model in eval mode (BatchNorm on running statistics)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        stage: int | None = None,
+        eval_mode: bool = True,
+        *,
+        layer: str | None = None,
+    ) -> None:
+        self.model = model
+        self.cut = make_cut(model, stage, layer)
+        self.stage, self.layer = self.cut.stage, self.cut.layer
+        self.eval_mode = eval_mode

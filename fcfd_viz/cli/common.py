@@ -50,9 +50,20 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def tracking(args: argparse.Namespace) -> dict:
-    """run_experiment's logging arguments from ``--no-tensorboard`` and ``--wandb``."""
-    return {"tensorboard": not args.no_tensorboard, "wandb": args.wandb}
+def run_from_args(cfg, out: str, args: argparse.Namespace) -> dict:
+    """:func:`~fcfd_viz.pipeline.run_experiment` of ``cfg`` into ``out`` with the output
+    flags of :func:`add_run_args` (resume, overwrite, progress, TensorBoard, W&B)."""
+    from fcfd_viz.pipeline import run_experiment
+
+    return run_experiment(
+        cfg,
+        out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        tensorboard=not args.no_tensorboard,
+        wandb=args.wandb,
+    )
 
 
 def file_layer(args: argparse.Namespace, extra: tuple[str, ...] = ()) -> dict:

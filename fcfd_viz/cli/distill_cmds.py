@@ -12,7 +12,7 @@ from fcfd_viz.cli.common import (
     add_train_args,
     file_layer,
     print_summary,
-    tracking,
+    run_from_args,
 )
 
 
@@ -113,7 +113,6 @@ def build_config(args: argparse.Namespace):
 
 def cmd_distill(args: argparse.Namespace) -> int:
     from fcfd_viz.checkpoints import load_checkpoint
-    from fcfd_viz.pipeline import run_experiment
 
     cfg, preset = build_config(args)
     if preset and cfg.teacher and not args.resume:
@@ -124,14 +123,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     out = args.out or f"runs/{cfg.method}-{cfg.student}-{cfg.data.dataset}-s{cfg.train.seed}"
-    summary = run_experiment(
-        cfg,
-        out,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-        **tracking(args),
-    )
+    summary = run_from_args(cfg, out, args)
     print_summary(summary, out)
     return 0
 

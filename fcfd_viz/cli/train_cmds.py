@@ -15,7 +15,7 @@ from fcfd_viz.cli.common import (
     file_layer,
     print_json,
     print_summary,
-    tracking,
+    run_from_args,
 )
 from fcfd_viz.errors import UserError
 
@@ -83,7 +83,7 @@ def teacher_schedule(dataset: str) -> dict:
 def cmd_train_teacher(args: argparse.Namespace) -> int:
     from fcfd_viz import models
     from fcfd_viz.cli.config_file import check_knobs, experiment, flags_layer, merge
-    from fcfd_viz.pipeline import DEFAULT_TEACHER_ARCH, run_experiment
+    from fcfd_viz.pipeline import DEFAULT_TEACHER_ARCH
 
     file = file_layer(args)
     if file.get("method", "ce") != "ce" or file.get("teacher"):
@@ -106,14 +106,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
     out = args.out or f"runs/teacher-{arch}-{dataset}-s{cfg.train.seed}"
     with warnings.catch_warnings():
         warnings.showwarning = _note_new_classifier(warnings.showwarning)
-        summary = run_experiment(
-            cfg,
-            out,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            progress=not args.no_progress,
-            **tracking(args),
-        )
+        summary = run_from_args(cfg, out, args)
     print_summary(summary, out)
     return 0
 
