@@ -28,10 +28,7 @@ from fcfd_viz.listing import list_runs
 from fcfd_viz.runs import default_runs_dir
 
 if TYPE_CHECKING:
-    from fcfd_viz.analysis.anisotropy_result import AnisotropyResult
-    from fcfd_viz.analysis.attribution import AttributionResult
     from fcfd_viz.analysis.reports.gap import GapReport
-    from fcfd_viz.analysis.reports.probe import ProbeReport
 
 
 def _load_plugins() -> str | None:
@@ -137,58 +134,6 @@ def _model(path: str, mtime: float):
 def model(path: str | Path):
     """(eval-mode staged net, checkpoint metadata) shared by all sessions; never modify it."""
     return _model(*ckpt_file(path))
-
-
-# ---------------------------------------------------------------- probe
-@st.cache_data(max_entries=16, show_spinner=False)
-def _images(path: str, mtime: float, n_images: int):
-    from fcfd_viz.analysis.reports.probe import probe_images
-
-    return probe_images(_model(path, mtime)[1], n_images)[0]
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def _probe(path, mtime, stage, eps, directions, n_images, mode) -> ProbeReport:
-    """Channel / random families and the maps of the extreme channels (eps and mode matter)."""
-    from fcfd_viz.analysis.reports.probe import MAP_IMAGES, probe_report
-
-    net, images = _model(path, mtime)[0], _images(path, mtime, n_images)
-    options = dict(eps=eps, directions=directions, mode=mode, n_random=32)
-    return probe_report(net, images, stage, maps=MAP_IMAGES, **options)
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def _jacobian(path: str, mtime: float, stage: int, n_images: int) -> AnisotropyResult:
-    from fcfd_viz.analysis.reports.probe import jacobian_spectrum
-
-    return jacobian_spectrum(_model(path, mtime)[0], stage, _images(path, mtime, n_images))
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def _attribution(path, mtime, stage: int, n_images: int, method: str) -> AttributionResult:
-    from fcfd_viz.analysis.attribution import Attribution
-
-    images = _images(path, mtime, n_images)
-    return Attribution(_model(path, mtime)[0], stage).compute(images, [method])
-
-
-def probe(path, stage: int, eps: float, directions, n_images: int, mode: str, attribution):
-    """The Sensitivity page's :class:`~fcfd_viz.analysis.ProbeReport`, each part cached on
-    what it depends on: the Jacobian spectrum (on at most ``JACOBIAN_IMAGES`` images) and
-    the attribution depend on neither eps nor the mode, so changing those recomputes
-    neither; :func:`~fcfd_viz.analysis.combine_probe` joins the parts."""
-    from fcfd_viz.analysis.reports.probe import JACOBIAN_IMAGES, combine_probe
-
-    key = ckpt_file(path)
-    others = tuple(d for d in directions if d != "jacobian")
-    report = _probe(*key, stage, eps, others, n_images, mode) if others else None
-    jac = None
-    if "jacobian" in directions:
-        jac = _jacobian(*key, stage, min(n_images, JACOBIAN_IMAGES))
-    attr = None
-    if attribution and "channel" in others:
-        attr = _attribution(*key, stage, n_images, attribution)
-    return combine_probe(report, jac, attr)
 
 
 CURVE_POINTS = 2000  # a curve needs no more; a huge metrics file stays cheap to redraw

@@ -1,48 +1,72 @@
 """Sensitivity: how differently does the output react to same-size feature perturbations?"""
 
+from pathlib import Path
+
+import probe_state
 import state
 import streamlit as st
 
 from fcfd_viz import viz, viz_app
 from fcfd_viz.analysis.anisotropy import DIRECTIONS
 from fcfd_viz.analysis.attribution import DEFAULT_METHODS
+from fcfd_viz.models.sources import default_layer, layer_names
 
 st.title("Sensitivity")
 st.caption(
-    "Cut a network after a stage, push its feature by the same L2 size eps in different "
+    "Cut a network after a stage or layer, push its feature by the same L2 size eps in different "
     "directions, and measure how much the output moves (KL). Equal L2 distance is not "
     "equal function: that is why FCFD matches features through the teacher's own layers."
 )
 root = state.runs_dir()
-ckpts = state.checkpoints(root)
-if not ckpts:
-    st.info(f"No checkpoints in `{root}` yet: build the default runs on the Home page.")
+srcs = probe_state.sources(root)
+if not srcs:
+    st.info(
+        f"No checkpoints in `{root}` yet: build the default runs on the Home page (pretrained "
+        "torchvision weights in the torch hub cache and your `--import` models show here too)."
+    )
     st.stop()
 
-labels = [c["label"] for c in ckpts]
-teacher = state.default_runs(root)["teacher"]
-first = next((i for i, c in enumerate(ckpts) if c["name"] == teacher), 0)
+labels = [s.label for s in srcs]
+teacher = (root / state.default_runs(root)["teacher"]).resolve()
+first = next((i for i, s in enumerate(srcs) if Path(s.name).resolve() == teacher), 0)
 c1, c2, c3 = st.columns([3, 1, 1])
-choice = c1.selectbox("Checkpoint", labels, index=first, key="sens_ckpt")
-ck = ckpts[labels.index(choice)]
+src = srcs[labels.index(c1.selectbox("Model", labels, index=first, key="sens_ckpt"))]
 try:
-    net, meta = state.model(ck["path"])
-    shape = meta.get("input_shape") or [3, 32, 32]
-    chans = net.stage_channels(shape)
+    net = probe_state.network(src)
+    if src.kind == "run":
+        shape = state.model(src.name)[1].get("input_shape") or [3, 32, 32]
+        chans = net.stage_channels(shape)
+    else:
+        layers = layer_names(net)
 except Exception as e:  # noqa: BLE001 - a corrupt checkpoint must not take the app down
     state.show_error(e)
     st.stop()
 
-stage = c2.selectbox(
-    "Stage (cut after)",
-    list(range(net.num_stages)),
-    index=min(2, net.num_stages - 1),
-    format_func=lambda i: f"{i} ({chans[i]} ch)",
-    key="sens_stage",
-)
+if src.kind == "run":
+    stage = c2.selectbox(
+        "Stage (cut after)",
+        list(range(net.num_stages)),
+        index=min(2, net.num_stages - 1),
+        format_func=lambda i: f"{i} ({chans[i]} ch)",
+        key="sens_stage",
+    )
+    cut = (stage, None)
+else:
+    state.keep_valid("sens_layer", layers)
+    layer = c2.selectbox(
+        "Layer (cut after)", layers, index=layers.index(default_layer(net)), key="sens_layer"
+    )
+    cut = (None, layer)
+    if src.kind == "user":
+        st.info(f"{src.name} is built fresh (random init): your architecture, not trained weights.")
 eps = c3.number_input(
     "eps (relative to ||f||)", value=0.05, step=0.01, format="%.3f", key="sens_eps"
 )
+folder = ""
+if src.kind != "run":
+    folder = st.text_input(
+        "Image folder (PNG/JPEG)", key="sens_folder", help="empty: digits test images"
+    )
 c4, c5, c6, c7 = st.columns(4)
 dirs = c4.multiselect(
     "Direction families", list(DIRECTIONS), default=list(DIRECTIONS), key="sens_dirs"
@@ -61,7 +85,9 @@ if not dirs:
     st.stop()
 with st.spinner("probing ..."):
     try:
-        report = state.probe(ck["path"], stage, float(eps), dirs, n_images, mode, attribution)
+        images = probe_state.image_key(src, folder, n_images)
+        st.caption(probe_state.images_note(images))
+        report = probe_state.probe(src, cut, images, float(eps), dirs, mode, attribution)
     except Exception as e:  # noqa: BLE001
         state.show_error(e)
         st.stop()

@@ -97,24 +97,13 @@ def _network(args: argparse.Namespace):
             raise UserError("--weights and --num-classes go with --model, not a checkpoint")
         ckpt = load_checkpoint(args.ckpt)
         return model_from_checkpoint(ckpt), ckpt, (ckpt.get("input_shape") or [3, 16, 16])[-1]
-    from fcfd_viz import models
-
     if args.image_dir is None:
         raise UserError("--model needs --image-dir DIR, a folder of PNG/JPEG images to probe")
-    from fcfd_viz.models import torchvision_zoo
+    from fcfd_viz.models.sources import probe_network
 
-    if args.model in torchvision_zoo.TORCHVISION and args.layer is not None:
-        # the torchvision model itself, so --layer takes its own names (layer3.1, features.3);
-        # the staged net (--stage) shares its modules and computes the same logits
-        model, w = torchvision_zoo.torchvision_model(args.model, args.num_classes, args.weights)
-        model.arch, model.weights = args.model, None if w is None else str(w)
-        return model, None, 224
-    kwargs = {"num_classes": args.num_classes} if args.num_classes else {}
-    if args.weights:
-        kwargs["weights"] = args.weights  # models.create says which names it knows
-        if not args.num_classes and args.model in torchvision_zoo.TORCHVISION:
-            kwargs["num_classes"] = 1000  # ImageNet weights keep their own classifier
-    return models.create(args.model, **kwargs), None, 224
+    # with --layer, a tv_* arch is the torchvision model itself (its own names: layer3.1)
+    staged = args.layer is None
+    return probe_network(args.model, args.weights, args.num_classes, staged), None, 224
 
 
 def cmd_probe(args: argparse.Namespace) -> int:

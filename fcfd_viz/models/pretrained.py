@@ -55,6 +55,15 @@ def weights_file(w) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(w.url).path)
 
 
+def cached_weights(builder: str) -> list[str]:
+    """The weights of torchvision's ``builder`` whose file is in the hub cache, found without
+    loading them (``DEFAULT`` left out: it is another name of one of them)."""
+    from torchvision.models import get_model_weights
+
+    members = get_model_weights(builder).__members__.items()
+    return [n for n, w in members if n != "DEFAULT" and weights_file(w).is_file()]
+
+
 def load_weights(model, w, arch: str) -> None:
     """Load weights ``w`` from the hub cache into the torchvision ``model`` (built without
     weights, with as many classes as ``w`` has). Never downloads: a missing file is a

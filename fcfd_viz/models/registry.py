@@ -37,6 +37,15 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def user_names() -> list[str]:
+    """Registered names whose builder is not fcfd-viz's own (added by the user's modules)."""
+    return [n for n in names() if not _module_of(_REGISTRY[n]).startswith("fcfd_viz.")]
+
+
+def _module_of(fn: Callable) -> str:
+    return getattr(getattr(fn, "func", fn), "__module__", None) or ""  # a partial: its func
+
+
 def takes_weights(name: str) -> bool:
     """Whether the builder of ``name`` takes pretrained ``weights``."""
     check_name(name)

@@ -61,6 +61,21 @@ def image_files(folder: str | Path) -> list[Path]:
     return files
 
 
+def digits_images(n: int, size: int) -> Tensor:
+    """``n`` digits test images (scikit-learn's 8x8 handwritten digits, evenly spread over the
+    test split, normalised as the digits runs are) upsampled to ``size``: (n, 3, size, size).
+    A stand-in when a model has no dataset of its own and no image folder is given."""
+    import torch.nn.functional as F
+
+    from fcfd_viz.data import DigitsDataset
+
+    if n < 1:
+        raise UserError(f"the probe needs at least one image, got {n}")
+    test = DigitsDataset(False, 16, augment=False)
+    idx = torch.linspace(0, len(test) - 1, min(n, len(test))).round().long()
+    return F.interpolate(test.images[idx], size=(size, size), mode="bilinear", align_corners=False)
+
+
 def folder_images(folder: str | Path, n: int, transform: Callable) -> Tensor:
     """The first ``n`` images of ``folder`` (sorted names), transformed and stacked: (n, ...)."""
     from PIL import Image, UnidentifiedImageError
