@@ -149,10 +149,36 @@ CIFAR_STATS = {
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
+CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+
+
+def data_root(data_dir: str | None) -> str:
+    """The folder CIFAR is looked for in: ``data_dir``, else ``$FCFD_DATA_DIR``, else ./data."""
+    return data_dir or os.environ.get("FCFD_DATA_DIR") or "./data"
+
+
+def missing_data(dataset: str, data_dir: str | None) -> str | None:
+    """Why ``dataset`` cannot be loaded from ``data_dir`` without downloading (one line), or
+    None when its folder is there. Only looks for the folders; reads no file."""
+    if dataset in CIFAR_FOLDERS:
+        root, folder = os.path.abspath(data_root(data_dir)), CIFAR_FOLDERS[dataset]
+        if not os.path.isdir(os.path.join(root, folder)):
+            return f"{dataset} not found in {root} (expected {folder}/ there); set --data-dir"
+    elif dataset == "imagenet":
+        if not data_dir:
+            return "imagenet needs a data folder (--data-dir) with train/ and val/ ImageFolders"
+        for split in (os.path.join(data_dir, s) for s in ("train", "val")):
+            if not os.path.isdir(split):
+                return f"imagenet folder {split} not found; --data-dir must contain train/ and val/"
+    elif dataset not in DATASETS:
+        return f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}"
+    return None
+
+
 def _cifar(name: str, train: bool, data_dir: str | None, download: bool) -> Dataset:
     from torchvision import datasets, transforms
 
-    root = data_dir or os.environ.get("FCFD_DATA_DIR") or "./data"
+    root = data_root(data_dir)
     mean, std = CIFAR_STATS[name]
     tf = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] if train else []
     tf = transforms.Compose([*tf, transforms.ToTensor(), transforms.Normalize(mean, std)])
@@ -160,7 +186,7 @@ def _cifar(name: str, train: bool, data_dir: str | None, download: bool) -> Data
     try:
         return cls(root, train=train, transform=tf, download=download)
     except Exception as e:  # torchvision: RuntimeError when absent, URLError when offline
-        folder = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
+        folder = CIFAR_FOLDERS[name]
         how = "the download failed" if download else "download is off"
         raise UserError(
             f"{name} not found in {os.path.abspath(root)} (expected {folder}/ there; {how}: {e}). "
@@ -171,15 +197,10 @@ def _cifar(name: str, train: bool, data_dir: str | None, download: bool) -> Data
 def _imagenet(train: bool, data_dir: str | None, image_size: int) -> Dataset:
     from torchvision import datasets, transforms
 
-    if not data_dir:
-        raise UserError(
-            "imagenet needs --data-dir pointing at a folder with train/ and val/ ImageFolders"
-        )
+    reason = missing_data("imagenet", data_dir)
+    if reason:
+        raise UserError(reason)
     split = os.path.join(data_dir, "train" if train else "val")
-    if not os.path.isdir(split):
-        raise UserError(
-            f"imagenet folder {split} not found; --data-dir must contain train/ and val/"
-        )
     mean, std = IMAGENET_STATS
     if train:
         tf = [transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip()]

@@ -21,7 +21,9 @@ class JobSpec:
     """What the app's launch form fills: one ``fcfd distill`` run on a preset.
 
     ``knobs`` holds any knobs of ``method`` by name (:func:`fcfd_viz.distill.knobs`); the
-    ones left out take the preset's values, else the method's defaults.
+    ones left out take the preset's values, else the method's defaults. ``device`` is one
+    of :func:`device_choices`; ``data_dir`` the folder of a CIFAR / ImageNet preset's data
+    (None: ``$FCFD_DATA_DIR``, else ./data).
     """
 
     name: str
@@ -33,6 +35,8 @@ class JobSpec:
     seed: int = 0
     preset: str = "digits"
     knobs: dict = field(default_factory=dict)
+    device: str = "auto"
+    data_dir: str | None = None
 
     def argv(self) -> list[str]:
         """``fcfd distill`` arguments (without ``--out``); the teacher only for a method
@@ -41,6 +45,9 @@ class JobSpec:
 
         args = ["--preset", self.preset, "--method", self.method, "--student", self.student]
         args += ["--epochs", str(self.epochs), "--lr", str(self.lr), "--seed", str(self.seed)]
+        args += ["--device", self.device]
+        if self.data_dir:
+            args += ["--data-dir", str(Path(self.data_dir).resolve())]
         by_name = {k.name: k for k in knobs(self.method)}
         for name, value in self.knobs.items():
             args += by_name[name].argv(value)
@@ -53,7 +60,7 @@ def validate(spec: JobSpec) -> None:
     """Raise :class:`UserError` for a spec that would fail in the subprocess."""
     from fcfd_viz import models
     from fcfd_viz.checkpoints import load_checkpoint
-    from fcfd_viz.data import DataConfig
+    from fcfd_viz.data import DataConfig, missing_data
     from fcfd_viz.distill import make_config, method_class, presets
     from fcfd_viz.pipeline import check_compatible
 
@@ -63,17 +70,57 @@ def validate(spec: JobSpec) -> None:
             f"(at most 64, not {' or '.join(RESERVED)})"
         )
     method = method_class(spec.method)
+    preset = presets.load(spec.preset)
     models.check_name(spec.student)
+    if spec.device not in device_choices():
+        raise UserError(
+            f"device {spec.device!r} is not available here; choose one of "
+            f"{', '.join(device_choices())}"
+        )
+    reason = missing_data(preset.dataset, spec.data_dir)
+    if reason:
+        raise UserError(f"preset {spec.preset}: {reason}")
     checks.integer("epochs", spec.epochs, 1)
     checks.integer("seed", spec.seed)
     checks.number("lr", spec.lr, 0, strict=True)
     make_config(spec.method, **spec.knobs)  # unknown knobs, values out of bounds
     method.check_teacher(spec.teacher or None)
     if method.needs_teacher:
-        preset = presets.load(spec.preset)
-        check_compatible(
-            load_checkpoint(spec.teacher), DataConfig(dataset=preset.dataset, **preset.data)
-        )
+        data = DataConfig(dataset=preset.dataset, data_dir=spec.data_dir, **preset.data)
+        check_compatible(load_checkpoint(spec.teacher), data)
+
+
+def device_choices() -> list[str]:
+    """Devices a run may ask for here: ``auto``, ``cpu``, and ``cuda``, ``cuda:0`` ...
+    ``cuda:N-1`` for the N GPUs torch sees."""
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return ["auto", "cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(n)] if n else [])
+
+
+def preset_status(data_dir: str | None) -> dict[str, str | None]:
+    """Every preset name -> None when it can run with ``data_dir``, else why not (one line)."""
+    from fcfd_viz.data import missing_data
+    from fcfd_viz.distill import presets
+
+    return {n: missing_data(presets.load(n).dataset, data_dir) for n in presets.names()}
+
+
+def default_teacher(runs: list[dict], preset, fallback: str) -> int:
+    """Index in ``runs`` (rows of checkpoints: ``name``, ``student`` arch, ``method``,
+    ``dataset``) of the teacher a launch of ``preset`` starts with: a run of the preset's
+    teacher arch on its dataset (a ``ce`` one first), else the run named ``fallback``, else 0."""
+    same = preset.dataset.replace("-hard", "")
+
+    def rank(r: dict) -> tuple:
+        on_data = str(r.get("dataset", "")).replace("-hard", "") == same
+        arch = r.get("student") == preset.teacher and on_data
+        return (arch and r.get("method") == "ce", arch, r.get("name") == fallback, on_data)
+
+    if not runs:
+        return 0
+    return max(range(len(runs)), key=lambda i: (rank(runs[i]), -i))
 
 
 def run_path(runs_dir: Path, name: str) -> Path:

@@ -53,3 +53,76 @@ def test_validate_rejects_bad_specs(digits_teacher, tmp_path):
         validate(JobSpec("x", method="kd", teacher=str(cifar)))
     validate(JobSpec("x", method="kd", teacher=str(digits_teacher)))
     assert torch.is_tensor(net.state_dict()["head.fc.weight"])
+
+
+def test_spec_argv_of_a_cifar_preset_names_its_data_folder_and_device(tmp_path, digits_teacher):
+    from fcfd_viz.distill import presets
+    from fcfd_viz.job_spec import preset_status
+
+    (tmp_path / "cifar-100-python").mkdir()  # the folder is all a presence check looks for
+    spec = JobSpec("x", method="ce", preset="resnet56-resnet20", student="resnet8", device="cpu")
+    spec.data_dir = str(tmp_path)
+    validate(spec)
+    argv = spec.argv()
+    for flag, value in [
+        ("--preset", "resnet56-resnet20"),
+        ("--student", "resnet8"),
+        ("--device", "cpu"),
+        ("--data-dir", str(tmp_path.resolve())),
+    ]:
+        assert argv[argv.index(flag) + 1] == value, argv
+    status = preset_status(str(tmp_path))
+    assert status["resnet56-resnet20"] is None and status["digits"] is None
+    for name, why in status.items():  # every CIFAR-100 preset runs; ImageNet says why not
+        dataset = presets.load(name).dataset
+        assert (why is None) == (dataset != "imagenet"), (name, why)
+    assert "train/ and val/" in status["imagenet-resnet34-resnet18"]
+    kd = JobSpec("x", method="kd", preset="resnet56-resnet20", teacher=str(digits_teacher))
+    kd.data_dir = str(tmp_path)
+    with pytest.raises(UserError, match="10 classes, but the student data is cifar100"):
+        validate(kd)  # a digits teacher for a CIFAR-100 preset
+
+
+def test_validate_refuses_a_preset_whose_data_is_absent(tmp_path, monkeypatch):
+    monkeypatch.delenv("FCFD_DATA_DIR", raising=False)
+    spec = JobSpec("x", method="ce", preset="resnet56-resnet20", data_dir=str(tmp_path))
+    with pytest.raises(UserError, match=r"cifar100 not found in .*cifar-100-python"):
+        validate(spec)
+    with pytest.raises(UserError, match="train/ and val/"):
+        validate(JobSpec("x", method="ce", preset="imagenet-resnet34-resnet18"))
+    assert "--data-dir" not in JobSpec("x", method="ce").argv()  # digits: none needed
+
+
+def test_device_choices_follow_the_gpus(monkeypatch):
+    import torch
+
+    from fcfd_viz.job_spec import device_choices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert device_choices() == ["auto", "cpu"]
+    with pytest.raises(UserError, match="device 'cuda:0' is not available here"):
+        validate(JobSpec("x", method="ce", device="cuda:0"))
+    validate(JobSpec("x", method="ce", device="cpu"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert device_choices() == ["auto", "cpu", "cuda", "cuda:0", "cuda:1"]
+    validate(JobSpec("x", method="ce", device="cuda:1"))
+
+
+def test_default_teacher_prefers_the_presets_arch_then_the_default_run():
+    from fcfd_viz.distill import presets
+    from fcfd_viz.job_spec import default_teacher
+
+    digits = presets.load("digits")  # teacher resnet8x4 on digits-hard
+    runs = [
+        {"name": "a", "student": "resnet8", "method": "ce", "dataset": "digits"},
+        {"name": "defaults/teacher", "student": "resnet8", "method": "ce", "dataset": "digits"},
+        {"name": "b", "student": "resnet8x4", "method": "kd", "dataset": "digits"},
+        {"name": "c", "student": "resnet8x4", "method": "ce", "dataset": "digits"},
+        {"name": "d", "student": "resnet8x4", "method": "ce", "dataset": "cifar100"},
+    ]
+    assert default_teacher(runs, digits, "defaults/teacher") == 3
+    assert default_teacher(runs[:3], digits, "defaults/teacher") == 2
+    assert default_teacher(runs[:2], digits, "defaults/teacher") == 1
+    assert default_teacher(runs[:1], digits, "defaults/teacher") == 0
+    assert default_teacher([], digits, "defaults/teacher") == 0

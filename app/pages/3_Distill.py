@@ -1,8 +1,11 @@
-"""Distill: launch short runs in the background, watch them live, stop them, compare them.
+"""Distill: launch runs (any preset, student, teacher, device) in the background, watch them
+live, stop them, compare them.
 
 A launched run is a ``fcfd distill`` subprocess writing a normal run directory in the runs
 folder; the page only reads that folder, so a reload or a second tab shows the same runs.
 """
+
+import os
 
 import state
 import streamlit as st
@@ -12,7 +15,7 @@ from fcfd_viz.defaults import default_names
 from fcfd_viz.distill import knobs, method_names, presets
 from fcfd_viz.distill.knob import Knob
 from fcfd_viz.job_records import max_jobs
-from fcfd_viz.job_spec import JobSpec
+from fcfd_viz.job_spec import JobSpec, default_teacher, device_choices, preset_status
 
 
 def knob_input(where, k: Knob, value, key: str):
@@ -34,33 +37,64 @@ def knob_input(where, k: Knob, value, key: str):
     )
 
 
+FORM_KEYS = ("d_student", "d_teacher", "d_epochs", "d_lr")
+
+
+def forget_form() -> None:
+    """A new preset: its defaults replace what the form held."""
+    for key in [k for k in st.session_state if k in FORM_KEYS or k.startswith("d_knob_")]:
+        del st.session_state[key]
+
+
 st.title("Distill")
 root = state.runs_dir()
-preset = presets.load("digits")
 st.caption(
-    f"Runs use the `digits` preset ({preset.description}); at most {max_jobs()} run at "
-    "once (FCFD_MAX_JOBS), a launch beyond that is refused. A run keeps going when you "
-    "close the page."
+    f"At most {max_jobs()} runs at once (FCFD_MAX_JOBS), a launch beyond that is refused. "
+    "A run keeps going when you close the page."
 )
-
-teachers = [c for c in state.checkpoints(root) if c["method"] == "ce" and c["dataset"] == "digits"]
 DEFAULT_RUNS = default_names()
 methods = method_names()
-# outside the form: a new method reruns the page at once, so its own knobs show
-method = st.selectbox("Method", methods, index=methods.index("fcfd"), key="d_method")
+# outside the form: a new preset, data folder or method reruns the page at once, so the
+# preset's defaults and the method's own knobs show
+c1, c2, c3 = st.columns(3)
+data_dir = c3.text_input(
+    "Data folder",
+    os.environ.get("FCFD_DATA_DIR", ""),
+    key="d_data_dir",
+    help="folder with CIFAR / ImageNet data (default $FCFD_DATA_DIR); nothing is downloaded",
+)
+status = preset_status(data_dir.strip() or None)
+preset_names = list(status)
+preset_name = c1.selectbox(
+    "Preset",
+    preset_names,
+    index=preset_names.index("digits"),
+    key="d_preset",
+    format_func=lambda n: n if status[n] is None else f"{n} (no data)",
+    on_change=forget_form,
+)
+method = c2.selectbox("Method", methods, index=methods.index("fcfd"), key="d_method")
+preset = presets.load(preset_name)
+st.caption(f"`{preset_name}`: {preset.description}. Source: {preset.source}")
+if status[preset_name]:
+    st.warning(f"{preset_name} cannot run here: {status[preset_name]}")
+
+teachers = state.checkpoints(root)
 with st.form("launch"):
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     archs = models.names()
     student = c1.selectbox("Student", archs, index=archs.index(preset.student), key="d_student")
-    t_labels = [c["label"] for c in teachers] or ["(no digits teacher in this folder)"]
-    first = next((i for i, c in enumerate(teachers) if c["name"] == DEFAULT_RUNS["teacher"]), 0)
+    t_labels = [c["label"] for c in teachers] or ["(no checkpoint in this folder)"]
+    first = default_teacher(teachers, preset, DEFAULT_RUNS["teacher"])
     t_label = c2.selectbox("Teacher", t_labels, index=first, key="d_teacher")
-    name = c3.text_input("Run name", "", key="d_name", help="default: method-student-eE-sSEED")
+    devices = device_choices()
+    device = c3.selectbox("Device", devices, key="d_device")
+    name = c4.text_input("Run name", "", key="d_name", help="default: method-student-eE-sSEED")
     c1, c2, c3 = st.columns(3)
     epochs = c1.number_input("Epochs", 1, 500, int(preset.train["epochs"]), key="d_epochs")
     lr = c2.number_input("lr", 0.0001, 1.0, float(preset.train["lr"]), format="%.4f", key="d_lr")
     seed = c3.number_input("seed", 0, 10_000, 0, key="d_seed")
-    st.caption(f"Knobs of {method} (from the `digits` preset, else the method's defaults)")
+    st.caption(f"Knobs of {method} (from the `{preset_name}` preset, else the method's defaults)")
     own = knobs(method)
     given = {**{k.name: k.default for k in own}, **preset.knobs_for(method)}
     columns = st.columns(4)
@@ -68,7 +102,9 @@ with st.form("launch"):
         k.name: knob_input(columns[i % 4], k, given[k.name], f"d_knob_{method}_{k.name}")
         for i, k in enumerate(own)
     }
-    submitted = st.form_submit_button("Launch", type="primary")
+    submitted = st.form_submit_button(
+        "Launch", type="primary", disabled=status[preset_name] is not None
+    )
 
 if submitted:
     teacher = teachers[t_labels.index(t_label)]["path"] if teachers else None
@@ -80,7 +116,10 @@ if submitted:
         epochs=int(epochs),
         lr=float(lr),
         seed=int(seed),
+        preset=preset_name,
         knobs=values,
+        device=device,
+        data_dir=data_dir.strip() or None,
     )
     try:
         job, started = jobs.launch(root, spec)

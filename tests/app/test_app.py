@@ -198,6 +198,41 @@ def test_distill_launches_a_background_run(runs_copy, monkeypatch):
     assert len(specs(rerun(at))) == 2
 
 
+def test_distill_launches_any_preset_student_and_device(runs_copy, monkeypatch):
+    monkeypatch.setenv("FCFD_RUNS_DIR", str(runs_copy))
+    monkeypatch.delenv("FCFD_DATA_DIR", raising=False)
+    at = open_page(DISTILL)
+    at.selectbox(key="d_preset").set_value("resnet56-resnet20")  # CIFAR-100, no data here
+    rerun(at)
+    assert "cifar100 not found" in at.warning[0].value
+    assert next(b for b in at.button if b.label == "Launch").disabled
+    warmup = "d_knob_fcfd_feat_warmup_epochs"
+    assert at.number_input(key=warmup).value == 20  # the preset's knobs are the defaults
+    at.selectbox(key="d_preset").set_value("digits")
+    assert rerun(at).number_input(key=warmup).value == 5 and not at.warning
+    at.selectbox(key="d_preset").set_value("digits-hard")
+    at.selectbox(key="d_method").set_value("kd")
+    rerun(at)
+    assert "defaults/teacher" in at.selectbox(key="d_teacher").value  # no resnet8x4 run
+    at.selectbox(key="d_student").set_value("resnet8_w025")
+    at.selectbox(key="d_device").set_value("cpu")
+    at.number_input(key="d_epochs").set_value(1)
+    at.text_input(key="d_name").input("hard")
+    next(b for b in at.button if b.label == "Launch").click()
+    assert "started hard" in rerun(at).success[0].value, [e.value for e in at.error]
+    cmd = job_record(runs_copy, "hard")["cmd"]
+    for flag, value in [
+        ("--preset", "digits-hard"),
+        ("--student", "resnet8_w025"),
+        ("--device", "cpu"),
+        ("--epochs", "1"),
+    ]:
+        assert cmd[cmd.index(flag) + 1] == value, cmd
+    job = jobs.wait(runs_copy, "hard", timeout=240)
+    assert job.state == "completed", (runs_copy / ".jobs/hard.log").read_text()
+    assert job.student == "resnet8_w025"
+
+
 @pytest.mark.parametrize("page", [SENS, GAP, DISTILL, RUNS])
 def test_every_page_loads(app_env, page):
     at = open_page(page)
