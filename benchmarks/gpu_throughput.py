@@ -41,7 +41,7 @@ def measure(method: str, args, device: str) -> dict:
     cfg = TrainConfig(
         epochs=1,
         device=device,
-        amp="auto" if device.startswith("cuda") else "off",
+        precision="auto" if device.startswith("cuda") else "fp32",
         compile=args.compile,
     )
     trainer = Trainer(d, _Loader(), _Loader(), cfg, progress=False)

@@ -5,7 +5,8 @@ Median ms per SGD step (forward_train + backward + step), batch 64 of random 3x3
 alike. Peak memory is measured per method in a fresh subprocess (peak RSS growth on CPU,
 max_memory_allocated on CUDA). The FCFD breakdown comes from ablations run in the same
 interleaved loop (appearance only, s->t paths only, t->s paths only) and a torch.profiler
-table of the operators of one FCFD step.
+table of the operators of one FCFD step. KD and FCFD are also timed as ``--precision auto``
+trains them (channels_last + bf16 autocast where the device has bf16 hardware, else fp32).
 
     python benchmarks/step_time.py [--quick] [--repeats N] [--threads 2]
 """
@@ -19,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 
 import torch
 
@@ -26,6 +28,7 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]
 from benchmarks.common import machine, table, write_json, write_section  # noqa: E402
 from fcfd_viz import distill, models  # noqa: E402
 from fcfd_viz.distill.paths import candidates  # noqa: E402
+from fcfd_viz.runtime import runtime_record  # noqa: E402
 
 PAIRS = [("resnet32x4", "resnet8x4"), ("resnet56", "resnet20")]
 VARIANTS = {  # name -> (method, knobs)
@@ -39,6 +42,7 @@ VARIANTS = {  # name -> (method, knobs)
     "fcfd 2 t->s paths": ("fcfd", {"paths": "t2s"}),
 }
 MAIN = ["ce", "kd", "fitnet", "fcfd", "fcfd (teacher_bn=batch)"]
+AUTO = ["kd auto", "fcfd auto"]  # as --precision auto trains them (fp32 for all others)
 # FCFD's `bi` mode draws 2 of its 4 mixed paths a step, uniformly: 6 equally likely draws whose
 # costs differ ~2.7x (student->teacher paths run the big teacher's tail forward and backward).
 # A median over a few random steps depends on which draws came up; the expected step time
@@ -47,7 +51,11 @@ DRAWS = [f"fcfd draw {i}+{j}" for i, j in itertools.combinations(range(4), 2)]
 
 
 def make_step(teacher: str, student: str, variant: str, device: str, batch: int = 64):
+    """One training step of ``variant`` (``... auto``: in the precision --precision auto picks)."""
     torch.manual_seed(0)
+    variant, auto = variant.removesuffix(" auto"), variant.endswith(" auto")
+    run = runtime_record(torch.device(device), "auto" if auto else "fp32", None)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(run["precision"])
     draw = draw_indices(variant)
     method, knobs = VARIANTS["fcfd" if draw else variant]
     t = models.create(teacher, 100)
@@ -62,10 +70,15 @@ def make_step(teacher: str, student: str, variant: str, device: str, batch: int 
     opt = torch.optim.SGD(d.trainable_parameters(), lr=0.01, momentum=0.9, nesterov=True)
     x = torch.randn(batch, 3, 32, 32, device=device)
     y = torch.randint(0, 100, (batch,), device=device)
+    if auto and run["channels_last"]:
+        d.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    cast = torch.autocast(device, dtype=dtype) if dtype and auto else nullcontext()
 
     def step() -> None:
-        _, losses = d.forward_train(x, y)
-        loss = sum(losses.values())
+        with cast:
+            _, losses = d.forward_train(x, y)
+            loss = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -91,18 +104,8 @@ def time_variants(pair, variants, repeats: int, device: str) -> dict[str, float]
 
 def peak_memory_mb(pair, variant: str, device: str, threads: int) -> float:
     """Peak memory growth of 3 steps, in a fresh process so earlier runs cannot hide it."""
-    cmd = [
-        sys.executable,
-        __file__,
-        "--memory-child",
-        pair[0],
-        pair[1],
-        variant,
-        "--device",
-        device,
-        "--threads",
-        str(threads),
-    ]
+    cmd = [sys.executable, __file__, "--memory-child", *pair, variant]
+    cmd += ["--device", device, "--threads", str(threads)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return float(json.loads(out.stdout.strip().splitlines()[-1]))
 
@@ -245,7 +248,7 @@ def main() -> None:
     for pair in PAIRS:
         name = f"{pair[1]} <- {pair[0]}"
         print(f"timing {name} ...", flush=True)
-        ms = time_variants(pair, [*VARIANTS, *DRAWS], repeats, args.device)
+        ms = time_variants(pair, [*VARIANTS, *DRAWS, *AUTO], repeats, args.device)
         ms["fcfd expected"] = statistics.mean(ms[v] for v in DRAWS)
         mem = (
             {}
@@ -265,6 +268,8 @@ def main() -> None:
             "fcfd_random_draws_median_over_kd": ms["fcfd"] / ms["kd"],
             "draw_labels": {v: draw_label(pair, v) for v in DRAWS},
             "fcfd_batch_over_kd": ms["fcfd (teacher_bn=batch)"] / ms["kd"],
+            "auto": runtime_record(torch.device(args.device), "auto", None),
+            "auto_speedup": {v: ms[v] / ms[f"{v} auto"] for v in ("kd", "fcfd")},
         }
         rows = [
             [
@@ -273,10 +278,15 @@ def main() -> None:
                 round(ms[v] / ms["kd"], 2),
                 round(flops[v], 2) if v in flops else "-",
                 round(mem[v]) if v in mem else "-",
+                round(ms[f"{v} auto"]) if f"{v} auto" in ms else "-",
+                round(ms[v] / ms[f"{v} auto"], 2) if f"{v} auto" in ms else "-",
             ]
             for v in [*VARIANTS, *DRAWS, "fcfd expected"]
         ]
-        headers = ["variant", "ms / step", "x KD", "GFLOP / step", "peak MB above rest"]
+        auto = result["pairs"][name]["auto"]
+        fast = f"auto: {auto['precision']}" + ", channels_last" * auto["channels_last"]
+        headers = ["variant", "ms / step (fp32)", "x KD", "GFLOP / step", "peak MB above rest"]
+        headers += [f"ms / step ({fast})", "x faster"]
         md.append(f"### {name}\n\n" + table(headers, rows) + "\n\n" + account(ms, flops) + "\n")
         print(json.dumps(result["pairs"][name], indent=1), flush=True)
     if not args.quick:

@@ -23,7 +23,7 @@ from fcfd_viz.runs import Run, method_fields
 from fcfd_viz.runtime import dist_info, seed_everything
 from fcfd_viz.tracking import tracking_callbacks
 from fcfd_viz.train import Trainer
-from fcfd_viz.train_config import Diverged, TrainConfig
+from fcfd_viz.train_config import Diverged, TrainConfig, upgrade_train
 from fcfd_viz.writer import check_target, open_run
 
 DEFAULT_TEACHER_ARCH = "resnet8x4"
@@ -46,6 +46,8 @@ class ExperimentConfig:
         """config.json: ``method`` (the name) and ``method_config`` (every knob, resolved by
         ``distiller``'s config when given) beside student, teacher, data and train."""
         d = asdict(self)
+        if d["train"].get("amp") is None:  # the old name of precision: read, never written
+            d["train"].pop("amp", None)
         knobs = d.pop("method_kwargs")
         d["method_config"] = distiller.config_dict() if distiller is not None else knobs
         return d
@@ -62,7 +64,7 @@ class ExperimentConfig:
             student=d["student"],
             teacher=d.get("teacher"),
             data=DataConfig(**d["data"]),
-            train=TrainConfig(**d["train"]),
+            train=TrainConfig(**upgrade_train(d["train"])),
             method_kwargs=knobs,
             weights=d.get("weights"),
         )
@@ -189,11 +191,6 @@ def run_experiment(
         else contextlib.nullcontext()
     )
     with opened as run:
-        if run is not None and not resume:
-            # how the global batch was split: a record, never read back as a setting
-            run.write_config(
-                {**cfg.to_dict(distiller), "distributed": batch_record(cfg.data, world)}
-            )
         trainer = Trainer(
             distiller,
             train_loader,
@@ -204,6 +201,16 @@ def run_experiment(
             meta=meta,
             progress=progress,
         )
+        if run is not None and not resume:
+            # how the global batch was split and what precision ran: records, never read
+            # back as settings
+            run.write_config(
+                {
+                    **cfg.to_dict(distiller),
+                    "distributed": batch_record(cfg.data, world),
+                    "runtime": trainer.runtime,
+                }
+            )
         if resume:
             trainer.resume(load_checkpoint(Path(out) / "last.pt"))
         try:

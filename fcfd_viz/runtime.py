@@ -9,7 +9,7 @@ from __future__ import annotations
 import atexit
 import os
 import random
-from contextlib import nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,16 +63,104 @@ def _leave_process_group() -> None:
         dist.destroy_process_group()
 
 
-def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``TrainConfig.amp`` (``auto|bf16|fp16|off``) on ``device``; None
-    for full precision (``off``, or ``auto`` off CUDA). ``auto`` is bf16 where supported."""
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+# /proc/cpuinfo flags of a CPU that computes bf16 natively (AVX512-BF16 dot products, AMX
+# tiles); elsewhere bf16 autocast is emulated and no faster than fp32
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags() -> frozenset[str]:
+    """This machine's CPU feature flags from ``/proc/cpuinfo`` (empty where there is none);
+    ``FCFD_CPU_FLAGS`` (space-separated), when set, stands in for them (``FCFD_CPU_FLAGS=``:
+    a CPU without bf16, as the test suite runs everywhere)."""
+    if "FCFD_CPU_FLAGS" in os.environ:
+        return frozenset(os.environ["FCFD_CPU_FLAGS"].split())
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):  # x86 / ARM
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def cpu_has_fast_bf16(flags: frozenset[str] | set[str] | None = None) -> bool:
+    """True where the CPU has bf16 hardware (``flags``: CPU feature flags, default this
+    machine's :func:`cpu_flags`). A hardware fact, never a timing."""
+    flags = cpu_flags() if flags is None else flags
+    return any(f in flags for f in BF16_CPU_FLAGS)
+
+
+def autocast_dtype(
+    precision: str, device: torch.device, flags: frozenset[str] | set[str] | None = None
+) -> torch.dtype | None:
+    """The autocast dtype of ``TrainConfig.precision`` (``auto|fp32|bf16|fp16``; the old
+    ``--amp`` values ``off`` = fp32) on ``device``; None for full precision.
+
+    ``auto``: on CUDA bf16 where supported, else fp16 (with a GradScaler); on CPU bf16 where
+    the CPU has bf16 hardware (:func:`cpu_has_fast_bf16` of ``flags``), else fp32.
+    """
+    if precision in ("fp32", "off"):
         return None
-    if amp == "fp16":
+    if precision == "fp16":
         return torch.float16
-    if amp == "auto" and not torch.cuda.is_bf16_supported():
-        return torch.float16
-    return torch.bfloat16
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_fast_bf16(flags):
+        return torch.bfloat16
+    return None
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """``fp32``, ``bf16`` or ``fp16``: the name of an :func:`autocast_dtype` result."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def uses_channels_last(
+    setting: bool | None, amp_dtype: torch.dtype | None, device: torch.device
+) -> bool:
+    """Whether training runs channels_last: ``setting`` when given (``--channels-last``); by
+    default on CUDA, and on CPU with autocast (``amp_dtype`` bf16/fp16). A CPU run in fp32
+    stays contiguous: the exact fp32 path of old, whose numbers do not depend on the thread
+    count (channels_last convolutions sum in a thread-dependent order on CPU)."""
+    if setting is not None:
+        return setting
+    return device.type == "cuda" or amp_dtype is not None
+
+
+def runtime_record(device: torch.device, precision: str, channels_last: bool | None) -> dict:
+    """What a run's ``auto`` settings resolve to on ``device`` (config.json's ``runtime``):
+    the autocast ``precision`` (fp32/bf16/fp16), the ``precision_setting`` asked for and
+    ``channels_last``."""
+    dtype = autocast_dtype(precision, device)
+    return {
+        "device": str(device),
+        "precision": precision_name(dtype),
+        "precision_setting": precision,
+        "channels_last": uses_channels_last(channels_last, dtype, device),
+    }
+
+
+def runtime_line(record: dict) -> str:
+    """The one line a run starts with, from the trainer's ``runtime`` record (config.json)."""
+    how = "fp32" if record["precision"] == "fp32" else f"{record['precision']} autocast"
+    return (
+        f"training on {record['device']}: {how} (--precision {record['precision_setting']}), "
+        f"channels_last {'on' if record['channels_last'] else 'off'}"
+    )
+
+
+@contextmanager
+def full_precision():
+    """No autocast inside, whatever encloses it (probes and gap measurements: their small
+    KL divergences and finite differences need fp32)."""
+    with ExitStack() as stack:
+        stack.enter_context(torch.autocast("cpu", enabled=False))
+        if torch.cuda.is_available():
+            stack.enter_context(torch.autocast("cuda", enabled=False))
+        yield
 
 
 TOP_K = 5  # the second accuracy every run reports beside top-1

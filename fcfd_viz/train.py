@@ -7,6 +7,7 @@ term; it knows nothing about any method.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections import defaultdict
 from contextlib import nullcontext
@@ -29,6 +30,8 @@ from fcfd_viz.runtime import (
     hits,
     join_process_group,
     resolve_device,
+    runtime_line,
+    runtime_record,
     seed_everything,
 )
 from fcfd_viz.train_config import LOSS_LIMIT, Diverged, TrainConfig, lr_at
@@ -66,12 +69,11 @@ class Trainer:
         if self.device.type == "cuda" and self.device.index is not None:
             torch.cuda.set_device(self.device)  # plain "cuda" keeps the current device
         self.distiller = distiller.to(self.device)
-        self.channels_last = (
-            cfg.channels_last if cfg.channels_last is not None else self.device.type == "cuda"
-        )
+        self.runtime = runtime_record(self.device, cfg.precision, cfg.channels_last)
+        self.channels_last = self.runtime["channels_last"]
         if self.channels_last:
             self.distiller.to(memory_format=torch.channels_last)
-        self.amp_dtype = autocast_dtype(cfg.amp, self.device)
+        self.amp_dtype = autocast_dtype(cfg.precision, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.optimizer = torch.optim.SGD(
             distiller.trainable_parameters(),
@@ -215,6 +217,8 @@ class Trainer:
     def fit(self) -> dict:
         """Train from ``start_epoch`` to ``cfg.epochs``; returns the summary dict."""
         cfg = self.cfg
+        if self.rank == 0:  # the one line of what auto resolved to
+            print(runtime_line(self.runtime), file=sys.stderr)
         for cb in self.callbacks:
             cb.on_train_start(self)
         writer = self.run if self.rank == 0 else None

@@ -14,7 +14,29 @@ from fcfd_viz.errors import UserError
 # units at the start (CE ~ ln K, KD x T^2 ~ tens); 1e6 is far past any run that recovers.
 LOSS_LIMIT = 1e6
 SCHEDULES = ("cosine", "step", "constant")
-AMP = ("auto", "bf16", "fp16", "off")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+AMP = ("auto", "bf16", "fp16", "off")  # --amp, the old name of --precision (off: fp32)
+
+
+def precision_of_amp(amp: str) -> str:
+    """The ``--precision`` of an old ``--amp`` value (``off`` is ``fp32``; others keep their name)."""
+    return "fp32" if amp == "off" else amp
+
+
+def upgrade_train(values: dict) -> dict:
+    """A ``train`` section with an old ``amp`` key (config.json before --precision, an
+    ``--amp`` flag) as ``precision``; both, disagreeing: a :class:`UserError`."""
+    values = dict(values)
+    amp = values.pop("amp", None)
+    if amp is None:
+        return values
+    checks.choice("--amp", amp, AMP)
+    new = precision_of_amp(amp)
+    if values.setdefault("precision", new) != new:
+        raise UserError(
+            f"--amp {amp} and --precision {values['precision']} disagree; give only --precision"
+        )
+    return values
 
 
 class Diverged(UserError):
@@ -52,8 +74,16 @@ class TrainConfig:
     )
     seed: int = setting(0, "seed of everything random (init, shuffling, augmentation, paths)")
     device: str = setting("auto", "auto, cpu, cuda, cuda:N")
-    amp: str = setting("auto", "autocast precision (auto: bf16 on CUDA, off on CPU)", choices=AMP)
-    channels_last: bool | None = setting(None, "channels_last memory format (default: on CUDA)")
+    precision: str = setting(
+        "auto",
+        "autocast precision; auto: bf16 on CUDA (fp16 where bf16 is not supported), on CPU "
+        "bf16 where it has bf16 hardware (avx512_bf16/amx_bf16), else fp32",
+        choices=PRECISIONS,
+    )
+    amp: str | None = setting(None, "old name of --precision (off: fp32)", choices=AMP)
+    channels_last: bool | None = setting(
+        None, "channels_last memory format (default: on CUDA, and on CPU with bf16/fp16)"
+    )
     compile: bool = setting(False, "torch.compile the training step")
 
     def validate(self) -> None:
@@ -67,7 +97,12 @@ class TrainConfig:
         checks.integer("warmup_epochs", self.warmup_epochs, 0)
         checks.integer("--seed", self.seed)
         checks.choice("--schedule", self.schedule, SCHEDULES)
-        checks.choice("--amp", self.amp, AMP)
+        if self.amp is not None:  # the old name, given in code: TrainConfig(amp="off")
+            given = {"amp": self.amp} | (
+                {} if self.precision == "auto" else {"precision": self.precision}
+            )
+            self.precision, self.amp = upgrade_train(given)["precision"], None
+        checks.choice("--precision", self.precision, PRECISIONS)
         if not isinstance(self.milestones, list):
             raise UserError(f"--milestones must be a list of epochs, got {self.milestones!r}")
         for m in self.milestones:

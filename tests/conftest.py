@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,9 @@ import pytest
 import torch
 
 torch.set_num_threads(2)  # the CI box has 2 cores; more threads only fight each other
+# --precision auto as on a CPU without bf16 (fp32), here and in the CLI subprocesses, so runs
+# give the same numbers on every machine; tests of bf16 ask for it (fcfd_viz.runtime.cpu_flags)
+os.environ["FCFD_CPU_FLAGS"] = ""
 
 
 @contextmanager

@@ -110,6 +110,22 @@ def test_old_run_resumes_and_writes_the_new_form(old_root, capsys):
         assert load_students([path]).methods == {"fcfd": "fcfd"}
 
 
+def test_an_old_config_with_amp_runs_as_config(old_root, capsys):
+    """config.json of a run from before --precision names it ``train.amp``: read as it (the
+    resume of such a run: test_old_run_resumes_and_writes_the_new_form)."""
+    old = json.loads((old_root / "fcfd" / "config.json").read_text())
+    assert old["train"]["amp"] == "auto" and "precision" not in old["train"]
+    old["train"]["amp"] = "off"
+    old["method"], old["method_config"] = "fcfd", old.pop("method_kwargs")  # after #12
+    (old_root / "off.json").write_text(json.dumps(old))
+    argv = ["--config", "off.json", "--epochs", "1", "--out", "again", *FAST]
+    assert main(["distill", *argv]) == 0
+    new = json.loads((old_root / "again" / "config.json").read_text())
+    assert new["train"]["precision"] == "fp32" and "amp" not in new["train"]
+    assert new["runtime"]["precision"] == "fp32" and not new["runtime"]["channels_last"]
+    assert "training on cpu: fp32 (--precision fp32)" in capsys.readouterr().err
+
+
 def test_new_runs_write_the_name_and_the_knobs_apart(tmp_path):
     out = tmp_path / "fcfd"
     argv = ["distill", "--method", "ce", "--student", "resnet8_w025", "--subset", "0.1"]

@@ -51,7 +51,7 @@ def test_dist_info_reads_torchrun_environment(monkeypatch):
 
 def test_autocast_dtype():
     cpu = torch.device("cpu")
-    assert autocast_dtype("auto", cpu) is None  # auto is full precision off CUDA
+    assert autocast_dtype("auto", cpu) is None  # a CPU without bf16 (conftest): fp32
     assert autocast_dtype("off", cpu) is None
     assert autocast_dtype("fp16", cpu) == torch.float16
     assert autocast_dtype("bf16", cpu) == torch.bfloat16

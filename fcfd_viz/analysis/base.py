@@ -19,6 +19,7 @@ CLI prints ``to_dict()``. A new analysis copies this shape: a ``Result`` datacla
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -31,6 +32,7 @@ import torch
 from torch import Tensor
 
 from fcfd_viz.errors import UserError
+from fcfd_viz.runtime import full_precision
 
 R = TypeVar("R", bound="Result")
 
@@ -65,11 +67,29 @@ class Analysis(ABC, Generic[R]):
     """An analysis bound to a model (and what it needs) in ``__init__``; weights never change.
 
     Subclasses document their one call, ``compute(...)``, which returns their result type.
+    ``compute`` always runs in fp32: an enclosing autocast (a bf16 training step, a bf16
+    evaluation) is switched off inside it (:func:`fcfd_viz.runtime.full_precision`), as the
+    small KL divergences and finite differences of probes and gaps need it.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("compute")
+        if own is not None and not getattr(own, "__isabstractmethod__", False):
+            cls.compute = _in_fp32(own)
 
     @abstractmethod
     def compute(self, *args: Any, **kwargs: Any) -> R:
         """Run the analysis and return its typed :class:`Result`."""
+
+
+def _in_fp32(compute: Callable) -> Callable:
+    @functools.wraps(compute)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        with full_precision():
+            return compute(*args, **kwargs)
+
+    return wrapped
 
 
 def finite(x: float | None) -> float | None:

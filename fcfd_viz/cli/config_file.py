@@ -17,11 +17,14 @@ from pathlib import Path
 
 from fcfd_viz.data import DataConfig
 from fcfd_viz.errors import UserError
-from fcfd_viz.train_config import TrainConfig
+from fcfd_viz.train_config import TrainConfig, upgrade_train
 
 SECTIONS = {"data": DataConfig, "train": TrainConfig}
 TOP = ("method", "student", "teacher", "weights", "method_config")
-RECORDS = ("distributed",)  # what a run records in config.json; never read back as a setting
+RECORDS = (
+    "distributed",
+    "runtime",
+)  # what a run records in config.json; never read back as a setting
 
 PRECEDENCE = "defaults < --preset < --config file < flags given on the command line"
 
@@ -65,7 +68,7 @@ def add_setting_args(
 
 def flags_layer(args: argparse.Namespace) -> dict:
     """The data and training settings given as flags (those left None are not given)."""
-    return {
+    layer = {
         section: {
             f.name: getattr(args, _dest(f))
             for f in dataclasses.fields(cls)
@@ -73,6 +76,8 @@ def flags_layer(args: argparse.Namespace) -> dict:
         }
         for section, cls in SECTIONS.items()
     }
+    layer["train"] = upgrade_train(layer["train"])  # --amp: the old name of --precision
+    return layer
 
 
 def _unknown(path, where: str, key, valid) -> UserError:
@@ -128,7 +133,7 @@ def read_config_file(path: str, extra: tuple[str, ...] = ()) -> dict:
         for key in values:
             if key not in names:
                 raise _unknown(path, f"{section}.", key, names)
-        layer[section] = dict(values)
+        layer[section] = upgrade_train(values) if section == "train" else dict(values)
     seed = layer["train"].get("seed")
     if seed is not None and layer["data"].get("subset_seed") == seed:
         del layer["data"]["subset_seed"]

@@ -12,6 +12,7 @@ import pytest
 
 from fcfd_viz.cli import build_parser, main
 from fcfd_viz.cli.distill_cmds import build_config
+from fcfd_viz.errors import UserError
 from fcfd_viz.train_config import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -98,7 +99,7 @@ def test_seed_flag_moves_a_subset_that_followed_the_seed(teacher: Path):
 
 def test_every_training_setting_has_a_flag():
     argv = "--momentum 0.8 --no-nesterov --gamma 0.2 --milestones 3 5 --lr-warmup-epochs 2"
-    argv += " --channels-last --amp bf16 --compile --schedule step --weight-decay 0.001"
+    argv += " --channels-last --precision bf16 --compile --schedule step --weight-decay 0.001"
     argv += " --epochs 7 --lr 0.2 --seed 4 --device cpu --subset-seed 9 --workers 1"
     cfg = config_of(argv.split())
     expected = TrainConfig(
@@ -113,11 +114,16 @@ def test_every_training_setting_has_a_flag():
         warmup_epochs=2,
         seed=4,
         device="cpu",
-        amp="bf16",
+        precision="bf16",
         channels_last=True,
         compile=True,
     )
     assert cfg.train == expected
+    # --amp, the old name of --precision (off: fp32), is read as it
+    assert config_of([*argv.replace("--precision", "--amp").split()]).train == expected
+    assert config_of(["--amp", "off"]).train.precision == "fp32"
+    with pytest.raises(UserError, match="--amp off and --precision bf16 disagree"):
+        config_of(["--amp", "off", "--precision", "bf16"])
     assert cfg.data.subset_seed == 9 and cfg.data.num_workers == 1
     text = build_parser()._subparsers._group_actions[0].choices["distill"].format_help()
     for title in ("\nmethod:", "\nmethod knobs of fcfd", "\ndata:", "\ntraining:", "\noutput:"):
