@@ -217,7 +217,8 @@ class Trainer:
     def fit(self) -> dict:
         """Train from ``start_epoch`` to ``cfg.epochs``; returns the summary dict."""
         cfg = self.cfg
-        if self.rank == 0:  # the one line of what auto resolved to
+        if self.rank == 0 and self.progress:  # with the bars: what auto resolved to (the
+            # run's config.json records it always; --no-progress keeps stderr for errors only)
             print(runtime_line(self.runtime), file=sys.stderr)
         for cb in self.callbacks:
             cb.on_train_start(self)

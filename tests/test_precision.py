@@ -95,7 +95,7 @@ def tiny(precision: str, **train) -> ExperimentConfig:
 
 
 def test_a_bf16_run_on_cpu_trains_with_fp32_weights(tmp_path, capsys):
-    summary = run_experiment(tiny("bf16"), tmp_path / "run", tensorboard=False, progress=False)
+    summary = run_experiment(tiny("bf16"), tmp_path / "run", tensorboard=False, progress=True)
     assert "training on cpu: bf16 autocast (--precision bf16), channels_last on" in (
         capsys.readouterr().err
     )
