@@ -100,6 +100,14 @@ def say_new_classifier(w, arch: str, num_classes: int) -> None:
     )
 
 
+def imagenet_arch(name: str) -> bool:
+    """Whether ``name`` is an ImageNet architecture whose preprocessing
+    :func:`image_transform` knows (``tv_*`` and ``mobilenet_v1``)."""
+    from fcfd_viz.models import torchvision_zoo
+
+    return name in torchvision_zoo.TORCHVISION or name == "mobilenet_v1"
+
+
 def image_transform(name: str, weights: str | None = None) -> Callable:
     """What a ``name`` network expects of an image: a callable PIL.Image -> float tensor
     (C, H, W). With ``weights``: the weights' own transforms (``weights.transforms()``);
@@ -114,7 +122,7 @@ def image_transform(name: str, weights: str | None = None) -> Callable:
     if weights is not None:
         builder = torchvision_zoo.builder_of(name)
         return resolve_weights(name, builder, weights).transforms()
-    if name not in torchvision_zoo.TORCHVISION and name != "mobilenet_v1":
+    if not imagenet_arch(name):
         raise UserError(
             f"image_transform knows ImageNet architectures (tv_*, mobilenet_v1), not {name}: "
             "transform images as the data it was trained on (fcfd_viz.data)"

@@ -31,9 +31,9 @@ def image_transform(arch: str, weights: str | None, size: int, own: bool = True)
     ``size``, centre-crops ``size`` x ``size`` and normalises with the ImageNet mean and std.
     """
     from fcfd_viz import models
-    from fcfd_viz.models import torchvision_zoo
+    from fcfd_viz.models.pretrained import imagenet_arch
 
-    if own and (weights is not None or arch in (*torchvision_zoo.TORCHVISION, "mobilenet_v1")):
+    if own and (weights is not None or imagenet_arch(arch)):
         return models.image_transform(arch, weights)
     from torchvision import transforms
 
