@@ -33,7 +33,9 @@ from fcfd_viz.train_config import TrainConfig  # noqa: E402
 
 RUNS = ROOT / "benchmarks" / "runs" / "accuracy"
 FCFD = {"temperature": 4.0, "feat_weight": 0.02, "feat_warmup_epochs": 20, "mix_weight": 1.0}
-# setting -> (student, subset, {label: (method, knobs)})
+# setting -> (student, subset, {label: (method, knobs)}); a label ending in " bf16" trains
+# with --precision bf16, every other one with --precision fp32
+LOW_PRECISION = " bf16"
 SETTINGS = {
     "resnet8, 10%": (
         "resnet8",
@@ -47,6 +49,10 @@ SETTINGS = {
             "fcfd teacher_bn=batch": ("fcfd", {**FCFD, "teacher_bn": "batch"}),
             # the functional terms' own contribution: same bridges and appearance loss, no paths
             "fcfd appearance only": ("fcfd", {**FCFD, "paths": "nomix"}),
+            # --precision bf16 (autocast + channels_last) against the fp32 rows above: same
+            # seeds, same subsets; the other rows pin fp32 whatever the CPU's `auto` would be
+            "kd bf16": ("kd", {"temperature": 4.0}),
+            "fcfd bf16": ("fcfd", FCFD),
         },
     ),
     "resnet8 quarter width, 10%": (
@@ -72,7 +78,7 @@ def ensure_teacher(arch: str, epochs: int, lr: float) -> Path:
             method="ce",
             student=arch,
             data=DataConfig(dataset="digits"),
-            train=TrainConfig(epochs=epochs, lr=lr, seed=0),
+            train=TrainConfig(epochs=epochs, lr=lr, seed=0, precision="fp32"),
         )
         run_experiment(cfg, out, overwrite=True, progress=False)
     return out
@@ -97,11 +103,15 @@ def ensure_student(
             student=student,
             teacher=str(teacher) if method != "ce" else None,
             data=DataConfig(dataset="digits-hard", subset=subset),
-            train=TrainConfig(epochs=epochs, seed=seed),
+            train=TrainConfig(epochs=epochs, seed=seed, precision=precision_of(label)),
             method_kwargs=dict(knobs),
         )
         summary = run_experiment(cfg, out, overwrite=True, progress=False)
     return {**summary, "run": str(out.relative_to(ROOT))}
+
+
+def precision_of(label: str) -> str:
+    return "bf16" if label.endswith(LOW_PRECISION) else "fp32"
 
 
 def mean_std(xs: list[float]) -> str:
@@ -117,6 +127,8 @@ PAIRS = [
     ("fcfd teacher_bn=batch", "fcfd appearance only"),
     ("dkd", "kd"),
     ("fcfd feat_weight=0.2", "fcfd"),
+    ("kd bf16", "kd"),
+    ("fcfd bf16", "fcfd"),
 ]
 
 
