@@ -147,24 +147,40 @@ def their_config(cls_dir: Path, teacher: str, student: str) -> AttrDict:
     return AttrDict(cfg, extra_paths=2)
 
 
+@contextlib.contextmanager
+def cuda_noop():
+    """Their trainer calls ``.cuda()`` on every batch: a no-op inside, for CPU runs."""
+    cuda = torch.Tensor.cuda
+    torch.Tensor.cuda = lambda self, *a, **k: self
+    try:
+        yield
+    finally:
+        torch.Tensor.cuda = cuda
+
+
+def their_trainer(main, meta, cfg: AttrDict, optimizer):
+    """Their ``cifar/main.py`` ``Trainer`` around ``meta`` without its constructor (which
+    builds loaders and a scheduler): what ``train_one_epoch`` reads. The caller sets
+    ``train_loader`` and ``scaler`` (their loss-backward-step callable)."""
+    trainer = main.Trainer.__new__(main.Trainer)
+    trainer.config, trainer.model, trainer.model_num = cfg, meta, 2
+    trainer.output_stages = meta.output_stages
+    trainer.loss_ce = nn.CrossEntropyLoss()
+    trainer.optimizer = optimizer
+    return trainer
+
+
 def their_step(main, meta, cfg: AttrDict, x, y, paths: list[list[int]], epoch: int) -> torch.Tensor:
     """One step of their ``Trainer.train_one_epoch`` on (x, y) with ``paths``; returns the loss
     (gradients are left in .grad)."""
-    trainer = main.Trainer.__new__(main.Trainer)
     captured = []
-    trainer.config, trainer.model, trainer.model_num = cfg, meta, 2
-    trainer.output_stages, trainer.train_loader = meta.output_stages, [(x, y)]
-    trainer.loss_ce = nn.CrossEntropyLoss()
-    trainer.optimizer = torch.optim.SGD([p for p in meta.parameters() if p.requires_grad], lr=0.0)
+    opt = torch.optim.SGD([p for p in meta.parameters() if p.requires_grad], lr=0.0)
+    trainer = their_trainer(main, meta, cfg, opt)
+    trainer.train_loader = [(x, y)]
     trainer.scaler = lambda loss, opt: (captured.append(loss.detach()), loss.backward())
     meta.extra_path_list = paths
-    cuda = torch.Tensor.cuda
-    torch.Tensor.cuda = lambda self, *a, **k: self  # CPU run of their .cuda() calls
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            trainer.train_one_epoch(epoch)
-    finally:
-        torch.Tensor.cuda = cuda
+    with cuda_noop(), contextlib.redirect_stdout(io.StringIO()):
+        trainer.train_one_epoch(epoch)
     return captured[0]
 
 

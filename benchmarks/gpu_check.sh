@@ -3,7 +3,10 @@
 #   1. tests/test_cuda.py: an FCFD run on CUDA with bf16 autocast + channels_last, probes on CUDA
 #   2. training throughput and peak memory of ce / kd / fcfd (eager)
 #   3. probe speed on the GPU: batched exact vs the naive loop vs captum, Fisher
-#   4. the same throughput under torch.compile (last: compiling can be slow; capped at 4 min)
+#   4. with a checkout of the authors' code (FCFD_OFFICIAL, default .official/FCFD when present,
+#      a git-ignored folder the device tool can carry): their MetaModel step in their fp16 AMP
+#      vs ours in bf16 + channels_last, batch 64 and 256 (benchmarks/versus_official.py)
+#   5. the same throughput under torch.compile (last: compiling can be slow; capped at 4 min)
 # Results land in benchmarks/results/ and docs/benchmarks.md, and are copied to $OUT when set
 # (the workplace's device tool). Needs torch; captum is optional (its rows are skipped).
 set -uo pipefail
@@ -17,10 +20,17 @@ $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee benchmarks/re
   || status=1
 $PY benchmarks/gpu_throughput.py --device cuda --batch 256 --steps 50 || status=1
 $PY benchmarks/probe_speed.py --device cuda || status=1
+if [ -z "${FCFD_OFFICIAL:-}" ] && [ -d .official/FCFD ]; then export FCFD_OFFICIAL=$PWD/.official/FCFD; fi
+if [ -n "${FCFD_OFFICIAL:-}" ]; then
+  $PY benchmarks/versus_official.py --device cuda --batches 64 256 || status=1
+else
+  echo "FCFD_OFFICIAL not set and no .official/FCFD: the side-by-side with the authors' step is skipped"
+fi
 timeout 240 $PY benchmarks/gpu_throughput.py --device cuda --batch 256 --steps 50 --compile \
   || echo "torch.compile throughput did not finish (status $?)"
 if [ -n "${OUT:-}" ]; then
   cp benchmarks/results/gpu_*.json benchmarks/results/probe_speed_cuda.json \
+    benchmarks/results/versus_official_cuda.json \
     benchmarks/results/gpu_tests.log docs/benchmarks.md "$OUT"/ 2>/dev/null || true
 fi
 exit $status
