@@ -37,6 +37,8 @@ from benchmarks.common import ROOT, machine, table, write_json, write_section  #
 from fcfd_viz import models  # noqa: E402
 from fcfd_viz.analysis import Anisotropy, FitConfig, FitInfo  # noqa: E402
 from fcfd_viz.analysis.connectors import new_bridges  # noqa: E402
+from fcfd_viz.analysis.gap_result import GapResult  # noqa: E402
+from fcfd_viz.analysis.gap_seeds import paired_gap  # noqa: E402
 from fcfd_viz.analysis.reports.gap import gap_inputs, gap_report  # noqa: E402
 from fcfd_viz.bn import cumulative_running_stats  # noqa: E402
 from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
@@ -192,25 +194,18 @@ def aggregate(per_seed: dict[int, dict], bn: str) -> dict:
     return agg
 
 
-def paired(per_seed: dict[int, dict], bn: str, a: str, b: str, stages: list[str]) -> dict:
-    """Seeds where entry ``a`` has a smaller functional KL than ``b``, and by how much."""
-    out = {"a": a, "b": b, "per_stage": {}}
-    for k in stages:
-        rel, wins = [], 0
-        for res in per_seed.values():
-            st = res[bn]["students"]
-            if a in st and b in st:
-                fa, fb = st[a]["functional"][k], st[b]["functional"][k]
-                wins += fa < fb
-                rel.append(100.0 * (fb - fa) / fb if fb > 0 else 0.0)
-        out["per_stage"][k] = {"wins": wins, "seeds": len(rel), "reduction_pct": rel}
-    all_wins = 0
-    for res in per_seed.values():
-        st = res[bn]["students"]
-        if a in st and b in st:
-            all_wins += all(st[a]["functional"][k] < st[b]["functional"][k] for k in stages)
-    out["seeds_below_at_every_stage"] = all_wins
-    return out
+def gap_result(d: dict) -> GapResult:
+    """A :class:`GapResult` from its JSON here (the batch regime's is saved without fit curves,
+    which pairing does not need)."""
+    students = {n: {**e, "fit": None} for n, e in d["students"].items()}
+    return GapResult.from_dict({**d, "students": students})
+
+
+def paired(per_seed: dict[int, dict], bn: str, a: str, b: str) -> dict:
+    """Seeds where entry ``a`` has a smaller functional KL than ``b``, and by how much
+    (:func:`fcfd_viz.analysis.gap_seeds.paired_gap`, as the app's gap page reads it)."""
+    results = {s: gap_result(r[bn]) for s, r in per_seed.items()}
+    return paired_gap(results, a, b).to_dict()
 
 
 def agreement(agg: dict, stages: list[str], names: list[str]) -> list[str]:
@@ -556,10 +551,9 @@ def main() -> None:
     if not result["per_seed"]:
         sys.exit("no seed had all its runs; nothing to report")
     per_seed = {int(s): r for s, r in result["per_seed"].items()}
-    stages = [str(k) for k in next(iter(per_seed.values()))["eval"]["stages"]]
     result["paired"] = {
         bn: {
-            f"{a} vs {b}": paired(per_seed, bn, a, b, stages)
+            f"{a} vs {b}": paired(per_seed, bn, a, b)
             for a, b in (("fcfd (fitted)", "kd (fitted)"), ("fcfd (own bridges)", "kd (fitted)"))
         }
         for bn in ("eval", "batch")

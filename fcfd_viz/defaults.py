@@ -3,8 +3,11 @@
 ``ensure_defaults(runs_dir)`` trains, when missing, ``RUNS/defaults/teacher`` (the default
 teacher, :data:`~fcfd_viz.pipeline.DEFAULT_TEACHER_ARCH` for
 :data:`~fcfd_viz.pipeline.DEFAULT_TEACHER_EPOCHS` epochs on digits, exactly what
-``fcfd train-teacher --dataset digits`` does) and ``RUNS/defaults/{ce,kd,fcfd}`` (the
-``digits`` smoke preset). Finished runs are reused, half-finished ones resumed; a second
+``fcfd train-teacher --dataset digits`` does) and its students ``RUNS/defaults/{ce,kd,fcfd}``
+(the ``digits`` smoke preset, seed 0) with ``RUNS/defaults/{ce,kd,fcfd}-s1``, ``-s2`` (the
+same with seeds 1 and 2: a functional gap read off one seed of a short run sits inside the
+seed-to-seed noise, so the Functional gap page shows the spread over :data:`SEEDS`).
+Finished runs are reused, half-finished ones resumed; a second
 caller waits on a file lock and then finds everything done. Progress goes to the callback
 and to ``RUNS/defaults/progress.json``, which the app polls while another process builds.
 """
@@ -24,6 +27,7 @@ from fcfd_viz.runs import STOP_FILE, Run, runs_lock
 
 DEFAULTS = "defaults"
 STUDENT_METHODS = ("ce", "kd", "fcfd")
+SEEDS = (0, 1, 2)  # every student method is trained with each (paired: a seed fixes the subset)
 PRESET = "digits"
 # rough relative cost of one epoch (teacher: full digits; students: the 10% subset + test)
 _COST = {"teacher": 1.0, "ce": 0.06, "kd": 0.1, "fcfd": 0.21}
@@ -31,15 +35,36 @@ _COST = {"teacher": 1.0, "ce": 0.06, "kd": 0.1, "fcfd": 0.21}
 Progress = Callable[[float, str], None]
 
 
+def student_key(method: str, seed: int) -> str:
+    """``"kd"`` for seed 0 (the name default runs always had), ``"kd-s1"`` for seed 1."""
+    return method if seed == 0 else f"{method}-s{seed}"
+
+
+def key_method(key: str) -> str:
+    """The method of a :func:`student_key` (``"kd-s1"`` -> ``"kd"``; ``"teacher"`` stays)."""
+    return key.split("-s")[0]
+
+
 def default_names() -> dict[str, str]:
-    """``{"teacher": "defaults/teacher", "ce": "defaults/ce", ...}``: the default runs' names
-    inside a runs folder (how the app's lists name them)."""
-    return {k: f"{DEFAULTS}/{k}" for k in ("teacher", *STUDENT_METHODS)}
+    """``{"teacher": "defaults/teacher", "ce": "defaults/ce", ..., "fcfd-s2": ...}``: the
+    default runs' names inside a runs folder (how the app's lists name them), in the order
+    they are built: the teacher, then seed 0's students (every page works once they exist),
+    then the other seeds'."""
+    keys = ["teacher"] + [student_key(m, s) for s in SEEDS for m in STUDENT_METHODS]
+    return {k: f"{DEFAULTS}/{k}" for k in keys}
 
 
 def default_paths(runs_dir: str | os.PathLike) -> dict[str, Path]:
-    """``{"teacher": RUNS/defaults/teacher, "ce": ..., "kd": ..., "fcfd": ...}``."""
+    """``{"teacher": RUNS/defaults/teacher, "ce": ..., "kd": ..., "fcfd-s2": ...}``."""
     return {k: Path(runs_dir) / name for k, name in default_names().items()}
+
+
+def default_groups(runs_dir: str | os.PathLike) -> dict[str, list[Path]]:
+    """``{"teacher": [RUNS/defaults/teacher], "ce": [seed 0, 1, 2 runs], "kd": [...], ...}``."""
+    groups: dict[str, list[Path]] = {}
+    for key, path in default_paths(runs_dir).items():
+        groups.setdefault(key_method(key), []).append(path)
+    return groups
 
 
 def is_done(path: str | os.PathLike) -> bool:
@@ -72,10 +97,11 @@ def default_configs(runs_dir: str | os.PathLike, epochs: int | None = None) -> d
         )
     }
     p = presets.load(PRESET)
-    for m in STUDENT_METHODS:
+    for seed, m in ((s, m) for s in SEEDS for m in STUDENT_METHODS):
         train = TrainConfig(**p.train)
         train.epochs = epochs or train.epochs
-        cfgs[m] = ExperimentConfig(
+        train.seed = seed
+        cfgs[student_key(m, seed)] = ExperimentConfig(
             method=m,
             student=p.student,
             teacher=str(paths["teacher"].resolve()) if m != "ce" else None,
@@ -129,7 +155,7 @@ def ensure_defaults(
 
     with file_lock(d / ".lock"):
         cfgs = default_configs(runs_dir, epochs)
-        cost = {k: _COST[k] * c.train.epochs for k, c in cfgs.items()}
+        cost = {k: _COST[key_method(k)] * c.train.epochs for k, c in cfgs.items()}
         total, offset = sum(cost.values()), 0.0
         t0 = time.perf_counter()
         for key, cfg in cfgs.items():
@@ -138,7 +164,7 @@ def ensure_defaults(
                 report(offset / total, f"{key}: starting")
                 resumable = (path / "last.pt").exists() and (path / "config.json").exists()
                 (path / STOP_FILE).unlink(missing_ok=True)
-                cb = _EpochProgress(report, key, offset, _COST[key], total)
+                cb = _EpochProgress(report, key, offset, _COST[key_method(key)], total)
                 run_experiment(
                     cfg, path, resume=resumable, overwrite=True, callbacks=[cb], progress=False
                 )

@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent
 
 # checkout folder -> (folder inside the package, the files shipped: globs in the checkout folder)
 SHIPPED: dict[str, tuple[str, tuple[str, ...]]] = {
-    "app": ("_app", ("main.py", "state.py", "pages/*.py")),
+    "app": ("_app", ("*.py", "*.md", "pages/*.py")),
     "notebooks": ("_notebooks", ("*.ipynb",)),
 }
 

@@ -27,8 +27,14 @@ def test_ensure_defaults_reports_progress_and_is_instant_later(tmp_path, monkeyp
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert any(m.startswith("fcfd: epoch 1/1") for _, m in seen)
-    assert defaults.defaults_ready(tmp_path) and set(paths) == {"teacher", "ce", "kd", "fcfd"}
+    students = {f"{m}{s}" for m in ("ce", "kd", "fcfd") for s in ("", "-s1", "-s2")}
+    assert defaults.defaults_ready(tmp_path) and set(paths) == {"teacher", *students}
     assert Run(paths["kd"]).config()["teacher"] == str(paths["teacher"].resolve())
+    # seeds 0, 1, 2 of each method: paired (same seed, same subset), built seed by seed
+    assert [Run(paths[f"kd{s}"]).config()["train"]["seed"] for s in ("", "-s1", "-s2")] == [0, 1, 2]
+    assert list(paths)[:4] == ["teacher", "ce", "kd", "fcfd"]
+    groups = defaults.default_groups(tmp_path)
+    assert list(groups) == ["teacher", "ce", "kd", "fcfd"] and len(groups["fcfd"]) == 3
     assert defaults.defaults_progress(tmp_path)["fraction"] == 1.0
     t0 = time.perf_counter()
     seen.clear()

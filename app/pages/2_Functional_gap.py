@@ -3,15 +3,26 @@
 import state
 import streamlit as st
 
-from fcfd_viz import viz
+from fcfd_viz import viz, viz_gap
 from fcfd_viz.analysis.gap_result import BN_REGIMES
+from fcfd_viz.analysis.gap_seeds import group_over_seeds, paired_gap, split_by_seed, without_own
+
+OWN_BRIDGES_NOTE = (
+    "Hatched: FCFD's own bridges, the ones it trained. Compare students on the fitted bars "
+    "(every student gets the same post-hoc connectors): FCFD trained its bridges on mixed "
+    "paths that normalise with batch statistics, and its last-stage bridge only through the "
+    "appearance term, so through an eval-mode teacher they look far worse than they work in "
+    "training (docs/results.md, *Where the BN regime matters*)."
+)
+
 
 st.title("Functional gap")
 st.caption(
     "Per stage, a bridge carries the student's feature into the teacher's space. Appearance "
     "gap: MSE to the teacher's feature. Functional gap: KL between the teacher's output on "
-    "the bridged feature and its own output. Students without bridges get connectors "
-    "fitted post hoc; FCFD students are shown with their own bridges and fitted ones."
+    "the bridged feature and its own output. Every student gets connectors fitted post hoc "
+    "on the training split (both networks frozen); students of several seeds are shown as "
+    "mean ± std and compared seed by seed."
 )
 root = state.runs_dir()
 ckpts = state.checkpoints(root)
@@ -66,10 +77,27 @@ with st.spinner("fitting connectors and measuring the gap (kept afterwards) ..."
         st.stop()
 
 result = gap.result
-st.info(gap.reading)
-st.plotly_chart(viz.gap_figure(result), key="g_bars")
+seeds = {label: src.get("seed") for label, src in gap.inputs.items()}
+per_seed = split_by_seed(result, seeds)
+own = st.toggle("Show FCFD's own bridges", value=False, key="g_own")
+if own:
+    st.caption(OWN_BRIDGES_NOTE)
+shown = {s: without_own(r, own) for s, r in per_seed.items()}
+groups = group_over_seeds(shown)
+if max(len(g.seeds) for g in groups.values()) > 1:
+    pair = paired_gap(shown, "fcfd (fitted)", "kd (fitted)")
+    (st.success if pair.holds() else st.warning)(pair.reading())
+    st.plotly_chart(viz_gap.gap_seeds_figure(groups, result.bn_label), key="g_seed_bars")
+    if pair.seeds:
+        st.plotly_chart(viz_gap.paired_gap_figure(pair), key="g_paired")
+else:
+    st.info(
+        gap.reading
+        + " One seed per method: the difference may be noise (pick students of several seeds)."
+    )
+    st.plotly_chart(viz.gap_figure(without_own(result, own)), key="g_bars")
 left, right = st.columns([3, 2])
-left.plotly_chart(viz.path_accuracy_figure(result), key="g_paths")
+left.plotly_chart(viz.path_accuracy_figure(without_own(result, own)), key="g_paths")
 fits = {name: e.fit for name, e in result.entries.items() if e.fit is not None}
 right.markdown(f"**Teacher top-1** {result.teacher_accuracy:.1f}% on {result.num_images} images")
 right.dataframe(
