@@ -162,17 +162,29 @@ GAP_FIT_DATA = "full"  # what post-hoc connectors are fitted on (gap_inputs' fit
 
 
 @st.cache_resource(max_entries=24, show_spinner=False)
-def _fitted(t_path: str, t_mtime: float, s_path: str, s_mtime: float, label: str, epochs: int):
-    """One student's gap inputs with its connectors fitted (read-only afterwards)."""
+def _fitted(root: str, t: tuple, s: tuple, label: str, epochs: int):
+    """One student's gap inputs with its connectors fitted (read-only afterwards). Fitted
+    connectors are kept in RUNS/.cache, so a restarted app does not fit them again."""
+    from fcfd_viz.analysis.base import result_file
+    from fcfd_viz.analysis.connectors import load_connectors, save_connectors
     from fcfd_viz.analysis.fit_config import FitConfig
     from fcfd_viz.analysis.reports.gap import gap_inputs
 
     # connectors are fitted on the whole training split (`fcfd gap`'s default, as in
     # benchmarks/gap.py): on a 10%-subset student's own images the wide last-stage connector
     # overfits, and the gap it reports says more about the fit than about the student
-    inputs = gap_inputs([s_path], t_path, [label], fit_data=GAP_FIT_DATA)
+    inputs = gap_inputs([s[0]], t[0], [label], fit_data=GAP_FIT_DATA)
     config = FitConfig(max_epochs=epochs)
-    inputs.fit(config)
+    gap = inputs.gap
+    saved = result_file(Path(root) / ".cache", "connectors", [t, s, label, epochs, GAP_FIT_DATA])
+    saved = saved.with_suffix(".pt")
+    try:
+        fitted = load_connectors(saved, gap.teacher, gap.students[label], gap.input_shape)
+        gap.set_fitted(label, *fitted)
+    except Exception:  # noqa: BLE001 - absent, unreadable or of an older layout: fit anew
+        inputs.fit(config)
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        save_connectors(saved, *gap.fitted(label))
     return inputs, config
 
 
@@ -190,7 +202,7 @@ def _gap_one(root: str, t: tuple, s: tuple, label: str, bn: str, epochs: int) ->
     from fcfd_viz.analysis.reports.gap import GapReport, gap_report
 
     def compute() -> GapReport:
-        inputs, config = _fitted(*t, *s, label, epochs)
+        inputs, config = _fitted(root, t, s, label, epochs)
         return gap_report(inputs, bn, config)
 
     return stored(GapReport, _gap_file(root, t, s, label, bn, epochs), compute)
@@ -235,3 +247,26 @@ def gap_cached(root: Path, teacher: str, students: list[dict], bn: str, epochs: 
         _gap_file(root, t, ckpt_file(c["path"]), label, bn, epochs).exists()
         for c, label in zip(students, gap_labels(students))
     )
+
+
+def one_image(
+    root: Path, teacher: str, students: dict[str, dict], epochs: int, index: int, stage: int
+):
+    """(image, :class:`~fcfd_viz.analysis.one_image.ImagePredictions`) of test image ``index``
+    at ``stage`` through the fitted connectors of ``students`` (label -> checkpoint row, the
+    labels :func:`gap` used: the fits are shared with it and kept in RUNS/.cache)."""
+    from fcfd_viz.analysis.one_image import bridged_predictions
+
+    t, pred, image = ckpt_file(teacher), None, None
+    for label, c in students.items():
+        inputs, _ = _fitted(str(root), t, ckpt_file(c["path"]), label, epochs)
+        image, y = inputs.test_loader.dataset[index]
+        p = bridged_predictions(inputs.gap, image, stage, int(y))
+        pred = p if pred is None else pred.merged(p)
+    return image, pred
+
+
+def test_images(root: Path, teacher: str, label: str, student: dict, epochs: int) -> int:
+    """How many test images :func:`one_image` can pick from."""
+    inputs, _ = _fitted(str(root), ckpt_file(teacher), ckpt_file(student["path"]), label, epochs)
+    return len(inputs.test_loader.dataset)

@@ -35,8 +35,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import ROOT, machine, table, write_json, write_section  # noqa: E402
 from fcfd_viz import models  # noqa: E402
-from fcfd_viz.analysis import Anisotropy, FitConfig, FitInfo  # noqa: E402
-from fcfd_viz.analysis.connectors import new_bridges  # noqa: E402
+from fcfd_viz.analysis import Anisotropy, FitConfig  # noqa: E402
+from fcfd_viz.analysis.connectors import load_connectors, save_connectors  # noqa: E402
 from fcfd_viz.analysis.gap_result import GapResult  # noqa: E402
 from fcfd_viz.analysis.gap_seeds import paired_gap  # noqa: E402
 from fcfd_viz.analysis.reports.gap import gap_inputs, gap_report  # noqa: E402
@@ -92,7 +92,7 @@ def fit_student(
     t0 = time.perf_counter()
     info = inputs.fit(fit, progress=progress)[method]
     s2t, t2s, _ = inputs.gap.fitted(method)
-    torch.save({"s2t": s2t.state_dict(), "t2s": t2s.state_dict(), "info": info.to_dict()}, cache)
+    save_connectors(cache, s2t, t2s, info)
     eps = {k: b.epochs for k, b in info.bridges.items()}
     print(
         f"  fitted {run.name} in {time.perf_counter() - t0:.0f} s: epochs {eps}, "
@@ -113,11 +113,7 @@ def gap_seed(
     inputs = gap_inputs([d / "last.pt" for d in dirs.values()], teacher_dir, list(dirs), fit_data)
     gap, shape = inputs.gap, inputs.info["input_shape"]
     for m, path in fits.items():
-        saved = torch.load(path, weights_only=True)
-        s2t, t2s = new_bridges(gap.teacher, gap.students[m], shape)
-        s2t.load_state_dict(saved["s2t"])
-        t2s.load_state_dict(saved["t2s"])
-        gap.set_fitted(m, s2t, t2s, FitInfo.from_dict(saved["info"]))
+        gap.set_fitted(m, *load_connectors(path, gap.teacher, gap.students[m], shape))
     out = {"students": {m: str(d) for m, d in dirs.items()}}
     for bn in ("eval", "batch"):
         t0 = time.perf_counter()

@@ -1,4 +1,5 @@
-"""Plotly figures of the functional gap over seeds (:mod:`fcfd_viz.analysis.gap_seeds`).
+"""Plotly figures of the functional gap over seeds (:mod:`fcfd_viz.analysis.gap_seeds`) and
+for one image (:mod:`fcfd_viz.analysis.one_image`).
 
 Bars are means over seeds with the sample standard deviation as error bars; hovering a bar
 lists every seed's value, so a reader sees the spread that one run would hide.
@@ -15,6 +16,7 @@ from fcfd_viz.viz import TEMPLATE, method_color
 
 if TYPE_CHECKING:
     from fcfd_viz.analysis.gap_seeds import PairedGap, SeedGroup
+    from fcfd_viz.analysis.one_image import ImagePredictions
 
 
 def gap_seeds_figure(groups: Mapping[str, SeedGroup], bn_label: str = "") -> go.Figure:
@@ -71,5 +73,53 @@ def paired_gap_figure(pair: PairedGap) -> go.Figure:
         template=TEMPLATE,
         title=f"{pair.a} vs {pair.b}, paired by seed: functional KL reduction",
         yaxis_title="% smaller than " + pair.b,
+    )
+    return fig
+
+
+def one_image_figure(
+    pred: ImagePredictions, image=None, class_names: list[str] | None = None
+) -> go.Figure:
+    """The teacher's class probabilities for one image: from its own feature and from each
+    student's bridged feature at ``pred.stage``, with each panel's KL to the teacher's own.
+    ``image`` (C, H, W tensor), when given, is drawn first (channel mean, greyscale)."""
+    from plotly.subplots import make_subplots
+
+    panels = [
+        ("teacher (own feature)", pred.teacher, None),
+        *((view, p, pred.kl[view]) for view, p in pred.bridged.items()),
+    ]
+    titles = [name if kl is None else f"{name}<br>KL {kl:.3g}" for name, _, kl in panels]
+    first = 2 if image is not None else 1  # the column of the teacher's panel
+    fig = make_subplots(
+        rows=1, cols=len(panels) + first - 1, subplot_titles=["image"] * (first - 1) + titles
+    )
+    if image is not None:
+        pixels = image.float().mean(0).flip(0).tolist()  # (H, W), row 0 at the bottom
+        fig.add_trace(go.Heatmap(z=pixels, colorscale="gray", showscale=False), row=1, col=1)
+        fig.update_xaxes(visible=False, row=1, col=1)
+        fig.update_yaxes(visible=False, scaleanchor="x", row=1, col=1)
+    classes = class_names or [str(c) for c in range(len(pred.teacher))]
+    truth = pred.label
+    for col, (name, probs, _) in enumerate(panels, start=first):
+        colors = [
+            method_color("teacher" if col == first else name.split(" (")[0])
+            if c != truth
+            else "#2ca02c"
+            for c in range(len(classes))
+        ]
+        fig.add_trace(
+            go.Bar(x=classes, y=probs.tolist(), marker_color=colors, name=name, showlegend=False),
+            row=1, col=col,
+        )  # fmt: skip
+    for col in range(first, first + len(panels)):
+        fig.update_yaxes(range=[0, 1], row=1, col=col)
+    fig.update_yaxes(title_text="probability", row=1, col=first)
+    label = "" if truth is None else f" (true class {classes[truth]} in green)"
+    fig.update_layout(
+        template=TEMPLATE,
+        title=f"One image: the teacher's prediction from its own vs bridged stage-{pred.stage} "
+        f"features{label}",
+        height=330,
     )
     return fig

@@ -112,3 +112,27 @@ right.dataframe(
     ],
     hide_index=True,
 )
+
+st.subheader("One picture")
+st.caption(
+    "What a functional gap means for one image: the teacher's prediction from its own stage "
+    "feature (first bars) and from each student's feature carried over by its fitted "
+    "connector. A small KL: the student's feature *works* like the teacher's for this image."
+)
+by_seed: dict[int, dict[str, dict]] = {}
+for c, label in zip(students, state.gap_labels(students)):
+    by_seed.setdefault(gap.inputs[label].get("seed") or 0, {})[label] = c
+i1, i2, i3 = st.columns(3)
+seed = i1.selectbox("Students of seed", sorted(by_seed), key="g_img_seed")
+first = next(iter(by_seed[seed].items()))
+n_images = state.test_images(root, teacher["path"], *first, epochs)
+index = i2.number_input("Test image", 0, n_images - 1, 0, key="g_img")
+stage = i3.selectbox("Stage", result.stages, index=len(result.stages) // 2, key="g_img_stage")
+try:
+    image, pred = state.one_image(root, teacher["path"], by_seed[seed], epochs, index, stage)
+except Exception as e:  # noqa: BLE001 - shown, the rest of the page stays
+    state.show_error(e)
+    st.stop()
+if not own:
+    pred.bridged = {k: v for k, v in pred.bridged.items() if not k.endswith("(own bridges)")}
+st.plotly_chart(viz_gap.one_image_figure(pred, image), key="g_img_fig")

@@ -24,6 +24,7 @@ costs only the bridges. Otherwise both networks run again at every epoch.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Iterator
 
@@ -35,6 +36,7 @@ from fcfd_viz.analysis.fit_config import BridgeFit, FitConfig, FitInfo
 from fcfd_viz.bn import cumulative_running_stats, freeze, frozen
 from fcfd_viz.distill.bridges import make_bridges
 from fcfd_viz.errors import UserError
+from fcfd_viz.fsio import atomic_write_with
 from fcfd_viz.models.base import StagedNet
 
 
@@ -216,3 +218,25 @@ def fit_connectors(
         config=cfg,
     )
     return s2t, t2s, info
+
+
+def save_connectors(
+    path: str | os.PathLike, s2t: nn.ModuleDict, t2s: nn.ModuleDict, info: FitInfo
+) -> None:
+    """Write fitted connectors and their fit record to ``path`` (atomically: temp + rename),
+    for :func:`load_connectors`; a later session then skips the fit."""
+    blob = {"s2t": s2t.state_dict(), "t2s": t2s.state_dict(), "info": info.to_dict()}
+    atomic_write_with(path, lambda f: torch.save(blob, f))
+
+
+def load_connectors(
+    path: str | os.PathLike, teacher: StagedNet, student: StagedNet, input_shape
+) -> tuple[nn.ModuleDict, nn.ModuleDict, FitInfo]:
+    """Connectors saved by :func:`save_connectors` for this pair (eval mode, on the teacher's
+    device), ready for :meth:`FunctionalGap.set_fitted`."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    s2t, t2s = new_bridges(teacher, student, input_shape)
+    s2t.load_state_dict(saved["s2t"])
+    t2s.load_state_dict(saved["t2s"])
+    device = next(teacher.parameters()).device
+    return s2t.to(device).eval(), t2s.to(device).eval(), FitInfo.from_dict(saved["info"])

@@ -51,6 +51,8 @@ from fcfd_viz.distill.paths import MixedPath
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import StagedNet
 
+View = tuple[str, str, nn.ModuleDict, "nn.ModuleDict | None"]  # label, kind, s2t, t2s
+
 
 class FunctionalGap(Analysis[GapResult]):
     """Appearance vs functional gap of ``students`` against ``teacher`` (weights never change).
@@ -156,6 +158,18 @@ class FunctionalGap(Analysis[GapResult]):
             raise UserError(f"unknown student {label!r}")
         self._fits[label] = (info.config, s2t.eval(), t2s.eval(), info)
 
+    def views(self, fitted: bool = True) -> dict[str, View]:
+        """``{"<label> (own bridges)" | "<label> (fitted)": (label, kind, s2t, t2s)}``: every
+        student through its own bridges and (``fitted``) through the connectors fitted so far."""
+        views: dict[str, View] = {}
+        for label in self.students:
+            if label in self.own:
+                views[f"{label} ({OWN})"] = (label, OWN, *self.own[label])
+            if fitted and label in self._fits:
+                _, s2t, t2s, _ = self._fits[label]
+                views[f"{label} ({FITTED})"] = (label, FITTED, s2t, t2s)
+        return views
+
     # -- the measurement -------------------------------------------------------------
     def compute(
         self,
@@ -188,14 +202,7 @@ class FunctionalGap(Analysis[GapResult]):
             )
         if do_fit:
             self.fit(train_loader, config=config, progress=progress)
-        views: dict[str, tuple[str, str, nn.ModuleDict, nn.ModuleDict | None]] = {}
-        for label in self.students:
-            if label in self.own:
-                views[f"{label} ({OWN})"] = (label, OWN, *self.own[label])
-            if do_fit:
-                _, s2t, t2s, _ = self._fits[label]
-                views[f"{label} ({FITTED})"] = (label, FITTED, s2t, t2s)
-        res = self._evaluate(views, test_loader, bn, progress)
+        res = self._evaluate(self.views(fitted=do_fit), test_loader, bn, progress)
         for entry in res.entries.values():
             if entry.bridges == FITTED:
                 entry.fit = self._fits[entry.student][3]
