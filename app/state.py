@@ -20,12 +20,17 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from fcfd_viz import jobs, plugins
-from fcfd_viz.checkpoints import checkpoint_file, load_checkpoint, model_from_checkpoint
+from fcfd_viz.checkpoints import (
+    checkpoint_file,
+    checkpoint_key,
+    load_checkpoint,
+    model_from_checkpoint,
+)
 from fcfd_viz.defaults import default_paths
 from fcfd_viz.errors import UserError
 from fcfd_viz.job_records import max_jobs
 from fcfd_viz.listing import list_runs
-from fcfd_viz.runs import default_runs_dir
+from fcfd_viz.runs import CACHE_DIR, default_runs_dir
 
 if TYPE_CHECKING:
     from fcfd_viz.analysis.reports.gap import GapReport
@@ -120,8 +125,7 @@ def checkpoints(root: Path) -> list[dict]:
 
 def ckpt_file(path: str | Path) -> tuple[str, float]:
     """(checkpoint file, its mtime): the cache key that changes when training writes a new one."""
-    p = checkpoint_file(path)
-    return str(p), p.stat().st_mtime
+    return checkpoint_key(path)
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -160,34 +164,28 @@ def metrics(path: str | Path) -> list[dict]:
 # ---------------------------------------------------------------- functional gap
 @st.cache_resource(max_entries=24, show_spinner=False)
 def _fitted(t_path: str, t_mtime: float, s_path: str, s_mtime: float, label: str, epochs: int):
-    """One student's gap inputs with its connectors fitted (read-only afterwards)."""
-    from fcfd_viz.analysis.fit_config import FitConfig
-    from fcfd_viz.analysis.reports.gap import gap_inputs
+    """One student's gap inputs with its connectors fitted on its own training data
+    (`fcfd gap --fit-data student`), read-only afterwards."""
+    from fcfd_viz.analysis.reports.gap import fitted_student
 
-    # connectors are fitted on the student's own training data (`fcfd gap --fit-data student`)
-    inputs = gap_inputs([s_path], t_path, [label], fit_data="student")
-    config = FitConfig(max_epochs=epochs)
-    inputs.fit(config)
-    return inputs, config
+    return fitted_student(t_path, s_path, label, epochs)
 
 
 def _gap_file(root, t: tuple, s: tuple, label: str, bn: str, epochs: int) -> Path:
-    """RUNS/.cache/gap-<hash>.json: a restarted app shows a computed gap at once."""
-    from fcfd_viz.analysis.base import result_file
+    """RUNS/.cache/gap-<hash>.json: a restarted app (and `fcfd report`) shows a computed gap
+    at once."""
+    from fcfd_viz.analysis.reports.gap import gap_file
 
-    return result_file(Path(root) / ".cache", "gap", [t, s, label, bn, epochs, "report"])
+    return gap_file(Path(root) / CACHE_DIR, t, s, label, bn, epochs)
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
 def _gap_one(root: str, t: tuple, s: tuple, label: str, bn: str, epochs: int) -> GapReport:
-    from fcfd_viz.analysis.base import stored
-    from fcfd_viz.analysis.reports.gap import GapReport, gap_report
+    from fcfd_viz.analysis.reports.gap import student_gap
 
-    def compute() -> GapReport:
-        inputs, config = _fitted(*t, *s, label, epochs)
-        return gap_report(inputs, bn, config)
-
-    return stored(GapReport, _gap_file(root, t, s, label, bn, epochs), compute)
+    folder = Path(root) / CACHE_DIR
+    fitted = lambda: _fitted(*t, *s, label, epochs)  # noqa: E731
+    return student_gap(t[0], s[0], label, bn, epochs, folder, fitted=fitted)
 
 
 def gap_fit_epochs(choices: list[int]) -> int:
@@ -201,8 +199,9 @@ def gap_fit_epochs(choices: list[int]) -> int:
 
 def gap_labels(students: list[dict]) -> list[str]:
     """One distinct label per student: its method, or ``method: run`` for duplicates."""
-    methods = [c["method"] for c in students]
-    return [m if methods.count(m) == 1 else f"{m}: {c['name']}" for m, c in zip(methods, students)]
+    from fcfd_viz.analysis.reports.gap import gap_labels as labels
+
+    return labels([c["method"] for c in students], [c["name"] for c in students])
 
 
 def gap(root: Path, teacher: str, students: list[dict], bn: str, epochs: int) -> GapReport:
@@ -229,3 +228,4 @@ def gap_cached(root: Path, teacher: str, students: list[dict], bn: str, epochs: 
         _gap_file(root, t, ckpt_file(c["path"]), label, bn, epochs).exists()
         for c, label in zip(students, gap_labels(students))
     )
+
