@@ -229,3 +229,50 @@ def gap_cached(root: Path, teacher: str, students: list[dict], bn: str, epochs: 
         for c, label in zip(students, gap_labels(students))
     )
 
+
+# ---------------------------------------------------------------- study report
+GAP_FIT_BUDGETS = [10, 25, 50, 100, 200, 400]  # the Functional gap page's fit budgets
+
+
+def report_download(root: Path, names: list[str]) -> None:
+    """The Runs page's report of runs ``names`` of ``root``: what to include, then a download
+    button whose page (:func:`~fcfd_viz.analysis.reports.study.study_report`) is built when
+    clicked. The gap reuses what the Functional gap page kept (eval BN, its default budget)."""
+    from fcfd_viz.analysis.reports import study as sr
+
+    paths = [root / n for n in names]
+    try:
+        study = sr.load_study(paths, root=root)
+    except Exception as e:  # noqa: BLE001 - a run deleted or broken meanwhile
+        show_error(e)
+        return
+    epochs = gap_fit_epochs(GAP_FIT_BUDGETS)
+    teacher = study.teacher is not None and Path(study.teacher).exists()
+    students, cache = bool(study.students), root / CACHE_DIR
+    kept = teacher and sr.gap_kept(study, sr.StudyOptions(fit_epochs=epochs), cache)
+    if st.session_state.get("r_rep_for") != (names, kept):  # a new selection: its defaults
+        st.session_state.update(r_rep_for=(names, kept), r_rep_probe=teacher, r_rep_gap=kept)
+    c1, c2, c3 = st.columns([1, 1, 2])
+    probe = c1.checkbox("Teacher probe", disabled=not teacher, key="r_rep_probe")
+    gap = c2.checkbox(
+        "Functional gap",
+        disabled=not (teacher and students),
+        key="r_rep_gap",
+        help="kept results of the Functional gap page are reused; otherwise connectors are "
+        "fitted first (about a minute per student on 2 CPU cores)",
+    )
+    options = sr.StudyOptions(probe=probe and teacher, gap=gap and teacher, fit_epochs=epochs)
+
+    def page() -> bytes:  # runs when the button is clicked, in a thread of its own
+        return sr.study_report(paths, None, options, root=root, cache_dir=cache).encode()
+
+    c3.download_button(
+        "Download report (HTML)",
+        data=page,
+        file_name="fcfd-report.html",
+        mime="text/html",
+        on_click="ignore",
+        key="r_report",
+    )
+    command = sr.report_command(paths, None, options, "report.html")
+    st.caption(f"The same from a shell: `{command}`")
