@@ -20,12 +20,17 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from fcfd_viz import jobs, plugins
-from fcfd_viz.checkpoints import checkpoint_file, load_checkpoint, model_from_checkpoint
+from fcfd_viz.checkpoints import (
+    checkpoint_file,
+    checkpoint_key,
+    load_checkpoint,
+    model_from_checkpoint,
+)
 from fcfd_viz.defaults import default_paths
 from fcfd_viz.errors import UserError
 from fcfd_viz.job_records import max_jobs
 from fcfd_viz.listing import list_runs
-from fcfd_viz.runs import default_runs_dir
+from fcfd_viz.runs import CACHE_DIR, default_runs_dir
 
 if TYPE_CHECKING:
     from fcfd_viz.analysis.reports.gap import GapReport
@@ -120,8 +125,7 @@ def checkpoints(root: Path) -> list[dict]:
 
 def ckpt_file(path: str | Path) -> tuple[str, float]:
     """(checkpoint file, its mtime): the cache key that changes when training writes a new one."""
-    p = checkpoint_file(path)
-    return str(p), p.stat().st_mtime
+    return checkpoint_key(path)
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -158,54 +162,30 @@ def metrics(path: str | Path) -> list[dict]:
 
 
 # ---------------------------------------------------------------- functional gap
-GAP_FIT_DATA = "full"  # what post-hoc connectors are fitted on (gap_inputs' fit_data)
-
-
 @st.cache_resource(max_entries=24, show_spinner=False)
 def _fitted(root: str, t: tuple, s: tuple, label: str, epochs: int):
-    """One student's gap inputs with its connectors fitted (read-only afterwards). Fitted
-    connectors are kept in RUNS/.cache, so a restarted app does not fit them again."""
-    from fcfd_viz.analysis.base import result_file
-    from fcfd_viz.analysis.connectors import load_connectors, save_connectors
-    from fcfd_viz.analysis.fit_config import FitConfig
-    from fcfd_viz.analysis.reports.gap import gap_inputs
+    """One student's gap inputs with its connectors fitted on the training split, read-only
+    afterwards; the connectors are kept in RUNS/.cache, so a restarted app does not fit again."""
+    from fcfd_viz.analysis.reports.gap import fitted_student
 
-    # connectors are fitted on the whole training split (`fcfd gap`'s default, as in
-    # benchmarks/gap.py): on a 10%-subset student's own images the wide last-stage connector
-    # overfits, and the gap it reports says more about the fit than about the student
-    inputs = gap_inputs([s[0]], t[0], [label], fit_data=GAP_FIT_DATA)
-    config = FitConfig(max_epochs=epochs)
-    gap = inputs.gap
-    saved = result_file(Path(root) / ".cache", "connectors", [t, s, label, epochs, GAP_FIT_DATA])
-    saved = saved.with_suffix(".pt")
-    try:
-        fitted = load_connectors(saved, gap.teacher, gap.students[label], gap.input_shape)
-        gap.set_fitted(label, *fitted)
-    except Exception:  # noqa: BLE001 - absent, unreadable or of an older layout: fit anew
-        inputs.fit(config)
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        save_connectors(saved, *gap.fitted(label))
-    return inputs, config
+    return fitted_student(t[0], s[0], label, epochs, folder=Path(root) / CACHE_DIR)
 
 
 def _gap_file(root, t: tuple, s: tuple, label: str, bn: str, epochs: int) -> Path:
-    """RUNS/.cache/gap-<hash>.json: a restarted app shows a computed gap at once."""
-    from fcfd_viz.analysis.base import result_file
+    """RUNS/.cache/gap-<hash>.json: a restarted app (and `fcfd report`) shows a computed gap
+    at once."""
+    from fcfd_viz.analysis.reports.gap import gap_file
 
-    key = [t, s, label, bn, epochs, GAP_FIT_DATA, "report"]
-    return result_file(Path(root) / ".cache", "gap", key)
+    return gap_file(Path(root) / CACHE_DIR, t, s, label, bn, epochs)
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
 def _gap_one(root: str, t: tuple, s: tuple, label: str, bn: str, epochs: int) -> GapReport:
-    from fcfd_viz.analysis.base import stored
-    from fcfd_viz.analysis.reports.gap import GapReport, gap_report
+    from fcfd_viz.analysis.reports.gap import student_gap
 
-    def compute() -> GapReport:
-        inputs, config = _fitted(root, t, s, label, epochs)
-        return gap_report(inputs, bn, config)
-
-    return stored(GapReport, _gap_file(root, t, s, label, bn, epochs), compute)
+    folder = Path(root) / CACHE_DIR
+    fitted = lambda: _fitted(root, t, s, label, epochs)  # noqa: E731
+    return student_gap(t[0], s[0], label, bn, epochs, folder, fitted=fitted)
 
 
 def gap_fit_epochs(choices: list[int]) -> int:
@@ -219,8 +199,9 @@ def gap_fit_epochs(choices: list[int]) -> int:
 
 def gap_labels(students: list[dict]) -> list[str]:
     """One distinct label per student: its method, or ``method: run`` for duplicates."""
-    methods = [c["method"] for c in students]
-    return [m if methods.count(m) == 1 else f"{m}: {c['name']}" for m, c in zip(methods, students)]
+    from fcfd_viz.analysis.reports.gap import gap_labels as labels
+
+    return labels([c["method"] for c in students], [c["name"] for c in students])
 
 
 def gap(root: Path, teacher: str, students: list[dict], bn: str, epochs: int) -> GapReport:
@@ -270,3 +251,51 @@ def test_images(root: Path, teacher: str, label: str, student: dict, epochs: int
     """How many test images :func:`one_image` can pick from."""
     inputs, _ = _fitted(str(root), ckpt_file(teacher), ckpt_file(student["path"]), label, epochs)
     return len(inputs.test_loader.dataset)
+
+
+# ---------------------------------------------------------------- study report
+GAP_FIT_BUDGETS = [10, 25, 50, 100, 200, 400]  # the Functional gap page's fit budgets
+
+
+def report_download(root: Path, names: list[str]) -> None:
+    """The Runs page's report of runs ``names`` of ``root``: what to include, then a download
+    button whose page (:func:`~fcfd_viz.analysis.reports.study.study_report`) is built when
+    clicked. The gap reuses what the Functional gap page kept (eval BN, its default budget)."""
+    from fcfd_viz.analysis.reports import study as sr
+
+    paths = [root / n for n in names]
+    try:
+        study = sr.load_study(paths, root=root)
+    except Exception as e:  # noqa: BLE001 - a run deleted or broken meanwhile
+        show_error(e)
+        return
+    epochs = gap_fit_epochs(GAP_FIT_BUDGETS)
+    teacher = study.teacher is not None and Path(study.teacher).exists()
+    students, cache = bool(study.students), root / CACHE_DIR
+    kept = teacher and sr.gap_kept(study, sr.StudyOptions(fit_epochs=epochs), cache)
+    if st.session_state.get("r_rep_for") != (names, kept):  # a new selection: its defaults
+        st.session_state.update(r_rep_for=(names, kept), r_rep_probe=teacher, r_rep_gap=kept)
+    c1, c2, c3 = st.columns([1, 1, 2])
+    probe = c1.checkbox("Teacher probe", disabled=not teacher, key="r_rep_probe")
+    gap = c2.checkbox(
+        "Functional gap",
+        disabled=not (teacher and students),
+        key="r_rep_gap",
+        help="kept results of the Functional gap page are reused; otherwise connectors are "
+        "fitted first (about a minute per student on 2 CPU cores)",
+    )
+    options = sr.StudyOptions(probe=probe and teacher, gap=gap and teacher, fit_epochs=epochs)
+
+    def page() -> bytes:  # runs when the button is clicked, in a thread of its own
+        return sr.study_report(paths, None, options, root=root, cache_dir=cache).encode()
+
+    c3.download_button(
+        "Download report (HTML)",
+        data=page,
+        file_name="fcfd-report.html",
+        mime="text/html",
+        on_click="ignore",
+        key="r_report",
+    )
+    command = sr.report_command(paths, None, options, "report.html")
+    st.caption(f"The same from a shell: `{command}`")

@@ -44,6 +44,13 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
     return path
 
 
+def checkpoint_key(path: str | os.PathLike) -> tuple[str, float]:
+    """``(absolute checkpoint file, its mtime)`` of a checkpoint path (:func:`checkpoint_file`):
+    what a result computed from it is cached on; a checkpoint training writes anew changes it."""
+    file = checkpoint_file(path).resolve()
+    return str(file), file.stat().st_mtime
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict:
     """Load an fcfd-viz checkpoint (``weights_only=True``) with clear errors for bad files;
     ``path`` may be a run directory (:func:`checkpoint_file`)."""

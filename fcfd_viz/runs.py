@@ -47,6 +47,7 @@ STOP_FILE = "STOP"
 # TensorBoard event files of a run (fcfd_viz.tracking): RUN/tb/events.out.tfevents.*
 TB_DIR, TB_EVENTS = "tb", "events.out.tfevents."
 JOBS_DIR = ".jobs"  # the job registry's folder inside a runs folder (fcfd_viz.jobs)
+CACHE_DIR = ".cache"  # results kept for the app and `fcfd report` (reports.gap.student_gap)
 # fields every metrics line has, each a number (what the curves and the listing read)
 RECORD_NUMBERS = ("lr", "loss", "train_top1", "test_top1")
 

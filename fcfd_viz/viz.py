@@ -11,7 +11,6 @@ figure sets ``fcfd probe --html`` and ``fcfd gap --html`` write. Nothing here im
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -70,8 +69,9 @@ def _fmt(v: float | None) -> str:
 
 
 def _line(x, y, name: str, color: str | None = None, **kw) -> go.Scatter:
-    kw.setdefault("mode", "lines")
-    return go.Scatter(x=list(x), y=list(y), name=name, line=dict(color=color), **kw)
+    x, y = list(x), list(y)
+    kw.setdefault("mode", "lines" if len(x) > 1 else "markers")  # one epoch: a visible point
+    return go.Scatter(x=x, y=y, name=name, line=dict(color=color), marker=dict(color=color), **kw)
 
 
 # ---------------------------------------------------------------- probe figures
@@ -235,7 +235,7 @@ def gap_figures(gap: GapResult) -> list[go.Figure]:
 
 
 # ---------------------------------------------------------------- training curves
-def loss_curves_figure(metrics: Sequence[Mapping]) -> go.Figure:
+def loss_curves_figure(metrics: Sequence[Mapping], title: str = "Training losses") -> go.Figure:
     """Total loss and each component per epoch (metrics.jsonl records), lr on a right axis."""
     epochs = [m.get("epoch") for m in metrics]
     fig = go.Figure(_line(epochs, [m.get("loss") for m in metrics], "loss", "black", line_width=3))
@@ -247,7 +247,7 @@ def loss_curves_figure(metrics: Sequence[Mapping]) -> go.Figure:
         lr.line.dash = "dot"
         fig.add_trace(lr)
         fig.update_layout(yaxis2=dict(title="lr", overlaying="y", side="right", showgrid=False))
-    return _layout(fig, "Training losses", "epoch", "loss")
+    return _layout(fig, title, "epoch", "loss")
 
 
 def accuracy_curves_figure(runs: Mapping[str, Sequence[Mapping]]) -> go.Figure:
@@ -266,11 +266,8 @@ def accuracy_curves_figure(runs: Mapping[str, Sequence[Mapping]]) -> go.Figure:
 
 # ---------------------------------------------------------------- export
 def figures_to_html(figures: Sequence[go.Figure], title: str = "fcfd-viz") -> str:
-    """One self-contained HTML page (plotly.js inlined once) holding ``figures`` in order."""
-    parts = [f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figures)]
-    body = "\n".join(f"<div class='fig'>{p}</div>" for p in parts)
-    esc = html.escape(title)
-    return (
-        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{esc}</title></head>\n"
-        f"<body>\n<h1>{esc}</h1>\n{body}\n</body></html>\n"
-    )
+    """One self-contained HTML page (plotly.js inlined once) holding ``figures`` in order
+    (:func:`fcfd_viz.viz_report.html_page`)."""
+    from fcfd_viz.viz_report import Section, html_page
+
+    return html_page([Section(figures=list(figures))], title)

@@ -64,6 +64,29 @@ def digits_teacher(tmp_path_factory) -> Path:
     return out
 
 
+def build_runs(root: Path) -> Path:
+    """Train tiny runs into ``root`` laid out like the real defaults
+    (``RUNS/defaults/{teacher,ce,kd,fcfd}``): a resnet8 teacher on 10% of digits and the
+    ce / kd / fcfd students of the digits preset, 1 epoch each."""
+    from fcfd_viz.defaults import default_configs, default_paths
+    from fcfd_viz.pipeline import replace, run_experiment
+
+    paths = default_paths(root)
+    cfgs = default_configs(root, epochs=1)
+    cfgs["teacher"] = replace(cfgs["teacher"], student="resnet8", data={"subset": 0.1})
+    for key, cfg in cfgs.items():
+        cfg = replace(cfg, train={"device": "cpu"})
+        run_experiment(cfg, paths[key], progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def runs_root(tmp_path_factory) -> Path:
+    """The shared tiny runs folder of :func:`build_runs` (read-only for tests: copy it
+    before changing it)."""
+    return build_runs(tmp_path_factory.mktemp("app-runs"))
+
+
 TINY_MODEL_MODULE = """
 from torch import nn
 

@@ -64,6 +64,17 @@ left, right = st.columns(2)
 left.plotly_chart(viz.accuracy_curves_figure(runs), key="r_acc")
 right.plotly_chart(viz_app.metric_compare_figure(runs, metric), key="r_metric_fig")
 
+st.subheader("Shareable report")
+st.caption(
+    "One HTML file that opens offline: the curves of the runs picked above, their teacher's "
+    "probe and the students' functional gap, and each run's config.json with the `fcfd` "
+    "command that trains it again."
+)
+if not chosen:
+    st.info("Pick runs under Compare to download them as one report.")
+else:
+    state.report_download(root, chosen)
+
 st.subheader("Resume or delete")
 idle = [j.name for j in all_jobs if not j.active]
 c1, c2 = st.columns(2)

@@ -18,7 +18,15 @@ from fcfd_viz.errors import Interrupted, UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fcfd_viz.cli import app_cmds, distill_cmds, gap_cmds, probe_cmds, train_cmds, weights_cmds
+    from fcfd_viz.cli import (
+        app_cmds,
+        distill_cmds,
+        gap_cmds,
+        probe_cmds,
+        report_cmds,
+        train_cmds,
+        weights_cmds,
+    )
 
     parser = argparse.ArgumentParser(
         prog="fcfd", description="Function-Consistent Feature Distillation toolkit"
@@ -36,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for mod in (train_cmds, distill_cmds, probe_cmds, gap_cmds, weights_cmds, app_cmds):
+    cmds = (train_cmds, distill_cmds, probe_cmds, gap_cmds, report_cmds, weights_cmds, app_cmds)
+    for mod in cmds:
         mod.register(sub)
     return parser
 

@@ -1,8 +1,9 @@
-"""A tiny runs folder for the app tests: a 2-epoch digits teacher and 1-epoch ce/kd/fcfd
-students, laid out like the real defaults (``RUNS/defaults/{teacher,ce,kd,fcfd}``)."""
+"""The app tests' views of the tiny runs folder (``runs_root``, tests/conftest.py): a private
+copy a test may change, and the environment pointing the app at it."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -11,31 +12,17 @@ import pytest
 APP = Path(__file__).resolve().parents[2] / "app"
 
 
-def build_runs(root: Path) -> Path:
-    """Train the tiny runs into ``root`` (a resnet8 teacher on 10% of digits, 1 epoch each)."""
-    from fcfd_viz.defaults import default_configs, default_paths
-    from fcfd_viz.pipeline import replace, run_experiment
-
-    paths = default_paths(root)
-    cfgs = default_configs(root, epochs=1)
-    cfgs["teacher"] = replace(cfgs["teacher"], student="resnet8", data={"subset": 0.1})
-    for key, cfg in cfgs.items():
-        cfg = replace(cfg, train={"device": "cpu"})
-        run_experiment(cfg, paths[key], progress=False)
-    return root
-
-
-@pytest.fixture(scope="session")
-def runs_root(tmp_path_factory) -> Path:
-    """The shared tiny runs folder (read-only for tests: copy it before changing it)."""
-    return build_runs(tmp_path_factory.mktemp("app-runs"))
-
-
 @pytest.fixture
 def runs_copy(runs_root, tmp_path) -> Path:
-    """A private copy of the tiny runs folder a test may change."""
+    """A private copy of the tiny runs folder a test may change; its students record the
+    copy's teacher."""
     dst = tmp_path / "runs"
     shutil.copytree(runs_root, dst, ignore=shutil.ignore_patterns(".jobs", ".lock"))
+    for config in dst.glob("defaults/*/config.json"):
+        d = json.loads(config.read_text())
+        if d.get("teacher"):
+            d["teacher"] = d["teacher"].replace(str(runs_root), str(dst))
+            config.write_text(json.dumps(d, indent=2, sort_keys=True))
     return dst
 
 

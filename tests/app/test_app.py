@@ -171,6 +171,29 @@ def test_runs_page_compares_and_deletes(runs_copy, monkeypatch):
     assert "deleted defaults/ce" in at.success[0].value
 
 
+@pytest.mark.slow
+def test_runs_page_offers_the_report_of_the_picked_runs(runs_copy, monkeypatch):
+    monkeypatch.setenv("FCFD_RUNS_DIR", str(runs_copy))
+    monkeypatch.setenv("FCFD_GAP_FIT_EPOCHS", "10")
+    at = open_page(RUNS)
+    assert at.download_button(key="r_report").label == "Download report (HTML)"
+    assert at.checkbox(key="r_rep_probe").value  # the teacher is known
+    assert not at.checkbox(key="r_rep_gap").value  # no gap kept yet: off, it would fit
+    assert any("fcfd report" in c.value and "--no-gap" in c.value for c in at.caption)
+    at.multiselect(key="r_cmp").set_value([])
+    assert not rerun(at).download_button and "Pick runs" in at.info[0].value
+    # a gap the Functional gap page measured is what the report reuses
+    at.switch_page(GAP).run()
+    kd = next(s for s in at.multiselect(key="g_students").options if "defaults/kd" in s)
+    at.multiselect(key="g_students").set_value([kd])
+    at.button(key="g_go").click()
+    assert len(specs(rerun(at))) == 2
+    at.switch_page(RUNS).run()
+    at.multiselect(key="r_cmp").set_value(["defaults/kd"])
+    assert rerun(at).checkbox(key="r_rep_gap").value and at.download_button(key="r_report")
+    assert not any("--no-gap" in c.value for c in at.caption)
+
+
 def launch_from_page(name: str, method: str = "kd", epochs: int = 1) -> AppTest:
     """A fresh session (a browser tab) on the Distill page that submits the launch form."""
     at = open_page(DISTILL)

@@ -4,7 +4,9 @@
 :class:`~fcfd_viz.analysis.FunctionalGap` with its data loaders; :func:`gap_report` measures
 them in one BN regime and returns a :class:`GapReport` (the result, where it came from and a
 one-line reading). Students measured apart (the app caches each on its own) are joined with
-:func:`merge_gap_reports`.
+:func:`merge_gap_reports`. :func:`student_gap` measures one student as the app and
+``fcfd report`` do (connectors fitted on the training split, kept too) and keeps the report on disk
+(:func:`gap_file`), so either finds what the other computed.
 
 >>> inputs = gap_inputs(["runs/kd", "runs/fcfd"], teacher="runs/teacher")  # doctest: +SKIP
 >>> report = gap_report(inputs, bn="eval", fit=FitConfig(max_epochs=100))  # doctest: +SKIP
@@ -13,11 +15,11 @@ one-line reading). Students measured apart (the app caches each on its own) are 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from fcfd_viz.analysis.base import Result
+from fcfd_viz.analysis.base import Result, result_file, stored
 from fcfd_viz.analysis.fit_config import FitConfig, FitInfo
 from fcfd_viz.analysis.gap import FunctionalGap
 from fcfd_viz.analysis.gap_models import gap_loaders, load_students
@@ -144,3 +146,93 @@ def merge_gap_reports(reports: Sequence[GapReport]) -> GapReport:
     result = replace(first.result, entries=entries, seconds=seconds)
     inputs = {k: v for r in reports for k, v in r.inputs.items()}
     return replace(first, result=result, inputs=inputs)
+
+
+# ---------------------------------------------------------------- one student at a time
+def gap_labels(methods: Sequence[str], names: Sequence[str]) -> list[str]:
+    """One distinct label per student: its method, or ``method: name`` where methods repeat."""
+    methods = list(methods)
+    return [m if methods.count(m) == 1 else f"{m}: {n}" for m, n in zip(methods, names)]
+
+
+# post-hoc connectors are fitted on the whole training split (`fcfd gap`'s default, as in
+# benchmarks/gap.py): on a 10%-subset student's own images the wide last-stage connector
+# overfits, and the gap it reports says more about the fit than about the student
+FIT_DATA = "full"
+
+
+def fitted_student(
+    teacher: str | Path,
+    student: str | Path,
+    label: str,
+    max_epochs: int,
+    data_dir: str | None = None,
+    progress: bool = False,
+    folder: str | Path | None = None,
+) -> tuple[GapInputs, FitConfig]:
+    """One student's gap inputs with its connectors fitted on the training split
+    (:data:`FIT_DATA`) for at most ``max_epochs``, and the fit's config. With ``folder``, the
+    connectors are read from it when fitted before and kept there otherwise
+    (:func:`~fcfd_viz.analysis.connectors.save_connectors`): a later session skips the fit."""
+    from fcfd_viz.analysis.connectors import load_connectors, save_connectors
+    from fcfd_viz.checkpoints import checkpoint_key
+
+    config = FitConfig(max_epochs=max_epochs)
+    config.validate()
+    inputs = gap_inputs([student], teacher, [label], fit_data=FIT_DATA, data_dir=data_dir)
+    if folder is None:
+        inputs.fit(config, progress=progress)
+        return inputs, config
+    key = [checkpoint_key(teacher), checkpoint_key(student), label, max_epochs, FIT_DATA]
+    saved = result_file(folder, "connectors", key).with_suffix(".pt")
+    gap = inputs.gap
+    try:
+        gap.set_fitted(
+            label, *load_connectors(saved, gap.teacher, gap.students[label], gap.input_shape)
+        )
+    except Exception:  # noqa: BLE001 - absent, unreadable or of an older layout: fit anew
+        inputs.fit(config, progress=progress)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        save_connectors(saved, *gap.fitted(label))
+    return inputs, config
+
+
+def gap_file(
+    folder: str | Path, teacher: tuple, student: tuple, label: str, bn: str, max_epochs: int
+) -> Path:
+    """``folder/gap-<hash>.json``: where :func:`student_gap` keeps a report, keyed by the
+    teacher's and the student's :func:`~fcfd_viz.checkpoints.checkpoint_key`, the label, the
+    BN regime, the fit budget and the fit data."""
+    key = [teacher, student, label, bn, max_epochs, FIT_DATA, "report"]
+    return result_file(folder, "gap", key)
+
+
+def student_gap(
+    teacher: str | Path,
+    student: str | Path,
+    label: str,
+    bn: str = "eval",
+    max_epochs: int = 100,
+    folder: str | Path | None = None,
+    data_dir: str | None = None,
+    progress: bool = False,
+    fitted: Callable[[], tuple[GapInputs, FitConfig]] | None = None,
+) -> GapReport:
+    """The gap report of one student (connectors from :func:`fitted_student`, or ``fitted()``
+    when given: the app shares fitted connectors between BN regimes), read from and kept in
+    ``folder`` (:func:`gap_file`) when one is given."""
+    from fcfd_viz.checkpoints import checkpoint_key
+
+    def compute() -> GapReport:
+        if fitted is not None:
+            inputs, config = fitted()
+        else:
+            inputs, config = fitted_student(
+                teacher, student, label, max_epochs, data_dir, progress, folder
+            )
+        return gap_report(inputs, bn, config, progress=progress)
+
+    if folder is None:
+        return compute()
+    keys = checkpoint_key(teacher), checkpoint_key(student)
+    return stored(GapReport, gap_file(folder, *keys, label, bn, max_epochs), compute)
