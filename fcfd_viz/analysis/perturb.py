@@ -1,0 +1,163 @@
+"""Perturbation explorer: one image, one cut, four same-norm perturbations, side by side.
+
+The paper's opening argument made touchable: push one image's feature at a cut by the same
+L2 norm along four directions and compare what the network's output does.
+
+- ``most`` / ``least``: the most / least sensitive channel direction (uniform over that
+  channel's map, ``1/sqrt(H W)``; for a token sequence one hidden dimension across all
+  tokens), as :class:`~fcfd_viz.analysis.Anisotropy`'s channel family defines them.
+  Channels are ranked **for this image** by their Fisher quadratic form ``d^T F d`` (the
+  probe's ``mode="fisher"`` sensitivity, :func:`~fcfd_viz.analysis.fisher.fisher_projections`):
+  ``KL ~ eps^2 / 2 * d^T F d`` to leading order, so the ranking does not depend on eps;
+- ``random``: a seeded Gaussian direction (the probe's first random direction for ``seed``);
+- ``jacobian``: the top right-singular vector of the Jacobian of the rest of the network in
+  the KL (Fisher) metric (:func:`~fcfd_viz.analysis.jacobian.jacobian_svd`), the direction
+  whose first-order KL is the largest of all unit directions (sign as the SVD gives it).
+
+Every direction has unit L2 norm over the whole feature and is scaled to the same size:
+``||delta|| = eps * ||f||`` (``relative=True``, the probe's convention) or ``eps``.
+
+:meth:`PerturbationExplorer.prepare` does everything that does not depend on eps (the
+feature, the clean output, the channel ranking and the four directions: one Jacobian SVD);
+:meth:`PerturbationExplorer.__call__` then costs one forward pass of the rest of the
+network on the four perturbed features, so a slider over eps redraws at once.
+
+>>> explorer = PerturbationExplorer(model, stage=2).prepare(image)  # doctest: +SKIP
+>>> res = explorer(0.1)                                              # doctest: +SKIP
+>>> dict(zip(res.names, res.kl.tolist()))                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from torch import Tensor, nn
+
+from fcfd_viz.analysis.anisotropy import divergence_fn
+from fcfd_viz.analysis.cut import CutAnalysis, Rest, channel_axis
+from fcfd_viz.analysis.fisher import fisher_projections
+from fcfd_viz.analysis.jacobian import jacobian_svd
+from fcfd_viz.analysis.perturb_result import DIRECTIONS, PerturbationResult
+from fcfd_viz.bn import frozen
+from fcfd_viz.errors import UserError
+from fcfd_viz.runtime import full_precision
+
+__all__ = ["DIRECTIONS", "PerturbationExplorer", "PerturbationResult", "channel_direction"]
+
+
+def channel_direction(shape: tuple[int, ...], channel: int) -> Tensor:
+    """The unit direction (``shape``: one image's feature) that raises ``channel`` evenly
+    over its map (or, for a token sequence (T, D), hidden dimension ``channel`` on every
+    token) and leaves the other channels alone."""
+    axis = channel_axis(shape)
+    d = torch.zeros(shape)
+    spread = d.numel() // shape[axis]
+    d.movedim(axis, 0)[channel] = 1 / math.sqrt(spread)
+    return d
+
+
+class PerturbationExplorer(CutAnalysis[PerturbationResult]):
+    """Same-norm perturbations of one image's feature at a cut; see the module docstring.
+
+    Args:
+        model: a staged network (with ``stage``), or any network (with ``layer``).
+        stage: cut after ``stages[stage]``.
+        layer: or cut after the submodule at this dotted path (``"layer3.1"``).
+        eval_mode: run in eval mode (the default; BN on running statistics).
+        seed: seeds the random direction and the Lanczos start of the Jacobian SVD.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        stage: int | None = None,
+        eval_mode: bool = True,
+        *,
+        layer: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(model, stage, eval_mode, layer=layer)
+        self.seed = seed
+        self.prepare_seconds = 0.0  # of the last prepare
+        self._rest: Rest | None = None
+
+    @property
+    def prepared(self) -> bool:
+        """Whether :meth:`prepare` has run (``__call__`` needs it)."""
+        return self._rest is not None
+
+    def prepare(self, image: Tensor) -> PerturbationExplorer:
+        """Cache what no eps changes for ``image`` (C, H, W), or any input with a batch of
+        one (1, ...); returns self.
+
+        Runs the network to the cut once, the Fisher channel ranking (one batched backward
+        pass) and the top Jacobian singular vector (a few jvp / vjp pairs), then the clean
+        logits in a pass of four copies of the feature (the size of every later pass, so
+        the clean and perturbed outputs come from identical kernels and eps = 0 gives KL 0).
+        """
+        if image.dim() == 3:
+            image = image.unsqueeze(0)
+        if image.dim() < 2 or image.shape[0] != 1:
+            raise UserError(f"prepare takes one image, got shape {tuple(image.shape)}")
+        t0 = time.perf_counter()
+        with full_precision(), frozen(self.model, self.eval_mode):
+            f, rest = self.cut.split(image)  # f: (1, *feature)
+            shape = tuple(f.shape[1:])
+            chan_q, _ = fisher_projections(rest, f, "kl", channels=True)  # (1, C)
+            sens = chan_q[0]  # (C,) d^T F d of each channel direction
+            most, least = int(sens.argmax()), int(sens.argmin())
+            gen = torch.Generator(device="cpu").manual_seed(self.seed)
+            rand = torch.randn(1, *shape, generator=gen)[0]
+            svd = jacobian_svd(rest, f, "kl", k=1, seed=self.seed)
+            dirs = torch.stack(
+                [
+                    channel_direction(shape, most),
+                    channel_direction(shape, least),
+                    rand / rand.norm(),
+                    svd.top_vectors[0, 0].detach().cpu().float(),
+                ]
+            ).to(f)  # (D, *feature) unit norm each
+            with torch.no_grad():
+                clean = rest(f.repeat(len(DIRECTIONS), *[1] * len(shape)))[0]  # (K,)
+        self._f, self._rest, self._dirs, self._clean = f[0], rest, dirs, clean
+        self._sens, self._channels = sens, (most, least)
+        self._top_value = float(svd.top_values[0, 0])
+        self.prepare_seconds = time.perf_counter() - t0
+        return self
+
+    def __call__(self, eps: float, relative: bool = True) -> PerturbationResult:
+        """The four perturbations of size ``eps`` (relative to ``||f||`` unless
+        ``relative=False``): one forward pass of the rest of the network."""
+        if not self.prepared:
+            raise UserError("call prepare(image) before asking for a perturbation size")
+        if not isinstance(eps, int | float) or not math.isfinite(eps) or eps < 0:
+            raise UserError(f"eps must be a number >= 0, got {eps!r}")
+        t0 = time.perf_counter()
+        f, dirs = self._f, self._dirs
+        norm = float(f.norm())
+        size = float(eps) * norm if relative else float(eps)
+        deltas = size * dirs  # (D, *feature), each of norm `size`
+        with full_precision(), frozen(self.model, self.eval_mode), torch.no_grad():
+            z = self._rest(f[None] + deltas)  # (D, K)
+        clean = self._clean[None]
+        return PerturbationResult(
+            stage=self.stage,
+            layer=self.layer,
+            eps=float(eps),
+            relative=relative,
+            feature=f.detach().cpu(),
+            deltas=deltas.detach().cpu(),
+            clean_probs=torch.softmax(clean.double(), -1)[0].cpu(),
+            probs=torch.softmax(z.double(), -1).cpu(),
+            kl=divergence_fn(clean, z, "kl").cpu(),  # KL(clean || perturbed)
+            channels=self._channels,
+            channel_fisher=self._sens.detach().cpu(),
+            jacobian_value=self._top_value,
+            seconds=time.perf_counter() - t0,
+        )
+
+    def compute(self, image: Tensor, eps: float, relative: bool = True) -> PerturbationResult:
+        """:meth:`prepare` then ``self(eps)``: one image, one size."""
+        return self.prepare(image)(eps, relative)
