@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from fcfd_viz.viz import FAMILY_COLORS, TEMPLATE
 
@@ -47,51 +46,93 @@ def _shown_classes(res: PerturbationResult, top: int) -> list[int]:
     return sorted(np.argsort(-best, kind="stable")[:top].tolist())
 
 
+def _panels(
+    cells: Sequence[tuple[int, int]],
+    rows: int,
+    cols: int,
+    titles: Sequence[str],
+    gap: tuple[float, float] = (0.03, 0.12),
+) -> tuple[dict, list[str]]:
+    """Axes for panels at ``cells`` ((row, col), 0-based) of a ``rows`` x ``cols`` grid,
+    built in one layout dict (far cheaper than ``make_subplots`` plus updates: these
+    figures redraw on every eps change). Returns the layout and each panel's axis suffix."""
+    hgap, vgap = gap
+    width, height = (1 - hgap * (cols - 1)) / cols, (1 - vgap * (rows - 1)) / rows
+    layout: dict = {"annotations": []}
+    suffixes = []
+    clip = lambda v: min(1.0, max(0.0, v))  # noqa: E731 - rounding at the edges
+    for i, ((r, c), title) in enumerate(zip(cells, titles)):
+        k = "" if i == 0 else str(i + 1)
+        x0, y1 = c * (width + hgap), 1 - r * (height + vgap)
+        layout[f"xaxis{k}"] = dict(domain=[clip(x0), clip(x0 + width)], anchor=f"y{k}")
+        layout[f"yaxis{k}"] = dict(domain=[clip(y1 - height), clip(y1)], anchor=f"x{k}")
+        note = dict(text=title, x=x0 + width / 2, y=y1, xref="paper", yref="paper")
+        layout["annotations"].append(
+            dict(note, xanchor="center", yanchor="bottom", showarrow=False, font_size=11)
+        )
+        suffixes.append(k)
+    return layout, suffixes
+
+
 def probabilities_figure(
-    res: PerturbationResult, class_names: Sequence[str] | None = None, top: int = MAX_CLASSES
+    res: PerturbationResult,
+    class_names: Sequence[str] | None = None,
+    top: int = MAX_CLASSES,
+    log_y: bool = False,
 ) -> go.Figure:
     """The teacher's class probabilities without perturbation and under each of the four,
-    one bar chart per panel side by side (the clean prediction's bar outlined in each)."""
+    one bar chart per panel side by side (the clean prediction's bar outlined in each);
+    ``log_y``: a log axis, where the small changes of a confident prediction show."""
     shown = _shown_classes(res, top)
     name = lambda c: str(class_names[c]) if class_names else str(c)  # noqa: E731
     names = [name(c) for c in shown]
     clean = res.clean_class
     rows = [np.asarray(res.clean_probs)] + list(np.asarray(res.probs))
-    preds = [clean] + res.predictions
     titles = [f"unperturbed<br>class {name(clean)}"] + [
-        f"{label}<br>KL {float(kl):.3g}" for label, kl in zip(res.labels, res.kl)
-    ]
+        f"{label}<br>KL {float(kl):.3g}" + (f", now {name(p)}" if p != clean else "")
+        for label, kl, p in zip(res.labels, res.kl, res.predictions)
+    ]  # ", now c": the top-1 class changed
     colors = [CLEAN_COLOR] + [DIRECTION_COLORS[n] for n in res.names]
-    fig = make_subplots(rows=1, cols=len(rows), subplot_titles=titles, shared_yaxes=True)
-    for j, (p, pred, color) in enumerate(zip(rows, preds, colors)):
-        outline = [2.5 if c == clean else 0 for c in shown]
-        bar = go.Bar(
-            x=names,
-            y=[float(p[c]) for c in shown],
-            marker=dict(color=color, line=dict(color="black", width=outline)),
-            name=titles[j].split("<br>")[0],
-            showlegend=False,
-            hovertemplate="class %{x}<br>p = %{y:.3f}<extra></extra>",
+    layout, axes = _panels([(0, j) for j in range(len(rows))], 1, len(rows), titles)
+    if log_y:
+        low = min(float(np.min(p[shown])) for p in rows)
+        yaxis = dict(type="log", range=[np.log10(max(low, 1e-12)) - 0.3, 0.05])
+        yaxis.update(exponentformat="power")
+    else:
+        yaxis = dict(range=[0, 1])
+    outline = [2.5 if c == clean else 0 for c in shown]
+    data = []
+    for j, (p, color, k) in enumerate(zip(rows, colors, axes)):
+        data.append(
+            dict(
+                type="bar",
+                x=names,
+                y=[float(p[c]) for c in shown],
+                xaxis=f"x{k}",
+                yaxis=f"y{k}",
+                marker=dict(color=color, line=dict(color="black", width=outline)),
+                showlegend=False,
+                hovertemplate="class %{x}<br>p = %{y:.3f}<extra></extra>",
+            )
         )
-        fig.add_trace(bar, row=1, col=j + 1)
-        if pred != clean:  # the top-1 class changed
-            fig.layout.annotations[j].text += f", now {name(pred)}"
-    fig.update_yaxes(range=[0, 1])
-    fig.update_yaxes(title_text="probability", row=1, col=1)
-    fig.update_xaxes(type="category", tickangle=0 if len(shown) <= 10 else -45)
-    fig.update_annotations(font_size=11)
+        layout[f"xaxis{k}"].update(type="category", tickangle=0 if len(shown) <= 10 else -45)
+        layout[f"yaxis{k}"].update(yaxis, showticklabels=j == 0, matches="y" if j else None)
+    layout["yaxis"]["title"] = "probability"
     title = f"Same L2 norm, different function: class probabilities ({_size(res)})"
     if len(shown) < res.probs.shape[-1]:
         title += f"; the {len(shown)} most probable of {res.probs.shape[-1]} classes"
-    fig.update_layout(template=TEMPLATE, title=title, height=340, margin=dict(t=110))
-    return fig
+    layout.update(template=TEMPLATE, title=title, height=340, margin=dict(t=110))
+    return go.Figure(data=data, layout=layout)
 
 
-def _heat(z: Tensor, zmin: float, zmax: float, scale: str, hover: str, show: bool) -> go.Heatmap:
-    return go.Heatmap(
+def _heat(z: Tensor, k: str, zrange: tuple[float, float], scale: str, hover: str, show: bool):
+    return dict(
+        type="heatmap",
         z=np.asarray(z)[::-1],  # image rows top-down
-        zmin=zmin,
-        zmax=zmax,
+        xaxis=f"x{k}",
+        yaxis=f"y{k}",
+        zmin=zrange[0],
+        zmax=zrange[1],
         colorscale=scale,
         showscale=show,
         colorbar=dict(len=0.45, y=0.78 if scale == "Reds" else 0.22),
@@ -104,61 +145,62 @@ def perturbation_maps_figure(res: PerturbationResult) -> go.Figure:
     colour scale for all four). Bottom: the channel mean of the clean feature and of each
     perturbed one (one colour scale): at a small eps they look alike, whatever they do."""
     deltas, feats = np.asarray(res.delta_maps), np.asarray(res.feature_maps)
-    cols = 1 + len(res.names)
-    titles = [*res.labels, "unperturbed feature", *["perturbed feature"] * len(res.names)]
-    specs = [[None] + [{}] * len(res.names), [{}] * cols]  # nothing above the clean feature
-    fig = make_subplots(
-        rows=2,
-        cols=cols,
-        specs=specs,
-        subplot_titles=titles,
-        horizontal_spacing=0.03,
-        vertical_spacing=0.12,
-    )
+    d, cols = len(res.names), 1 + len(res.names)
+    cells = [(0, j + 1) for j in range(d)] + [(1, j) for j in range(cols)]  # none above clean
+    titles = [*res.short_labels, "unperturbed", *["perturbed"] * d]
+    layout, axes = _panels(cells, 2, cols, titles)
     hi = float(deltas.max()) if deltas.size else 0.0
-    for j in range(len(res.names)):
-        heat = _heat(deltas[j], 0.0, hi or 1.0, "Reds", "|delta| per position", j == 0)
-        fig.add_trace(heat, row=1, col=j + 2)
     lo, top = float(feats.min()), float(feats.max())
-    for j in range(cols):
-        heat = _heat(feats[j], lo, top if top > lo else lo + 1, "Viridis", "channel mean", j == 0)
-        fig.add_trace(heat, row=2, col=j + 1)
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False)
-    if feats.shape[1] > 1:  # square pixels for conv maps
-        for axis in fig.select_yaxes():
-            axis.scaleanchor = axis.anchor
-    fig.update_annotations(font_size=11)
-    title = f"Where the perturbations live, and the features they leave ({_size(res)})"
-    fig.update_layout(template=TEMPLATE, title=title, height=460, margin=dict(t=90))
-    return fig
+    data = [
+        _heat(deltas[j], axes[j], (0.0, hi or 1.0), "Reds", "|delta| per position", j == 0)
+        for j in range(d)
+    ]
+    frange = (lo, top if top > lo else lo + 1)
+    data += [
+        _heat(feats[j], axes[d + j], frange, "Viridis", "channel mean", j == 0) for j in range(cols)
+    ]
+    for k in axes:
+        layout[f"xaxis{k}"].update(showticklabels=False, showgrid=False, zeroline=False)
+        layout[f"yaxis{k}"].update(showticklabels=False, showgrid=False, zeroline=False)
+        if feats.shape[1] > 1:  # square pixels for conv maps
+            layout[f"yaxis{k}"]["scaleanchor"] = f"x{k}"
+    layout[f"yaxis{axes[0]}"]["title"] = dict(text="|delta| per position", font_size=11)
+    layout[f"yaxis{axes[d]}"]["title"] = dict(text="channel mean", font_size=11)
+    title = "Where each perturbation lives; the features it leaves"
+    layout.update(template=TEMPLATE, title=title, height=460, margin=dict(t=90))
+    return go.Figure(data=data, layout=layout)
 
 
 def kl_figure(res: PerturbationResult) -> go.Figure:
     """KL(unperturbed || perturbed) of each direction, on a log axis."""
     kl = [max(float(v), 0.0) for v in res.kl]
-    bar = go.Bar(
-        x=res.labels,
+    bar = dict(
+        type="bar",
+        x=res.short_labels,
         y=[v if v > 0 else None for v in kl],
         marker_color=[DIRECTION_COLORS[n] for n in res.names],
         text=[f"{v:.3g}" for v in kl],
         textposition="outside",
         hovertemplate="%{x}<br>KL %{y:.3g}<extra></extra>",
     )
-    fig = go.Figure(bar)
     most, least = kl[0], kl[1]
-    ratio = f"most / least channel: {most / least:.3g}x" if least > 0 else "eps = 0: no change"
-    fig.update_yaxes(type="log", title_text="KL(unperturbed || perturbed)", exponentformat="power")
-    title = f"Output change per direction, {ratio}"
-    fig.update_layout(template=TEMPLATE, title=title, height=380, showlegend=False)
-    return fig
+    ratio = f"most / least channel {most / least:.3g}x" if least > 0 else "eps = 0: no change"
+    layout = dict(
+        template=TEMPLATE,
+        title=f"KL per direction: {ratio}",
+        height=380,
+        showlegend=False,
+        yaxis=dict(type="log", title="KL(unperturbed || perturbed)", exponentformat="power"),
+    )
+    return go.Figure(data=[bar], layout=layout)
 
 
 def perturbation_figures(
-    res: PerturbationResult, class_names: Sequence[str] | None = None
+    res: PerturbationResult, class_names: Sequence[str] | None = None, log_y: bool = False
 ) -> list[go.Figure]:
     """Every figure of the explorer: probabilities, maps, KL."""
-    return [probabilities_figure(res, class_names), perturbation_maps_figure(res), kl_figure(res)]
+    probs = probabilities_figure(res, class_names, log_y=log_y)
+    return [probs, perturbation_maps_figure(res), kl_figure(res)]
 
 
 def thumbnail(image: Tensor) -> np.ndarray:

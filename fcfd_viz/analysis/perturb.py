@@ -12,7 +12,8 @@ L2 norm along four directions and compare what the network's output does.
 - ``random``: a seeded Gaussian direction (the probe's first random direction for ``seed``);
 - ``jacobian``: the top right-singular vector of the Jacobian of the rest of the network in
   the KL (Fisher) metric (:func:`~fcfd_viz.analysis.jacobian.jacobian_svd`), the direction
-  whose first-order KL is the largest of all unit directions (sign as the SVD gives it).
+  whose first-order KL is the largest of all unit directions, signed so that the clean
+  prediction's probability falls along it (the SVD's sign is arbitrary).
 
 Every direction has unit L2 norm over the whole feature and is scaled to the same size:
 ``||delta|| = eps * ||f||`` (``relative=True``, the probe's convention) or ``eps``.
@@ -58,6 +59,18 @@ def channel_direction(shape: tuple[int, ...], channel: int) -> Tensor:
     return d
 
 
+def _against_prediction(rest: Rest, f: Tensor, v: Tensor) -> Tensor:
+    """``v`` (*feature) or ``-v``: the sign along which the log-probability of the clean
+    prediction falls to first order (one backward pass). A singular vector's sign is
+    arbitrary and the KL is even in it only to leading order; at a finite eps the step
+    towards an even more confident prediction moves a saturated softmax far less."""
+    x = f.detach().clone().requires_grad_(True)  # (1, *feature)
+    with torch.enable_grad():
+        logp = torch.log_softmax(rest(x), dim=-1)[0]  # (K,)
+        (grad,) = torch.autograd.grad(logp[int(logp.argmax())], x)
+    return -v if float((grad[0] * v).sum()) > 0 else v
+
+
 class PerturbationExplorer(CutAnalysis[PerturbationResult]):
     """Same-norm perturbations of one image's feature at a cut; see the module docstring.
 
@@ -93,7 +106,8 @@ class PerturbationExplorer(CutAnalysis[PerturbationResult]):
         one (1, ...); returns self.
 
         Runs the network to the cut once, the Fisher channel ranking (one batched backward
-        pass) and the top Jacobian singular vector (a few jvp / vjp pairs), then the clean
+        pass), the top Jacobian singular vector (a few jvp / vjp pairs) and its sign (one
+        backward pass), then the clean
         logits in a pass of four copies of the feature (the size of every later pass, so
         the clean and perturbed outputs come from identical kernels and eps = 0 gives KL 0).
         """
@@ -111,14 +125,15 @@ class PerturbationExplorer(CutAnalysis[PerturbationResult]):
             gen = torch.Generator(device="cpu").manual_seed(self.seed)
             rand = torch.randn(1, *shape, generator=gen)[0]
             svd = jacobian_svd(rest, f, "kl", k=1, seed=self.seed)
+            top = _against_prediction(rest, f, svd.top_vectors[0, 0].to(f))
             dirs = torch.stack(
                 [
-                    channel_direction(shape, most),
-                    channel_direction(shape, least),
-                    rand / rand.norm(),
-                    svd.top_vectors[0, 0].detach().cpu().float(),
+                    channel_direction(shape, most).to(f),
+                    channel_direction(shape, least).to(f),
+                    (rand / rand.norm()).to(f),
+                    top,
                 ]
-            ).to(f)  # (D, *feature) unit norm each
+            )  # (D, *feature) unit norm each
             with torch.no_grad():
                 clean = rest(f.repeat(len(DIRECTIONS), *[1] * len(shape)))[0]  # (K,)
         self._f, self._rest, self._dirs, self._clean = f[0], rest, dirs, clean

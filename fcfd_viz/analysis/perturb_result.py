@@ -55,6 +55,12 @@ class PerturbationResult(Result):
         ]
 
     @property
+    def short_labels(self) -> list[str]:
+        """Short labels for narrow panels (``"most: ch 12"``)."""
+        most, least = self.channels
+        return [f"most: ch {most}", f"least: ch {least}", "random", "Jacobian"]
+
+    @property
     def size(self) -> float:
         """The L2 norm of every perturbation: ``eps * ||f||`` (relative) or ``eps``."""
         return self.eps * self.feature_norm if self.relative else self.eps

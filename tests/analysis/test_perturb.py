@@ -112,6 +112,13 @@ def test_the_jacobian_direction_has_the_largest_first_order_change():
     p0 = torch.softmax(z0.double(), -1)
     kl = (p0 * (p0.log() - torch.log_softmax(z.double(), -1))).sum(-1)
     assert float(kl.max()) < float(small.kl[3])
+    # signed against the clean prediction: along it, that class loses probability, and the
+    # opposite sign (the same first-order KL) takes it the other way
+    c = small.clean_class
+    assert float(small.probs[3, c]) < float(small.clean_probs[c])
+    with torch.no_grad():
+        back = net.forward_from(f[None] - small.deltas[3:4], 1)
+    assert float(torch.softmax(back.double(), -1)[0, c]) > float(small.clean_probs[c])
     # the channel ranking is the probe's Fisher channel sensitivity for this image
     fisher = Anisotropy(net, 0).compute(f[None], eps=0.05, directions="channel", mode="fisher")
     ranked = fisher.channel_sensitivity
