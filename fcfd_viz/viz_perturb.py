@@ -184,7 +184,12 @@ def kl_figure(res: PerturbationResult) -> go.Figure:
         hovertemplate="%{x}<br>KL %{y:.3g}<extra></extra>",
     )
     most, least = kl[0], kl[1]
-    ratio = f"most / least channel {most / least:.3g}x" if least > 0 else "eps = 0: no change"
+    if res.eps == 0:
+        ratio = "eps = 0, no change"
+    elif least > 0:
+        ratio = f"most / least channel {most / least:.3g}x"
+    else:
+        ratio = "the least sensitive channel changes nothing"
     layout = dict(
         template=TEMPLATE,
         title=f"KL per direction: {ratio}",

@@ -109,7 +109,8 @@ class PerturbationExplorer(CutAnalysis[PerturbationResult]):
         pass), the top Jacobian singular vector (a few jvp / vjp pairs) and its sign (one
         backward pass), then the clean
         logits in a pass of four copies of the feature (the size of every later pass, so
-        the clean and perturbed outputs come from identical kernels and eps = 0 gives KL 0).
+        each perturbed row meets its clean twin from identical kernels: the rows of one
+        batch can round differently, and eps = 0 must give KL 0 exactly).
         """
         if image.dim() == 3:
             image = image.unsqueeze(0)
@@ -134,8 +135,8 @@ class PerturbationExplorer(CutAnalysis[PerturbationResult]):
                     top,
                 ]
             )  # (D, *feature) unit norm each
-            with torch.no_grad():
-                clean = rest(f.repeat(len(DIRECTIONS), *[1] * len(shape)))[0]  # (K,)
+            with torch.no_grad():  # row j is compared with perturbed row j
+                clean = rest(f.repeat(len(DIRECTIONS), *[1] * len(shape)))  # (D, K)
         self._f, self._rest, self._dirs, self._clean = f[0], rest, dirs, clean
         self._sens, self._channels = sens, (most, least)
         self._top_value = float(svd.top_values[0, 0])
@@ -156,7 +157,7 @@ class PerturbationExplorer(CutAnalysis[PerturbationResult]):
         deltas = size * dirs  # (D, *feature), each of norm `size`
         with full_precision(), frozen(self.model, self.eval_mode), torch.no_grad():
             z = self._rest(f[None] + deltas)  # (D, K)
-        clean = self._clean[None]
+        clean = self._clean  # (D, K): the same rows unperturbed
         return PerturbationResult(
             stage=self.stage,
             layer=self.layer,
@@ -164,7 +165,7 @@ class PerturbationExplorer(CutAnalysis[PerturbationResult]):
             relative=relative,
             feature=f.detach().cpu(),
             deltas=deltas.detach().cpu(),
-            clean_probs=torch.softmax(clean.double(), -1)[0].cpu(),
+            clean_probs=torch.softmax(clean[0].double(), -1).cpu(),
             probs=torch.softmax(z.double(), -1).cpu(),
             kl=divergence_fn(clean, z, "kl").cpu(),  # KL(clean || perturbed)
             channels=self._channels,

@@ -88,17 +88,28 @@ def test_kl_is_clean_against_perturbed_and_matches_the_linear_logits(explorer):
     torch.testing.assert_close(res.kl, kl, rtol=1e-3, atol=1e-8)
 
 
+def tanh_net() -> StagedNet:
+    torch.manual_seed(0)
+    stages = [nn.Identity(), nn.Sequential(nn.Conv2d(C, 8, 3, padding=1), nn.Tanh())]
+    return StagedNet(stages, Head(8, K, relu=False), arch="toy", num_classes=K).eval()
+
+
 def test_eps_zero_changes_nothing(explorer):
     res = explorer(0.0)
     assert float(res.delta_norms.max()) == 0 and float(res.kl.abs().max()) == 0
     assert torch.equal(res.probs, res.clean_probs.expand_as(res.probs))
+    # a conv tail whose batch rows round apart (oneDNN on this shape): each perturbed row is
+    # compared with its own clean twin, so eps = 0 is still exactly no change
+    torch.manual_seed(0)
+    stages = [nn.Identity(), nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.Tanh())]
+    net = StagedNet(stages, Head(6, 5, relu=False), arch="toy", num_classes=5).eval()
+    x = torch.randn(4, 3, 3, generator=torch.Generator().manual_seed(0))
+    assert float(PerturbationExplorer(net, stage=0).compute(x, 0.0).kl.abs().max()) == 0
 
 
 def test_the_jacobian_direction_has_the_largest_first_order_change():
     # a nonlinear tail: for small eps KL ~ eps^2/2 d^T F d, largest along the top direction
-    torch.manual_seed(0)
-    stages = [nn.Identity(), nn.Sequential(nn.Conv2d(C, 8, 3, padding=1), nn.Tanh())]
-    net = StagedNet(stages, Head(8, K, relu=False), arch="toy", num_classes=K).eval()
+    net = tanh_net()
     explorer = PerturbationExplorer(net, stage=0).prepare(image(2))
     small = explorer(1e-3)
     assert int(small.kl.argmax()) == DIRECTIONS.index("jacobian")
