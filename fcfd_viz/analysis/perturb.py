@@ -11,15 +11,15 @@ L2 norm along four directions and compare what the network's output does.
   ``KL ~ eps^2 / 2 * d^T F d`` to leading order, so the ranking does not depend on eps;
 - ``random``: a seeded Gaussian direction (the probe's first random direction for ``seed``);
 - ``jacobian``: the top right-singular vector of the Jacobian of the rest of the network in
-  the KL (Fisher) metric (:func:`~fcfd_viz.analysis.jacobian.jacobian_svd`), the direction
-  whose first-order KL is the largest of all unit directions, signed so that the clean
-  prediction's probability falls along it (the SVD's sign is arbitrary).
+  the KL (Fisher) metric (:func:`top_direction`), the direction whose first-order KL is the
+  largest of all unit directions, signed so that the clean prediction's probability falls
+  along it (the SVD's sign is arbitrary).
 
 Every direction has unit L2 norm over the whole feature and is scaled to the same size:
 ``||delta|| = eps * ||f||`` (``relative=True``, the probe's convention) or ``eps``.
 
 :meth:`PerturbationExplorer.prepare` does everything that does not depend on eps (the
-feature, the clean output, the channel ranking and the four directions: one Jacobian SVD);
+feature, the clean output, the channel ranking and the four directions);
 :meth:`PerturbationExplorer.__call__` then costs one forward pass of the rest of the
 network on the four perturbed features, so a slider over eps redraws at once.
 
@@ -38,14 +38,21 @@ from torch import Tensor, nn
 
 from fcfd_viz.analysis.anisotropy import divergence_fn
 from fcfd_viz.analysis.cut import CutAnalysis, Rest, channel_axis
-from fcfd_viz.analysis.fisher import fisher_projections
+from fcfd_viz.analysis.fisher import fisher_projections, fisher_rows
 from fcfd_viz.analysis.jacobian import jacobian_svd
 from fcfd_viz.analysis.perturb_result import DIRECTIONS, PerturbationResult
 from fcfd_viz.bn import frozen
 from fcfd_viz.errors import UserError
 from fcfd_viz.runtime import full_precision
 
-__all__ = ["DIRECTIONS", "PerturbationExplorer", "PerturbationResult", "channel_direction"]
+__all__ = [
+    "DIRECTIONS",
+    "PerturbationExplorer",
+    "PerturbationResult",
+    "channel_direction",
+    "top_direction",
+]
+DENSE_LIMIT = 2**24  # (classes - 1) x feature size up to which the top direction is dense
 
 
 def channel_direction(shape: tuple[int, ...], channel: int) -> Tensor:
@@ -57,6 +64,21 @@ def channel_direction(shape: tuple[int, ...], channel: int) -> Tensor:
     spread = d.numel() // shape[axis]
     d.movedim(axis, 0)[channel] = 1 / math.sqrt(spread)
     return d
+
+
+def top_direction(rest: Rest, f: Tensor, classes: int, seed: int = 0) -> tuple[Tensor, float]:
+    """``(v (*feature), sigma)``: the top right-singular vector (unit norm, either sign) and
+    value of the Jacobian of ``rest`` at one image's feature ``f`` (1, *feature) in the KL
+    metric. With few classes (``(classes - 1) * f.numel() <= DENSE_LIMIT``) it is the top
+    of an SVD of the Fisher rows (:func:`~fcfd_viz.analysis.fisher.fisher_rows`: one
+    batched backward pass, exact); otherwise Lanczos
+    (:func:`~fcfd_viz.analysis.jacobian.jacobian_svd`, as the probe's Jacobian family)."""
+    if (classes - 1) * f.numel() <= DENSE_LIMIT:
+        rows = fisher_rows(rest, f, "kl")  # (K-1, 1, *feature)
+        _, s, vh = torch.linalg.svd(rows.flatten(1).double(), full_matrices=False)
+        return vh[0].to(f).view(f.shape[1:]), float(s[0])
+    svd = jacobian_svd(rest, f, "kl", k=1, seed=seed)
+    return svd.top_vectors[0, 0].to(f), float(svd.top_values[0, 0])
 
 
 def _against_prediction(rest: Rest, f: Tensor, v: Tensor) -> Tensor:
@@ -105,12 +127,11 @@ class PerturbationExplorer(CutAnalysis[PerturbationResult]):
         """Cache what no eps changes for ``image`` (C, H, W), or any input with a batch of
         one (1, ...); returns self.
 
-        Runs the network to the cut once, the Fisher channel ranking (one batched backward
-        pass), the top Jacobian singular vector (a few jvp / vjp pairs) and its sign (one
-        backward pass), then the clean
-        logits in a pass of four copies of the feature (the size of every later pass, so
-        each perturbed row meets its clean twin from identical kernels: the rows of one
-        batch can round differently, and eps = 0 must give KL 0 exactly).
+        Runs the network to the cut once, the clean logits in a pass of four copies of the
+        feature (the size of every later pass, so each perturbed row meets its clean twin
+        from identical kernels: the rows of one batch can round differently, and eps = 0
+        must give KL 0 exactly), the Fisher channel ranking (one batched backward pass), the
+        top Jacobian direction (:func:`top_direction`) and its sign (one backward pass).
         """
         if image.dim() == 3:
             image = image.unsqueeze(0)
@@ -120,26 +141,24 @@ class PerturbationExplorer(CutAnalysis[PerturbationResult]):
         with full_precision(), frozen(self.model, self.eval_mode):
             f, rest = self.cut.split(image)  # f: (1, *feature)
             shape = tuple(f.shape[1:])
+            with torch.no_grad():  # row j is compared with perturbed row j
+                clean = rest(f.repeat(len(DIRECTIONS), *[1] * len(shape)))  # (D, K)
             chan_q, _ = fisher_projections(rest, f, "kl", channels=True)  # (1, C)
             sens = chan_q[0]  # (C,) d^T F d of each channel direction
             most, least = int(sens.argmax()), int(sens.argmin())
             gen = torch.Generator(device="cpu").manual_seed(self.seed)
             rand = torch.randn(1, *shape, generator=gen)[0]
-            svd = jacobian_svd(rest, f, "kl", k=1, seed=self.seed)
-            top = _against_prediction(rest, f, svd.top_vectors[0, 0].to(f))
+            top, value = top_direction(rest, f, clean.shape[1], self.seed)
             dirs = torch.stack(
                 [
                     channel_direction(shape, most).to(f),
                     channel_direction(shape, least).to(f),
                     (rand / rand.norm()).to(f),
-                    top,
+                    _against_prediction(rest, f, top),
                 ]
             )  # (D, *feature) unit norm each
-            with torch.no_grad():  # row j is compared with perturbed row j
-                clean = rest(f.repeat(len(DIRECTIONS), *[1] * len(shape)))  # (D, K)
         self._f, self._rest, self._dirs, self._clean = f[0], rest, dirs, clean
-        self._sens, self._channels = sens, (most, least)
-        self._top_value = float(svd.top_values[0, 0])
+        self._sens, self._channels, self._top_value = sens, (most, least), value
         self.prepare_seconds = time.perf_counter() - t0
         return self
 

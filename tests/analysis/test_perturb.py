@@ -136,6 +136,19 @@ def test_the_jacobian_direction_has_the_largest_first_order_change():
     assert small.channels == (int(ranked.argmax()), int(ranked.argmin()))
 
 
+def test_the_dense_top_direction_is_the_lanczos_one(monkeypatch):
+    from fcfd_viz.analysis import perturb
+
+    net, f = tanh_net(), image(4)[None]
+    dense, value = perturb.top_direction(lambda g: net.forward_from(g, 1), f, K)
+    monkeypatch.setattr(perturb, "DENSE_LIMIT", 0)  # many classes: Lanczos
+    lanczos, lvalue = perturb.top_direction(lambda g: net.forward_from(g, 1), f, K)
+    assert abs(float((dense * lanczos).sum())) == pytest.approx(1, abs=1e-4)
+    assert value == pytest.approx(lvalue, rel=1e-4) and value > 0
+    res = PerturbationExplorer(net, stage=0).compute(f, 0.1)  # the explorer on that path
+    assert res.jacobian_value == pytest.approx(value, rel=1e-4)
+
+
 def test_a_layer_cut_and_the_round_trip():
     net, _ = linear_tail_net()
     by_stage = PerturbationExplorer(net, stage=0).compute(image(), 0.25)
