@@ -108,6 +108,12 @@ PAGES = [
         url_path="sensitivity",
     ),
     st.Page(
+        "pages/5_Perturbation.py",
+        title="Perturbation",
+        icon=":material/swap_calls:",
+        url_path="perturbation",
+    ),
+    st.Page(
         "pages/2_Functional_gap.py",
         title="Functional gap",
         icon=":material/compare:",

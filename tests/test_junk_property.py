@@ -26,7 +26,7 @@ from fcfd_viz.listing import STATES, list_runs
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 PAGES = ["pages/1_Sensitivity.py", "pages/2_Functional_gap.py", "pages/3_Distill.py",
-         "pages/4_Runs.py"]  # fmt: skip
+         "pages/4_Runs.py", "pages/5_Perturbation.py"]  # fmt: skip
 
 leaf = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats()
         | st.text(max_size=8))  # fmt: skip

@@ -164,7 +164,7 @@ def test_every_page_renders_beside_the_malformed_runs(junk_root: Path, monkeypat
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     for page in ("pages/1_Sensitivity.py", "pages/2_Functional_gap.py", "pages/3_Distill.py",
-                 "pages/4_Runs.py"):  # fmt: skip
+                 "pages/5_Perturbation.py", "pages/4_Runs.py"):  # fmt: skip
         at.switch_page(page).run()
         assert not at.exception, (page, [e.value for e in at.exception])
     table = at.dataframe[0].value  # the Runs page: one row per run, the broken ones say why

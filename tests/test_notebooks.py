@@ -206,6 +206,12 @@ def test_02_anisotropy(kernel_specs, runs_dir, tmp_path):
     assert number_after("anisotropy ratio:", text) > 1
     # the slider moved from code probed a second stage
     assert len(re.findall(r"^stage \d, eps [0-9.e-]+: anisotropy ratio", text, re.M)) >= 2
+    # the perturbation explorer, called from code at three sizes: the most sensitive channel
+    # moves the output more than the least sensitive one, at the same norm
+    rows = re.findall(
+        r"^perturbation explorer, eps [0-9.]+: KL most (\S+), least (\S+),", text, re.M
+    )
+    assert len(rows) == 3 and all(float(most) > float(least) > 0 for most, least in rows), text
 
 
 @pytest.mark.slow

@@ -1,8 +1,9 @@
 """Analysis library, one shape for all (:mod:`fcfd_viz.analysis.base`): an ``Analysis`` bound
 to a model, ``compute(...)`` returning a ``Result`` with ``to_dict()`` / ``from_dict()``.
 
-Perturbation anisotropy, captum channel attributions, functional gap, and the reports the CLI
-and the app share (figures: :mod:`fcfd_viz.viz`).
+Perturbation anisotropy, the perturbation explorer (one image, same-norm directions side by
+side), captum channel attributions, functional gap, and the reports the CLI and the app
+share (figures: :mod:`fcfd_viz.viz`, :mod:`fcfd_viz.viz_perturb`).
 """
 
 from fcfd_viz.analysis.anisotropy import Anisotropy, AnisotropyResult
@@ -13,6 +14,7 @@ from fcfd_viz.analysis.fit_config import FitConfig, FitInfo
 from fcfd_viz.analysis.gap import FunctionalGap
 from fcfd_viz.analysis.gap_models import load_students
 from fcfd_viz.analysis.gap_result import GapEntry, GapResult, gap_reading
+from fcfd_viz.analysis.perturb import PerturbationExplorer, PerturbationResult
 from fcfd_viz.analysis.reports.gap import GapReport, gap_inputs, gap_report, merge_gap_reports
 from fcfd_viz.analysis.reports.probe import (
     FeatureMaps,
@@ -35,6 +37,8 @@ __all__ = [
     "GapEntry",
     "GapReport",
     "GapResult",
+    "PerturbationExplorer",
+    "PerturbationResult",
     "ProbeReport",
     "Result",
     "combine_probe",

@@ -91,6 +91,18 @@ def fisher_projections(
     return chan_q, dir_q
 
 
+def fisher_rows(rest: Callable[[Tensor], Tensor], f: Tensor, divergence: str) -> Tensor:
+    """The rows of ``B`` themselves, (r, N, *feature), from one batched backward pass:
+    ``||B d||^2`` is the quadratic form of every direction ``d``, and ``B``'s right singular
+    vectors and values are those of the Jacobian in the divergence's metric
+    (:func:`~fcfd_viz.analysis.jacobian.jacobian_svd`). Holds ``r`` copies of the feature:
+    for small batches and few classes."""
+    f = f.detach()
+    with sdpa_kernel(SDPBackend.MATH):  # attention: a backward that vmap can batch
+        z0, vjp_fn = vjp(rest, f)
+    return vmap(lambda u: vjp_fn(u)[0])(_cotangents(z0.detach(), divergence)).detach()
+
+
 def linearised(q: Tensor, eps_abs: Tensor, divergence: str) -> Tensor:
     """Leading-order divergence from quadratic forms q (N, M) at per-image sizes eps_abs (N,)."""
     e = eps_abs.double()[:, None]

@@ -38,6 +38,7 @@ ARGS = [
 PAGES = [
     ("", "Home", "fcfd-viz", False),
     ("sensitivity", "Sensitivity", "Sensitivity", False),
+    ("perturbation", "Perturbation", "Perturbation explorer", False),
     ("gap", "Functional gap", "Functional gap", True),
     ("distill", "Distill", "Distill", False),
     ("runs", "Runs", "Runs", False),

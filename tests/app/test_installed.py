@@ -91,10 +91,13 @@ def test_wheel_ships_the_app_and_notebooks_and_they_run_without_a_checkout(tmp_p
     assert again.returncode == 2 and "--overwrite" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1
 
-    # the installed pages render (Home, Runs) with the installed fcfd_viz
+    # the installed pages render (Home, Perturbation with its helper module, Runs) with the
+    # installed fcfd_viz
     render = (
         "from streamlit.testing.v1 import AppTest; import fcfd_viz.shipped as s\n"
         "at = AppTest.from_file(str(s.app_script()), default_timeout=120).run()\n"
+        "at.switch_page('pages/5_Perturbation.py').run()\n"
+        "assert not at.exception, at.exception\n"
         "at.switch_page('pages/4_Runs.py').run()\n"
         "assert not at.exception, at.exception; print(at.title[0].value)"
     )

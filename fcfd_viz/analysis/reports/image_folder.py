@@ -76,6 +76,21 @@ def digits_images(n: int, size: int) -> Tensor:
     return F.interpolate(test.images[idx], size=(size, size), mode="bilinear", align_corners=False)
 
 
+def digits_test_image(index: int, size: int) -> tuple[Tensor, int]:
+    """``(image (3, size, size), label)``: digits test image ``index`` (0 .. 359), prepared
+    as :func:`digits_images` prepares it."""
+    import torch.nn.functional as F
+
+    from fcfd_viz.data import DigitsDataset
+
+    test = DigitsDataset(False, 16, augment=False)
+    if not 0 <= index < len(test):
+        raise UserError(f"digits has test images 0 .. {len(test) - 1}, not {index}")
+    image, label = test[index]
+    up = F.interpolate(image[None], size=(size, size), mode="bilinear", align_corners=False)
+    return up[0], label
+
+
 def folder_images(folder: str | Path, n: int, transform: Callable) -> Tensor:
     """The first ``n`` images of ``folder`` (sorted names), transformed and stacked: (n, ...)."""
     from PIL import Image, UnidentifiedImageError

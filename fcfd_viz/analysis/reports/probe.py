@@ -169,9 +169,10 @@ class ProbeReport(Result):
         )
 
 
-def probe_images(ckpt: dict, n: int, dataset: str | None = None, data_dir: str | None = None):
-    """``(images, data info)``: ``n`` test images, evenly spread over the test split of the
-    checkpoint's dataset (or ``dataset``), at the checkpoint's image size."""
+def test_split(ckpt: dict, dataset: str | None = None, data_dir: str | None = None):
+    """``(test dataset, data info)``: the test split of the checkpoint's dataset (or
+    ``dataset``) at the checkpoint's image size; a :class:`UserError` when its number of
+    classes is not the checkpoint's."""
     from fcfd_viz.data import DataConfig, build_datasets
 
     name = dataset or ckpt.get("dataset")
@@ -184,6 +185,13 @@ def probe_images(ckpt: dict, n: int, dataset: str | None = None, data_dir: str |
     classes = ckpt["model"]["num_classes"]
     if info.num_classes != classes:
         raise UserError(f"checkpoint has {classes} classes but {info.name} has {info.num_classes}")
+    return test, info
+
+
+def probe_images(ckpt: dict, n: int, dataset: str | None = None, data_dir: str | None = None):
+    """``(images, data info)``: ``n`` test images, evenly spread over the test split of the
+    checkpoint's dataset (or ``dataset``), at the checkpoint's image size."""
+    test, info = test_split(ckpt, dataset, data_dir)
     if n < 1:
         raise UserError(f"the probe needs at least one image, got {n}")
     n = min(n, len(test))
