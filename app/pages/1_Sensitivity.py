@@ -1,7 +1,5 @@
 """Sensitivity: how differently does the output react to same-size feature perturbations?"""
 
-from pathlib import Path
-
 import probe_state
 import state
 import streamlit as st
@@ -9,7 +7,6 @@ import streamlit as st
 from fcfd_viz import viz, viz_app
 from fcfd_viz.analysis.anisotropy import DIRECTIONS
 from fcfd_viz.analysis.attribution import DEFAULT_METHODS
-from fcfd_viz.models.sources import default_layer, layer_names
 
 st.title("Sensitivity")
 st.caption(
@@ -18,47 +15,16 @@ st.caption(
     "equal function: that is why FCFD matches features through the teacher's own layers."
 )
 root = state.runs_dir()
-srcs = probe_state.sources(root)
-if not srcs:
-    st.info(
-        f"No checkpoints in `{root}` yet: build the default runs on the Home page (pretrained "
-        "torchvision weights in the torch hub cache and your `--import` models show here too)."
-    )
-    st.stop()
-
-labels = [s.label for s in srcs]
-teacher = (root / state.default_runs(root)["teacher"]).resolve()
-first = next((i for i, s in enumerate(srcs) if Path(s.name).resolve() == teacher), 0)
 c1, c2, c3 = st.columns([3, 1, 1])
-src = srcs[labels.index(c1.selectbox("Model", labels, index=first, key="sens_ckpt"))]
+src = probe_state.pick_source(root, c1, "sens_ckpt")
 try:
     net = probe_state.network(src)
-    if src.kind == "run":
-        shape = state.model(src.name)[1].get("input_shape") or [3, 32, 32]
-        chans = net.stage_channels(shape)
-    else:
-        layers = layer_names(net)
+    cut = probe_state.cut_picker(src, net, c2, "sens")
 except Exception as e:  # noqa: BLE001 - a corrupt checkpoint must not take the app down
     state.show_error(e)
     st.stop()
-
-if src.kind == "run":
-    stage = c2.selectbox(
-        "Stage (cut after)",
-        list(range(net.num_stages)),
-        index=min(2, net.num_stages - 1),
-        format_func=lambda i: f"{i} ({chans[i]} ch)",
-        key="sens_stage",
-    )
-    cut = (stage, None)
-else:
-    state.keep_valid("sens_layer", layers)
-    layer = c2.selectbox(
-        "Layer (cut after)", layers, index=layers.index(default_layer(net)), key="sens_layer"
-    )
-    cut = (None, layer)
-    if src.kind == "user":
-        st.info(f"{src.name} is built fresh (random init): your architecture, not trained weights.")
+if src.kind == "user":
+    st.info(f"{src.name} is built fresh (random init): your architecture, not trained weights.")
 eps = c3.number_input(
     "eps (relative to ||f||)", value=0.05, step=0.01, format="%.3f", key="sens_eps"
 )

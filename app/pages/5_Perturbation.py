@@ -1,14 +1,11 @@
 """Perturbation explorer: one image, four perturbations of the same L2 norm, side by side."""
 
-from pathlib import Path
-
 import perturb_state
 import probe_state
 import state
 import streamlit as st
 
 from fcfd_viz import viz_perturb
-from fcfd_viz.models.sources import default_layer, layer_names
 
 
 @st.fragment
@@ -54,46 +51,16 @@ st.caption(
     "probabilities. Equal L2 distance is not equal function."
 )
 root = state.runs_dir()
-srcs = probe_state.sources(root)
-if not srcs:
-    st.info(
-        f"No checkpoints in `{root}` yet: build the default runs on the Home page (pretrained "
-        "torchvision weights in the torch hub cache and your `--import` models show here too)."
-    )
-    st.stop()
-
-labels = [s.label for s in srcs]
-teacher = (root / state.default_runs(root)["teacher"]).resolve()
-first = next((i for i, s in enumerate(srcs) if Path(s.name).resolve() == teacher), 0)
 c1, c2 = st.columns([3, 1])
-src = srcs[labels.index(c1.selectbox("Model", labels, index=first, key="pt_ckpt"))]
+src = probe_state.pick_source(root, c1, "pt_ckpt")
 try:
     net = probe_state.network(src)
     images, count, class_names = perturb_state.images_of(src)
-    if src.kind == "run":
-        shape = state.model(src.name)[1].get("input_shape") or [3, 32, 32]
-        chans = net.stage_channels(shape)
-    else:
-        layers = layer_names(net)
+    cut = probe_state.cut_picker(src, net, c2, "pt")
 except Exception as e:  # noqa: BLE001 - a corrupt checkpoint must not take the app down
     state.show_error(e)
     st.stop()
-
-if src.kind == "run":
-    stage = c2.selectbox(
-        "Stage (cut after)",
-        list(range(net.num_stages)),
-        index=min(2, net.num_stages - 1),
-        format_func=lambda i: f"{i} ({chans[i]} ch)",
-        key="pt_stage",
-    )
-    cut = (stage, None)
-else:
-    state.keep_valid("pt_layer", layers)
-    layer = c2.selectbox(
-        "Layer (cut after)", layers, index=layers.index(default_layer(net)), key="pt_layer"
-    )
-    cut = (None, layer)
+if src.kind != "run":
     st.caption(
         "Images: digits test images (scikit-learn's 8x8 digits, upsampled), not what this "
         "model was trained on."
