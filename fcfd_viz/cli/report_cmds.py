@@ -2,7 +2,7 @@
 writing; the page is :func:`~fcfd_viz.analysis.reports.study.study_report`).
 
 The page holds every run's test / train top-1 and loss curves, the teacher's probe (as
-``fcfd probe``), the students' functional gap (as ``fcfd gap --fit-data student``; a gap the
+``fcfd probe``), the students' functional gap (as ``fcfd gap --fit-data full``; a gap the
 app or an earlier report measured is read from ``RUNS/.cache``) and every run's config.json
 with the ``fcfd`` command that trains it again. plotly.js is inlined: it opens offline.
 """

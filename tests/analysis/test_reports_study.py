@@ -101,7 +101,7 @@ def test_probe_and_gap_with_gaps_kept_on_disk(runs_root, tmp_path, monkeypatch):
     assert f"fcfd probe {teacher} --stage 2 --images 4 --attribution grad_x_act" in page
     assert (
         f"fcfd gap --teacher {teacher} --student {paths[0]} --label kd --student {paths[1]} "
-        "--label fcfd --fit-data student --fit-max-epochs 1 --bn eval"
+        "--label fcfd --fit-data full --fit-max-epochs 1 --bn eval"
     ) in page
     reading = re.search(r"<p>(With the teacher.*?)</p>", page).group(1)
     assert "smallest functional gap" in reading

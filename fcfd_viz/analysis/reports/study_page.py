@@ -10,6 +10,7 @@ import os
 import shlex
 from typing import TYPE_CHECKING
 
+from fcfd_viz.analysis.reports.gap import FIT_DATA
 from fcfd_viz.viz_report import Section, code, details, heading, table, text
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ def gap_section(
     argv = ["fcfd", "gap", "--teacher", study.teacher]
     for run, label in zip(students, labels):
         argv += ["--student", str(run.path), "--label", label]
-    argv += ["--fit-data", "student", "--fit-max-epochs", str(options.fit_epochs)]
+    argv += ["--fit-data", FIT_DATA, "--fit-max-epochs", str(options.fit_epochs)]
     argv += ["--bn", options.bn, *_data_dir(options)]
     body = (
         text(report.reading)
