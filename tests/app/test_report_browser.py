@@ -10,6 +10,7 @@ import pytest
 from test_browser import ARGS, CHROMIUM, SHOTS, server  # noqa: F401, F811 (a fixture)
 
 from fcfd_viz.analysis.reports.study import StudyOptions, study_report
+from fcfd_viz.defaults import default_names
 
 pytestmark = [
     pytest.mark.browser,
@@ -82,6 +83,8 @@ def test_runs_page_downloads_the_report(server, tmp_path):  # noqa: F811
             browser.close()
     report = target.read_text()
     assert target.name == "fcfd-report.html" and "fcfd distill --config" in report
-    # the four default runs' curves and the teacher's probe; no gap kept yet: left out
-    assert report.count('class="plotly-graph-div"') == 1 + 4 + 4
+    # one accuracy figure, every default run's loss curves (a teacher and 3 methods x 3
+    # seeds) and the teacher's probe (4); no gap kept yet: left out
+    runs = len(default_names())
+    assert report.count('class="plotly-graph-div"') == 1 + runs + 4
     assert "Teacher probe" in report and "Functional gap" not in report
