@@ -133,6 +133,4 @@ try:
 except Exception as e:  # noqa: BLE001 - shown, the rest of the page stays
     state.show_error(e)
     st.stop()
-if not own:
-    pred.bridged = {k: v for k, v in pred.bridged.items() if not k.endswith("(own bridges)")}
-st.plotly_chart(viz_gap.one_image_figure(pred, image), key="g_img_fig")
+st.plotly_chart(viz_gap.one_image_figure(pred.without_own(own), image), key="g_img_fig")

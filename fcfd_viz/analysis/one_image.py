@@ -17,13 +17,14 @@ For a test image ``x`` and a stage ``k``, with every network and bridge in eval 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
 
 from fcfd_viz.analysis.base import Result
 from fcfd_viz.analysis.gap import FunctionalGap
+from fcfd_viz.analysis.gap_result import OWN
 from fcfd_viz.bn import frozen
 from fcfd_viz.errors import UserError
 from fcfd_viz.runtime import full_precision
@@ -67,6 +68,18 @@ class ImagePredictions(Result):
     def top_class(self, view: str | None = None) -> int:
         """The arg-max class of ``view``'s bridged prediction (the teacher's own when None)."""
         return int((self.teacher if view is None else self.bridged[view]).argmax())
+
+    def without_own(self, keep: bool = False) -> ImagePredictions:
+        """These predictions without the views through a student's own bridges (unless
+        ``keep``), as :func:`~fcfd_viz.analysis.gap_seeds.without_own` for a gap result."""
+        if keep:
+            return self
+        views = {v for v in self.bridged if not v.endswith(f"({OWN})")}
+        return replace(
+            self,
+            bridged={v: p for v, p in self.bridged.items() if v in views},
+            kl={v: k for v, k in self.kl.items() if v in views},
+        )
 
     def merged(self, other: ImagePredictions) -> ImagePredictions:
         """Both predictions' views side by side (same image, stage and teacher)."""

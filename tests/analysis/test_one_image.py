@@ -54,6 +54,7 @@ def test_identical_student_predicts_like_the_teacher_and_others_do_not(setup):
     assert torch.allclose(pred.student["fcfd"], pred.teacher, atol=1e-9)
     assert pred.top_class() == pred.top_class("fcfd (own bridges)")
     assert all(torch.equal(v, gap.teacher.state_dict()[k]) for k, v in before.items())
+    assert set(pred.without_own().bridged) == set() and pred.without_own(keep=True) is pred
     back = ImagePredictions.from_dict(pred.to_dict())
     assert back.kl == pred.kl and torch.equal(
         back.bridged["kd (own bridges)"], pred.bridged["kd (own bridges)"]
