@@ -18,7 +18,7 @@ if _APP not in sys.path:  # `import state` from the pages, whatever the working 
 import state  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from fcfd_viz import defaults, viz  # noqa: E402
+from fcfd_viz import defaults, defaults_gap, viz  # noqa: E402
 from fcfd_viz.job_records import last_log_line  # noqa: E402
 from fcfd_viz.runs import JOBS_DIR  # noqa: E402
 
@@ -42,6 +42,13 @@ def home() -> None:
             col.metric(k, _mean_std(finals), help="\n".join(map(str, paths)))
         seed0 = {k: state.metrics(ps[0]) for k, ps in groups.items()}
         st.plotly_chart(viz.accuracy_curves_figure(seed0), key="home_acc")
+        if defaults_gap.default_gap_running(root):
+            st.info(
+                "Every page works now. In the background, the Functional gap page's connectors "
+                "are being fitted for the nine default students (a few minutes): that page "
+                "will open on them at once."
+            )
+            state.default_gap_progress()
     elif defaults.building(root):
         st.info("Building the default digits teacher and ce / kd / fcfd students (3 seeds) ...")
         _build_progress()

@@ -12,7 +12,6 @@ imported inside the functions: the Home page imports this file and must start fa
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -188,13 +187,18 @@ def _gap_one(root: str, t: tuple, s: tuple, label: str, bn: str, epochs: int) ->
     return student_gap(t[0], s[0], label, bn, epochs, folder, fitted=fitted)
 
 
-def gap_fit_epochs(choices: list[int]) -> int:
-    """Default connector-fit budget: $FCFD_GAP_FIT_EPOCHS (the nearest choice), else 100."""
-    try:
-        want = int(os.environ.get("FCFD_GAP_FIT_EPOCHS", "100"))
-    except ValueError:
-        want = 100
-    return min(choices, key=lambda c: abs(c - want))
+@st.fragment(run_every=2.0)
+def default_gap_progress() -> None:
+    """A progress bar of the background fits of the default students' connectors
+    (:mod:`fcfd_viz.defaults_gap`), redrawn every 2 s; the page reruns once they are done."""
+    from fcfd_viz.defaults_gap import default_gap_progress as progress
+    from fcfd_viz.defaults_gap import default_gap_running
+
+    root = runs_dir()
+    p = progress(root) or {"fraction": 0.0, "message": "starting"}
+    st.progress(p["fraction"], text=p["message"])
+    if not default_gap_running(root):
+        st.rerun()  # done (or failed): redraw the whole page once
 
 
 def gap_labels(students: list[dict]) -> list[str]:
@@ -254,7 +258,6 @@ def test_images(root: Path, teacher: str, label: str, student: dict, epochs: int
 
 
 # ---------------------------------------------------------------- study report
-GAP_FIT_BUDGETS = [10, 25, 50, 100, 200, 400]  # the Functional gap page's fit budgets
 
 
 def report_download(root: Path, names: list[str]) -> None:
@@ -269,7 +272,9 @@ def report_download(root: Path, names: list[str]) -> None:
     except Exception as e:  # noqa: BLE001 - a run deleted or broken meanwhile
         show_error(e)
         return
-    epochs = gap_fit_epochs(GAP_FIT_BUDGETS)
+    from fcfd_viz.defaults_gap import fit_epochs
+
+    epochs = fit_epochs()
     teacher = study.teacher is not None and Path(study.teacher).exists()
     students, cache = bool(study.students), root / CACHE_DIR
     kept = teacher and sr.gap_kept(study, sr.StudyOptions(fit_epochs=epochs), cache)

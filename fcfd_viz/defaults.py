@@ -33,6 +33,7 @@ PRESET = "digits"
 _COST = {"teacher": 1.0, "ce": 0.06, "kd": 0.1, "fcfd": 0.21}
 
 Progress = Callable[[float, str], None]
+PROGRESS_FILE = "progress.json"
 
 
 def student_key(method: str, seed: int) -> str:
@@ -145,14 +146,7 @@ def ensure_defaults(
     d = Path(runs_dir) / DEFAULTS
     d.mkdir(parents=True, exist_ok=True)
 
-    def report(fraction: float, message: str) -> None:
-        write_json(
-            d / "progress.json",
-            {"fraction": fraction, "message": message, **identity(), "time": time.time()},
-        )
-        if progress is not None:
-            progress(fraction, message)
-
+    report = progress_writer(d / PROGRESS_FILE, progress)
     with file_lock(d / ".lock"):
         cfgs = default_configs(runs_dir, epochs)
         cost = {k: _COST[key_method(k)] * c.train.epochs for k, c in cfgs.items()}
@@ -175,7 +169,27 @@ def ensure_defaults(
 
 def defaults_progress(runs_dir: str | os.PathLike) -> dict | None:
     """The last ``progress.json`` of a defaults build (``fraction``, ``message``, ``pid``)."""
-    p = read_object(Path(runs_dir) / DEFAULTS / "progress.json")[0]
+    return read_progress(Path(runs_dir) / DEFAULTS / PROGRESS_FILE)
+
+
+def progress_writer(file: Path, progress: Progress | None) -> Progress:
+    """A :data:`Progress` that writes ``file`` (fraction, message, this process's identity,
+    time: what :func:`read_progress` reads in another process) and calls ``progress``."""
+
+    def report(fraction: float, message: str) -> None:
+        write_json(
+            file, {"fraction": fraction, "message": message, **identity(), "time": time.time()}
+        )
+        if progress is not None:
+            progress(fraction, message)
+
+    return report
+
+
+def read_progress(file: Path) -> dict | None:
+    """A progress file of :func:`progress_writer` (fraction clamped to [0, 1]), or None when
+    absent or junk."""
+    p = read_object(file)[0]
     fraction = p.get("fraction") if p else None
     if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or fraction != fraction:
         return None  # absent or junk: no build to report

@@ -42,7 +42,7 @@ def test_ensure_defaults_reports_progress_and_is_instant_later(tmp_path, monkeyp
     assert time.perf_counter() - t0 < 1.0 and len(seen) == 1
     assert not defaults.start_defaults(tmp_path)  # ready: nothing to start
     out = subprocess.run(
-        [sys.executable, "-m", "fcfd_viz", "defaults", "--runs-dir", str(tmp_path)],
+        [sys.executable, "-m", "fcfd_viz", "defaults", "--runs-dir", str(tmp_path), "--no-gap"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -6,6 +6,7 @@ import streamlit as st
 from fcfd_viz import viz, viz_gap
 from fcfd_viz.analysis.gap_result import BN_REGIMES
 from fcfd_viz.analysis.gap_seeds import group_over_seeds, paired_gap, split_by_seed, without_own
+from fcfd_viz.defaults_gap import FIT_BUDGETS, default_gap_running, fit_epochs
 
 OWN_BRIDGES_NOTE = (
     "Hatched: FCFD's own bridges, the ones it trained. Compare students on the fitted bars "
@@ -47,9 +48,8 @@ c3, c4 = st.columns(2)
 bn = c3.radio(
     "Teacher BN regime", list(BN_REGIMES), format_func=BN_REGIMES.get, horizontal=True, key="g_bn"
 )
-budgets = [10, 25, 50, 100, 200, 400]
 epochs = c4.select_slider(
-    "Connector fit: at most epochs", budgets, value=state.gap_fit_epochs(budgets), key="g_fit"
+    "Connector fit: at most epochs", FIT_BUDGETS, value=fit_epochs(), key="g_fit"
 )
 if not s_labels:
     st.info("Pick at least one student.")
@@ -63,10 +63,17 @@ except Exception as e:  # noqa: BLE001 - e.g. a checkpoint deleted meanwhile
 if st.button("Compute", type="primary", disabled=cached, key="g_go"):
     st.session_state["g_auto"] = True  # from now on, changes recompute on their own
 if not (cached or st.session_state.get("g_auto")):
-    st.info(
-        "Fitting the connectors takes a while (about a minute per student on 2 CPU cores at "
-        "100 epochs); results are kept in the runs folder. Press Compute."
-    )
+    if default_gap_running(root):
+        st.info(
+            "The default students' connectors are being fitted in the background (started by "
+            "the default runs' build); this page fills in when they are done."
+        )
+        state.default_gap_progress()
+    else:
+        st.info(
+            "Fitting the connectors takes a while (about a minute per student on 2 CPU cores "
+            "at 100 epochs); results are kept in the runs folder. Press Compute."
+        )
     st.stop()
 
 with st.spinner("fitting connectors and measuring the gap (kept afterwards) ..."):

@@ -16,10 +16,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``defaults`` and ``app`` sub-commands."""
     p = sub.add_parser(
         "defaults",
-        help="train the default digits teacher and ce/kd/fcfd students the app shows (once)",
+        help="train the default digits teacher and ce/kd/fcfd students the app shows (once), "
+        "then fit the Functional gap page's connectors for them",
     )
     p.add_argument(
         "--runs-dir", default=None, help="runs folder (default: $FCFD_RUNS_DIR or ./runs)"
+    )
+    p.add_argument(
+        "--no-gap",
+        action="store_true",
+        help="only train the runs: the Functional gap page fits its connectors when asked",
     )
     p.set_defaults(func=cmd_defaults)
 
@@ -87,8 +93,10 @@ def app_command(
 
 
 def cmd_defaults(args: argparse.Namespace) -> int:
-    """Train the missing default runs, printing one progress line per epoch."""
+    """Train the missing default runs, printing one progress line per epoch, then (unless
+    ``--no-gap``) compute the Functional gap page's default results for them."""
     from fcfd_viz.defaults import ensure_defaults
+    from fcfd_viz.defaults_gap import ensure_default_gap
     from fcfd_viz.runs import default_runs_dir
 
     runs_dir = default_runs_dir(args.runs_dir)
@@ -99,6 +107,8 @@ def cmd_defaults(args: argparse.Namespace) -> int:
     paths = ensure_defaults(runs_dir, progress=show)
     for key, path in paths.items():
         print(f"{key:8s} {path}")
+    if not args.no_gap:  # every page works already; this only spares the gap page its wait
+        ensure_default_gap(runs_dir, progress=show)
     return 0
 
 

@@ -40,3 +40,70 @@ def test_students_of_several_seeds_show_spread_and_a_paired_reading(runs_copy, m
     assert any("eval-mode teacher" in c.value for c in at.caption)  # why they look bad
     # the connectors were saved: a new session (no memory cache) reads them instead of fitting
     assert len(list((runs_copy / ".cache").glob("connectors-*.pt"))) == 4
+
+
+def test_the_default_students_gap_opens_without_fitting(gap_runs, monkeypatch):
+    """After `fcfd defaults` (runs + default gap), the page shows all nine default students
+    over three seeds at once: no Compute, no fit (every report comes from RUNS/.cache)."""
+    monkeypatch.setenv("FCFD_RUNS_DIR", str(gap_runs))
+    monkeypatch.setenv("FCFD_GAP_FIT_EPOCHS", "10")
+    kept = sorted(p.stat().st_mtime_ns for p in (gap_runs / ".cache").glob("connectors-*.pt"))
+    at = open_page(GAP)
+    assert at.button(key="g_go").disabled  # cached: nothing to press
+    assert len(at.multiselect(key="g_students").value) == 9
+    verdict = [*at.success, *at.warning]
+    assert len(verdict) == 1 and "Paired by seed (3 seeds" in verdict[0].value
+    bars = json.loads(specs(at)[0])
+    assert "mean ± std over 3 seeds" in bars["layout"]["title"]["text"]
+    at.radio(key="g_bn").set_value("batch")
+    assert "batch" in json.loads(specs(rerun(at))[0])["layout"]["title"]["text"]
+    assert not at.exception
+    after = sorted(p.stat().st_mtime_ns for p in (gap_runs / ".cache").glob("connectors-*.pt"))
+    assert after == kept and len(kept) == 9  # nothing refitted or added
+
+
+def test_the_page_shows_the_background_fits_while_they_run(runs_copy, monkeypatch):
+    """While `fcfd defaults` fits the default connectors, the page says so with its progress
+    instead of asking for Compute (this process plays the build: it writes the progress)."""
+    from fcfd_viz.defaults import DEFAULTS, progress_writer
+    from fcfd_viz.defaults_gap import PROGRESS_FILE
+
+    monkeypatch.setenv("FCFD_RUNS_DIR", str(runs_copy))
+    progress_writer(runs_copy / DEFAULTS / PROGRESS_FILE, None)(0.5, "gap: fitting kd (eval BN)")
+    at = open_page(GAP)
+    assert "fitted in the background" in at.info[0].value
+    assert not specs(at)
+    progress_writer(runs_copy / DEFAULTS / PROGRESS_FILE, None)(1.0, "gap ready in 1 s")
+    assert "Press Compute" in open_page(GAP).info[0].value
+
+
+def test_fcfd_defaults_finds_the_default_gap_kept(gap_runs):
+    """`fcfd defaults` on a folder it completed before: nothing trained, nothing fitted, and
+    both phases report done (the gap phase computes with $FCFD_GAP_FIT_EPOCHS's budget)."""
+    import os
+    import subprocess
+    import sys
+
+    from fcfd_viz.defaults_gap import default_gap_progress, default_gap_running
+
+    out = subprocess.run(
+        [sys.executable, "-m", "fcfd_viz", "defaults", "--runs-dir", str(gap_runs)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "FCFD_GAP_FIT_EPOCHS": "10"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert "defaults ready" in out.stdout and "gap ready" in out.stdout
+    assert "fitting" not in out.stdout
+    assert default_gap_progress(gap_runs)["fraction"] == 1.0 and not default_gap_running(gap_runs)
+
+
+def test_home_says_the_gap_fits_run_in_the_background(runs_copy, monkeypatch):
+    from fcfd_viz.defaults import DEFAULTS, progress_writer
+    from fcfd_viz.defaults_gap import PROGRESS_FILE
+
+    monkeypatch.setenv("FCFD_RUNS_DIR", str(runs_copy))
+    progress_writer(runs_copy / DEFAULTS / PROGRESS_FILE, None)(0.25, "gap: fitting ce (eval BN)")
+    at = open_page()
+    assert any("Every page works now" in i.value for i in at.info)
