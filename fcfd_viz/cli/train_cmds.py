@@ -11,6 +11,7 @@ from fcfd_viz.cli.common import (
     add_config_arg,
     add_data_args,
     add_run_args,
+    add_task_arg,
     add_train_args,
     file_layer,
     print_json,
@@ -23,9 +24,13 @@ from fcfd_viz.errors import UserError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-teacher", help="train a network with cross-entropy (a teacher)")
     add_config_arg(p, "defaults < --config file < flags given on the command line")
+    add_task_arg(p)
     g = p.add_argument_group("model")
     g.add_argument(
-        "--arch", default=None, help="architecture (default: resnet8x4; `fcfd models` lists all)"
+        "--arch",
+        default=None,
+        help="architecture (default: resnet8x4; `fcfd models` lists all; --task detection: "
+        "det_resnet18, or det_resnet10, det_mobilenetv2, frcnn_r18/r50/r101/mbv2)",
     )
     g.add_argument(
         "--weights",
@@ -38,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_train_args(
         p,
         "a teacher's defaults: 15 epochs (cosine) on digits; 240 on CIFAR / ImageNet, the lr "
-        "x 0.1 at epochs 150, 180, 210",
+        "x 0.1 at epochs 150, 180, 210; detection: the det-digits / coco preset's schedule",
     )
     add_run_args(p)
     p.set_defaults(func=cmd_train_teacher)
@@ -91,16 +96,33 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
             f"--config {args.config} distils ({file.get('method')} from a teacher); "
             "train-teacher trains with ce alone: use fcfd distill --config"
         )
-    flags = {**flags_layer(args), "student": args.arch, "weights": args.weights}
-    dataset = flags["data"].get("dataset") or file.get("data", {}).get("dataset") or "digits"
-    defaults = {"method": "ce", "student": DEFAULT_TEACHER_ARCH, "train": teacher_schedule(dataset)}
+    task = args.task or file.get("task") or "classification"
+    flags = {**flags_layer(args), "student": args.arch, "weights": args.weights, "task": task}
+    given = flags["data"].get("dataset") or file.get("data", {}).get("dataset")
+    if task == "detection":
+        from fcfd_viz.detection import task as det
+
+        dataset = given or "digit-boxes"
+        defaults = det.teacher_defaults(dataset)
+    else:
+        dataset = given or "digits"
+        defaults = {
+            "method": "ce",
+            "student": DEFAULT_TEACHER_ARCH,
+            "train": teacher_schedule(dataset),
+        }
     layer = merge(defaults, file, flags)
     layer["method_config"] = check_knobs(
-        "ce", layer["method_config"], f"--config {args.config}", "train-teacher"
+        "ce", layer["method_config"], f"--config {args.config}", "train-teacher", task
     )
     arch = layer["student"]
-    models.check_name(arch)
-    if layer.get("weights") is not None and not models.takes_weights(arch):
+    if task == "detection":
+        from fcfd_viz.detection import models as det_models
+
+        det_models.check_name(arch)
+    else:
+        models.check_name(arch)
+    if task != "detection" and layer.get("weights") is not None and not models.takes_weights(arch):
         raise UserError(f"--weights: {models.registry.no_weights(arch)}")
     cfg = experiment(layer)
     out = args.out or f"runs/teacher-{arch}-{dataset}-s{cfg.train.seed}"
