@@ -134,15 +134,6 @@ class Trainer:
             self.history = self.run.restore_metrics(self.start_epoch, ckpt.get("record"))
 
     # -- the loop -------------------------------------------------------------------------
-    @property
-    def best_top1(self) -> float | None:
-        """The best test top-1 so far (classification; None for other tasks)."""
-        return self.best.get("best_top1")
-
-    @property
-    def best_top5(self) -> float | None:
-        return self.best.get("best_top5")
-
     def _step(self, x, y) -> dict[str, float]:
         x, y = self.task.to_device(x, y, self.device, self.channels_last)
         ctx = (

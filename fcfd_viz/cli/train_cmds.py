@@ -152,6 +152,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from fcfd_viz.runtime import evaluate, resolve_device
 
     ckpt = load_checkpoint(args.ckpt)
+    if ckpt["model"].get("task") == "detection":
+        return _eval_detection(ckpt, args)
     net = model_from_checkpoint(ckpt, expect_arch=args.arch)
     dataset = args.dataset or ckpt.get("dataset")
     if dataset is None:
@@ -188,6 +190,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(
             f"{net.arch} on {dataset}: test top-1 {acc.top1:.2f}%, {five} {acc.top5:.2f}% "
             f"({result['n']} images)"
+        )
+    return 0
+
+
+def _eval_detection(ckpt: dict, args: argparse.Namespace) -> int:
+    """``fcfd eval`` of a detector checkpoint: mAP on its dataset's test split."""
+    from fcfd_viz.detection.task import evaluate_checkpoint
+
+    opts = ("arch", "dataset", "data_dir", "image_size", "batch_size", "workers", "device")
+    result = evaluate_checkpoint(ckpt, *(getattr(args, k) for k in opts))
+    if args.json:
+        print_json(result)
+    else:
+        print(
+            f"{result['arch']} on {result['dataset']}: test mAP {result['map']:.2f}%, AP50 "
+            f"{result['map_50']:.2f}%, AP75 {result['map_75']:.2f}% ({result['n']} images)"
         )
     return 0
 

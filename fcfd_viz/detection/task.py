@@ -147,3 +147,31 @@ def teacher_defaults(dataset: str) -> dict:
     p = presets.load("det-digits" if dataset == "digit-boxes" else "coco-r101-r18")
     data = {"dataset": dataset, **{k: v for k, v in p.data.items() if k != "subset"}}
     return {"method": "ce", "student": p.teacher, "data": data, "train": dict(p.train)}
+
+
+def evaluate_checkpoint(
+    ckpt: dict,
+    arch=None,
+    dataset=None,
+    data_dir=None,
+    size=None,
+    batch_size=None,
+    workers=None,
+    device="auto",
+) -> dict:
+    """``fcfd eval`` of a detector checkpoint dict: ckpt, arch, dataset, map, map_50,
+    map_75 (%) and n (test images) on its dataset's test split (or ``dataset``'s)."""
+    from fcfd_viz.runtime import resolve_device
+
+    net = det_models.from_checkpoint(ckpt)
+    if arch is not None and net.arch != arch:
+        raise UserError(f"checkpoint {ckpt.get('path')} holds a {net.arch}, not a {arch}")
+    dataset = dataset or ckpt.get("dataset")
+    shape = ckpt.get("input_shape") or [3, 16, 16]
+    cfg = DataConfig(dataset, data_dir, image_size=size or shape[-1], batch_size=batch_size or 16)
+    cfg.num_workers = workers
+    _, test_loader = make_loaders(cfg)
+    dev = resolve_device(device)
+    result = {"ckpt": ckpt.get("path"), "arch": net.arch, "dataset": dataset}
+    result |= evaluate_detector(net.to(dev), test_loader, dev)
+    return {**result, "n": len(test_loader.dataset)}

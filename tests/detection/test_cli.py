@@ -26,6 +26,11 @@ def test_train_teacher_then_distill(tmp_path: Path, monkeypatch, capsys):
     assert config["task"] == "detection" and config["data"]["dataset"] == "digit-boxes"
     assert config["train"]["lr"] == 0.02  # the det-digits preset's schedule
 
+    assert main(["eval", str(teacher), "--json", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["map"] == json.loads((teacher / "summary.json").read_text())["map"]
+    assert result["n"] == 8
+
     out = tmp_path / "s"
     argv = ["distill", "--preset", "det-digits-smoke", "--teacher", str(teacher)]
     argv += ["--method", "kd", "--student", "det_mobilenetv2", "--roi-l2-weight", "0.5"]
