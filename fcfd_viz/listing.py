@@ -115,7 +115,8 @@ def _describe(path: Path) -> dict:
         "epochs": f"{done}/{total if total is not None else '?'}",
         "epochs_done": done,
         "epochs_total": total,
-        "top1": top1 if top1 is not None else (last["test_top1"] if last else None),
+        # a detection run's records have map, not test_top1 (fcfd_viz.detection.task)
+        "top1": top1 if top1 is not None or not last else _number(last.get("test_top1")),
         "best_top1": _field(summ, "best_top1", (int, float, type(None)), "summary.json"),
         "top5": top5 if top5 is not None or not last else _number(last.get("test_top5")),
         "best_top5": _field(summ, "best_top5", num, "summary.json"),

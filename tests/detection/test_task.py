@@ -98,6 +98,10 @@ def test_teacher_run_directory(det_teacher: Path):
     ckpt = torch.load(det_teacher / "last.pt", weights_only=True)
     assert ckpt["best_map"] == summary["best_map"] and ckpt["model"]["task"] == "detection"
     det_models.from_checkpoint(ckpt)  # the student rebuilds from its spec
+    from fcfd_viz.listing import run_row
+
+    row = run_row(det_teacher)  # the runs table lists it (no top-1: a detection run)
+    assert row["state"] == "completed" and row["method"] == "ce" and row["top1"] is None
 
 
 def test_fcfd_resume_equals_uninterrupted(tmp_path: Path, det_teacher: Path):
