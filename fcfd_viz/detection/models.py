@@ -48,7 +48,8 @@ class Detector(FasterRCNN):
     """
 
     def __init__(self, arch: str, num_classes: int, arch_kwargs: dict, backbone, **kw) -> None:
-        super().__init__(backbone, num_classes=None, **kw)
+        # torchvision takes num_classes only when it builds the box predictor itself
+        super().__init__(backbone, num_classes=None if "box_predictor" in kw else num_classes, **kw)
         self.arch, self.num_classes, self.arch_kwargs = arch, num_classes, dict(arch_kwargs)
 
     def spec(self) -> dict:
@@ -120,7 +121,6 @@ def _coco(arch: str, body, num_classes: int, fpn_channels: int = 256) -> Detecto
         num_classes,
         {"fpn_channels": fpn_channels},
         _fpn(body, fpn_channels),
-        num_classes=num_classes,
     )
 
 

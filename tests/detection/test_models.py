@@ -41,3 +41,13 @@ def test_spec_round_trip_and_pair_checks():
     with pytest.raises(UserError, match="unknown detector"):
         models.create("resnet8", 11)
     assert set(models.PAIRS) == {"r101-r18", "r101-r50", "r50-mbv2"}
+
+
+def test_the_papers_coco_pairs_build_and_line_up():
+    for teacher_arch, student_arch in models.PAIRS.values():
+        teacher, student = models.create(teacher_arch, 81), models.create(student_arch, 81)
+        models.check_pair(teacher, student)
+        assert teacher.backbone.out_channels == student.backbone.out_channels == 256
+        assert student.transform.min_size == (800,) and student.transform.max_size == 1333
+    feats = models.create("frcnn_mbv2", 81).backbone(torch.zeros(1, 3, 64, 64))
+    assert [tuple(f.shape[1:]) for f in feats.values()] == [(256, s, s) for s in (16, 8, 4, 2, 1)]
