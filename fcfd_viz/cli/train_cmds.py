@@ -25,6 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-teacher", help="train a network with cross-entropy (a teacher)")
     add_config_arg(p, "defaults < --config file < flags given on the command line")
     add_task_arg(p)
+    p.add_argument(
+        "--preset",
+        default=None,
+        help="a detection preset (`fcfd presets`) whose teacher, data and schedule to train; "
+        "implies --task detection",
+    )
     g = p.add_argument_group("model")
     g.add_argument(
         "--arch",
@@ -96,14 +102,16 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
             f"--config {args.config} distils ({file.get('method')} from a teacher); "
             "train-teacher trains with ce alone: use fcfd distill --config"
         )
-    task = args.task or file.get("task") or "classification"
+    task = args.task or file.get("task") or ("detection" if args.preset else "classification")
+    if args.preset:
+        _check_teacher_preset(args.preset, task)
     flags = {**flags_layer(args), "student": args.arch, "weights": args.weights, "task": task}
     given = flags["data"].get("dataset") or file.get("data", {}).get("dataset")
     if task == "detection":
         from fcfd_viz.detection import task as det
 
-        dataset = given or "digit-boxes"
-        defaults = det.teacher_defaults(dataset)
+        dataset = given or (presets_dataset(args.preset) if args.preset else "digit-boxes")
+        defaults = det.teacher_defaults(dataset, args.preset)
     else:
         dataset = given or "digits"
         defaults = {
@@ -131,6 +139,24 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
         summary = run_from_args(cfg, out, args)
     print_summary(summary, out)
     return 0
+
+
+def presets_dataset(name: str) -> str:
+    """The dataset a preset trains on."""
+    from fcfd_viz.distill import presets
+
+    return presets.load(name).dataset
+
+
+def _check_teacher_preset(name: str, task: str) -> None:
+    """A one-line error unless ``name`` is a detection preset and the task detection."""
+    from fcfd_viz.distill import presets
+
+    if presets.load(name).task != "detection" or task != "detection":
+        raise UserError(
+            f"train-teacher --preset takes a detection preset ({', '.join(presets.detection_names())}) "
+            "with --task detection; a classification teacher trains without a preset"
+        )
 
 
 def _note_new_classifier(show):
@@ -227,15 +253,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for r in rows:  # a malformed run is one row that says why (last column: no width limit)
         if r["state"] == "unreadable":
             r["state"] = f"unreadable: {r['error']}"
-    fmt = [
-        [
-            ("-" if r[c] is None else f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]))
-            for c in [*cols, "state"]
-        ]
-        for r in rows
-    ]
+    fmt = [[_cell(r, c) for c in [*cols, "state"]] for r in rows]
     _print_table([*cols, "state"], fmt)
     return 0
+
+
+def _cell(row: dict, col: str) -> str:
+    """A table cell; a detection run's top1 / best_top1 cells show its mAP / best mAP."""
+    det = {"top1": "map", "best_top1": "best_map"}
+    if row.get("task") == "detection" and col in det and row.get(det[col]) is not None:
+        return f"{row[det[col]]:.2f} mAP"
+    v = row[col]
+    return "-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
 
 
 def _print_groups(groups: list[dict], root, as_json: bool) -> int:

@@ -138,13 +138,13 @@ def input_shape(cfg: DataConfig) -> list[int] | None:
     return [3, image_size(cfg), image_size(cfg)] if cfg.dataset == "digit-boxes" else None
 
 
-def teacher_defaults(dataset: str) -> dict:
+def teacher_defaults(dataset: str, preset: str | None = None) -> dict:
     """``fcfd train-teacher --task detection``'s defaults (a config layer): the teacher arch,
-    data and schedule of the ``det-digits`` preset (digit-boxes) or the paper's R101 COCO
-    schedule (``coco-r101-r18``)."""
+    data and schedule of ``preset``, by default the ``det-digits`` preset (digit-boxes) or
+    the paper's R101 COCO schedule (``coco-r101-r18``)."""
     from fcfd_viz.distill import presets
 
-    p = presets.load("det-digits" if dataset == "digit-boxes" else "coco-r101-r18")
+    p = presets.load(preset or ("det-digits" if dataset == "digit-boxes" else "coco-r101-r18"))
     data = {"dataset": dataset, **{k: v for k, v in p.data.items() if k != "subset"}}
     return {"method": "ce", "student": p.teacher, "data": data, "train": dict(p.train)}
 

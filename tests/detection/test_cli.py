@@ -80,3 +80,18 @@ def test_detection_presets_carry_the_papers_values():
     # one preset serves every method: kd takes all its knobs but app_weight
     kd = presets.load("det-digits").knobs_for("kd")
     assert kd == {"temperature": 1.0, "kd_weight": 1.0, "roi_l2_weight": 0.0}
+
+
+def test_train_teacher_takes_a_detection_preset(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.setattr(det_data, "TEST_CANVASES", 4)
+    out = tmp_path / "t"
+    argv = ["train-teacher", "--preset", "det-digits-smoke", "--arch", "det_resnet10"]
+    assert main([*argv, "--out", str(out), *TINY, *QUIET]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["task"] == "detection" and config["train"]["lr"] == 0.02
+    assert config["data"]["dataset"] == "digit-boxes" and config["method"] == "ce"
+    capsys.readouterr()
+    for extra in (["--preset", "det-digits", "--task", "classification"], ["--preset", "digits"]):
+        assert main(["train-teacher", *extra, "--out", str(tmp_path / "x"), *QUIET]) == 2
+        err = capsys.readouterr().err
+        assert "takes a detection preset" in err and len(err.strip().splitlines()) == 1, err
