@@ -27,6 +27,46 @@ def _rectangles(boxes: Tensor) -> tuple[list, list]:
     return xs, ys
 
 
+def _panel(fig, col: int, image: Tensor, d: Boxes, threshold: float, color: str, names) -> None:
+    """``image`` (3, H, W) or (H, W) in [0, 1] in column ``col`` with the boxes of ``d``
+    (those scoring at least ``threshold`` when it has scores), each labelled."""
+    grey = image[0] if image.dim() == 3 else image  # (H, W)
+    heat = go.Heatmap(z=grey.tolist(), colorscale="gray", showscale=False, hoverinfo="skip")
+    fig.add_trace(heat, row=1, col=col)
+    scores = d.get("scores")
+    keep = slice(None) if scores is None else scores >= threshold
+    boxes, labels = d["boxes"][keep], d["labels"][keep]
+    xs, ys = _rectangles(boxes)
+    line = go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=color, width=2))
+    fig.add_trace(line, row=1, col=col)
+    kept = scores[keep].tolist() if scores is not None else [None] * len(labels)
+    text = [names(int(lab)) + ("" if s is None else f" {s:.2f}") for lab, s in zip(labels, kept)]
+    fig.add_trace(
+        go.Scatter(
+            x=[float(b[0]) for b in boxes],
+            y=[float(b[1]) for b in boxes],
+            mode="text",
+            text=text,
+            textposition="top right",
+            textfont=dict(color=color, size=11),
+        ),
+        row=1,
+        col=col,
+    )
+    h, w = grey.shape
+    fig.update_xaxes(range=[-0.5, w - 0.5], showticklabels=False, row=1, col=col)
+    anchor = "x" if col == 1 else f"x{col}"
+    fig.update_yaxes(
+        range=[h - 0.5, -0.5], showticklabels=False, scaleanchor=anchor, row=1, col=col
+    )
+
+
+def _count(d: Boxes, threshold: float) -> str:
+    scores = d.get("scores")
+    n = len(d["boxes"]) if scores is None else int((scores >= threshold).sum())
+    return f"{n} box{'es' if n != 1 else ''}"
+
+
 def detections_figure(
     image: Tensor,
     panels: Mapping[str, Boxes],
@@ -39,52 +79,29 @@ def detections_figure(
     least ``threshold``, each labelled "class score"."""
     from plotly.subplots import make_subplots
 
-    grey = image[0] if image.dim() == 3 else image  # (H, W)
-    h, w = grey.shape
-    titles = []
-    for name, d in panels.items():
-        scores = d.get("scores")
-        kept = len(d["boxes"]) if scores is None else int((scores >= threshold).sum())
-        titles.append(f"{name} ({kept} box{'es' if kept != 1 else ''})")
+    titles = [f"{name} ({_count(d, threshold)})" for name, d in panels.items()]
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=titles, horizontal_spacing=0.03)
     for col, (name, d) in enumerate(panels.items(), start=1):
-        heat = go.Heatmap(z=grey.tolist(), colorscale="gray", showscale=False, hoverinfo="skip")
-        fig.add_trace(heat, row=1, col=col)
-        scores = d.get("scores")
-        keep = slice(None) if scores is None else scores >= threshold
-        boxes, labels = d["boxes"][keep], d["labels"][keep]
-        color = (colors or {}).get(name) or ("#2ca02c" if scores is None else method_color(name))
-        xs, ys = _rectangles(boxes)
-        fig.add_trace(
-            go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=color, width=2), name=name),
-            row=1,
-            col=col,
+        color = (colors or {}).get(name) or (
+            "#2ca02c" if d.get("scores") is None else method_color(name)
         )
-        text = [
-            names(int(lab)) + ("" if scores is None else f" {float(s):.2f}")
-            for lab, s in zip(labels, scores[keep] if scores is not None else labels)
-        ]
-        fig.add_trace(
-            go.Scatter(
-                x=[float(b[0]) for b in boxes],
-                y=[float(b[1]) for b in boxes],
-                mode="text",
-                text=text,
-                textposition="top right",
-                textfont=dict(color=color, size=11),
-                showlegend=False,
-            ),
-            row=1,
-            col=col,
-        )
-    fig.update_xaxes(range=[-0.5, w - 0.5], showticklabels=False, constrain="domain")
-    fig.update_yaxes(
-        range=[h - 0.5, -0.5], showticklabels=False, scaleanchor="x", constrain="domain"
-    )
-    for col in range(2, len(panels) + 1):
-        fig.update_yaxes(scaleanchor=f"x{col}", row=1, col=col)
+        _panel(fig, col, image, d, threshold, color, names)
     title = f"Detections (score >= {threshold:.2f})"
     return fig.update_layout(template=TEMPLATE, title=title, showlegend=False, height=360)
+
+
+def canvases_figure(dataset, indices, names: Callable[[int], str] = digit_name) -> go.Figure:
+    """Images ``indices`` of a detection dataset side by side with their ground-truth boxes
+    and class names."""
+    from plotly.subplots import make_subplots
+
+    titles = [f"#{i}" for i in indices]
+    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.03)
+    for col, i in enumerate(indices, start=1):
+        image, target = dataset[i]
+        _panel(fig, col, image, target, 0.0, "#2ca02c", names)
+    title = "Test canvases with their boxes"
+    return fig.update_layout(template=TEMPLATE, title=title, showlegend=False, height=300)
 
 
 def det_gap_figure(result) -> go.Figure:

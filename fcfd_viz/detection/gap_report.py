@@ -103,6 +103,12 @@ class DetGapInputs:
     train_loader: DataLoader
     info: dict
 
+    def to(self, device) -> DetGapInputs:
+        """Move the teacher, the students and their own bridges to ``device``."""
+        for m in (self.gap.teacher, *self.gap.students.values(), *self.gap.own.values()):
+            m.to(device)
+        return self
+
 
 def _first(ds, n: int | None):
     if n is None or n >= len(ds):
