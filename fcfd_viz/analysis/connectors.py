@@ -92,12 +92,12 @@ def _keys(f) -> list:
     return list(f.keys()) if isinstance(f, dict) else list(range(len(f)))
 
 
-def _pick(f, idx):
+def _pick(f, idx):  # rows ``idx`` of every feature
     return {k: v[idx] for k, v in f.items()} if isinstance(f, dict) else [v[idx] for v in f]
 
 
 def _rows(f) -> int:
-    return len(next(iter(f.values())) if isinstance(f, dict) else f[0])
+    return len(f[_keys(f)[0]])
 
 
 class FeaturePairs:
@@ -151,10 +151,9 @@ class FeaturePairs:
                 yield t, s
             self.n = n
             return
-        first = self.t[_keys(self.t)[0]]
         order = (
             torch.randperm(self.n, generator=self.gen) if shuffle else torch.arange(self.n)
-        ).to(first.device)
+        ).to(self.t[_keys(self.t)[0]].device)
         for i in range(0, self.n, self.batch_size):
             idx = order[i : i + self.batch_size]
             yield _pick(self.t, idx), _pick(self.s, idx)

@@ -242,7 +242,7 @@ class DetectionGap(Analysis[DetGapResult]):
                     bridged = {k: s2t[k](s_feats[lab][k]) for k in keys}  # (B, C_t, H_l, W_l)
                     for i, k in enumerate(keys):
                         diff = (bridged[k] - t_feats[k]).double().pow(2)
-                        app[v][i] += diff.flatten(1).mean(1).sum()
+                        app[v][i] += float(diff.flatten(1).mean(1).sum())
                         if k in read:
                             f, b = _head_gap(ref, {**t_feats, k: bridged[k]})
                             func[v][i] += f
@@ -271,7 +271,7 @@ def _head_gap(ref: tuple, feats) -> Tensor:
     teacher, proposals, sizes, t_logp, t_deltas = ref
     logits, deltas = run_head(teacher, feats, proposals, sizes)
     mse = (deltas.double() - t_deltas.double()).pow(2).mean(1).sum()
-    return torch.stack([kl_rows(logits, t_logp).sum(), mse])
+    return torch.stack([kl_rows(logits, t_logp).sum(), mse]).cpu()
 
 
 def bridges_of(s2t_state: dict, teacher: Detector, student: Detector) -> nn.ModuleDict:

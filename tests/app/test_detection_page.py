@@ -37,6 +37,7 @@ def test_without_detection_runs_the_page_says_how_to_train_them(tmp_path, monkey
     assert "fcfd distill --task detection --preset det-digits --method fcfd --teacher" in text
 
 
+@pytest.mark.slow
 def test_boxes_and_the_gap_computed_once_then_kept(det_copy: Path):
     at = open_page(DET)
     assert at.title[0].value == "Detection"
