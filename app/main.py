@@ -77,6 +77,8 @@ def home() -> None:
         "- **Sensitivity**: per-channel perturbation sensitivity, Jacobian spectrum, captum "
         "attribution vs sensitivity.\n"
         "- **Functional gap**: appearance (L2) vs functional (KL) gap per stage, mixed paths.\n"
+        "- **Detection**: Faster R-CNN teacher and students' boxes side by side, appearance vs "
+        "functional gap per FPN level.\n"
         "- **Distill**: launch short runs in the background and watch them live.\n"
         "- **Runs**: every run in the folder; compare, resume or delete."
     )
@@ -104,7 +106,7 @@ def _build_progress() -> None:
         st.rerun()  # done (or failed): redraw the whole page once
 
 
-# Deep links: /sensitivity, /gap, /distill, /runs. (Streamlit shows a spurious "Page not found"
+# Deep links: /sensitivity, /gap, /detection, /distill, /runs. (Streamlit shows a spurious "Page not found"
 # box when the very first session of a fresh server opens a deep link; the page still loads.)
 PAGES = [
     st.Page(home, title="Home", icon=":material/home:", default=True),
@@ -125,6 +127,12 @@ PAGES = [
         title="Functional gap",
         icon=":material/compare:",
         url_path="gap",
+    ),
+    st.Page(
+        "pages/6_Detection.py",
+        title="Detection",
+        icon=":material/center_focus_strong:",
+        url_path="detection",
     ),
     st.Page(
         "pages/3_Distill.py", title="Distill", icon=":material/model_training:", url_path="distill"

@@ -103,20 +103,24 @@ def show_error(e: Exception) -> None:
 
 
 # ---------------------------------------------------------------- checkpoints and models
-def checkpoints(root: Path) -> list[dict]:
-    """Runs of ``root`` that hold a checkpoint: name, path, method, arch, dataset, top-1."""
+def checkpoints(root: Path, task: str = "classification") -> list[dict]:
+    """Runs of ``root`` of ``task`` that hold a checkpoint: name, path, method, arch,
+    dataset, top-1 (mAP for detection)."""
     out = []
     for r in list_runs(root):
         path = Path(r["run"])
         if r["state"] == "unreadable":  # its metadata cannot be trusted: the Runs page shows it
+            continue
+        if r.get("task", "classification") != task:
             continue
         try:
             checkpoint_file(path)
         except UserError:  # no best.pt nor last.pt (yet)
             continue
         name = path.relative_to(root).as_posix() if root in path.parents else r["name"]
-        top1 = r.get("top1")
-        acc = f", {top1:.1f}%" if isinstance(top1, float) else ""
+        top1 = r.get("map" if task == "detection" else "top1")
+        unit = " mAP" if task == "detection" else "%"
+        acc = f", {top1:.1f}{unit}" if isinstance(top1, float) else ""
         label = f"{name} ({r['method']} {r['student']}, {r['dataset']}{acc})"
         out.append({**r, "name": name, "path": str(path), "label": label})
     return out

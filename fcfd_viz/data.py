@@ -20,6 +20,8 @@ from fcfd_viz.digits import DigitsDataset
 from fcfd_viz.errors import UserError
 
 DATASETS = ("digits", "digits-hard", "cifar10", "cifar100", "imagenet")
+# the datasets of ``--task detection`` (fcfd_viz.detection.data): boxes, not labels
+DETECTION_DATASETS = ("digit-boxes", "coco")
 
 
 @dataclass
@@ -33,7 +35,11 @@ class DataConfig:
     per ``subset_seed``; ``digits-hard`` is digits with ``subset=0.1`` for the student.
     """
 
-    dataset: str = setting("digits", "dataset", choices=DATASETS)
+    dataset: str = setting(
+        "digits",
+        "dataset (digit-boxes, coco: --task detection)",
+        choices=DATASETS + DETECTION_DATASETS,
+    )
     data_dir: str | None = setting(None, "folder with CIFAR / ImageNet data")
     download: bool = setting(False, "download CIFAR into --data-dir (needs internet)")
     image_size: int = setting(16, "digits / ImageNet image size (ImageNet: 224 when left at 16)")
@@ -45,7 +51,7 @@ class DataConfig:
 
     def validate(self) -> None:
         """Raise a one-line :class:`UserError` for a value no loader can use."""
-        checks.choice("--dataset", self.dataset, DATASETS)
+        checks.choice("--dataset", self.dataset, DATASETS + DETECTION_DATASETS)
         checks.integer("--batch-size", self.batch_size, 1)
         checks.integer("--image-size", self.image_size, 1)
         if self.num_workers is not None:

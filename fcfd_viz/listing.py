@@ -24,6 +24,7 @@ from fcfd_viz.runs import method_fields, parse_record
 STATES = ("running", "completed", "stopped", "interrupted", "failed", "diverged")
 FINAL = ("completed", "stopped", "interrupted", "failed", "diverged")
 METRICS = ("top1", "best_top1", "top5", "best_top5")  # a run's results, last and best epoch
+DET_METRICS = ("map", "best_map")  # a detection run's (--task detection), in percent
 _TAIL_MAX = 1 << 20  # look at most this far back for the last well-formed metrics line
 
 
@@ -106,7 +107,9 @@ def _describe(path: Path) -> dict:
     num = (int, float, type(None))
     top1 = _field(summ, "top1", num, "summary.json")
     top5 = _field(summ, "top5", num, "summary.json")
+    mean_ap = _field(summ, "map", num, "summary.json")
     return {
+        "task": _field(config, "task", (str,), "config.json", "classification"),
         "method": method if method is not None else "?",
         "student": _field(config, "student", (str,), "config.json", "?"),
         "teacher": _field(config, "teacher", (str, type(None)), "config.json"),
@@ -115,10 +118,13 @@ def _describe(path: Path) -> dict:
         "epochs": f"{done}/{total if total is not None else '?'}",
         "epochs_done": done,
         "epochs_total": total,
-        "top1": top1 if top1 is not None else (last["test_top1"] if last else None),
+        # a detection run's records have map, not test_top1 (fcfd_viz.detection.task)
+        "top1": top1 if top1 is not None or not last else _number(last.get("test_top1")),
         "best_top1": _field(summ, "best_top1", (int, float, type(None)), "summary.json"),
         "top5": top5 if top5 is not None or not last else _number(last.get("test_top5")),
         "best_top5": _field(summ, "best_top5", num, "summary.json"),
+        "map": mean_ap if mean_ap is not None or not last else _number(last.get("map")),
+        "best_map": _field(summ, "best_map", num, "summary.json"),
         "seconds": _field(summ, "seconds", (int, float, type(None)), "summary.json"),
         "state": live_state(status, summary),
         "error": _field(status, "error", (str,), "status.json"),
@@ -135,7 +141,8 @@ def run_row(path: str | os.PathLike) -> dict | None:
     row = {
         "run": str(path),
         "name": path.name,
-        **dict.fromkeys(("teacher", "seed", *METRICS, "seconds", "error")),
+        **dict.fromkeys(("teacher", "seed", *METRICS, *DET_METRICS, "seconds", "error")),
+        "task": "classification",
         **dict.fromkeys(("method", "student", "dataset", "epochs"), "?"),
         "epochs_done": 0,
         "epochs_total": None,
@@ -152,9 +159,10 @@ def run_row(path: str | os.PathLike) -> dict | None:
 def list_runs(root: str | os.PathLike) -> list[dict]:
     """One row per run directory under ``root`` (searched two levels deep), newest first.
 
-    Row keys: run, name, method, student, teacher, dataset, seed, epochs ("done/total"),
-    epochs_done, epochs_total, top1, best_top1, top5, best_top5, seconds, state, error,
-    mtime (top5: of ``min(5, classes)``; None for runs from before top-5). Never raises
+    Row keys: run, name, task, method, student, teacher, dataset, seed, epochs
+    ("done/total"), epochs_done, epochs_total, top1, best_top1, top5, best_top5, map,
+    best_map, seconds, state, error, mtime (top5: of ``min(5, classes)``; None for runs from
+    before top-5; map, best_map: mAP % of a detection run, None otherwise). Never raises
     on a malformed run: its row has state ``unreadable`` and the reason in ``error``.
     """
     root = Path(root)
@@ -231,6 +239,7 @@ def group_runs(root: str | os.PathLike) -> list[dict]:
 
 
 __all__ = [
+    "DET_METRICS",
     "FINAL",
     "METRICS",
     "STATES",

@@ -16,11 +16,12 @@ import torch
 from fcfd_viz import distill, models
 from fcfd_viz.callbacks import Callback
 from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint
-from fcfd_viz.data import DataConfig, batch_record, data_info, make_loaders
+from fcfd_viz.data import DETECTION_DATASETS, DataConfig, batch_record, data_info, make_loaders
 from fcfd_viz.errors import UserError
 from fcfd_viz.fsio import read_object
 from fcfd_viz.runs import Run, method_fields
 from fcfd_viz.runtime import dist_info, seed_everything
+from fcfd_viz.tasks import CLASSIFICATION
 from fcfd_viz.tracking import tracking_callbacks
 from fcfd_viz.train import Trainer
 from fcfd_viz.train_config import Diverged, TrainConfig, upgrade_train
@@ -28,6 +29,7 @@ from fcfd_viz.writer import check_target, open_run
 
 DEFAULT_TEACHER_ARCH = "resnet8x4"
 DEFAULT_TEACHER_EPOCHS = 15
+TASKS = ("classification", "detection")
 
 
 @dataclass
@@ -41,11 +43,17 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     method_kwargs: dict = field(default_factory=dict)  # knobs set; the rest take defaults
     weights: str | None = None  # the student's pretrained weights (tv_* archs), e.g. IMAGENET1K_V1
+    # classification (top-1) or detection (mAP: fcfd_viz.detection); config.json names
+    # it only for detection, so classification runs write what they always wrote
+    task: str = "classification"
 
     def to_dict(self, distiller=None) -> dict:
         """config.json: ``method`` (the name) and ``method_config`` (every knob, resolved by
-        ``distiller``'s config when given) beside student, teacher, data and train."""
+        ``distiller``'s config when given) beside student, teacher, data and train; ``task``
+        when it is not classification."""
         d = asdict(self)
+        if d["task"] == "classification":
+            del d["task"]
         if d["train"].get("amp") is None:  # the old name of precision: read, never written
             d["train"].pop("amp", None)
         knobs = d.pop("method_kwargs")
@@ -67,6 +75,7 @@ class ExperimentConfig:
             train=TrainConfig(**upgrade_train(d["train"])),
             method_kwargs=knobs,
             weights=d.get("weights"),
+            task=d.get("task", "classification"),
         )
 
 
@@ -90,6 +99,10 @@ def check_compatible(teacher_ckpt: dict, data_cfg: DataConfig) -> None:
 
 def build_distiller(cfg: ExperimentConfig):
     """Student, teacher and distiller for ``cfg`` (the student seeded by ``cfg.train.seed``)."""
+    if cfg.task == "detection":
+        from fcfd_viz.detection import task
+
+        return task.build_distiller(cfg)
     info = data_info(cfg.data)
     models.check_name(cfg.student)
     distill.method_class(cfg.method).check_teacher(cfg.teacher or None)
@@ -129,8 +142,19 @@ def validate(cfg: ExperimentConfig) -> None:
     method's knobs: the config field; ``fcfd distill`` checks its knob flags first)."""
     if not isinstance(cfg.method_kwargs, dict):
         raise UserError(f"method options must be an object, got {cfg.method_kwargs!r}")
+    if cfg.task not in TASKS:
+        raise UserError(f"--task must be one of {', '.join(TASKS)}, got {cfg.task!r}")
     cfg.train.validate()
     cfg.data.validate()
+    if cfg.task == "detection":
+        from fcfd_viz.detection import task
+
+        task.check(cfg)
+        return
+    if cfg.data.dataset in DETECTION_DATASETS:
+        raise UserError(
+            f"--dataset {cfg.data.dataset} is a detection dataset; add --task detection"
+        )
     distill.make_config(cfg.method, **cfg.method_kwargs)  # unknown knobs, bad values
 
 
@@ -173,15 +197,23 @@ def run_experiment(
         if cfg.train.device != "auto"
         else ("cuda" if torch.cuda.is_available() else "cpu")
     )
-    train_loader, test_loader, info = make_loaders(
-        cfg.data, seed=cfg.train.seed, rank=rank, world_size=world, device=device
-    )
+    task, shape = CLASSIFICATION, None
+    if cfg.task == "detection":
+        from fcfd_viz.detection import task as det
+
+        task, shape = det.DETECTION, det.input_shape(cfg.data)
+        train_loader, test_loader = det.make_loaders(cfg.data, cfg.train.seed, rank, world)
+    else:
+        train_loader, test_loader, info = make_loaders(
+            cfg.data, seed=cfg.train.seed, rank=rank, world_size=world, device=device
+        )
+        shape = list(info.input_shape)
     # what the run adds to the distiller's own state (method, model spec): see Trainer
     meta = {
         "teacher": cfg.teacher,
         "dataset": cfg.data.dataset,
         "seed": cfg.train.seed,
-        "input_shape": list(info.input_shape),
+        "input_shape": shape,
     }
     # the run directory is touched only once config, models and data are known good: a bad
     # option never leaves a half-made run, and --overwrite never deletes a run for nothing
@@ -200,6 +232,7 @@ def run_experiment(
             callbacks=[*(callbacks or []), *logs],
             meta=meta,
             progress=progress,
+            task=task,
         )
         if run is not None and not resume:
             # how the global batch was split and what precision ran: records, never read

@@ -13,6 +13,8 @@ A run directory holds::
     best.pt         best test top-1 so far
     summary.json    top1, best_top1, top5, best_top5 (top-min(5, classes)), epochs, seconds,
                     method, arch, student, teacher, dataset, seed
+                    (a detection run, config.json ``task: detection``: map, map_50, map_75
+                    in records and summary, best_map, best.pt by map; no top-1 / top-5)
     .writer.lock    held by the one process writing the run (see fcfd_viz.writer)
     writer.json     who holds it: pid, start time, command
 
@@ -50,6 +52,8 @@ JOBS_DIR = ".jobs"  # the job registry's folder inside a runs folder (fcfd_viz.j
 CACHE_DIR = ".cache"  # results kept for the app and `fcfd report` (reports.gap.student_gap)
 # fields every metrics line has, each a number (what the curves and the listing read)
 RECORD_NUMBERS = ("lr", "loss", "train_top1", "test_top1")
+# a detection run's lines (--task detection) have mAP instead of top-1 (fcfd_viz.detection.task)
+DETECTION_RECORD_NUMBERS = ("lr", "loss", "map")
 
 
 def parse_record(line: bytes | str) -> dict | None:
@@ -61,7 +65,8 @@ def parse_record(line: bytes | str) -> dict | None:
         return None
     if not isinstance(rec, dict) or not is_count(rec.get("epoch")) or rec["epoch"] < 1:
         return None
-    if not all(is_number(rec.get(k)) for k in RECORD_NUMBERS):
+    numbers = DETECTION_RECORD_NUMBERS if "map" in rec else RECORD_NUMBERS
+    if not all(is_number(rec.get(k)) for k in numbers):
         return None
     losses = rec.get("losses", {})
     if not isinstance(losses, dict) or not all(is_number(v) for v in losses.values()):

@@ -26,14 +26,13 @@ from fcfd_viz.runs import Run
 from fcfd_viz.runtime import (
     autocast_dtype,
     dist_info,
-    evaluate,
-    hits,
     join_process_group,
     resolve_device,
     runtime_line,
     runtime_record,
     seed_everything,
 )
+from fcfd_viz.tasks import CLASSIFICATION, Task
 from fcfd_viz.train_config import LOSS_LIMIT, Diverged, TrainConfig, lr_at
 
 
@@ -43,7 +42,9 @@ class Trainer:
     ``run`` (optional) receives config, metrics, checkpoints and summary; only rank 0 writes.
     ``meta`` (teacher, dataset, seed, input_shape: what the run adds to the distiller's own
     state) goes into every checkpoint and the summary. Under torchrun the distiller is
-    wrapped in DistributedDataParallel.
+    wrapped in DistributedDataParallel. ``task`` (:mod:`fcfd_viz.tasks`) says how batches
+    move and count, how the student is evaluated and which result is "best";
+    classification by default.
     """
 
     def __init__(
@@ -56,8 +57,10 @@ class Trainer:
         callbacks: list[Callback] | None = None,
         meta: dict | None = None,
         progress: bool = True,
+        task: Task = CLASSIFICATION,
     ) -> None:
         cfg.validate()
+        self.task = task
         self.cfg, self.run, self.meta = cfg, run, dict(meta or {})
         self.callbacks = list(callbacks or [])
         self.train_loader, self.test_loader = train_loader, test_loader
@@ -92,8 +95,8 @@ class Trainer:
             self.model = DDP(self.distiller, device_ids=ids, find_unused_parameters=True)
         if cfg.compile:
             self.model = torch.compile(self.model)
-        self.start_epoch, self.best_top1, self.elapsed = 0, 0.0, 0.0
-        self.best_top5: float | None = None
+        self.start_epoch, self.elapsed = 0, 0.0
+        self.best = task.initial_best()  # best_top1, best_top5 (classification)
         self.history: list[dict] = []
         self.stop_requested = False
         self.progress = progress
@@ -108,8 +111,7 @@ class Trainer:
             **state,
             **self.meta,
             "epoch": epoch,
-            "best_top1": self.best_top1,
-            "best_top5": self.best_top5,
+            **self.best,
             "elapsed": self.elapsed,
             # the epoch's metrics line: a kill between last.pt and metrics.jsonl loses nothing
             "record": self.history[-1] if self.history else None,
@@ -125,17 +127,15 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if "scaler" in ckpt:
             self.scaler.load_state_dict(ckpt["scaler"])
-        self.start_epoch, self.best_top1 = int(ckpt["epoch"]), float(ckpt["best_top1"])
+        self.start_epoch = int(ckpt["epoch"])
         self.elapsed = float(ckpt.get("elapsed", 0.0))
-        self.best_top5 = ckpt.get("best_top5")  # None in checkpoints from before top-5
+        self.best = self.task.best_from(ckpt)
         if self.run is not None:
             self.history = self.run.restore_metrics(self.start_epoch, ckpt.get("record"))
 
     # -- the loop -------------------------------------------------------------------------
-    def _step(self, x: Tensor, y: Tensor) -> dict[str, float]:
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+    def _step(self, x, y) -> dict[str, float]:
+        x, y = self.task.to_device(x, y, self.device, self.channels_last)
         ctx = (
             torch.autocast(self.device.type, dtype=self.amp_dtype)
             if self.amp_dtype
@@ -153,8 +153,8 @@ class Trainer:
         self.scaler.update()
         out = {k: v.detach() for k, v in losses.items()}
         out["loss"] = loss.detach()
-        out["_correct"], out["_correct5"] = hits(logits.detach(), y)
-        out["_count"] = torch.tensor(len(y), device=self.device)
+        out.update(self.task.step_stats(logits, y))
+        out["_count"] = torch.tensor(self.task.count(y), device=self.device)
         return out
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -179,7 +179,7 @@ class Trainer:
         for step, (x, y) in enumerate(bar):
             out = self._step(x, y)
             for k, v in out.items():
-                sums[k] += v * (len(y) if not k.startswith("_") else 1)
+                sums[k] += v * (self.task.count(y) if not k.startswith("_") else 1)
             steps += 1
             for cb in self.callbacks:
                 cb.on_step_end(
@@ -193,13 +193,12 @@ class Trainer:
             dist.all_reduce(vec)
         tot = dict(zip(names, vec.tolist()))
         n = max(1.0, tot.pop("_count"))
-        correct, correct5 = tot.pop("_correct"), tot.pop("_correct5")
+        trained = self.task.train_record(tot, n)  # pops its sums (classification: hits)
         rec = {
             "lr": lr,
             "loss": tot.pop("loss") / n,
             "losses": {k: v / n for k, v in tot.items()},
-            "train_top1": 100.0 * correct / n,
-            "train_top5": 100.0 * correct5 / n,
+            **trained,
             "steps": steps,
         }
         return rec
@@ -238,17 +237,16 @@ class Trainer:
                 # previous one, so --resume replays this epoch exactly as an uninterrupted run
                 break
             student, at = self.distiller.student, (self.test_loader, self.device, self.amp_dtype)
-            acc = evaluate(student, *at) if self.rank == 0 else None  # rank 0 alone tests
-            test_top1, test_top5 = (acc.top1, acc.top5) if acc else (0.0, 0.0)
+            # rank 0 alone tests
+            tested = self.task.evaluate(student, *at) if self.rank == 0 else self.task.no_eval()
             seconds = time.perf_counter() - t0
             self.elapsed += seconds
-            rec = {"epoch": epoch + 1, **rec, "test_top1": test_top1, "test_top5": test_top5}
+            rec = {"epoch": epoch + 1, **rec, **tested}
             rec["seconds"] = seconds
-            self.best_top5 = max(test_top5, self.best_top5 or 0.0)
+            self.task.track(self.best, rec)
             self.history.append(rec)
             if writer is not None:
-                if test_top1 > self.best_top1:
-                    self.best_top1 = test_top1
+                if self.task.improved(self.best, rec):
                     save_checkpoint(
                         writer.file("best.pt"), self.checkpoint(epoch + 1, with_optimizer=False)
                     )
@@ -282,16 +280,13 @@ class Trainer:
             raise Diverged("the weights became NaN or infinite")
 
     def summary(self) -> dict:
-        """summary.json: results (top-1, top-5: last and best epoch), the method's name, the
-        student's arch (under ``arch`` and ``student``, both documented keys, from the one
-        model) and class count, and meta."""
+        """summary.json: results (the task's: top-1, top-5 or mAP, last and best epoch), the
+        method's name, the student's arch (under ``arch`` and ``student``, both documented
+        keys, from the one model) and class count, and meta."""
         last = self.history[-1] if self.history else {}
         student = self.distiller.student
         return {
-            "top1": last.get("test_top1"),
-            "best_top1": self.best_top1,
-            "top5": last.get("test_top5"),
-            "best_top5": self.best_top5,
+            **self.task.summary(last, self.best, student),
             "epochs": len(self.history),
             "seconds": round(self.elapsed, 3),
             "stopped": self.stop_requested,

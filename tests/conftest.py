@@ -87,6 +87,44 @@ def runs_root(tmp_path_factory) -> Path:
     return build_runs(tmp_path_factory.mktemp("app-runs"))
 
 
+DET_RUNS = ("teacher", "kd", "fcfd")  # RUNS/det/<name>: a detection teacher and students
+
+
+def build_det_runs(root: Path) -> Path:
+    """Tiny detection runs in ``root/det``: a det_resnet10 teacher (ce) and its kd and fcfd
+    det_resnet10 students, 1 epoch on 8 canvases (batch 4), evaluated on 8 test canvases."""
+    from fcfd_viz.data import DataConfig
+    from fcfd_viz.detection import data as det_data
+    from fcfd_viz.pipeline import ExperimentConfig, run_experiment
+    from fcfd_viz.train_config import TrainConfig
+
+    def cfg(method: str, teacher: Path | None = None) -> ExperimentConfig:
+        return ExperimentConfig(
+            method=method,
+            student="det_resnet10",
+            teacher=str(teacher) if teacher else None,
+            data=DataConfig(dataset="digit-boxes", batch_size=4, subset=0.008),
+            train=TrainConfig(epochs=1, device="cpu", seed=0, lr=0.01, weight_decay=1e-4),
+            task="detection",
+        )
+
+    teacher = root / "det" / "teacher"
+    with pytest.MonkeyPatch.context() as mp, threads(1):
+        mp.setattr(det_data, "TEST_CANVASES", 8)
+        run_experiment(cfg("ce"), teacher, progress=False, tensorboard=False)
+        for method in DET_RUNS[1:]:
+            run_experiment(
+                cfg(method, teacher), root / "det" / method, progress=False, tensorboard=False
+            )
+    return root
+
+
+@pytest.fixture(scope="session")
+def det_runs(tmp_path_factory) -> Path:
+    """The shared tiny detection runs of :func:`build_det_runs` (read-only for tests)."""
+    return build_det_runs(tmp_path_factory.mktemp("det-runs"))
+
+
 TINY_MODEL_MODULE = """
 from torch import nn
 

@@ -223,3 +223,30 @@ def test_runs_group_by_config_but_seed_with_mean_and_std(tmp_path: Path, capsys)
     assert "92.00 ± 2.00" in lines[1] and "99.50 ± 0.50" in lines[1]
     assert lines[1].endswith("ce-s0, ce-s1, ce-s2")
     assert "50.00 " in lines[2] and "±" not in lines[2]
+
+
+def test_detection_runs_list_their_map(tmp_path: Path, capsys):
+    root = tmp_path / "runs"
+    det = {**CONFIG, "task": "detection", "student": "det_resnet10"}
+    det["data"] = {"dataset": "digit-boxes"}
+    record = {"epoch": 1, "lr": 0.1, "loss": 1.0, "losses": {}, "map": 12.5, "map_50": 30.0,
+              "map_75": 10.0, "seconds": 1.0}  # fmt: skip
+    summary = {"map": 12.5, "best_map": 14.25, "task": "detection", "seconds": 2.0}
+    make_run(
+        root, "det-done", {"config.json": json.dumps(det), "summary.json": json.dumps(summary)}
+    )
+    make_run(
+        root,
+        "det-going",
+        {"config.json": json.dumps(det), "metrics.jsonl": json.dumps(record) + "\n"},
+    )
+    make_run(root, "clf", {"metrics.jsonl": json.dumps(RECORD) + "\n"})
+    rows = {r["name"]: r for r in list_runs(root)}
+    assert rows["det-done"]["task"] == "detection" and rows["clf"]["task"] == "classification"
+    assert (rows["det-done"]["map"], rows["det-done"]["best_map"]) == (12.5, 14.25)
+    assert rows["det-going"]["map"] == 12.5  # from the last metrics line, before the summary
+    assert rows["det-done"]["top1"] is None and rows["clf"]["map"] is None
+    assert main(["runs", str(root)]) == 0
+    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()}
+    assert "12.50 mAP  14.25 mAP" in lines["det-done"] and "12.50 mAP" in lines["det-going"]
+    assert "60.00" in lines["clf"] and "mAP" not in lines["clf"]

@@ -35,6 +35,7 @@ EXPECTED = [
     "03_functional_gap.ipynb",
     "04_bring_your_own_model.ipynb",
     "05_cifar100_reproduction.ipynb",
+    "06_detection.ipynb",
 ]
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 CELL_TIMEOUT = 900  # seconds per cell: generous, the CI box may be shared
@@ -249,3 +250,18 @@ def test_05_cifar100_reproduction(kernel_specs, runs_dir, tmp_path):
     for who in ("teacher resnet32x4 (ce)", "student resnet8x4 (kd)", "student resnet8x4 (fcfd)"):
         assert f"{who}: code path OK" in text
     assert "resnet32x4-resnet8x4: kd 73.33%, fcfd 76.62%" in text
+
+
+@pytest.mark.slow
+def test_06_detection(kernel_specs, runs_dir, tmp_path):
+    path = NOTEBOOK_DIR / "06_detection.ipynb"
+    _, text, seconds = execute(path, smoke_params(runs_dir), kernel_specs, tmp_path)
+    assert "1000 training and 8 test canvases of 64 px" in text  # smoke: 8 test canvases
+    for key in ("teacher", "kd", "fcfd"):
+        assert re.search(rf"^{key}\s+det_resnet10: test mAP [0-9.]+%", text, re.M), key
+    assert re.search(r"loss terms: app/p2, app/p3, .*roi_kd/st, roi_kd/ts", text)
+    assert "8 test canvases" in text
+    for view in ("kd (fitted)", "fcfd (own bridges)", "fcfd (fitted)"):
+        assert re.search(rf"^{re.escape(view)}\s+appearance", text, re.M), view
+    assert "has the smallest functional gap" in text
+    assert (runs_dir / "short-1ep" / "det-digits" / "fcfd" / "summary.json").exists()

@@ -28,6 +28,7 @@ def short(path: str | None) -> str | None:
     return p.relative_to(r).as_posix() if r in p.parents else path
 
 
+detection = any(j.row.get("task") == "detection" for j in all_jobs)
 rows = [
     {
         "run": j.name,
@@ -39,13 +40,15 @@ rows = [
         "top1": j.top1,
         "best_top1": j.row.get("best_top1"),
         "top5": j.row.get("top5"),
+        # detection runs (--task detection): mAP % where classification has top-1
+        **({"mAP": j.row.get("map"), "best_mAP": j.row.get("best_map")} if detection else {}),
         "seconds": j.row.get("seconds"),
         "teacher": short(j.row.get("teacher")),
     }
     for j in all_jobs
 ]
 num = st.column_config.NumberColumn
-cols = {k: num(format="%.2f") for k in ("top1", "best_top1", "top5")} | {
+cols = {k: num(format="%.2f") for k in ("top1", "best_top1", "top5", "mAP", "best_mAP")} | {
     "seconds": num(format="%.0f")
 }
 st.dataframe(rows, hide_index=True, width="stretch", column_config=cols)
@@ -59,7 +62,8 @@ state.keep_valid("r_cmp", names)
 chosen = c1.multiselect("Runs", names, default=default, key="r_cmp")
 runs = {state.run_label(by_name[n]): state.metrics(root / n) for n in chosen}
 terms = sorted({k for m in runs.values() for r in m for k in (r.get("losses") or {})})
-metric = c2.selectbox("Second metric", ["loss", *terms, "train_top1"], key="r_metric")
+maps = ["map", "map_50"] if any("map" in r for m in runs.values() for r in m) else []
+metric = c2.selectbox("Second metric", ["loss", *maps, *terms, "train_top1"], key="r_metric")
 left, right = st.columns(2)
 left.plotly_chart(viz.accuracy_curves_figure(runs), key="r_acc")
 right.plotly_chart(viz_app.metric_compare_figure(runs, metric), key="r_metric_fig")

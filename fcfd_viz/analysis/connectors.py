@@ -19,6 +19,10 @@ data (cumulative average, no gradient), so the eval-mode bridge matches what it 
 The frozen networks' features are computed once (one pass over the loader, whatever
 augmentation that pass draws) and cached when they fit in ``cache_mb``; every epoch then
 costs only the bridges. Otherwise both networks run again at every epoch.
+
+The loop itself (:func:`fit_bridges` over :class:`FeaturePairs`) knows no network: features
+may be lists by stage or dicts by FPN level, so detectors' post-hoc connectors
+(:mod:`fcfd_viz.detection.gap`) are fitted by the same rule.
 """
 
 from __future__ import annotations
@@ -81,22 +85,38 @@ def new_bridges(
     return s2t, t2s
 
 
-class _Features:
-    """Frozen teacher/student stage features over a loader: cached or recomputed per epoch."""
+Feats = list[Tensor] | dict[str, Tensor]  # one network's features, by stage or level
 
-    def __init__(self, teacher, student, loader, input_shape, cfg: FitConfig, device) -> None:
-        self.teacher, self.student, self.loader, self.device = teacher, student, loader, device
+
+def _keys(f) -> list:
+    return list(f.keys()) if isinstance(f, dict) else list(range(len(f)))
+
+
+def _pick(f, idx):  # rows ``idx`` of every feature
+    return {k: v[idx] for k, v in f.items()} if isinstance(f, dict) else [v[idx] for v in f]
+
+
+def _rows(f) -> int:
+    return len(f[_keys(f)[0]])
+
+
+class FeaturePairs:
+    """Frozen teacher/student features over a loader, cached or recomputed per epoch.
+
+    ``extract(batch) -> (teacher features, student features)``, each a list (by stage) or a
+    dict (by FPN level) of (B, ...) tensors; ``per_image`` the floats of both per image (the
+    cache holds ``n * per_image`` floats when that fits ``cfg.cache_mb``).
+    """
+
+    def __init__(self, extract, loader, per_image: int, cfg: FitConfig) -> None:
+        self.extract, self.loader = extract, loader
         self.batch_size = cfg.batch_size
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.seed, self.passes = cfg.seed, 0
-        per_image = sum(
-            math.prod(s)
-            for s in teacher.feature_shapes(input_shape) + student.feature_shapes(input_shape)
-        )
         n = len(loader.dataset) if hasattr(loader, "dataset") else None
         self.cached = n is not None and n * per_image * 4 / 2**20 <= cfg.cache_mb
-        self.t: list[Tensor] = []
-        self.s: list[Tensor] = []
+        self.t: Feats = []
+        self.s: Feats = []
         self.n = 0
         if self.cached:
             ts, ss = [], []
@@ -105,35 +125,125 @@ class _Features:
                 ss.append(s)
             if not ts:
                 raise UserError("the training loader for the connector fit is empty")
-            self.t = [torch.cat([b[k] for b in ts]) for k in range(len(ts[0]))]
-            self.s = [torch.cat([b[k] for b in ss]) for k in range(len(ss[0]))]
-            self.n = len(self.t[0])
+            self.t, self.s = self._cat(ts), self._cat(ss)
+            self.n = _rows(self.t)
+
+    @staticmethod
+    def _cat(batches: list) -> Feats:
+        out = {k: torch.cat([b[k] for b in batches]) for k in _keys(batches[0])}
+        return out if isinstance(batches[0], dict) else list(out.values())
 
     @torch.no_grad()
-    def _from_loader(self) -> Iterator[tuple[list[Tensor], list[Tensor]]]:
+    def _from_loader(self) -> Iterator[tuple[Feats, Feats]]:
         # the training split's augmentation draws from torch's global generator: seed it for
         # the pass (and give the caller's state back), so a fit is a function of cfg.seed
         self.passes += 1
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed * 100_003 + self.passes)
             for batch in self.loader:
-                x = batch[0].to(self.device)
-                yield self.teacher.forward_features(x), self.student.forward_features(x)
+                yield self.extract(batch)
 
-    def epoch(self, shuffle: bool = True) -> Iterator[tuple[list[Tensor], list[Tensor]]]:
+    def epoch(self, shuffle: bool = True) -> Iterator[tuple[Feats, Feats]]:
         if not self.cached:
             n = 0
             for t, s in self._from_loader():
-                n += len(t[0])
+                n += _rows(t)
                 yield t, s
             self.n = n
             return
         order = (
             torch.randperm(self.n, generator=self.gen) if shuffle else torch.arange(self.n)
-        ).to(self.t[0].device)
+        ).to(self.t[_keys(self.t)[0]].device)
         for i in range(0, self.n, self.batch_size):
             idx = order[i : i + self.batch_size]
-            yield [f[idx] for f in self.t], [f[idx] for f in self.s]
+            yield _pick(self.t, idx), _pick(self.s, idx)
+
+
+def _staged_pairs(teacher, student, loader, input_shape, cfg: FitConfig, device) -> FeaturePairs:
+    """:class:`FeaturePairs` of two staged nets' stage features (lists by stage)."""
+    per_image = sum(
+        math.prod(s)
+        for s in teacher.feature_shapes(input_shape) + student.feature_shapes(input_shape)
+    )
+
+    def extract(batch):
+        x = batch[0].to(device)
+        return teacher.forward_features(x), student.forward_features(x)
+
+    return FeaturePairs(extract, loader, per_image, cfg)
+
+
+# one bridge to fit: (name, bridge, its source is the teacher?, stage index or level key)
+FitTask = tuple[str, nn.Module, bool, "int | str"]
+
+
+def fit_bridges(
+    tasks: list[FitTask],
+    feats: FeaturePairs,
+    cfg: FitConfig,
+    progress: bool = False,
+    desc: str = "fit connectors",
+) -> FitInfo:
+    """Fit every bridge of ``tasks`` to the MSE between its source and target features of
+    ``feats`` (Adam, one learning rate and one stopping rule per bridge: the module
+    docstring), then re-estimate their BN statistics and freeze them (eval mode). ``cfg``
+    is already validated; returns the fit record."""
+    t0 = time.perf_counter()
+    for _, b, _, _ in tasks:
+        b.train()
+    opt = torch.optim.Adam(
+        [{"params": list(b.parameters()), "lr": cfg.lr} for _, b, _, _ in tasks],
+        weight_decay=cfg.weight_decay,
+    )
+    rules = [_Plateau(cfg, g) for g in opt.param_groups]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.max_epochs, desc=desc, unit="epoch", leave=False)
+    try:
+        for _ in range(cfg.max_epochs):
+            active = [j for j, r in enumerate(rules) if not r.done]
+            if not active:
+                break
+            sums = torch.zeros(len(tasks), dtype=torch.float64)
+            count = 0
+            for t, s in feats.epoch():
+                opt.zero_grad(set_to_none=True)
+                total = 0.0
+                for j in active:
+                    _, bridge, from_t, k = tasks[j]
+                    src, dst = (t[k], s[k]) if from_t else (s[k], t[k])
+                    loss = F.mse_loss(bridge(src), dst)
+                    total = total + loss
+                    sums[j] += loss.detach().double().cpu() * len(src)
+                total.backward()
+                opt.step()
+                count += _rows(t)
+            for j in active:
+                rules[j].update(float(sums[j] / max(1, count)))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(active=len(active), loss=f"{float(sums.sum() / max(1, count)):.4g}")
+    finally:
+        if bar is not None:
+            bar.close()
+    # each bridge's running BN statistics: the average over one pass of the fit data
+    with cumulative_running_stats([b for _, b, _, _ in tasks]):
+        for t, s in feats.epoch(shuffle=False):
+            for _, bridge, from_t, k in tasks:
+                bridge(t[k] if from_t else s[k])
+    for _, b, _, _ in tasks:
+        freeze(b.eval())
+    return FitInfo(
+        bridges={
+            name: BridgeFit(r.curve, r.done, r.drop_epochs) for (name, *_), r in zip(tasks, rules)
+        },
+        num_images=feats.n,
+        cached=feats.cached,
+        seconds=time.perf_counter() - t0,
+        config=cfg,
+    )
 
 
 def fit_connectors(
@@ -155,68 +265,16 @@ def fit_connectors(
     t0 = time.perf_counter()
     device = next(teacher.parameters()).device
     s2t, t2s = new_bridges(teacher, student, input_shape, cfg.seed)
-    s2t.to(device).train()
-    t2s.to(device).train()
-    # (name, bridge, source is teacher?, stage)
-    tasks = [(f"s2t/{k}", b, False, int(k)) for k, b in s2t.items()]
+    s2t.to(device)
+    t2s.to(device)
+    tasks: list[FitTask] = [(f"s2t/{k}", b, False, int(k)) for k, b in s2t.items()]
     tasks += [(f"t2s/{k}", b, True, int(k)) for k, b in t2s.items()]
-    opt = torch.optim.Adam(
-        [{"params": list(b.parameters()), "lr": cfg.lr} for _, b, _, _ in tasks],
-        weight_decay=cfg.weight_decay,
-    )
-    rules = [_Plateau(cfg, g) for g in opt.param_groups]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.max_epochs, desc=desc, unit="epoch", leave=False)
     with frozen(teacher), frozen(student):
-        feats = _Features(teacher, student, loader, input_shape, cfg, device)
-        try:
-            for _ in range(cfg.max_epochs):
-                active = [j for j, r in enumerate(rules) if not r.done]
-                if not active:
-                    break
-                sums = torch.zeros(len(tasks), dtype=torch.float64)
-                count = 0
-                for t, s in feats.epoch():
-                    opt.zero_grad(set_to_none=True)
-                    total = 0.0
-                    for j in active:
-                        _, bridge, from_t, k = tasks[j]
-                        src, dst = (t[k], s[k]) if from_t else (s[k], t[k])
-                        loss = F.mse_loss(bridge(src), dst)
-                        total = total + loss
-                        sums[j] += loss.detach().double().cpu() * len(src)
-                    total.backward()
-                    opt.step()
-                    count += len(t[0])
-                for j in active:
-                    rules[j].update(float(sums[j] / max(1, count)))
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(
-                        active=len(active), loss=f"{float(sums.sum() / max(1, count)):.4g}"
-                    )
-        finally:
-            if bar is not None:
-                bar.close()
-        # each bridge's running BN statistics: the average over one pass of the fit data
-        with cumulative_running_stats([b for _, b, _, _ in tasks]):
-            for t, s in feats.epoch(shuffle=False):
-                for _, bridge, from_t, k in tasks:
-                    bridge(t[k] if from_t else s[k])
+        feats = _staged_pairs(teacher, student, loader, input_shape, cfg, device)
+        info = fit_bridges(tasks, feats, cfg, progress, desc)
     freeze(s2t.eval())
     freeze(t2s.eval())
-    info = FitInfo(
-        bridges={
-            name: BridgeFit(r.curve, r.done, r.drop_epochs) for (name, *_), r in zip(tasks, rules)
-        },
-        num_images=feats.n,
-        cached=feats.cached,
-        seconds=time.perf_counter() - t0,
-        config=cfg,
-    )
+    info.seconds = time.perf_counter() - t0
     return s2t, t2s, info
 
 

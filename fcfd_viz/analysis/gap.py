@@ -255,7 +255,7 @@ class FunctionalGap(Analysis[GapResult]):
                         f = s2t[str(k)](s_feats[k])
                         app[v][i] += float((f - t_feats[k]).double().pow(2).mean((1, 2, 3)).sum())
                         out = teacher.forward_from(f, k + 1)
-                        func[v][i] += float(_kl(out, t_logp).sum())
+                        func[v][i] += float(kl_rows(out, t_logp).sum())
                         if k < n - 1:
                             correct[v][MixedPath(k, "s2t", n).name] += int(
                                 (out.argmax(1) == y).sum()
@@ -263,7 +263,7 @@ class FunctionalGap(Analysis[GapResult]):
                         if t2s is not None and str(k) in t2s:
                             with bn_regime([student], bn):  # the tail after a bridge
                                 out = student.forward_from(t2s[str(k)](t_feats[k]), k + 1)
-                            rev[v][i] += float(_kl(out, t_logp).sum())
+                            rev[v][i] += float(kl_rows(out, t_logp).sum())
                             correct[v][MixedPath(k, "t2s", n).name] += int(
                                 (out.argmax(1) == y).sum()
                             )
@@ -289,7 +289,7 @@ class FunctionalGap(Analysis[GapResult]):
         return res
 
 
-def _kl(logits: Tensor, ref_logp: Tensor) -> Tensor:
+def kl_rows(logits: Tensor, ref_logp: Tensor) -> Tensor:
     """Per-row ``KL(softmax(logits) || exp(ref_logp))`` in float64, clamped at 0."""
     logp = torch.log_softmax(logits.double(), -1)
     return (logp.exp() * (logp - ref_logp)).sum(-1).clamp_min(0)

@@ -104,7 +104,7 @@ def load_students(
                 "data": _run_data(c["path"]),
             }
         )
-    names = _labels(metas, labels)
+    names = student_labels(metas, labels)
     students, bridges = {}, {}
     for name, c in zip(names, ckpts):
         net = model_from_checkpoint(c)
@@ -134,7 +134,9 @@ def _run_data(ckpt_path: str) -> dict | None:
         return None
 
 
-def _labels(metas: list[dict], labels: Sequence[str] | None) -> list[str]:
+def student_labels(metas: list[dict], labels: Sequence[str] | None) -> list[str]:
+    """One distinct label per student (``metas``: path, method, seed): ``labels`` when
+    given, else the method, then ``-s<seed>``, the run name or an index for duplicates."""
     if labels is not None:
         labels = list(labels)
         if len(labels) != len(metas) or len(set(labels)) != len(labels):

@@ -31,6 +31,17 @@ def add_config_arg(p: argparse.ArgumentParser, precedence: str = PRECEDENCE) -> 
     )
 
 
+def add_task_arg(p: argparse.ArgumentParser) -> None:
+    """``--task classification|detection`` (detection: :mod:`fcfd_viz.detection`)."""
+    p.add_argument(
+        "--task",
+        default=None,
+        choices=("classification", "detection"),
+        help="classification (default; top-1) or detection (Faster R-CNN + FPN, mAP; "
+        "datasets digit-boxes, coco)",
+    )
+
+
 def add_run_args(p: argparse.ArgumentParser) -> None:
     """Where a training command writes (help group ``output``)."""
     g = p.add_argument_group("output")
@@ -97,7 +108,14 @@ def print_summary(summary: dict, out) -> None:
     if int(os.environ.get("RANK", 0)) != 0:
         return
     what = f"{summary['method']} {summary['student']} on {summary['dataset']}"
-    if summary.get("top1") is None:
+    if summary.get("task") == "detection" and summary.get("map") is not None:
+        state = f"stopped after {summary['epochs']} epochs, " if summary.get("stopped") else ""
+        print(
+            f"{what}: {state}test mAP {summary['map']:.2f}% (AP50 {summary['map_50']:.2f}%, "
+            f"best mAP {summary['best_map']:.2f}%) in {summary['seconds']:.0f} s -> {out}"
+        )
+        return
+    if summary.get("top1") is None and summary.get("map") is None:
         print(f"{what}: stopped before the first epoch ended -> {out}")
         return
     state = f"stopped after {summary['epochs']} epochs, " if summary.get("stopped") else ""

@@ -20,7 +20,7 @@ from fcfd_viz.errors import UserError
 from fcfd_viz.train_config import TrainConfig, upgrade_train
 
 SECTIONS = {"data": DataConfig, "train": TrainConfig}
-TOP = ("method", "student", "teacher", "weights", "method_config")
+TOP = ("method", "student", "teacher", "weights", "method_config", "task")
 RECORDS = (
     "distributed",
     "runtime",
@@ -153,15 +153,20 @@ def merge(*layers: dict) -> dict:
     return out
 
 
-def check_knobs(method: str, knobs: dict, origin: str, command: str) -> dict:
+def check_knobs(
+    method: str, knobs: dict, origin: str, command: str, task: str = "classification"
+) -> dict:
     """The knobs of ``knobs`` that ``method`` takes; a note names those it lacks (knobs of
-    other methods), a UserError a name no method has. ``origin`` names where they come from."""
+    other methods), a UserError a name no method has. ``origin`` names where they come from;
+    ``task`` which methods (``detection``: :mod:`fcfd_viz.detection.methods`)."""
     import sys
 
     from fcfd_viz import distill
+    from fcfd_viz.detection import methods as det_methods
 
-    everyone = {k.name for k in distill.knobs()}
-    own = {k.name: k for k in distill.knobs(method)}
+    everyone = {k.name for k in distill.knobs()} | {k.name for k in det_methods.knobs()}
+    registry = det_methods if task == "detection" else distill
+    own = {k.name: k for k in registry.knobs(method)}
     for name in knobs:
         if name not in everyone:
             valid = ", ".join(sorted(own)) or "none"
@@ -191,4 +196,5 @@ def experiment(layer: dict):
         train=TrainConfig(**layer["train"]),
         method_kwargs=layer["method_config"],
         weights=layer.get("weights"),
+        task=layer.get("task") or "classification",
     )

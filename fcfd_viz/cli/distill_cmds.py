@@ -9,6 +9,7 @@ from fcfd_viz.cli.common import (
     add_config_arg,
     add_data_args,
     add_run_args,
+    add_task_arg,
     add_train_args,
     file_layer,
     print_summary,
@@ -21,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("distill", help="distil a student from a teacher checkpoint")
     add_config_arg(p)
+    add_task_arg(p)
     g = p.add_argument_group("method")
     g.add_argument(
         "--method",
@@ -36,8 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--preset",
         default=None,
-        help="named preset (`fcfd presets` lists them); also a `preset:` key of --config, "
-        "which this flag overrides",
+        help="named preset (`fcfd presets` lists them; a detection preset implies --task "
+        "detection); also a `preset:` key of --config, which this flag overrides",
     )
     add_knob_args(p)
     add_data_args(p)
@@ -49,14 +51,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_presets)
 
 
+def all_knobs() -> list:
+    """Every knob of classification's and detection's methods, once each by name."""
+    from fcfd_viz.detection import methods as det_methods
+    from fcfd_viz.distill import knobs
+
+    seen = {k.name: k for k in knobs()}
+    for k in det_methods.knobs():
+        seen.setdefault(k.name, k)
+    return list(seen.values())
+
+
 def add_knob_args(p: argparse.ArgumentParser) -> None:
-    """A flag per method knob (:func:`fcfd_viz.distill.knobs`), grouped by the methods that
-    take it, each with its help, type, bounds and default. Defaults are None here, so a
-    preset or the method's config fills what the user left out."""
+    """A flag per method knob (:func:`fcfd_viz.distill.knobs`, then the detection-only ones
+    of :func:`fcfd_viz.detection.methods.knobs`), grouped by the methods that take it, each
+    with its help, type, bounds and default. Defaults are None here, so a preset or the
+    method's config fills what the user left out."""
+    from fcfd_viz.detection import methods as det_methods
     from fcfd_viz.distill import knobs, method_names
 
     everyone = tuple(method_names())
     groups: dict[tuple, argparse._ArgumentGroup] = {}
+    classification = {k.name for k in knobs()}
     for k in knobs():
         if k.methods not in groups:
             who = "every method" if k.methods == everyone else ", ".join(k.methods)
@@ -72,6 +88,18 @@ def add_knob_args(p: argparse.ArgumentParser) -> None:
             metavar = None if k.choices else k.type.__name__.upper()
             kind = {"type": k.type, "choices": k.choices, "metavar": metavar}
         groups[k.methods].add_argument(k.flag, dest=k.name, default=None, help=text, **kind)
+    g = p.add_argument_group("method knobs of --task detection only")
+    for k in det_methods.knobs():
+        if k.name not in classification:  # shared names (temperature, kd_weight): one flag
+            text = f"{k.help} ({k.describe()}, default {k.default})".replace("%", "%%")
+            g.add_argument(
+                k.flag,
+                dest=k.name,
+                default=None,
+                type=k.type,
+                metavar=k.type.__name__.upper(),
+                help=text,
+            )
 
 
 def build_config(args: argparse.Namespace):
@@ -79,12 +107,22 @@ def build_config(args: argparse.Namespace):
     and the preset (None without one). ``--preset`` overrides the file's ``preset:``."""
     from fcfd_viz import distill
     from fcfd_viz.cli.config_file import check_knobs, experiment, flags_layer, merge
+    from fcfd_viz.detection import methods as det_methods
     from fcfd_viz.distill import presets
+    from fcfd_viz.errors import UserError
 
     file = file_layer(args, extra=("preset",))
     name = args.preset or file.pop("preset", None)
     preset = presets.load(name) if name else None
+    task = args.task or file.get("task") or (preset.task if preset else "classification")
+    if preset and preset.task != task:
+        raise UserError(
+            f"preset {name} is a {preset.task} preset, but the task is {task}; drop --task "
+            f"or pick a {task} preset (`fcfd presets`)"
+        )
     method = args.method or file.get("method") or (preset.method if preset else "fcfd")
+    registry = det_methods if task == "detection" else distill
+    registry.method_class(method)  # --task detection --method fitnet: one line, now
     from_preset = {}
     if preset:
         data = {"dataset": preset.dataset, **preset.data}
@@ -92,11 +130,12 @@ def build_config(args: argparse.Namespace):
         from_preset["method_config"] = preset.knobs_for(method)  # one preset serves every method
     if file:
         knobs = file.get("method_config", {})
-        file["method_config"] = check_knobs(method, knobs, f"--config {args.config}", "distill")
+        origin = f"--config {args.config}"
+        file["method_config"] = check_knobs(method, knobs, origin, "distill", task)
     flags = {**flags_layer(args), "student": args.student, "teacher": args.teacher}
-    own = {k.name: k for k in distill.knobs(method)}
+    own = {k.name: k for k in registry.knobs(method)}
     flags["method_config"] = {}
-    for k in distill.knobs():
+    for k in all_knobs():
         value = getattr(args, k.name)
         if value is None:
             continue
@@ -107,7 +146,13 @@ def build_config(args: argparse.Namespace):
             continue
         own[k.name].check(value, k.flag)  # the error names the flag the user typed
         flags["method_config"][k.name] = value
-    layer = merge({"student": "resnet8"}, from_preset, file, flags, {"method": method})
+    if task == "detection":
+        from fcfd_viz.detection.task import DEFAULT_STUDENT
+
+        defaults = {"student": DEFAULT_STUDENT, "data": {"dataset": "digit-boxes", "batch_size": 8}}
+    else:
+        defaults = {"student": "resnet8"}
+    layer = merge(defaults, from_preset, file, flags, {"method": method, "task": task})
     return experiment(layer), preset
 
 
@@ -131,7 +176,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 def cmd_presets(args: argparse.Namespace) -> int:
     from fcfd_viz.distill import presets
 
-    for name in presets.names():
+    for name in presets.names() + presets.detection_names():
         p = presets.load(name)
         print(
             f"{name:28s} {p.teacher:>11s} -> {p.student:<12s} {p.dataset:<12s} {p.description}"

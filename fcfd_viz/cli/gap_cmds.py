@@ -8,6 +8,11 @@ parsing and printing; the work is :func:`~fcfd_viz.analysis.reports.gap.gap_repo
 a t2s bridge), ``path_accuracy`` ({path: top-1 %}), ``accuracy``, ``fit`` (convergence, null
 for own bridges)}}; plus ``teacher``, ``dataset``, ``input_shape``, ``inputs`` (per student
 label: path, method, dataset, seed) and ``reading`` (one plain-English line).
+
+Detector checkpoints (``--task detection`` runs) get the detection gap instead
+(:mod:`fcfd_viz.detection.gap`): ``--json`` prints :meth:`DetGapReport.to_dict()
+<fcfd_viz.detection.gap_report.DetGapReport.to_dict>` (``task: detection``, ``levels``, per
+entry ``appearance`` / ``functional`` / ``box`` by level and ``all``).
 """
 
 from __future__ import annotations
@@ -69,6 +74,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data-dir", default=None, help="folder with CIFAR / ImageNet data")
     p.add_argument("--seed", type=int, default=0, help="seeds the connectors' initialisation")
+    p.add_argument(
+        "--images",
+        type=int,
+        default=None,
+        help="detection: measure on the first N test images (default: all)",
+    )
+    p.add_argument(
+        "--fit-images",
+        type=int,
+        default=None,
+        help="detection: fit connectors on the first N training images (default: all)",
+    )
     add_output_args(p)
     p.set_defaults(func=cmd_gap)
 
@@ -77,7 +94,10 @@ def cmd_gap(args: argparse.Namespace) -> int:
     from fcfd_viz import viz
     from fcfd_viz.analysis.fit_config import FitConfig
     from fcfd_viz.analysis.reports.gap import gap_inputs, gap_report
+    from fcfd_viz.detection.gap_report import checkpoints_task
 
+    if checkpoints_task(args.student, args.teacher) == "detection":
+        return _cmd_det_gap(args)
     knobs = {"max_epochs": args.fit_max_epochs, "lr": args.fit_lr}
     fit = (
         False
@@ -118,6 +138,64 @@ def _print_gap(out: dict, html: str | None) -> None:
                 f"final MSE "
                 + ", ".join(f"{b} {v['final_loss']:.3g}" for b, v in f["bridges"].items())
             )
+    print(out["reading"])
+    if html:
+        print(f"  figures -> {html}")
+
+
+def _cmd_det_gap(args: argparse.Namespace) -> int:
+    """``fcfd gap`` of detector checkpoints (eval-mode BN, connectors on the full split)."""
+    from dataclasses import replace
+
+    from fcfd_viz import viz_detection
+    from fcfd_viz.detection.gap import DET_FIT
+    from fcfd_viz.detection.gap_report import det_gap_inputs, det_gap_report
+    from fcfd_viz.errors import UserError
+
+    if args.bn != "eval" or args.fit_data != "full":
+        raise UserError(
+            "the detection gap runs every network in eval mode on the full training split; "
+            "drop --bn batch / --fit-data student"
+        )
+    knobs = {"max_epochs": args.fit_max_epochs, "lr": args.fit_lr}
+    fit = replace(DET_FIT, seed=args.seed, **{k: v for k, v in knobs.items() if v is not None})
+    fit.validate()
+    inputs = det_gap_inputs(
+        args.student, args.teacher, args.label, args.data_dir, min(args.batch_size, 64),
+        args.images, args.fit_images,
+    )  # fmt: skip
+    progress = not args.no_progress and not args.json
+    report = det_gap_report(inputs, fit=False if args.no_fit else fit, progress=progress)
+    out = report.to_dict()
+    title = f"fcfd gap: {Path(out['teacher']).parent.name or out['teacher']} (detection)"
+    figures = lambda: [viz_detection.det_gap_figure(report.result)]  # noqa: E731
+    return report_out(args, out, figures, title, _print_det_gap)
+
+
+def _print_det_gap(out: dict, html: str | None) -> None:
+    rois = ", ".join(f"{k} {n}" for k, n in out["rois_per_level"].items())
+    print(
+        f"teacher {out['teacher']} ({out['dataset']}, {out['num_images']} test images, "
+        f"{out['num_rois']} teacher proposals: {rois})"
+    )
+    for name, e in out["students"].items():
+        print(f"  {name}:")
+        for k in out["levels"]:
+            func = e["functional"][k]
+            if func is None:
+                tail = "  (the box head does not read it)"
+            elif not out["rois_per_level"][k]:
+                tail = "  (no proposal pools from it: no functional gap)"
+            else:
+                tail = f"  functional KL {func:.4g}  box MSE {e['box'][k]:.4g}"
+            print(f"    {k}: appearance {e['appearance'][k]:.4g}{tail}")
+        print(
+            f"    all levels: functional KL {e['all']['functional']:.4g}  box MSE {e['all']['box']:.4g}"
+        )
+        if e["fit"]:
+            f = e["fit"]
+            state = "converged" if f["converged"] else "hit the cap"
+            print(f"    fit: {f['epochs']} epochs max over bridges, {state}")
     print(out["reading"])
     if html:
         print(f"  figures -> {html}")

@@ -11,6 +11,7 @@ from fcfd_viz.cli.common import (
     add_config_arg,
     add_data_args,
     add_run_args,
+    add_task_arg,
     add_train_args,
     file_layer,
     print_json,
@@ -23,9 +24,19 @@ from fcfd_viz.errors import UserError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-teacher", help="train a network with cross-entropy (a teacher)")
     add_config_arg(p, "defaults < --config file < flags given on the command line")
+    add_task_arg(p)
+    p.add_argument(
+        "--preset",
+        default=None,
+        help="a detection preset (`fcfd presets`) whose teacher, data and schedule to train; "
+        "implies --task detection",
+    )
     g = p.add_argument_group("model")
     g.add_argument(
-        "--arch", default=None, help="architecture (default: resnet8x4; `fcfd models` lists all)"
+        "--arch",
+        default=None,
+        help="architecture (default: resnet8x4; `fcfd models` lists all; --task detection: "
+        "det_resnet18, or det_resnet10, det_mobilenetv2, frcnn_r18/r50/r101/mbv2)",
     )
     g.add_argument(
         "--weights",
@@ -38,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_train_args(
         p,
         "a teacher's defaults: 15 epochs (cosine) on digits; 240 on CIFAR / ImageNet, the lr "
-        "x 0.1 at epochs 150, 180, 210",
+        "x 0.1 at epochs 150, 180, 210; detection: the det-digits / coco preset's schedule",
     )
     add_run_args(p)
     p.set_defaults(func=cmd_train_teacher)
@@ -91,16 +102,35 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
             f"--config {args.config} distils ({file.get('method')} from a teacher); "
             "train-teacher trains with ce alone: use fcfd distill --config"
         )
-    flags = {**flags_layer(args), "student": args.arch, "weights": args.weights}
-    dataset = flags["data"].get("dataset") or file.get("data", {}).get("dataset") or "digits"
-    defaults = {"method": "ce", "student": DEFAULT_TEACHER_ARCH, "train": teacher_schedule(dataset)}
+    task = args.task or file.get("task") or ("detection" if args.preset else "classification")
+    if args.preset:
+        _check_teacher_preset(args.preset, task)
+    flags = {**flags_layer(args), "student": args.arch, "weights": args.weights, "task": task}
+    given = flags["data"].get("dataset") or file.get("data", {}).get("dataset")
+    if task == "detection":
+        from fcfd_viz.detection import task as det
+
+        dataset = given or (presets_dataset(args.preset) if args.preset else "digit-boxes")
+        defaults = det.teacher_defaults(dataset, args.preset)
+    else:
+        dataset = given or "digits"
+        defaults = {
+            "method": "ce",
+            "student": DEFAULT_TEACHER_ARCH,
+            "train": teacher_schedule(dataset),
+        }
     layer = merge(defaults, file, flags)
     layer["method_config"] = check_knobs(
-        "ce", layer["method_config"], f"--config {args.config}", "train-teacher"
+        "ce", layer["method_config"], f"--config {args.config}", "train-teacher", task
     )
     arch = layer["student"]
-    models.check_name(arch)
-    if layer.get("weights") is not None and not models.takes_weights(arch):
+    if task == "detection":
+        from fcfd_viz.detection import models as det_models
+
+        det_models.check_name(arch)
+    else:
+        models.check_name(arch)
+    if task != "detection" and layer.get("weights") is not None and not models.takes_weights(arch):
         raise UserError(f"--weights: {models.registry.no_weights(arch)}")
     cfg = experiment(layer)
     out = args.out or f"runs/teacher-{arch}-{dataset}-s{cfg.train.seed}"
@@ -109,6 +139,24 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
         summary = run_from_args(cfg, out, args)
     print_summary(summary, out)
     return 0
+
+
+def presets_dataset(name: str) -> str:
+    """The dataset a preset trains on."""
+    from fcfd_viz.distill import presets
+
+    return presets.load(name).dataset
+
+
+def _check_teacher_preset(name: str, task: str) -> None:
+    """A one-line error unless ``name`` is a detection preset and the task detection."""
+    from fcfd_viz.distill import presets
+
+    if presets.load(name).task != "detection" or task != "detection":
+        raise UserError(
+            f"train-teacher --preset takes a detection preset ({', '.join(presets.detection_names())}) "
+            "with --task detection; a classification teacher trains without a preset"
+        )
 
 
 def _note_new_classifier(show):
@@ -130,6 +178,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from fcfd_viz.runtime import evaluate, resolve_device
 
     ckpt = load_checkpoint(args.ckpt)
+    if ckpt["model"].get("task") == "detection":
+        return _eval_detection(ckpt, args)
     net = model_from_checkpoint(ckpt, expect_arch=args.arch)
     dataset = args.dataset or ckpt.get("dataset")
     if dataset is None:
@@ -170,6 +220,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_detection(ckpt: dict, args: argparse.Namespace) -> int:
+    """``fcfd eval`` of a detector checkpoint: mAP on its dataset's test split."""
+    from fcfd_viz.detection.task import evaluate_checkpoint
+
+    opts = ("arch", "dataset", "data_dir", "image_size", "batch_size", "workers", "device")
+    result = evaluate_checkpoint(ckpt, *(getattr(args, k) for k in opts))
+    if args.json:
+        print_json(result)
+    else:
+        print(
+            f"{result['arch']} on {result['dataset']}: test mAP {result['map']:.2f}%, AP50 "
+            f"{result['map_50']:.2f}%, AP75 {result['map_75']:.2f}% ({result['n']} images)"
+        )
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from fcfd_viz.listing import group_runs, list_runs
 
@@ -187,15 +253,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for r in rows:  # a malformed run is one row that says why (last column: no width limit)
         if r["state"] == "unreadable":
             r["state"] = f"unreadable: {r['error']}"
-    fmt = [
-        [
-            ("-" if r[c] is None else f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]))
-            for c in [*cols, "state"]
-        ]
-        for r in rows
-    ]
+    fmt = [[_cell(r, c) for c in [*cols, "state"]] for r in rows]
     _print_table([*cols, "state"], fmt)
     return 0
+
+
+def _cell(row: dict, col: str) -> str:
+    """A table cell; a detection run's top1 / best_top1 cells show its mAP / best mAP."""
+    det = {"top1": "map", "best_top1": "best_map"}
+    if row.get("task") == "detection" and col in det and row.get(det[col]) is not None:
+        return f"{row[det[col]]:.2f} mAP"
+    v = row[col]
+    return "-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
 
 
 def _print_groups(groups: list[dict], root, as_json: bool) -> int:

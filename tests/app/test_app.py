@@ -13,6 +13,7 @@ from fcfd_viz.job_records import job_record
 APP = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 SENS, GAP = "pages/1_Sensitivity.py", "pages/2_Functional_gap.py"
 DISTILL, RUNS = "pages/3_Distill.py", "pages/4_Runs.py"
+DETECTION = "pages/6_Detection.py"
 
 
 def open_page(page: str | None = None, timeout: float = 240) -> AppTest:
@@ -52,7 +53,7 @@ def test_home_offers_to_build_defaults_in_an_empty_folder(monkeypatch, tmp_path)
     at.button[0].click()
     rerun(at)
     assert calls == [tmp_path / "empty"]
-    for page in (SENS, GAP, DISTILL, RUNS):  # every page copes with an empty folder
+    for page in (SENS, GAP, DETECTION, DISTILL, RUNS):  # every page copes with an empty folder
         at.switch_page(page)
         rerun(at)
 
@@ -261,7 +262,7 @@ def test_distill_launches_any_preset_student_and_device(runs_copy, monkeypatch):
     assert job.student == "resnet8_w025"
 
 
-@pytest.mark.parametrize("page", [SENS, GAP, DISTILL, RUNS])
+@pytest.mark.parametrize("page", [SENS, GAP, DETECTION, DISTILL, RUNS])
 def test_every_page_loads(app_env, page):
     at = open_page(page)
     assert at.title and not at.error

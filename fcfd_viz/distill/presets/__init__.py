@@ -3,6 +3,10 @@
 A preset names the teacher and student archs, the dataset, the method's knobs and the
 training schedule. Knobs a chosen method does not have are ignored (a preset's
 ``feat_weight`` does not apply to ``kd``), so one preset serves every method.
+
+Detection presets (``task: detection``) live beside :mod:`fcfd_viz.detection` in
+``detection/presets/``: :func:`load` finds them too, :func:`names` lists classification's
+and :func:`detection_names` detection's.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import yaml
 from fcfd_viz.errors import UserError
 
 PRESET_DIR = Path(__file__).parent
+DETECTION_DIR = Path(__file__).parents[2] / "detection" / "presets"
 
 
 @dataclass
@@ -32,24 +37,37 @@ class Preset:
     method_kwargs: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)
+    task: str = "classification"  # or detection (fcfd_viz.detection)
 
     def knobs_for(self, method: str) -> dict:
         """The preset's method knobs that ``method``'s config accepts."""
-        from fcfd_viz.distill import knobs
+        if self.task == "detection":
+            from fcfd_viz.detection.methods import knobs
+        else:
+            from fcfd_viz.distill import knobs
 
         names = {k.name for k in knobs(method)}
         return {k: v for k, v in self.method_kwargs.items() if k in names}
 
 
 def names() -> list[str]:
+    """The classification presets."""
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
+def detection_names() -> list[str]:
+    """The detection presets (``--task detection``)."""
+    return sorted(p.stem for p in DETECTION_DIR.glob("*.yaml"))
+
+
 def load(name: str) -> Preset:
-    """The preset called ``name`` (see :func:`names`)."""
+    """The preset called ``name`` (see :func:`names` and :func:`detection_names`)."""
     path = PRESET_DIR / f"{name}.yaml"
     if not path.exists():
-        raise UserError(f"unknown preset {name!r}; choose one of {', '.join(names())}")
+        path = DETECTION_DIR / f"{name}.yaml"
+    if not path.exists():
+        every = ", ".join(names() + detection_names())
+        raise UserError(f"unknown preset {name!r}; choose one of {every}")
     with open(path) as f:
         raw = yaml.safe_load(f)
     return Preset(name=name, **raw)
