@@ -221,6 +221,9 @@ def agreement(agg: dict, stages: list[str], names: list[str]) -> list[str]:
     return lines
 
 
+HEADING = "Functional gap on digits"
+
+
 def markdown(result: dict) -> str:
     per_seed = {int(s): r for s, r in result["per_seed"].items()}
     seeds = sorted(per_seed)
@@ -233,7 +236,7 @@ def markdown(result: dict) -> str:
         else "the student's own training subset"
     )
     md = [
-        "## Functional gap on digits (`benchmarks/gap.py`)\n",
+        f"## {result.get('heading', HEADING)} (`benchmarks/gap.py`)\n",
         f"Teacher {t['arch']} ({t['top1']:.2f}% test top-1); students resnet8 on the 10% digits-hard subset, "
         f"{result['epochs']} epochs (final weights), seeds {seeds} (paired: one subset per seed). Connectors "
         f"for every student fitted post hoc, both networks frozen, on "
@@ -460,6 +463,13 @@ def main() -> None:
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--runs", type=Path, default=RUNS, help="folder of the accuracy runs")
     ap.add_argument("--dry-run", action="store_true", help="print the section, write nothing")
+    ap.add_argument(
+        "--name",
+        default="gap",
+        help="results/NAME.json and the NAME section of docs/results.md (another name keeps "
+        "the earlier measurement beside this one)",
+    )
+    ap.add_argument("--heading", default=HEADING, help="the section's heading")
     args = ap.parse_args()
     torch.set_num_threads(2)
     deadline = time.time() + args.wait
@@ -562,11 +572,12 @@ def main() -> None:
         }
         for bn in ("eval", "batch")
     }
+    result["heading"] = args.heading
     section = markdown(result)
     print(section)
     if not args.dry_run:
-        write_json("gap", result)
-        write_section("gap", section, doc=ROOT / "docs" / "results.md")
+        write_json(args.name, result)
+        write_section(args.name, section, doc=ROOT / "docs" / "results.md")
 
 
 if __name__ == "__main__":

@@ -104,10 +104,16 @@ def model_from_checkpoint(ckpt: dict | str | os.PathLike, expect_arch: str | Non
         raise UserError(
             f"checkpoint {ckpt.get('path')} holds a {spec['arch']}, not a {expect_arch}"
         )
+    return rebuild(ckpt, lambda arch, n, **kw: models.create(arch, num_classes=n, **kw))
+
+
+def rebuild(ckpt: dict, create):
+    """The network of a checkpoint dict, in eval mode: ``create(arch, num_classes,
+    **arch_kwargs)`` from its model spec, then its ``state_dict`` loaded; one
+    :class:`UserError` line when the spec or the weights do not fit."""
+    spec = ckpt["model"]
     try:
-        net = models.create(
-            spec["arch"], num_classes=spec["num_classes"], **spec.get("arch_kwargs", {})
-        )
+        net = create(spec["arch"], spec["num_classes"], **spec.get("arch_kwargs", {}))
     except (TypeError, ValueError) as e:  # arch_kwargs the architecture does not take
         raise UserError(
             f"checkpoint {ckpt.get('path')} has a malformed model spec: {str(e).splitlines()[0]}"

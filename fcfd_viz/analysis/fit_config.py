@@ -34,6 +34,25 @@ class FitConfig:
             raise UserError("fit patience and batch_size must be >= 1, lr_drops and rel_tol >= 0")
 
 
+def fit_plan(
+    fit: FitConfig | bool | None, train_loader, unbridged: list[str], default: FitConfig
+) -> FitConfig | None:
+    """The fit a gap measurement does: ``fit`` (a :class:`FitConfig`; True/None: ``default``;
+    False: none) when a training loader is there, else None. Raises :class:`UserError` when
+    a config asks for a fit without data, or when students without bridges of their own
+    (``unbridged``) would go unmeasured."""
+    if isinstance(fit, FitConfig) and train_loader is None:
+        raise UserError("fitting connectors needs a training loader (train_loader)")
+    if fit is False or train_loader is None:
+        if unbridged:
+            raise UserError(
+                f"student(s) {', '.join(unbridged)} have no bridges: pass a training loader so "
+                "connectors can be fitted post hoc"
+            )
+        return None
+    return fit if isinstance(fit, FitConfig) else default
+
+
 @dataclass
 class BridgeFit:
     """Convergence of one fitted bridge: the mean training MSE of every epoch."""

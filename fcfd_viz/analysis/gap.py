@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from fcfd_viz.analysis.base import Analysis
 from fcfd_viz.analysis.connectors import fit_connectors
-from fcfd_viz.analysis.fit_config import FitConfig, FitInfo
+from fcfd_viz.analysis.fit_config import FitConfig, FitInfo, fit_plan
 from fcfd_viz.analysis.gap_models import Bridges, check_pair
 from fcfd_viz.analysis.gap_result import FITTED, OWN, GapEntry, GapResult, check_regime
 from fcfd_viz.bn import bn_regime, frozen
@@ -190,19 +190,11 @@ class FunctionalGap(Analysis[GapResult]):
         """
         check_regime(bn)
         t0 = time.perf_counter()
-        config = fit if isinstance(fit, FitConfig) else FitConfig()
-        if isinstance(fit, FitConfig) and train_loader is None:
-            raise UserError("fitting connectors needs a training loader (train_loader)")
-        do_fit = fit is not False and train_loader is not None
-        missing = [lab for lab in self.students if lab not in self.own]
-        if missing and not do_fit:
-            raise UserError(
-                f"student(s) {', '.join(missing)} have no bridges: pass a training loader so "
-                "connectors can be fitted post hoc"
-            )
-        if do_fit:
+        unbridged = [lab for lab in self.students if lab not in self.own]
+        config = fit_plan(fit, train_loader, unbridged, FitConfig())
+        if config is not None:
             self.fit(train_loader, config=config, progress=progress)
-        res = self._evaluate(self.views(fitted=do_fit), test_loader, bn, progress)
+        res = self._evaluate(self.views(fitted=config is not None), test_loader, bn, progress)
         for entry in res.entries.values():
             if entry.bridges == FITTED:
                 entry.fit = self._fits[entry.student][3]

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from fcfd_viz.analysis.base import Analysis
 from fcfd_viz.analysis.connectors import FeaturePairs, fit_bridges
-from fcfd_viz.analysis.fit_config import FitConfig, FitInfo
+from fcfd_viz.analysis.fit_config import FitConfig, FitInfo, fit_plan
 from fcfd_viz.analysis.gap import kl_rows
 from fcfd_viz.analysis.gap_result import FITTED, OWN
 from fcfd_viz.bn import freeze, frozen
@@ -183,19 +183,11 @@ class DetectionGap(Analysis[DetGapResult]):
         unused). ``fit``: a :class:`FitConfig`, True/None (:data:`DET_FIT`, needs
         ``train_loader``) or False (only students with their own bridges)."""
         t0 = time.perf_counter()
-        do_fit = fit is not False and train_loader is not None
-        if isinstance(fit, FitConfig) and train_loader is None:
-            raise UserError("fitting connectors needs a training loader (train_loader)")
-        missing = [lab for lab in self.students if lab not in self.own]
-        if missing and not do_fit:
-            raise UserError(
-                f"student(s) {', '.join(missing)} have no bridges: pass a training loader so "
-                "connectors can be fitted post hoc"
-            )
-        if do_fit:
-            config = fit if isinstance(fit, FitConfig) else DET_FIT
+        unbridged = [lab for lab in self.students if lab not in self.own]
+        config = fit_plan(fit, train_loader, unbridged, DET_FIT)
+        if config is not None:
             self.fit(train_loader, config=config, progress=progress)
-        res = self._evaluate(self.views(fitted=do_fit), test_loader, progress)
+        res = self._evaluate(self.views(fitted=config is not None), test_loader, progress)
         for entry in res.entries.values():
             if entry.bridges == FITTED:
                 entry.fit = self._fits[entry.student][2]

@@ -199,12 +199,6 @@ def check_pair(teacher: Detector, student: Detector) -> None:
 
 def from_checkpoint(ckpt: dict) -> Detector:
     """The detector a checkpoint dict holds (spec and ``state_dict``), in eval mode."""
-    spec = ckpt["model"]
-    net = create(spec["arch"], spec["num_classes"], **spec.get("arch_kwargs", {}))
-    try:
-        net.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:
-        raise UserError(
-            f"checkpoint {ckpt.get('path')} does not fit a {spec['arch']}: {str(e).splitlines()[0]}"
-        ) from None
-    return net.eval()
+    from fcfd_viz.checkpoints import rebuild
+
+    return rebuild(ckpt, create)

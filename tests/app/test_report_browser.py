@@ -84,7 +84,8 @@ def test_runs_page_downloads_the_report(server, tmp_path):  # noqa: F811
     report = target.read_text()
     assert target.name == "fcfd-report.html" and "fcfd distill --config" in report
     # one accuracy figure, every default run's loss curves (a teacher and 3 methods x 3
-    # seeds) and the teacher's probe (4); no gap kept yet: left out
+    # seeds), the teacher's probe (4) and the gap `fcfd defaults` kept (bars, mixed paths):
+    # the Runs page includes a kept gap by default, as it costs no fitting
     runs = len(default_names())
-    assert report.count('class="plotly-graph-div"') == 1 + runs + 4
-    assert "Teacher probe" in report and "Functional gap" not in report
+    assert report.count('class="plotly-graph-div"') == 1 + runs + 4 + 2
+    assert "Teacher probe" in report and "Functional gap" in report
