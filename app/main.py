@@ -45,7 +45,8 @@ def home() -> None:
         if defaults_gap.default_gap_running(root):
             st.info(
                 "Every page works now. In the background, the Functional gap page's connectors "
-                "are being fitted for the nine default students (a few minutes): that page "
+                "are being fitted for the nine default students (about a quarter of an hour on 2 "
+                "cores): that page "
                 "will open on them at once."
             )
             state.default_gap_progress()

@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_args(p)
     add_train_args(
         p,
-        "a teacher's defaults: 15 epochs (cosine) on digits; 240 on CIFAR / ImageNet, the lr "
+        "a teacher's defaults: 10 epochs (cosine) on digits; 240 on CIFAR / ImageNet, the lr "
         "x 0.1 at epochs 150, 180, 210; detection: the det-digits / coco preset's schedule",
     )
     add_run_args(p)
