@@ -93,6 +93,17 @@ def _check_model_spec(path: Path, ckpt: dict) -> None:
         )
 
 
+def common_teacher(ckpts: list[dict], teacher: str | os.PathLike | None = None):
+    """``teacher`` when given, else the one teacher every student checkpoint of ``ckpts``
+    recorded; a :class:`UserError` naming ``--teacher`` when they record none or several."""
+    if teacher is not None:
+        return teacher
+    recorded = {c.get("teacher") for c in ckpts}
+    if None in recorded or len(recorded) != 1:
+        raise UserError("the students record no single common teacher; pass --teacher CKPT")
+    return recorded.pop()
+
+
 def model_from_checkpoint(ckpt: dict | str | os.PathLike, expect_arch: str | None = None):
     """Rebuild the staged net stored in a checkpoint (arch and num_classes come from the file)."""
     from fcfd_viz import models

@@ -113,3 +113,16 @@ def test_checkpoint_file_prefers_best_then_last(tmp_path):
         checkpoint_file(tmp_path / "nope.pt")
     with pytest.raises(UserError, match="best.pt is unreadable"):  # load follows the same rule
         load_checkpoint(run)
+
+
+def test_common_teacher_is_the_one_the_students_recorded():
+    import pytest
+
+    from fcfd_viz.checkpoints import common_teacher
+    from fcfd_viz.errors import UserError
+
+    assert common_teacher([{"teacher": "runs/t"}, {"teacher": "runs/t"}]) == "runs/t"
+    assert common_teacher([{"teacher": "runs/t"}], teacher="other") == "other"
+    for ckpts in ([{"teacher": "a"}, {"teacher": "b"}], [{"teacher": "a"}, {}]):
+        with pytest.raises(UserError, match="pass --teacher"):
+            common_teacher(ckpts)

@@ -63,16 +63,12 @@ def load_students(
     included) gets None, i.e. connectors fitted post hoc. Raises :class:`UserError` when the
     teacher and a student disagree on dataset, classes, input shape or stage count.
     """
-    from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint
+    from fcfd_viz.checkpoints import common_teacher, load_checkpoint, model_from_checkpoint
 
     if not paths:
         raise UserError("pass at least one student checkpoint")
     ckpts = [load_checkpoint(p) for p in paths]
-    if teacher is None:
-        recorded = {c.get("teacher") for c in ckpts}
-        if None in recorded or len(recorded) != 1:
-            raise UserError("the students record no single common teacher; pass --teacher CKPT")
-        teacher = recorded.pop()
+    teacher = common_teacher(ckpts, teacher)
     t_ckpt = load_checkpoint(teacher)
     t_net = model_from_checkpoint(t_ckpt)
     t_shape = tuple(t_ckpt.get("input_shape") or (3, 32, 32))

@@ -130,7 +130,7 @@ def det_gap_inputs(
     """Teacher and students from detection checkpoints bound in a :class:`DetectionGap`,
     with loaders of the teacher's dataset: the first ``test_images`` test images (all when
     None) and the first ``fit_images`` training images for post-hoc connectors."""
-    from fcfd_viz.checkpoints import load_checkpoint
+    from fcfd_viz.checkpoints import common_teacher, load_checkpoint
     from fcfd_viz.detection import data as det_data
     from fcfd_viz.detection import models as det_models
     from fcfd_viz.runs import method_fields
@@ -141,11 +141,7 @@ def det_gap_inputs(
     ckpts = [load_checkpoint(p) for p in students]
     if any(_task(c) != "detection" for c in ckpts):
         raise UserError("the detection gap needs detector checkpoints")
-    if teacher is None:
-        recorded = {c.get("teacher") for c in ckpts}
-        if None in recorded or len(recorded) != 1:
-            raise UserError("the students record no single common teacher; pass --teacher CKPT")
-        teacher = recorded.pop()
+    teacher = common_teacher(ckpts, teacher)
     t_ckpt = load_checkpoint(teacher)
     t_net = det_models.from_checkpoint(t_ckpt)
     metas = []
