@@ -31,19 +31,10 @@ fcfd distill --task detection --preset det-digits --method kd --teacher {root}/d
 (`--preset det-digits-smoke` instead: a one-minute check whose numbers mean nothing.)"""
 
 
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _detector(path: str, mtime: float):
-    from fcfd_viz.checkpoints import load_checkpoint
-    from fcfd_viz.detection.models import from_checkpoint
-
-    ckpt = load_checkpoint(path)
-    meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "extras")}
-    return from_checkpoint(ckpt), meta
-
-
 def detector(path: str | Path):
-    """(eval-mode detector, checkpoint metadata) shared by all sessions; never modify it."""
-    return _detector(*state.ckpt_file(path))
+    """(eval-mode detector, checkpoint metadata) shared by all sessions (:func:`state.model`,
+    which rebuilds any task's network); never modify it."""
+    return state.model(path)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -64,7 +55,7 @@ def test_split(path: str | Path):
 def _detections(path: str, mtime: float, index: int) -> dict:
     import torch
 
-    net = _detector(path, mtime)[0]
+    net = state._model(path, mtime)[0]
     image, _ = test_split(path)[index]
     with torch.no_grad():
         (out,) = net([image])

@@ -23,7 +23,7 @@ from fcfd_viz.checkpoints import (
     checkpoint_file,
     checkpoint_key,
     load_checkpoint,
-    model_from_checkpoint,
+    network_from_checkpoint,
 )
 from fcfd_viz.defaults import default_paths
 from fcfd_viz.errors import UserError
@@ -135,7 +135,7 @@ def ckpt_file(path: str | Path) -> tuple[str, float]:
 def _model(path: str, mtime: float):
     ckpt = load_checkpoint(path)
     meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "extras")}
-    return model_from_checkpoint(ckpt), meta
+    return network_from_checkpoint(ckpt), meta
 
 
 def model(path: str | Path):

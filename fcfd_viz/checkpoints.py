@@ -118,6 +118,17 @@ def model_from_checkpoint(ckpt: dict | str | os.PathLike, expect_arch: str | Non
     return rebuild(ckpt, lambda arch, n, **kw: models.create(arch, num_classes=n, **kw))
 
 
+def network_from_checkpoint(ckpt: dict):
+    """The eval-mode network of a loaded checkpoint, whatever its task: a staged net
+    (:func:`model_from_checkpoint`) or, for ``task: detection`` in its model spec, a detector
+    (:func:`fcfd_viz.detection.models.from_checkpoint`)."""
+    if ckpt["model"].get("task") == "detection":
+        from fcfd_viz.detection.models import from_checkpoint
+
+        return from_checkpoint(ckpt)
+    return model_from_checkpoint(ckpt)
+
+
 def rebuild(ckpt: dict, create):
     """The network of a checkpoint dict, in eval mode: ``create(arch, num_classes,
     **arch_kwargs)`` from its model spec, then its ``state_dict`` loaded; one
