@@ -71,8 +71,8 @@ SETTINGS = {
 }
 
 
-def ensure_teacher(arch: str, epochs: int, lr: float) -> Path:
-    out = RUNS / f"teacher-{arch}-e{epochs}"
+def ensure_teacher(arch: str, epochs: int, lr: float, runs: Path = RUNS) -> Path:
+    out = runs / f"teacher-{arch}-e{epochs}"
     if not (out / "summary.json").exists():
         cfg = ExperimentConfig(
             method="ce",
@@ -93,9 +93,10 @@ def ensure_student(
     label: str,
     seed: int,
     epochs: int,
+    runs: Path = RUNS,
 ) -> dict:
     slug = label.replace(" ", "_").replace("=", "")
-    out = RUNS / f"{student}-p{int(subset * 100)}-{slug}-s{seed}-e{epochs}"
+    out = runs / f"{student}-p{int(subset * 100)}-{slug}-s{seed}-e{epochs}"
     summary = Run(out).summary()
     if summary is None:
         cfg = ExperimentConfig(
@@ -148,6 +149,7 @@ def paired_lines(res: dict) -> str:
 
 
 OLD = ROOT / "benchmarks" / "results" / "accuracy.json"
+HEADING = "Accuracy on digits-hard"
 
 
 def reused(previous: dict, setting: str, label: str, args, t_summary: dict) -> dict:
@@ -178,12 +180,20 @@ def main() -> None:
     ap.add_argument("--methods", nargs="*", default=None, help="only these method labels")
     ap.add_argument("--quick", action="store_true", help="1 seed, 5 epochs, first setting only")
     ap.add_argument("--reuse", nargs="*", default=[], help="SETTING:LABEL rows to take as before")
+    ap.add_argument(
+        "--name",
+        default="accuracy",
+        help="results/NAME.json and the NAME section of docs/results.md (another name keeps "
+        "the earlier table, e.g. for a comparison measured on another machine)",
+    )
+    ap.add_argument("--heading", default=HEADING, help="the section's heading")
+    ap.add_argument("--runs", type=Path, default=RUNS, help="where the runs are cached")
     args = ap.parse_args()
     previous = json.loads(OLD.read_text()) if OLD.exists() else {}
     torch.set_num_threads(2)
     if args.quick:
         args.seeds, args.epochs, args.settings = [0], 5, [next(iter(SETTINGS))]
-    teacher = ensure_teacher(args.teacher, args.teacher_epochs, args.teacher_lr)
+    teacher = ensure_teacher(args.teacher, args.teacher_epochs, args.teacher_lr, args.runs)
     t_summary = Run(teacher).summary()
     result = {
         "machine": machine(),
@@ -215,7 +225,9 @@ def main() -> None:
                 res[label] = reused(previous, setting, label, args, t_summary)
             else:
                 runs = [
-                    ensure_student(teacher, student, subset, method, knobs, label, s, args.epochs)
+                    ensure_student(
+                        teacher, student, subset, method, knobs, label, s, args.epochs, args.runs
+                    )
                     for s in args.seeds
                 ]
                 res[label] = {
@@ -236,9 +248,9 @@ def main() -> None:
                 + paired_lines(res)
             )
             # written after every method, so a long benchmark can be stopped with results kept
-            write_json("accuracy", result)
-            section = "## Accuracy on digits-hard (`benchmarks/accuracy.py`)\n\n" + "\n\n".join(md)
-            write_section("accuracy", section, doc=ROOT / "docs" / "results.md")
+            write_json(args.name, result)
+            section = f"## {args.heading} (`benchmarks/accuracy.py`)\n\n" + "\n\n".join(md)
+            write_section(args.name, section, doc=ROOT / "docs" / "results.md")
 
 
 if __name__ == "__main__":
