@@ -187,7 +187,9 @@ def main() -> None:
         "the earlier table, e.g. for a comparison measured on another machine)",
     )
     ap.add_argument("--heading", default=HEADING, help="the section's heading")
-    ap.add_argument("--runs", type=Path, default=RUNS, help="where the runs are cached")
+    ap.add_argument(
+        "--runs", type=lambda p: Path(p).resolve(), default=RUNS, help="where runs are cached"
+    )
     args = ap.parse_args()
     previous = json.loads(OLD.read_text()) if OLD.exists() else {}
     torch.set_num_threads(2)
