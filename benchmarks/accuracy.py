@@ -18,14 +18,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import ROOT, machine, table, write_json, write_section  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    ROOT,
+    add_section_args,
+    machine,
+    mean_std,
+    paired_table,
+    table,
+    write_json,
+    write_section,
+)
 from fcfd_viz.data import DataConfig  # noqa: E402
 from fcfd_viz.pipeline import ExperimentConfig, run_experiment  # noqa: E402
 from fcfd_viz.runs import Run  # noqa: E402
@@ -115,10 +123,6 @@ def precision_of(label: str) -> str:
     return "bf16" if label.endswith(LOW_PRECISION) else "fp32"
 
 
-def mean_std(xs: list[float]) -> str:
-    return f"{statistics.mean(xs):.2f} ± {statistics.stdev(xs) if len(xs) > 1 else 0.0:.2f}"
-
-
 # (a, b): "a - b", paired by seed (same subset, same initialisation seed)
 PAIRS = [
     ("kd", "ce"),
@@ -135,17 +139,8 @@ PAIRS = [
 
 def paired_lines(res: dict) -> str:
     """Per-seed differences of final top-1 for the comparisons that matter, as a small table."""
-    rows = []
-    for a, b in PAIRS:
-        if a in res and b in res:
-            d = [x - y for x, y in zip(res[a]["final"], res[b]["final"])]
-            wins = sum(v > 0 for v in d)
-            rows.append([f"{a} - {b}", mean_std(d), f"{wins}/{len(d)}"])
-    if not rows:
-        return ""
-    return "\n\nPaired by seed (final top-1, percentage points):\n\n" + table(
-        ["difference", "mean ± std", "seeds where first is higher"], rows
-    )
+    diffs = paired_table({label: r["final"] for label, r in res.items()}, PAIRS)
+    return diffs and "\n\nPaired by seed (final top-1, percentage points):\n\n" + diffs
 
 
 OLD = ROOT / "benchmarks" / "results" / "accuracy.json"
@@ -180,13 +175,7 @@ def main() -> None:
     ap.add_argument("--methods", nargs="*", default=None, help="only these method labels")
     ap.add_argument("--quick", action="store_true", help="1 seed, 5 epochs, first setting only")
     ap.add_argument("--reuse", nargs="*", default=[], help="SETTING:LABEL rows to take as before")
-    ap.add_argument(
-        "--name",
-        default="accuracy",
-        help="results/NAME.json and the NAME section of docs/results.md (another name keeps "
-        "the earlier table, e.g. for a comparison measured on another machine)",
-    )
-    ap.add_argument("--heading", default=HEADING, help="the section's heading")
+    add_section_args(ap, "accuracy", HEADING)
     ap.add_argument(
         "--runs", type=lambda p: Path(p).resolve(), default=RUNS, help="where runs are cached"
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import re
+import statistics
 import time
 from pathlib import Path
 
@@ -65,6 +67,35 @@ def table(headers: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def mean_std(xs: list[float]) -> str:
+    """``mean ± std`` of ``xs`` (std 0 for one value), two decimals."""
+    return f"{statistics.mean(xs):.2f} ± {statistics.stdev(xs) if len(xs) > 1 else 0.0:.2f}"
+
+
+def paired_table(values: dict[str, list[float]], pairs: list[tuple[str, str]]) -> str:
+    """Per-seed differences ``a - b`` of ``values[a]`` and ``values[b]`` (lists in seed order)
+    for each pair present in ``values``, as a table; ``""`` when no pair is."""
+    rows = []
+    for a, b in pairs:
+        if a in values and b in values and len(values[a]) == len(values[b]):
+            d = [x - y for x, y in zip(values[a], values[b])]
+            rows.append([f"{a} - {b}", mean_std(d), f"{sum(v > 0 for v in d)}/{len(d)}"])
+    if not rows:
+        return ""
+    return table(["difference", "mean ± std", "seeds where first is higher"], rows)
+
+
+def add_section_args(ap: argparse.ArgumentParser, name: str, heading: str) -> None:
+    """``--name`` (results/NAME.json and the NAME section of the doc) and ``--heading``."""
+    ap.add_argument(
+        "--name",
+        default=name,
+        help="results/NAME.json and the NAME section of the doc (another name keeps the "
+        "earlier measurement beside this one, e.g. one taken on another machine)",
+    )
+    ap.add_argument("--heading", default=heading, help="the section's heading")
 
 
 def timed(fn) -> tuple[float, float, object]:

@@ -29,7 +29,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import ROOT, machine, table, write_json, write_section  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    ROOT,
+    machine,
+    mean_std,
+    paired_table,
+    table,
+    write_json,
+    write_section,
+)
 from fcfd_viz.defaults import is_done  # noqa: E402
 from fcfd_viz.detection.study import det_configs  # noqa: E402
 from fcfd_viz.pipeline import ExperimentConfig, run_experiment  # noqa: E402
@@ -50,8 +58,6 @@ def configs(args) -> dict[str, ExperimentConfig]:
     cfgs = det_configs(runs, args.preset, ["kd", "fcfd"], args.epochs, "cpu", **extra)
     for cfg in cfgs.values():
         cfg.train = dataclasses.replace(cfg.train, precision=args.precision)
-    teacher = cfgs["teacher"]
-    teacher.data = dataclasses.replace(teacher.data, subset=extra.get("subset"))
     # CE only: the student arch on the students' data and schedule, no teacher, no knobs
     cfgs["ce"] = dataclasses.replace(cfgs["kd"], method="ce", teacher=None, method_kwargs={})
     return cfgs
@@ -63,10 +69,6 @@ def ensure(cfg: ExperimentConfig, out: Path) -> dict:
         run_experiment(cfg, out, overwrite=True, progress=True, tensorboard=False)
     summary = Run(out).summary()
     return {**summary, "run": str(out.relative_to(ROOT))}
-
-
-def mean_std(xs: list[float]) -> str:
-    return f"{statistics.mean(xs):.2f} ± {statistics.stdev(xs) if len(xs) > 1 else 0.0:.2f}"
 
 
 def markdown(result: dict) -> str:
@@ -90,15 +92,9 @@ def markdown(result: dict) -> str:
     lines.append(
         table(["student", "mAP", "AP50", "AP75", "per seed (mAP)", "min per run (median)"], rows)
     )
-    paired = []
-    for a, b in PAIRS:
-        ra, rb = result["students"].get(a), result["students"].get(b)
-        if ra and rb and len(ra["map"]) == len(rb["map"]):
-            d = [x - y for x, y in zip(ra["map"], rb["map"])]
-            paired.append([f"{a} - {b}", mean_std(d), f"{sum(v > 0 for v in d)}/{len(d)}"])
+    paired = paired_table({m: r["map"] for m, r in result["students"].items()}, PAIRS)
     if paired:
-        lines.append("\nPaired by seed (final mAP, points):\n")
-        lines.append(table(["difference", "mean ± std", "seeds where first is higher"], paired))
+        lines += ["\nPaired by seed (final mAP, points):\n", paired]
     return "\n".join(lines)
 
 

@@ -33,7 +33,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import ROOT, machine, table, write_json, write_section  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    ROOT,
+    add_section_args,
+    machine,
+    table,
+    write_json,
+    write_section,
+)
 from fcfd_viz import models  # noqa: E402
 from fcfd_viz.analysis import Anisotropy, FitConfig  # noqa: E402
 from fcfd_viz.analysis.connectors import load_connectors, save_connectors  # noqa: E402
@@ -463,13 +470,7 @@ def main() -> None:
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--runs", type=Path, default=RUNS, help="folder of the accuracy runs")
     ap.add_argument("--dry-run", action="store_true", help="print the section, write nothing")
-    ap.add_argument(
-        "--name",
-        default="gap",
-        help="results/NAME.json and the NAME section of docs/results.md (another name keeps "
-        "the earlier measurement beside this one)",
-    )
-    ap.add_argument("--heading", default=HEADING, help="the section's heading")
+    add_section_args(ap, "gap", HEADING)
     args = ap.parse_args()
     torch.set_num_threads(2)
     deadline = time.time() + args.wait
