@@ -22,7 +22,9 @@ def mean_ap(preds: list[dict[str, Tensor]], targets: list[dict[str, Tensor]]) ->
 def _metric():
     from torchmetrics.detection import MeanAveragePrecision
 
-    return MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
+    # the metric sees the whole test set in this process (under DDP only rank 0 evaluates), so
+    # it must not all-gather its state from ranks that never call compute()
+    return MeanAveragePrecision(box_format="xyxy", iou_type="bbox", sync_on_compute=False)
 
 
 def _percent(result: dict) -> dict[str, float]:

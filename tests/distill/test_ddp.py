@@ -199,6 +199,24 @@ def test_ddp_smoke_distill(tmp_path: Path, digits_teacher: Path):
 
 
 @pytest.mark.slow
+def test_ddp_detection_distill(tmp_path: Path, det_runs: Path):
+    """Detection under torchrun: only rank 0 evaluates, so the mAP metric must not wait for
+    the other rank's state (it did: torchmetrics all-gathers on compute by default)."""
+    out = tmp_path / "det"
+    args = ["-m", "fcfd_viz", "distill", "--task", "detection", "--method", "fcfd"]
+    args += ["--preset", "det-digits-smoke", "--teacher", str(det_runs / "det" / "teacher")]
+    args += ["--student", "det_resnet10", "--subset", "0.008", "--batch-size", "4"]
+    torchrun([*args, "--out", str(out), "--device", "cpu", "--no-progress"], tmp_path)
+    config = json.loads((out / "config.json").read_text())
+    assert config["distributed"] == {"world_size": 2, "batch_size": 4, "rank_batch_size": 2}
+    (record,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert record["steps"] == 2  # 8 canvases, 4 per optimizer step across the two ranks
+    assert {"app/p2", "roi_kd/st", "roi_kd/ts", "rpn_cls"} <= record["losses"].keys()
+    assert 0 <= record["map"] <= 100
+    assert json.loads((out / "status.json").read_text())["state"] == "completed"
+
+
+@pytest.mark.slow
 def test_ddp_step_equals_single_process(tmp_path: Path):
     torchrun([str(Path(__file__).resolve()), "--worker", str(tmp_path)], tmp_path)
     for method in METHODS:
