@@ -282,10 +282,11 @@ def report_download(root: Path, names: list[str]) -> None:
     teacher = study.teacher is not None and Path(study.teacher).exists()
     students, cache = bool(study.students), root / CACHE_DIR
     kept = teacher and sr.gap_kept(study, sr.StudyOptions(fit_epochs=epochs), cache)
+    probes = teacher and study.task != "detection"  # the probe takes classifiers
     if st.session_state.get("r_rep_for") != (names, kept):  # a new selection: its defaults
-        st.session_state.update(r_rep_for=(names, kept), r_rep_probe=teacher, r_rep_gap=kept)
+        st.session_state.update(r_rep_for=(names, kept), r_rep_probe=probes, r_rep_gap=kept)
     c1, c2, c3 = st.columns([1, 1, 2])
-    probe = c1.checkbox("Teacher probe", disabled=not teacher, key="r_rep_probe")
+    probe = c1.checkbox("Teacher probe", disabled=not probes, key="r_rep_probe")
     gap = c2.checkbox(
         "Functional gap",
         disabled=not (teacher and students),
@@ -293,7 +294,7 @@ def report_download(root: Path, names: list[str]) -> None:
         help="kept results of the Functional gap page are reused; otherwise connectors are "
         "fitted first (about a minute per student on 2 CPU cores)",
     )
-    options = sr.StudyOptions(probe=probe and teacher, gap=gap and teacher, fit_epochs=epochs)
+    options = sr.StudyOptions(probe=probe and probes, gap=gap and teacher, fit_epochs=epochs)
 
     def page() -> bytes:  # runs when the button is clicked, in a thread of its own
         return sr.study_report(paths, None, options, root=root, cache_dir=cache).encode()

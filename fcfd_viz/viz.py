@@ -251,16 +251,26 @@ def loss_curves_figure(metrics: Sequence[Mapping], title: str = "Training losses
 
 
 def accuracy_curves_figure(runs: Mapping[str, Sequence[Mapping]]) -> go.Figure:
-    """Test (solid) and train (dotted) top-1 per epoch for several runs, coloured by method."""
-    fig = go.Figure()
+    """Test (solid) and train (dotted) top-1 per epoch for several runs, coloured by method;
+    a detection run (records with ``map``, no ``test_top1``) draws its test mAP instead."""
+    fig, kinds = go.Figure(), set()
     for name, metrics in runs.items():
         color, epochs = method_color(name), [m.get("epoch") for m in metrics]
-        test = [m.get("test_top1") for m in metrics]
-        fig.add_trace(_line(epochs, test, f"{name} test", color, legendgroup=name))
+        detection = any("map" in m for m in metrics) and all(
+            m.get("test_top1") is None for m in metrics
+        )
+        kinds.add("mAP" if detection else "top-1")
+        test = [m.get("map" if detection else "test_top1") for m in metrics]
+        label = f"{name} test{' mAP' if detection else ''}"
+        fig.add_trace(_line(epochs, test, label, color, legendgroup=name))
         if any(m.get("train_top1") is not None for m in metrics):
             train = [m.get("train_top1") for m in metrics]
             fig.add_trace(_line(epochs, train, f"{name} train", color, legendgroup=name))
             fig.data[-1].line.dash = "dot"
+    if kinds == {"mAP"}:
+        return _layout(fig, "Test mAP", "epoch", "mAP (%)")
+    if len(kinds) > 1:
+        return _layout(fig, "Top-1 accuracy and mAP", "epoch", "top-1 / mAP (%)")
     return _layout(fig, "Top-1 accuracy", "epoch", "top-1 (%)")
 
 

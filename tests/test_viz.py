@@ -103,6 +103,15 @@ def test_curve_figures():
     _has_data(fig)
     assert fig.data[0].line.color == viz.METHOD_COLORS["kd"]
     assert fig.data[2].line.color == viz.METHOD_COLORS["fcfd"]
+    assert fig.layout.yaxis.title.text == "top-1 (%)"
+
+    # a detection run's records carry mAP, not top-1: its test mAP is drawn
+    det = [{"epoch": e, "loss": 1.0, "map": 10.0 * e, "map_50": 20.0 * e} for e in (1, 2)]
+    fig = viz.accuracy_curves_figure({"kd": det})
+    assert [t.name for t in fig.data] == ["kd test mAP"] and list(fig.data[0].y) == [10.0, 20.0]
+    assert fig.layout.yaxis.title.text == "mAP (%)"
+    fig = viz.accuracy_curves_figure({"kd": metrics, "fcfd": det})
+    assert list(fig.data[-1].y) == [10.0, 20.0] and "mAP" in fig.layout.title.text
 
 
 def test_figures_to_html(probe_result):

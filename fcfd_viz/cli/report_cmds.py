@@ -14,11 +14,12 @@ from pathlib import Path
 
 DESCRIPTION = (
     "Write one self-contained HTML page (plotly.js inlined: it opens offline, e.g. as an "
-    "e-mail attachment) of the runs RUN...: test/train top-1 and loss curves of each run, "
-    "the teacher's probe (sensitivity and anisotropy after one stage), the functional gap "
-    "of the students against the teacher, and each run's config.json with the fcfd command "
-    "that trains it again. The teacher is --teacher or the one the runs record; its run "
-    "directory joins the page."
+    "e-mail attachment) of the runs RUN...: test/train top-1 (detection runs: test mAP) "
+    "and loss curves of each run, the teacher's probe (sensitivity and anisotropy after one "
+    "stage; classifiers only), the functional gap of the students against the teacher (per "
+    "FPN level for detectors), and each run's config.json with the fcfd command that trains "
+    "it again. The teacher is --teacher or the one the runs record; its run directory joins "
+    "the page."
 )
 
 

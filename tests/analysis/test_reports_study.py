@@ -148,3 +148,29 @@ def test_bad_runs_are_one_line_errors(runs_root, tmp_path):
     assert load_study([other]).teacher == str(tmp_path / "t")  # curves alone need none
     with pytest.raises(UserError, match="--images must be >= 1"):
         study_report([other], options=StudyOptions(images=0))
+
+
+def test_detection_study_reports_map_and_the_per_level_gap(
+    det_runs, runs_root, tmp_path, monkeypatch
+):
+    from fcfd_viz.detection import data as det_data
+
+    monkeypatch.setattr(det_data, "TEST_CANVASES", 4)  # the gap measures on these
+    monkeypatch.setattr(det_data, "TRAIN_CANVASES", 8)  # the kd student's connectors fit on these
+    det = det_runs / "det"
+    out = tmp_path / "det.html"
+    argv = ["report", str(det / "kd"), str(det / "fcfd"), "--fit-max-epochs", "1"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    page = out.read_text()
+    body = re.sub(r"<script.*?</script>", "", page, flags=re.S)
+    text = html.unescape(re.sub(r"<[^>]+>", " ", body))
+    assert "best_map" in text and "best_top1" not in text  # the runs table speaks mAP
+    assert "Test mAP" in page  # the curves: mAP per epoch, not an empty top-1 axis
+    assert "the probe takes classifiers" in text
+    assert "4 test images of digit-boxes" in text and "smallest functional gap" in text
+    assert "fcfd gap --teacher" in text and "--label kd" in text
+    # curves, one loss figure per run (teacher, kd, fcfd), the per-level gap bars
+    assert figures(page) == 1 + 3 + 1
+
+    with pytest.raises(UserError, match="mix detection and classification"):
+        load_study([det / "kd", *runs(runs_root, "kd")])

@@ -78,3 +78,11 @@ def test_runs_page_shows_map_for_detection_runs(det_copy: Path):
     teacher = table[table["run"] == "det/teacher"].iloc[0]
     summary = json.loads((det_copy / "det" / "teacher" / "summary.json").read_text())
     assert teacher["mAP"] == pytest.approx(summary["map"]) and teacher["top1"] is None
+    # Compare picks the detection runs: their test mAP is drawn, and the report offers no
+    # probe (it takes classifiers)
+    assert set(at.multiselect(key="r_cmp").value) == {"det/teacher", "det/kd", "det/fcfd"}
+    charts = [json.loads(s) for s in specs(at)]
+    acc = next(c for c in charts if c["layout"]["title"]["text"] == "Test mAP")
+    assert "kd: det/kd test mAP" in [t["name"] for t in acc["data"]]
+    probe = at.checkbox(key="r_rep_probe")
+    assert probe.disabled and not probe.value and at.download_button(key="r_report")

@@ -108,6 +108,11 @@ class Study:
         return [r for r in self.runs if not r.is_teacher]
 
     @property
+    def task(self) -> str:
+        """``"detection"`` or ``"classification"`` (:func:`load_study` refuses a mix)."""
+        return run_task(self.runs[0].config) if self.runs else "classification"
+
+    @property
     def gap_labels(self) -> list[str]:
         """The students' labels in the gap: their methods, ``method: run`` where one repeats."""
         from fcfd_viz.analysis.reports.gap import gap_labels
@@ -131,6 +136,11 @@ def gap_kept(study: Study, options: StudyOptions, cache_dir: str | os.PathLike) 
         gap_file(cache_dir, t, s, label, options.bn, options.fit_epochs).exists()
         for s, label in zip(keys, study.gap_labels)
     )
+
+
+def run_task(config: dict) -> str:
+    """A run's task as its config.json records it (runs from before detection: none)."""
+    return config.get("task") or "classification"
 
 
 def train_command(path: str | os.PathLike, config: dict) -> str:
@@ -212,6 +222,8 @@ def load_study(
     for p in runs:
         run = load_run(p, root)
         loaded.setdefault(str(run.path.resolve()), run)
+    if len({run_task(r.config) for r in loaded.values()}) > 1:
+        raise UserError("the runs mix detection and classification runs; report one task at a time")
     if teacher is None:
         recorded = {}
         for run in loaded.values():

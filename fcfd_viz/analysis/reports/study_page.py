@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 PROBE_ATTRIBUTION = "grad_x_act"  # the captum method the probe ranks against (the cheapest)
 RUN_COLUMNS = ("run", "role", "method", "student", "dataset", "epochs", "top1", "best_top1")
+DET_RUN_COLUMNS = (*RUN_COLUMNS[:-2], "map", "best_map")  # a detection study's runs (mAP %)
 
 
 def report_sections(
@@ -37,11 +38,13 @@ def runs_section(study: Study) -> Section:
         {**r.row, "run": r.name, "role": "teacher" if r.is_teacher else "student"}
         for r in study.runs
     ]
-    return Section("Runs", table(rows, RUN_COLUMNS))
+    columns = DET_RUN_COLUMNS if study.task == "detection" else RUN_COLUMNS
+    return Section("Runs", table(rows, columns))
 
 
 def curves_section(study: Study) -> Section:
-    """Test and train top-1 of every run in one figure, then each run's loss terms."""
+    """Test and train top-1 (detection: test mAP) of every run in one figure, then each
+    run's loss terms."""
     from fcfd_viz import viz
 
     figures = [viz.accuracy_curves_figure({r.label: r.metrics for r in study.runs})]
@@ -69,6 +72,11 @@ def probe_section(study: Study, options: StudyOptions, progress: bool) -> Sectio
     title = "Teacher probe: sensitivity and anisotropy"
     if study.teacher is None:
         return _missing(title, "the runs record no teacher (pass --teacher CKPT).")
+    if study.task == "detection":
+        return _missing(
+            title, "the probe takes classifiers and these runs are detectors (the gap "
+            "section compares their FPN levels)."
+        )  # fmt: skip
     ckpt = load_checkpoint(study.teacher)
     net = model_from_checkpoint(ckpt)
     stage = options.stage if options.stage is not None else min(2, net.num_stages - 1)
@@ -111,6 +119,8 @@ def gap_section(
     students = study.students
     if not students:
         return _missing(title, "no student runs beside the teacher.")
+    if study.task == "detection":
+        return det_gap_section(study, options, progress)
     labels = study.gap_labels
     bar = tqdm(
         list(zip(students, labels)), desc="functional gap", unit="student", disable=not progress
@@ -140,6 +150,46 @@ def gap_section(
         + code(shlex.join(argv))
     )
     return Section(title, body, viz.gap_figures(res))
+
+
+def det_gap_section(study: Study, options: StudyOptions, progress: bool) -> Section:
+    """The detector students' per-FPN-level appearance vs functional gap, as ``fcfd gap``
+    measures detector checkpoints (eval-mode BN; connectors fitted on the full training
+    split for students without their own bridges, at most ``options.fit_epochs`` epochs).
+    Measured afresh each time: detection gaps are not kept in the runs folder's cache."""
+    from dataclasses import replace
+
+    from fcfd_viz import viz_detection
+    from fcfd_viz.detection.gap import DET_FIT
+    from fcfd_viz.detection.gap_report import det_gap_inputs, det_gap_report
+    from fcfd_viz.errors import UserError
+
+    if options.bn != "eval":
+        raise UserError("the detection gap runs every network in eval mode; drop --bn batch")
+    epochs = options.fit_epochs
+    fit = replace(DET_FIT, max_epochs=epochs, min_epochs=min(DET_FIT.min_epochs, epochs))
+    students, labels = study.students, study.gap_labels
+    paths = [r.path for r in students]
+    inputs = det_gap_inputs(paths, study.teacher, labels, options.data_dir)
+    report = det_gap_report(inputs, fit=fit, progress=progress)
+    res = report.result
+    argv = ["fcfd", "gap", "--teacher", study.teacher]
+    for path, label in zip(paths, labels):
+        argv += ["--student", str(path), "--label", label]
+    argv += ["--fit-max-epochs", str(epochs), *_data_dir(options)]
+    body = (
+        text(report.reading)
+        + text(
+            f"{res.num_images} test images of {report.dataset}, eval-mode BN. Students "
+            f"without their own bridges get connectors fitted on the training split (at most "
+            f"{epochs} epochs)."
+        )
+        + text("Measured alone by:", note=True)
+        + code(shlex.join(argv))
+    )
+    return Section(
+        "Functional gap: teacher and students", body, [viz_detection.det_gap_figure(res)]
+    )
 
 
 def commands_section(study: Study) -> Section:
