@@ -204,10 +204,10 @@ def mean_std(values: list[float]) -> dict:
 def group_runs(root: str | os.PathLike) -> list[dict]:
     """The completed runs under ``root`` grouped by config (same config.json but for the
     seeds), each group with mean and std over its seeds of top1, best_top1, top5 and
-    best_top5, largest group first.
+    best_top5 (and map, best_map: mAP % of detection runs), largest group first.
 
     Group keys: ``config`` (8 hex digits naming the config), method, student, teacher,
-    dataset, epochs, ``seeds`` (sorted), ``n`` (runs), ``runs`` (their paths) and one
+    dataset, task, epochs, ``seeds`` (sorted), ``n`` (runs), ``runs`` (their paths) and one
     ``{"mean", "std", "n"}`` per metric. Runs still going, stopped early or unreadable are
     left out: their numbers are not those of the finished experiment.
     """
@@ -225,13 +225,13 @@ def group_runs(root: str | os.PathLike) -> list[dict]:
         first = rows[0]
         group = {
             "config": hashlib.sha256(key.encode()).hexdigest()[:8],
-            **{k: first[k] for k in ("method", "student", "teacher", "dataset")},
+            **{k: first[k] for k in ("method", "student", "teacher", "dataset", "task")},
             "epochs": first["epochs_total"],
             "seeds": [r["seed"] for r in rows],
             "n": len(rows),
             "runs": [r["run"] for r in rows],
         }
-        for metric in METRICS:
+        for metric in (*METRICS, *DET_METRICS):
             group[metric] = mean_std([r[metric] for r in rows if is_number(r[metric])])
         out.append(group)
     out.sort(key=lambda g: (-g["n"], g["method"], g["student"], g["config"]))

@@ -250,3 +250,25 @@ def test_detection_runs_list_their_map(tmp_path: Path, capsys):
     lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()}
     assert "12.50 mAP  14.25 mAP" in lines["det-done"] and "12.50 mAP" in lines["det-going"]
     assert "60.00" in lines["clf"] and "mAP" not in lines["clf"]
+
+
+def test_detection_runs_group_with_their_map(tmp_path: Path, capsys):
+    root = tmp_path / "runs"
+    for seed, mean_ap in enumerate([40.0, 44.0]):
+        config = {**CONFIG, "task": "detection", "student": "det_resnet10"}
+        config |= {"data": {"dataset": "digit-boxes"}, "train": {"epochs": 3, "seed": seed}}
+        summary = {"map": mean_ap, "best_map": mean_ap + 1, "task": "detection"}
+        files = {
+            "config.json": config,
+            "summary.json": summary,
+            "status.json": {"state": "completed"},
+        }
+        make_run(root, f"det-s{seed}", {k: json.dumps(v) for k, v in files.items()})
+    assert main(["runs", str(root), "--group", "--json"]) == 0
+    (group,) = json.loads(capsys.readouterr().out)
+    assert group["task"] == "detection" and group["seeds"] == [0, 1]
+    assert group["map"] == {"mean": 42.0, "std": pytest.approx(2 * 2**0.5), "n": 2}
+    assert group["best_map"]["mean"] == 43.0 and group["top1"]["n"] == 0
+    assert main(["runs", str(root), "--group"]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    assert "42.00 ± 2.83 mAP  43.00 ± 2.83 mAP" in line

@@ -71,7 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--group",
         action="store_true",
         help="one line per config (same config.json but for the seed) over its completed runs: "
-        "mean ± std over seeds of last and best top-1 and top-5, and the number of seeds",
+        "mean ± std over seeds of last and best top-1 and top-5 (mAP for detection runs), "
+        "and the number of seeds",
     )
     p.set_defaults(func=cmd_runs)
 
@@ -258,11 +259,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+DET_COLUMNS = {"top1": "map", "best_top1": "best_map"}  # what a detection row shows there
+
+
 def _cell(row: dict, col: str) -> str:
     """A table cell; a detection run's top1 / best_top1 cells show its mAP / best mAP."""
-    det = {"top1": "map", "best_top1": "best_map"}
-    if row.get("task") == "detection" and col in det and row.get(det[col]) is not None:
-        return f"{row[det[col]]:.2f} mAP"
+    if row.get("task") == "detection" and row.get(DET_COLUMNS.get(col, "")) is not None:
+        return f"{row[DET_COLUMNS[col]]:.2f} mAP"
     v = row[col]
     return "-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
 
@@ -277,10 +280,14 @@ def _print_groups(groups: list[dict], root, as_json: bool) -> int:
         print(f"no completed runs in {root}")
         return 0
 
-    def stat(s: dict) -> str:
+    def stat(g: dict, metric: str) -> str:
+        """mean ± std; a detection group's top1 / best_top1 cells: its mAP / best mAP."""
+        det = g.get("task") == "detection" and metric in DET_COLUMNS
+        s = g[DET_COLUMNS[metric]] if det else g[metric]
         if s["mean"] is None:
             return "-"
-        return f"{s['mean']:.2f}" + ("" if s["std"] is None else f" ± {s['std']:.2f}")
+        std = "" if s["std"] is None else f" ± {s['std']:.2f}"
+        return f"{s['mean']:.2f}{std}" + (" mAP" if det else "")
 
     cols = ["config", "method", "student", "dataset", "epochs", "seeds", *METRICS, "runs"]
     fmt = [
@@ -291,7 +298,7 @@ def _print_groups(groups: list[dict], root, as_json: bool) -> int:
             g["dataset"],
             str(g["epochs"]),
             str(g["n"]),
-            *(stat(g[m]) for m in METRICS),
+            *(stat(g, m) for m in METRICS),
             ", ".join(os.path.basename(r) for r in g["runs"]),
         ]
         for g in groups
