@@ -134,22 +134,25 @@ def gap_section(
     ]  # fmt: skip
     report = merge_gap_reports(reports)
     res = report.result
-    argv = ["fcfd", "gap", "--teacher", study.teacher]
-    for run, label in zip(students, labels):
-        argv += ["--student", str(run.path), "--label", label]
-    argv += ["--fit-data", FIT_DATA, "--fit-max-epochs", str(options.fit_epochs)]
-    argv += ["--bn", options.bn, *_data_dir(options)]
-    body = (
-        text(report.reading)
-        + text(
-            f"Teacher top-1 {res.teacher_accuracy:.2f}% on {res.num_images} test images, "
-            f"{res.bn_label}. Students without their own bridges get connectors fitted on "
-            f"their own training subset (at most {options.fit_epochs} epochs)."
-        )
-        + text("Measured alone by:", note=True)
-        + code(shlex.join(argv))
+    flags = ["--fit-data", FIT_DATA, "--fit-max-epochs", str(options.fit_epochs)]
+    flags += ["--bn", options.bn, *_data_dir(options)]
+    about = (
+        f"Teacher top-1 {res.teacher_accuracy:.2f}% on {res.num_images} test images, "
+        f"{res.bn_label}. Students without their own bridges get connectors fitted on "
+        f"their own training subset (at most {options.fit_epochs} epochs)."
     )
+    body = _gap_body(study, labels, report.reading, about, flags)
     return Section(title, body, viz.gap_figures(res))
+
+
+def _gap_body(study: Study, labels: list[str], reading: str, about: str, flags: list[str]) -> str:
+    """A gap section's text: its reading, what it measured and the ``fcfd gap`` command
+    (the students under ``labels``, then ``flags``) that measures it alone."""
+    argv = ["fcfd", "gap", "--teacher", study.teacher]
+    for run, label in zip(study.students, labels):
+        argv += ["--student", str(run.path), "--label", label]
+    command = code(shlex.join([*argv, *flags]))
+    return text(reading) + text(about) + text("Measured alone by:", note=True) + command
 
 
 def det_gap_section(study: Study, options: StudyOptions, progress: bool) -> Section:
@@ -168,25 +171,18 @@ def det_gap_section(study: Study, options: StudyOptions, progress: bool) -> Sect
         raise UserError("the detection gap runs every network in eval mode; drop --bn batch")
     epochs = options.fit_epochs
     fit = replace(DET_FIT, max_epochs=epochs, min_epochs=min(DET_FIT.min_epochs, epochs))
-    students, labels = study.students, study.gap_labels
-    paths = [r.path for r in students]
+    labels = study.gap_labels
+    paths = [r.path for r in study.students]
     inputs = det_gap_inputs(paths, study.teacher, labels, options.data_dir)
     report = det_gap_report(inputs, fit=fit, progress=progress)
     res = report.result
-    argv = ["fcfd", "gap", "--teacher", study.teacher]
-    for path, label in zip(paths, labels):
-        argv += ["--student", str(path), "--label", label]
-    argv += ["--fit-max-epochs", str(epochs), *_data_dir(options)]
-    body = (
-        text(report.reading)
-        + text(
-            f"{res.num_images} test images of {report.dataset}, eval-mode BN. Students "
-            f"without their own bridges get connectors fitted on the training split (at most "
-            f"{epochs} epochs)."
-        )
-        + text("Measured alone by:", note=True)
-        + code(shlex.join(argv))
+    about = (
+        f"{res.num_images} test images of {report.dataset}, eval-mode BN. Students without "
+        f"their own bridges get connectors fitted on the training split (at most {epochs} "
+        "epochs)."
     )
+    flags = ["--fit-max-epochs", str(epochs), *_data_dir(options)]
+    body = _gap_body(study, labels, report.reading, about, flags)
     return Section(
         "Functional gap: teacher and students", body, [viz_detection.det_gap_figure(res)]
     )
