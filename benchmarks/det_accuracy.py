@@ -84,6 +84,8 @@ def markdown(result: dict) -> str:
         f"Teacher: mAP {t['map']:.2f}, AP50 {t['map_50']:.2f}, AP75 {t['map_75']:.2f}; "
         f"trained in {t['seconds'] / 60:.1f} min.\n",
     ]
+    if result.get("note"):
+        lines.append(result["note"] + "\n")
     rows = []
     for m, r in result["students"].items():
         per = " / ".join(f"{v:.1f}" for v in r["map"])
@@ -110,6 +112,7 @@ def main() -> None:
     # 73 s / 57 s): two processes of 1 thread each share the cores better than one of 2
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, 10%% of the canvases")
+    ap.add_argument("--note", default="", help="a sentence for the section: how the runs were made")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.quick:
@@ -125,6 +128,7 @@ def main() -> None:
         "epochs": cfgs["kd"].train.epochs,
         "precision": args.precision,
         "seeds": args.seeds,
+        "note": args.note,
         "teacher": teacher,
         "students": {},
     }
