@@ -70,7 +70,7 @@ class TrainConfig:
     milestones: list[int] = setting(list, "step schedule: epochs where the lr is x --gamma")
     gamma: float = setting(0.1, "step schedule: lr factor at each milestone")
     warmup_epochs: int = setting(
-        0, "epochs of linear lr warm-up before the schedule", flag="--lr-warmup-epochs"
+        0, "epochs of lr warm-up before the schedule (linear, per step)", flag="--lr-warmup-epochs"
     )
     seed: int = setting(0, "seed of everything random (init, shuffling, augmentation, paths)")
     device: str = setting("auto", "auto, cpu, cuda, cuda:N")
@@ -111,10 +111,15 @@ class TrainConfig:
             raise UserError(f"--device must be a name (auto, cpu, cuda:N), got {self.device!r}")
 
 
-def lr_at(cfg: TrainConfig, epoch: int) -> float:
-    """Learning rate for 0-based ``epoch``: warm-up, then the schedule."""
+def lr_at(cfg: TrainConfig, epoch: int, done: float = 1.0) -> float:
+    """Learning rate for 0-based ``epoch``: warm-up, then the schedule.
+
+    The warm-up ramps linearly per optimizer step: ``done`` is the fraction of the epoch's
+    steps taken including this one (``(step + 1) / steps``), so the ramp ends at ``lr`` with
+    the warm-up's last step (1.0: the epoch's last step, the value its record keeps). The
+    schedule after it changes per epoch."""
     if epoch < cfg.warmup_epochs:
-        return cfg.lr * (epoch + 1) / cfg.warmup_epochs
+        return cfg.lr * (epoch + done) / cfg.warmup_epochs
     if cfg.schedule == "step":
         return cfg.lr * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
     if cfg.schedule == "cosine":

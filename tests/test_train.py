@@ -176,3 +176,28 @@ def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_p
     assert [r["epoch"] for r in Run(out).metrics()] == [1]
     status = Run(out).status()
     assert status["state"] == "diverged" and status["error"] == msg
+
+
+class LrPerStep(Callback):
+    """The optimizer's lr at every step, per epoch."""
+
+    def __init__(self) -> None:
+        self.lrs: list[list[float]] = []
+
+    def on_step_end(self, trainer, step, losses) -> None:
+        if step == 0:
+            self.lrs.append([])
+        self.lrs[-1].append(trainer.optimizer.param_groups[0]["lr"])
+
+
+def test_lr_warm_up_ramps_per_step(tmp_path: Path):
+    """A one-epoch warm-up ramps over that epoch's steps (it was per epoch, so one warm-up
+    epoch trained at the full lr from the first step: detection distillation diverged)."""
+    cfg = tiny(epochs=2)
+    cfg.train.warmup_epochs, cfg.train.schedule = 1, "constant"
+    seen = LrPerStep()
+    run_experiment(cfg, tmp_path / "run", callbacks=[seen], progress=False)
+    assert seen.lrs[0] == pytest.approx([0.05 * k / 5 for k in (1, 2, 3, 4, 5)])  # 5 steps
+    assert seen.lrs[1] == pytest.approx([0.05] * 5)
+    # an epoch's record keeps the lr of its last step
+    assert [r["lr"] for r in Run(tmp_path / "run").metrics()] == pytest.approx([0.05, 0.05])

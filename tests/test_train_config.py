@@ -25,6 +25,10 @@ def test_lr_schedules():
     assert [lr_at(warm_step, e) for e in range(6)] == pytest.approx(
         [0.025, 0.05, 0.075, 0.1, 0.01, 0.01]
     )
+    # within the warm-up the lr ramps per step: `done` is the fraction of the epoch's steps
+    assert lr_at(warm, 0, 0.5) == pytest.approx(0.1) and lr_at(warm, 1, 0.25) == pytest.approx(0.25)
+    one = TrainConfig(epochs=3, lr=0.2, schedule="cosine", warmup_epochs=1)
+    assert [lr_at(one, 0, k / 4) for k in (1, 2, 3, 4)] == pytest.approx([0.05, 0.1, 0.15, 0.2])
     const = TrainConfig(epochs=3, lr=0.3, schedule="constant")
     assert [lr_at(const, e) for e in range(3)] == pytest.approx([0.3] * 3)
 
