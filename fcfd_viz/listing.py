@@ -25,6 +25,7 @@ STATES = ("running", "completed", "stopped", "interrupted", "failed", "diverged"
 FINAL = ("completed", "stopped", "interrupted", "failed", "diverged")
 METRICS = ("top1", "best_top1", "top5", "best_top5")  # a run's results, last and best epoch
 DET_METRICS = ("map", "best_map")  # a detection run's (--task detection), in percent
+DET_FOR_TOP1 = {"top1": "map", "best_top1": "best_map"}  # shown in a detection run's top-1 cells
 _TAIL_MAX = 1 << 20  # look at most this far back for the last well-formed metrics line
 
 

@@ -176,11 +176,10 @@ class Trainer:
             disable=not self.progress or self.rank != 0,
         )
         steps, warming = 0, epoch < cfg.warmup_epochs
-        total = len(self.train_loader) if warming else 1
         for step, (x, y) in enumerate(bar):
             if warming:  # the warm-up ramps per step (a one-epoch warm-up ramps at all)
                 for g in self.optimizer.param_groups:
-                    g["lr"] = lr_at(cfg, epoch, (step + 1) / total)
+                    g["lr"] = lr_at(cfg, epoch, (step + 1) / len(self.train_loader))
             out = self._step(x, y)
             for k, v in out.items():
                 sums[k] += v * (self.task.count(y) if not k.startswith("_") else 1)

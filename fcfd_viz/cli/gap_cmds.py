@@ -149,14 +149,9 @@ def _cmd_det_gap(args: argparse.Namespace) -> int:
 
     from fcfd_viz import viz_detection
     from fcfd_viz.detection.gap import DET_FIT
-    from fcfd_viz.detection.gap_report import det_gap_inputs, det_gap_report
-    from fcfd_viz.errors import UserError
+    from fcfd_viz.detection.gap_report import check_det_regime, det_gap_inputs, det_gap_report
 
-    if args.bn != "eval" or args.fit_data != "full":
-        raise UserError(
-            "the detection gap runs every network in eval mode on the full training split; "
-            "drop --bn batch / --fit-data student"
-        )
+    check_det_regime(args.bn, args.fit_data)
     knobs = {"max_epochs": args.fit_max_epochs, "lr": args.fit_lr}
     fit = replace(DET_FIT, seed=args.seed, **{k: v for k, v in knobs.items() if v is not None})
     fit.validate()

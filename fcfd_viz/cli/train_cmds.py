@@ -259,19 +259,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-DET_COLUMNS = {"top1": "map", "best_top1": "best_map"}  # what a detection row shows there
-
-
 def _cell(row: dict, col: str) -> str:
+    from fcfd_viz.listing import DET_FOR_TOP1
+
     """A table cell; a detection run's top1 / best_top1 cells show its mAP / best mAP."""
-    if row.get("task") == "detection" and row.get(DET_COLUMNS.get(col, "")) is not None:
-        return f"{row[DET_COLUMNS[col]]:.2f} mAP"
+    if row.get("task") == "detection" and row.get(DET_FOR_TOP1.get(col, "")) is not None:
+        return f"{row[DET_FOR_TOP1[col]]:.2f} mAP"
     v = row[col]
     return "-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
 
 
 def _print_groups(groups: list[dict], root, as_json: bool) -> int:
-    from fcfd_viz.listing import METRICS
+    from fcfd_viz.listing import DET_FOR_TOP1, METRICS
 
     if as_json:
         print_json(groups)
@@ -282,8 +281,8 @@ def _print_groups(groups: list[dict], root, as_json: bool) -> int:
 
     def stat(g: dict, metric: str) -> str:
         """mean ± std; a detection group's top1 / best_top1 cells: its mAP / best mAP."""
-        det = g.get("task") == "detection" and metric in DET_COLUMNS
-        s = g[DET_COLUMNS[metric]] if det else g[metric]
+        det = g.get("task") == "detection" and metric in DET_FOR_TOP1
+        s = g[DET_FOR_TOP1[metric]] if det else g[metric]
         if s["mean"] is None:
             return "-"
         std = "" if s["std"] is None else f" ± {s['std']:.2f}"

@@ -60,6 +60,16 @@ def checkpoints_task(students: Sequence[str | Path], teacher: str | Path | None 
     return next(iter(tasks.values()))
 
 
+def check_det_regime(bn: str, fit_data: str = "full") -> None:
+    """The detection gap runs every network in eval mode and fits connectors on the full
+    training split: a one-line :class:`UserError` for anything else."""
+    if bn != "eval" or fit_data != "full":
+        raise UserError(
+            "the detection gap runs every network in eval mode on the full training split; "
+            "drop --bn batch / --fit-data student"
+        )
+
+
 def _kind(task: str) -> str:
     return "detector" if task == "detection" else "classifier"
 

@@ -110,7 +110,7 @@ class Study:
     @property
     def task(self) -> str:
         """``"detection"`` or ``"classification"`` (:func:`load_study` refuses a mix)."""
-        return run_task(self.runs[0].config) if self.runs else "classification"
+        return self.runs[0].row["task"] if self.runs else "classification"
 
     @property
     def gap_labels(self) -> list[str]:
@@ -136,11 +136,6 @@ def gap_kept(study: Study, options: StudyOptions, cache_dir: str | os.PathLike) 
         gap_file(cache_dir, t, s, label, options.bn, options.fit_epochs).exists()
         for s, label in zip(keys, study.gap_labels)
     )
-
-
-def run_task(config: dict) -> str:
-    """A run's task as its config.json records it (runs from before detection: none)."""
-    return config.get("task") or "classification"
 
 
 def train_command(path: str | os.PathLike, config: dict) -> str:
@@ -222,7 +217,7 @@ def load_study(
     for p in runs:
         run = load_run(p, root)
         loaded.setdefault(str(run.path.resolve()), run)
-    if len({run_task(r.config) for r in loaded.values()}) > 1:
+    if len({r.row["task"] for r in loaded.values()}) > 1:
         raise UserError("the runs mix detection and classification runs; report one task at a time")
     if teacher is None:
         recorded = {}

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
 PROBE_ATTRIBUTION = "grad_x_act"  # the captum method the probe ranks against (the cheapest)
 RUN_COLUMNS = ("run", "role", "method", "student", "dataset", "epochs", "top1", "best_top1")
-DET_RUN_COLUMNS = (*RUN_COLUMNS[:-2], "map", "best_map")  # a detection study's runs (mAP %)
 
 
 def report_sections(
@@ -38,7 +37,11 @@ def runs_section(study: Study) -> Section:
         {**r.row, "run": r.name, "role": "teacher" if r.is_teacher else "student"}
         for r in study.runs
     ]
-    columns = DET_RUN_COLUMNS if study.task == "detection" else RUN_COLUMNS
+    from fcfd_viz.listing import DET_FOR_TOP1
+
+    columns = RUN_COLUMNS  # a detection study's runs: mAP in place of top-1
+    if study.task == "detection":
+        columns = tuple(DET_FOR_TOP1.get(c, c) for c in RUN_COLUMNS)
     return Section("Runs", table(rows, columns))
 
 
@@ -164,11 +167,9 @@ def det_gap_section(study: Study, options: StudyOptions, progress: bool) -> Sect
 
     from fcfd_viz import viz_detection
     from fcfd_viz.detection.gap import DET_FIT
-    from fcfd_viz.detection.gap_report import det_gap_inputs, det_gap_report
-    from fcfd_viz.errors import UserError
+    from fcfd_viz.detection.gap_report import check_det_regime, det_gap_inputs, det_gap_report
 
-    if options.bn != "eval":
-        raise UserError("the detection gap runs every network in eval mode; drop --bn batch")
+    check_det_regime(options.bn)
     epochs = options.fit_epochs
     fit = replace(DET_FIT, max_epochs=epochs, min_epochs=min(DET_FIT.min_epochs, epochs))
     labels = study.gap_labels
