@@ -6,6 +6,9 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8501
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (the suite's subprocesses leave a core idle half the
+# time; two workers fill it); PYTEST_WORKERS=0 runs it in one process
+PYTEST_WORKERS ?= 2
 
 .PHONY: app test lint format install clean benchmarks chromium
 
@@ -33,7 +36,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 test: lint chromium
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # Debian's Chromium for the real-browser tests (tests/app/test_browser.py, as .ci/run does):
 # installed when missing and this is root with apt-get; otherwise say that they will be skipped

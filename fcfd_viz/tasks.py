@@ -23,6 +23,9 @@ class Task:
     """
 
     name: ClassVar[str] = "task"
+    # every training batch has one shape (so cuDNN may time its algorithms once and keep the
+    # fastest: torch.backends.cudnn.benchmark); detection's resized images vary
+    fixed_input_shape: ClassVar[bool] = True
 
     def to_device(self, x: Any, y: Any, device: torch.device, channels_last: bool):
         """The batch ``(x, y)`` on ``device`` (images channels_last when asked)."""

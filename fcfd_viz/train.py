@@ -71,6 +71,8 @@ class Trainer:
         self.device = resolve_device(dev)
         if self.device.type == "cuda" and self.device.index is not None:
             torch.cuda.set_device(self.device)  # plain "cuda" keeps the current device
+        if self.device.type == "cuda" and task.fixed_input_shape:
+            torch.backends.cudnn.benchmark = True  # one batch shape: time cuDNN's kernels once
         self.distiller = distiller.to(self.device)
         self.runtime = runtime_record(self.device, cfg.precision, cfg.channels_last)
         self.channels_last = self.runtime["channels_last"]

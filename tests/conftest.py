@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(2)  # the CI box has 2 cores; more threads only fight each other
+# The CI box has 2 cores; more threads only fight each other. `make test` runs two pytest-xdist
+# workers (each has PYTEST_XDIST_WORKER): one thread apiece, and so for the processes they start
+# (CLI runs, notebook kernels, servers): OpenMP threads beyond the cores spin and stall each other
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(2)
 # --precision auto as on a CPU without bf16 (fp32), here and in the CLI subprocesses, so runs
 # give the same numbers on every machine; tests of bf16 ask for it (fcfd_viz.runtime.cpu_flags)
 os.environ["FCFD_CPU_FLAGS"] = ""
@@ -192,6 +199,19 @@ def fake_hub(tmp_path, monkeypatch, fake_imagenet_state) -> Path:
     folder.mkdir(parents=True)
     torch.save(fake_imagenet_state, folder / "mobilenet_v3_small-047dcff4.pth")
     return folder
+
+
+# session fixtures that cost a minute or more: under pytest-xdist (`--dist loadgroup`) every
+# test using one runs on the same worker, so the fixture is built once, not once per worker
+COSTLY_FIXTURES = ("gap_runs",)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        for name in COSTLY_FIXTURES:
+            if name in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(name))
 
 
 def _needs_chromium(report) -> bool:

@@ -49,6 +49,7 @@ def test_trainer_picks_bf16_and_channels_last_on_cuda():
     trainer = Trainer(d, [], [], TrainConfig(epochs=1, device="cuda"), progress=False)
     assert trainer.amp_dtype == torch.bfloat16
     assert trainer.channels_last
+    assert torch.backends.cudnn.benchmark  # fixed CIFAR-size batches: cuDNN autotuned
     x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
     trainer.distiller.start_epoch(0, 1)
     trainer.model.train()

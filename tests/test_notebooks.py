@@ -38,6 +38,8 @@ EXPECTED = [
     "06_detection.ipynb",
 ]
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+# under pytest-xdist, on one worker: the notebooks share the runs 01 trains (module fixture)
+pytestmark = pytest.mark.xdist_group("notebooks")
 CELL_TIMEOUT = 900  # seconds per cell: generous, the CI box may be shared
 KERNEL_NAME = "fcfd-viz-notebook-tests"
 INJECTED_TAG = "injected-parameters"
@@ -148,8 +150,9 @@ def runs_dir(tmp_path_factory) -> Path:
 def kernel_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        OMP_NUM_THREADS="2",
-        MKL_NUM_THREADS="2",
+        # 2 cores; 1 under pytest-xdist (tests/conftest.py), where the other worker has one
+        OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"),
+        MKL_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"),
         PLOTLY_RENDERER="json",  # small outputs: no plotly.js bundle in every executed copy
         TQDM_DISABLE="1",
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),

@@ -28,6 +28,7 @@ class Detection(Task):
     """mAP: batches are (list of images, list of targets); no training metric."""
 
     name = "detection"
+    fixed_input_shape = False  # images are resized to their own aspect ratio
 
     def to_device(self, x, y, device, channels_last: bool):
         images = [im.to(device, non_blocking=True) for im in x]
