@@ -186,10 +186,10 @@ class Trainer:
             for k, v in out.items():
                 sums[k] += v * (self.task.count(y) if not k.startswith("_") else 1)
             steps += 1
-            for cb in self.callbacks:
-                cb.on_step_end(
-                    self, step, {k: float(v) for k, v in out.items() if not k.startswith("_")}
-                )
+            if self.callbacks:  # the step's values as floats once, for every callback
+                values = {k: float(v) for k, v in out.items() if not k.startswith("_")}
+                for cb in self.callbacks:
+                    cb.on_step_end(self, step, values)
             if self._poll_stop():
                 break
         names = sorted(sums)
