@@ -146,11 +146,13 @@ class Trainer:
         with ctx:
             logits, losses = self.model(x, y)
             loss = sum(losses.values())
-        value = float(loss.detach())  # one sync per step, as the finiteness check always cost
-        if not math.isfinite(value) or value > LOSS_LIMIT:
-            raise Diverged(f"the loss reached {value:.3g}")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        # the step's one sync, after the backward is queued (on a GPU it runs meanwhile) and
+        # before the weights change: a diverged loss leaves them as they were
+        value = float(loss.detach())
+        if not math.isfinite(value) or value > LOSS_LIMIT:
+            raise Diverged(f"the loss reached {value:.3g}")
         self.scaler.step(self.optimizer)
         self.scaler.update()
         out = {k: v.detach() for k, v in losses.items()}

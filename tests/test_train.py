@@ -178,6 +178,31 @@ def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_p
     assert status["state"] == "diverged" and status["error"] == msg
 
 
+def test_a_diverged_step_leaves_the_weights_and_the_optimizer_as_they_were():
+    """The finiteness check runs after the backward (so a GPU need not wait for the forward
+    before the backward is queued) but before the optimizer step: a NaN loss changes nothing."""
+    from fcfd_viz import distill, models
+    from fcfd_viz.train import Trainer
+    from fcfd_viz.train_config import Diverged
+
+    torch.manual_seed(0)
+    d = distill.create("ce", models.create("resnet8", 10), input_shape=(3, 16, 16))
+    cfg = TrainConfig(epochs=1, device="cpu", lr=0.05)
+    trainer = Trainer(d, [], [], cfg, progress=False)
+    x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
+    trainer.model.train()
+    trainer._step(x, y)  # a good step: momentum buffers exist now
+    weights = {k: v.clone() for k, v in d.state_dict().items()}
+    momenta = [s["momentum_buffer"].clone() for s in trainer.optimizer.state.values()]
+    with pytest.raises(Diverged, match="nan"):
+        trainer._step(torch.full_like(x, float("nan")), y)
+    for k, v in d.state_dict().items():
+        if not k.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            assert torch.equal(v, weights[k]), k  # (BN statistics saw the batch: a forward)
+    after = [s["momentum_buffer"] for s in trainer.optimizer.state.values()]
+    assert all(torch.equal(a, b) for a, b in zip(after, momenta))
+
+
 class LrPerStep(Callback):
     """The optimizer's lr at every step, per epoch."""
 
