@@ -180,6 +180,9 @@ class Trainer:
             disable=not self.progress or self.rank != 0,
         )
         steps, warming = 0, epoch < cfg.warmup_epochs
+        # callbacks with a step hook of their own (TensorBoard logs per epoch): the others cost
+        # no device-to-host copies of every loss term at every step
+        watchers = [c for c in self.callbacks if type(c).on_step_end is not Callback.on_step_end]
         for step, (x, y) in enumerate(bar):
             if warming:  # the warm-up ramps per step (a one-epoch warm-up ramps at all)
                 for g in self.optimizer.param_groups:
@@ -188,9 +191,9 @@ class Trainer:
             for k, v in out.items():
                 sums[k] += v * (self.task.count(y) if not k.startswith("_") else 1)
             steps += 1
-            if self.callbacks:  # the step's values as floats once, for every callback
+            if watchers:  # the step's values as floats once, for every callback
                 values = {k: float(v) for k, v in out.items() if not k.startswith("_")}
-                for cb in self.callbacks:
+                for cb in watchers:
                     cb.on_step_end(self, step, values)
             if self._poll_stop():
                 break
