@@ -33,6 +33,12 @@ class Unreadable(Exception):
     """Why a run directory cannot be described."""
 
 
+def shown_metric(task: str | None, column: str) -> str:
+    """The result a table shows in ``column`` for a run (or group) of ``task``: a detection
+    run's mAP / best mAP in the top-1 / best top-1 columns, else ``column`` itself."""
+    return DET_FOR_TOP1.get(column, column) if task == "detection" else column
+
+
 def _field(obj: dict, key: str, kinds: tuple, where: str, default=None):
     value = obj.get(key, default)
     if value is not default and not (isinstance(value, kinds) and not isinstance(value, bool)):

@@ -260,17 +260,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _cell(row: dict, col: str) -> str:
-    from fcfd_viz.listing import DET_FOR_TOP1
-
     """A table cell; a detection run's top1 / best_top1 cells show its mAP / best mAP."""
-    if row.get("task") == "detection" and row.get(DET_FOR_TOP1.get(col, "")) is not None:
-        return f"{row[DET_FOR_TOP1[col]]:.2f} mAP"
+    from fcfd_viz.listing import shown_metric
+
+    shown = shown_metric(row.get("task"), col)
+    if shown != col and row.get(shown) is not None:
+        return f"{row[shown]:.2f} mAP"
     v = row[col]
     return "-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
 
 
 def _print_groups(groups: list[dict], root, as_json: bool) -> int:
-    from fcfd_viz.listing import DET_FOR_TOP1, METRICS
+    from fcfd_viz.listing import METRICS, shown_metric
 
     if as_json:
         print_json(groups)
@@ -281,12 +282,12 @@ def _print_groups(groups: list[dict], root, as_json: bool) -> int:
 
     def stat(g: dict, metric: str) -> str:
         """mean ± std; a detection group's top1 / best_top1 cells: its mAP / best mAP."""
-        det = g.get("task") == "detection" and metric in DET_FOR_TOP1
-        s = g[DET_FOR_TOP1[metric]] if det else g[metric]
+        shown = shown_metric(g.get("task"), metric)
+        s = g[shown]
         if s["mean"] is None:
             return "-"
         std = "" if s["std"] is None else f" ± {s['std']:.2f}"
-        return f"{s['mean']:.2f}{std}" + (" mAP" if det else "")
+        return f"{s['mean']:.2f}{std}" + (" mAP" if shown != metric else "")
 
     cols = ["config", "method", "student", "dataset", "epochs", "seeds", *METRICS, "runs"]
     fmt = [

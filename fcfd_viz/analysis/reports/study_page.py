@@ -11,6 +11,7 @@ import shlex
 from typing import TYPE_CHECKING
 
 from fcfd_viz.analysis.reports.gap import FIT_DATA
+from fcfd_viz.listing import shown_metric
 from fcfd_viz.viz_report import Section, code, details, heading, table, text
 
 if TYPE_CHECKING:
@@ -37,11 +38,7 @@ def runs_section(study: Study) -> Section:
         {**r.row, "run": r.name, "role": "teacher" if r.is_teacher else "student"}
         for r in study.runs
     ]
-    from fcfd_viz.listing import DET_FOR_TOP1
-
-    columns = RUN_COLUMNS  # a detection study's runs: mAP in place of top-1
-    if study.task == "detection":
-        columns = tuple(DET_FOR_TOP1.get(c, c) for c in RUN_COLUMNS)
+    columns = [shown_metric(study.task, c) for c in RUN_COLUMNS]  # detection: mAP for top-1
     return Section("Runs", table(rows, columns))
 
 
