@@ -1,4 +1,5 @@
-"""Datasets and loaders: embedded digits (default), CIFAR-10/100, an ImageNet-style folder.
+"""Datasets and loaders: embedded digits (default) and digit-pairs (100 classes), CIFAR-10/100,
+an ImageNet-style folder.
 
 Every dataset yields ``(image, label)`` with images as normalised float tensors (3, H, W).
 Nothing is downloaded unless the user asks for it (``download=True`` / ``--download``).
@@ -16,10 +17,14 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from fcfd_viz import checks
 from fcfd_viz.checks import setting
+from fcfd_viz.digit_pairs import NUM_CLASSES as NUM_PAIR_CLASSES
+from fcfd_viz.digit_pairs import DigitPairs
 from fcfd_viz.digits import DigitsDataset
 from fcfd_viz.errors import UserError
 
-DATASETS = ("digits", "digits-hard", "cifar10", "cifar100", "imagenet")
+DATASETS = ("digits", "digits-hard", "digit-pairs", "cifar10", "cifar100", "imagenet")
+# the datasets built into the package: generated in memory, nothing to download or load
+EMBEDDED = ("digits", "digits-hard", "digit-pairs")
 # the datasets of ``--task detection`` (fcfd_viz.detection.data): boxes, not labels
 DETECTION_DATASETS = ("digit-boxes", "coco")
 
@@ -28,7 +33,9 @@ DETECTION_DATASETS = ("digit-boxes", "coco")
 class DataConfig:
     """Which data and how to load it.
 
-    ``image_size`` applies to digits and the ImageNet folder (CIFAR is always 32x32).
+    ``image_size`` applies to digits, digit-pairs and the ImageNet folder (CIFAR is always
+    32x32); left at its default 16, digit-pairs renders at 32 and ImageNet at 224
+    (:func:`image_size`).
     ``batch_size`` is the global batch of one optimizer step: under torchrun each of the N
     ranks loads ``batch_size / N`` (:func:`rank_batch_size`).
     ``subset`` (0 < subset <= 1) keeps a stratified fraction of the *training* split, fixed
@@ -42,7 +49,9 @@ class DataConfig:
     )
     data_dir: str | None = setting(None, "folder with CIFAR / ImageNet data")
     download: bool = setting(False, "download CIFAR into --data-dir (needs internet)")
-    image_size: int = setting(16, "digits / ImageNet image size (ImageNet: 224 when left at 16)")
+    image_size: int = setting(
+        16, "digits / digit-pairs / ImageNet image size (left at 16: digit-pairs 32, ImageNet 224)"
+    )
     batch_size: int = setting(64, "global batch of one optimizer step (split across ranks)")
     subset: float | None = setting(None, "stratified fraction of the training split")
     # None: the training seed (a subset fixed per seed)
@@ -71,6 +80,21 @@ class DataInfo:
     name: str
     num_classes: int
     input_shape: tuple[int, int, int]
+
+
+# the size a dataset renders at when --image-size is left at its default (16)
+DEFAULT_IMAGE_SIZE = 16
+NATIVE_SIZES = {"digit-pairs": 32, "imagenet": 224}
+
+
+def image_size(cfg: DataConfig) -> int:
+    """The side of ``cfg``'s images: CIFAR's 32, else ``cfg.image_size``, where the default 16
+    means the dataset's native size (:data:`NATIVE_SIZES`; digits: 16)."""
+    if cfg.dataset in CIFAR_STATS:
+        return 32
+    if cfg.image_size == DEFAULT_IMAGE_SIZE:
+        return NATIVE_SIZES.get(cfg.dataset, DEFAULT_IMAGE_SIZE)
+    return cfg.image_size
 
 
 def stratified_subset(targets: Tensor | np.ndarray, fraction: float, seed: int) -> list[int]:
@@ -162,17 +186,20 @@ def build_datasets(cfg: DataConfig) -> tuple[Dataset, Dataset, DataInfo]:
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     subset = cfg.subset
+    size = image_size(cfg)
     if name in ("digits", "digits-hard"):
-        train, test = DigitsDataset(True, cfg.image_size), DigitsDataset(False, cfg.image_size)
-        info = DataInfo(name, 10, (3, cfg.image_size, cfg.image_size))
+        train, test = DigitsDataset(True, size), DigitsDataset(False, size)
+        info = DataInfo(name, 10, (3, size, size))
         if name == "digits-hard" and subset is None:
             subset = DIGITS_HARD_SUBSET
+    elif name == "digit-pairs":
+        train, test = DigitPairs(True, size), DigitPairs(False, size)
+        info = DataInfo(name, NUM_PAIR_CLASSES, (3, size, size))
     elif name in CIFAR_STATS:
         train = _cifar(name, True, cfg.data_dir, cfg.download)
         test = _cifar(name, False, cfg.data_dir, cfg.download)
         info = DataInfo(name, 10 if name == "cifar10" else 100, (3, 32, 32))
     else:
-        size = cfg.image_size if cfg.image_size != 16 else 224
         train, test = _imagenet(True, cfg.data_dir, size), _imagenet(False, cfg.data_dir, size)
         info = DataInfo(name, len(train.classes), (3, size, size))
     if subset is not None and subset < 1:
@@ -188,8 +215,11 @@ DIGITS_HARD_SUBSET = 0.1
 
 def data_info(cfg: DataConfig) -> DataInfo:
     """:class:`DataInfo` without building the datasets when it is known up front."""
+    size = image_size(cfg)
     if cfg.dataset in ("digits", "digits-hard"):
-        return DataInfo(cfg.dataset, 10, (3, cfg.image_size, cfg.image_size))
+        return DataInfo(cfg.dataset, 10, (3, size, size))
+    if cfg.dataset == "digit-pairs":
+        return DataInfo(cfg.dataset, NUM_PAIR_CLASSES, (3, size, size))
     if cfg.dataset in CIFAR_STATS:
         return DataInfo(cfg.dataset, 10 if cfg.dataset == "cifar10" else 100, (3, 32, 32))
     return build_datasets(cfg)[2]
@@ -227,7 +257,7 @@ def make_loaders(
     cfg.validate()
     per_rank = rank_batch_size(cfg.batch_size, world_size)
     train, test, info = build_datasets(cfg)
-    in_memory = cfg.dataset.startswith("digits")
+    in_memory = cfg.dataset in EMBEDDED
     workers = (
         cfg.num_workers
         if cfg.num_workers is not None

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from fcfd_viz import distill, models
 from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint, save_checkpoint
-from fcfd_viz.data import DATASETS, DataConfig, data_info, make_loaders
+from fcfd_viz.data import DATASETS, EMBEDDED, DataConfig, data_info, make_loaders
 from fcfd_viz.errors import UserError
 from fcfd_viz.fsio import atomic_write_with, user_os_errors
 from fcfd_viz.models import crd
@@ -32,9 +32,9 @@ IMPORT_DATASETS = tuple(d for d in DATASETS if d != "imagenet")  # known shape w
 
 
 def measurable(dataset: str, data_dir: str | None) -> bool:
-    """Whether an import measures test accuracy: digits are built in; CIFAR when a data
-    folder is named (``--data-dir`` or ``$FCFD_DATA_DIR``)."""
-    return dataset.startswith("digits") or bool(data_dir or os.environ.get("FCFD_DATA_DIR"))
+    """Whether an import measures test accuracy: digits and digit-pairs are built in; CIFAR
+    when a data folder is named (``--data-dir`` or ``$FCFD_DATA_DIR``)."""
+    return dataset in EMBEDDED or bool(data_dir or os.environ.get("FCFD_DATA_DIR"))
 
 
 def measure_top1(

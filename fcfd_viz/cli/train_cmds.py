@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--arch",
         default=None,
-        help="architecture (default: resnet8x4; `fcfd models` lists all; --task detection: "
+        help="architecture (default: resnet8x4; resnet32x4 on digit-pairs; `fcfd models` lists all; "
+        "--task detection: "
         "det_resnet18, or det_resnet10, det_mobilenetv2, frcnn_r18/r50/r101/mbv2)",
     )
     g.add_argument(
@@ -82,20 +83,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_models)
 
 
-def teacher_schedule(dataset: str) -> dict:
-    """A teacher's default training: a short cosine run on digits, the paper's 240-epoch step
-    schedule on CIFAR / ImageNet."""
-    from fcfd_viz.pipeline import DEFAULT_TEACHER_EPOCHS
+def teacher_defaults(dataset: str) -> dict:
+    """A teacher's default arch and training: resnet8x4 for a short cosine run on digits,
+    resnet32x4 for the calibrated schedule on digit-pairs, resnet8x4 for the paper's 240-epoch
+    step schedule on CIFAR / ImageNet."""
+    from fcfd_viz import pipeline
 
+    if dataset == "digit-pairs":
+        return {"student": pipeline.PAIRS_TEACHER_ARCH, "train": dict(pipeline.PAIRS_TEACHER_TRAIN)}
     if dataset.startswith("digits"):
-        return {"epochs": DEFAULT_TEACHER_EPOCHS}
-    return {"epochs": 240, "schedule": "step", "milestones": [150, 180, 210]}
+        train = {"epochs": pipeline.DEFAULT_TEACHER_EPOCHS}
+    else:
+        train = {"epochs": 240, "schedule": "step", "milestones": [150, 180, 210]}
+    return {"student": pipeline.DEFAULT_TEACHER_ARCH, "train": train}
 
 
 def cmd_train_teacher(args: argparse.Namespace) -> int:
     from fcfd_viz import models
     from fcfd_viz.cli.config_file import check_knobs, experiment, flags_layer, merge
-    from fcfd_viz.pipeline import DEFAULT_TEACHER_ARCH
 
     file = file_layer(args)
     if file.get("method", "ce") != "ce" or file.get("teacher"):
@@ -115,11 +120,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
         defaults = det.teacher_defaults(dataset, args.preset)
     else:
         dataset = given or "digits"
-        defaults = {
-            "method": "ce",
-            "student": DEFAULT_TEACHER_ARCH,
-            "train": teacher_schedule(dataset),
-        }
+        defaults = {"method": "ce", **teacher_defaults(dataset)}
     layer = merge(defaults, file, flags)
     layer["method_config"] = check_knobs(
         "ce", layer["method_config"], f"--config {args.config}", "train-teacher", task
