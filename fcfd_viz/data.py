@@ -34,8 +34,7 @@ class DataConfig:
     """Which data and how to load it.
 
     ``image_size`` applies to digits, digit-pairs and the ImageNet folder (CIFAR is always
-    32x32); left at its default 16, digit-pairs renders at 32 and ImageNet at 224
-    (:func:`image_size`).
+    32x32); left at its default 16, ImageNet loads at 224 (:func:`image_size`).
     ``batch_size`` is the global batch of one optimizer step: under torchrun each of the N
     ranks loads ``batch_size / N`` (:func:`rank_batch_size`).
     ``subset`` (0 < subset <= 1) keeps a stratified fraction of the *training* split, fixed
@@ -50,7 +49,7 @@ class DataConfig:
     data_dir: str | None = setting(None, "folder with CIFAR / ImageNet data")
     download: bool = setting(False, "download CIFAR into --data-dir (needs internet)")
     image_size: int = setting(
-        16, "digits / digit-pairs / ImageNet image size (left at 16: digit-pairs 32, ImageNet 224)"
+        16, "digits / digit-pairs / ImageNet image size (ImageNet: 224 when left at 16)"
     )
     batch_size: int = setting(64, "global batch of one optimizer step (split across ranks)")
     subset: float | None = setting(None, "stratified fraction of the training split")
@@ -84,7 +83,7 @@ class DataInfo:
 
 # the size a dataset renders at when --image-size is left at its default (16)
 DEFAULT_IMAGE_SIZE = 16
-NATIVE_SIZES = {"digit-pairs": 32, "imagenet": 224}
+NATIVE_SIZES = {"imagenet": 224}
 
 
 def image_size(cfg: DataConfig) -> int:
