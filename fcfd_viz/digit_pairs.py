@@ -200,7 +200,7 @@ class DigitPairs(Dataset):
     ) -> None:
         if size < 16:
             raise UserError(
-                f"digit-pairs image size must be >= 16, got {size}; use --image-size 32"
+                f"digit-pairs image size must be >= 16, got {size}; use --image-size 16"
             )
         per_class = TRAIN_PER_CLASS if train else TEST_PER_CLASS
         n = n if n is not None else per_class * NUM_CLASSES
