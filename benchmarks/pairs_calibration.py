@@ -43,6 +43,7 @@ def style_key(style: digit_pairs.PairStyle) -> str:
 def trial(arch: str, size: int, subset: float, epochs: int, lr: float, seed: int) -> dict:
     """Train ``arch`` with CE on the current style (cached) and return the trial's record."""
     style = digit_pairs.STYLE
+    name = next((k for k, v in digit_pairs.STYLES.items() if v == style), style_key(style))
     out = (
         RUNS / f"{style_key(style)}-{arch}-s{size}-p{int(subset * 100)}-e{epochs}-lr{lr}-seed{seed}"
     )
@@ -65,6 +66,7 @@ def trial(arch: str, size: int, subset: float, epochs: int, lr: float, seed: int
         "seed": seed,
         "style": style.to_dict(),
         "style_key": style_key(style),
+        "style_name": name,
         "top1": summary["top1"],
         "best_top1": summary.get("best_top1", summary["top1"]),
         "wall_s": summary.get("seconds"),
@@ -75,7 +77,7 @@ def trial(arch: str, size: int, subset: float, epochs: int, lr: float, seed: int
 def section(trials: list[dict]) -> str:
     rows = [
         [
-            t["style_key"],
+            t.get("style_name", t["style_key"]),
             t["arch"],
             t["size"],
             t["per_class"],
@@ -86,7 +88,7 @@ def section(trials: list[dict]) -> str:
         ]
         for t in trials
     ]
-    styles = {t["style_key"]: t["style"] for t in trials}
+    styles = {t.get("style_name", t["style_key"]): t["style"] for t in trials}
     style_lines = "\n".join(f"- `{k}`: {json.dumps(v)}" for k, v in styles.items())
     m = machine()
     return (
@@ -108,6 +110,7 @@ def section(trials: list[dict]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--archs", nargs="+", default=["resnet32x4", "resnet8x4"])
+    p.add_argument("--style", default=digit_pairs.DEFAULT_STYLE, choices=list(digit_pairs.STYLES))
     p.add_argument("--size", type=int, default=16)
     p.add_argument("--subset", type=float, default=1.0, help="fraction of the training canvases")
     p.add_argument("--epochs", type=int, default=15)
@@ -117,6 +120,7 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    digit_pairs.STYLE = digit_pairs.STYLES[args.style]  # what DigitPairs renders in this process
     path = RESULTS / f"{NAME}.json"
     trials = json.loads(path.read_text())["trials"] if path.exists() else []
     for arch in args.archs:

@@ -55,7 +55,16 @@ class PairStyle:
         return asdict(self)
 
 
-STYLE = PairStyle()
+# Named difficulty levels, from the calibration (docs/results.md, "digit-pairs calibration"):
+# ``plain`` only varies colours and digit size, ``hard`` is the class's defaults.
+STYLES = {
+    "plain": PairStyle(rotation=0.0, jitter=0.0, shift=0.0, clutter=0, noise=0.0),
+    "mild": PairStyle(rotation=10.0, jitter=0.04, shift=0.05, clutter=1, noise=0.03),
+    "medium": PairStyle(rotation=14.0, jitter=0.06, shift=0.06, clutter=2, noise=0.045),
+    "hard": PairStyle(),
+}
+DEFAULT_STYLE = "medium"
+STYLE = STYLES[DEFAULT_STYLE]
 
 
 @lru_cache(maxsize=1)
@@ -112,17 +121,28 @@ def _colours(rng: np.random.Generator, n: int, contrast: float) -> tuple[np.ndar
     return bg, fg
 
 
-@lru_cache(maxsize=8)
 def render(
-    train: bool, n: int, size: int = NATIVE_SIZE, seed: int = SPLIT_SEED, style: PairStyle = STYLE
+    train: bool,
+    n: int,
+    size: int = NATIVE_SIZE,
+    seed: int = SPLIT_SEED,
+    style: PairStyle | None = None,
 ) -> tuple[Tensor, Tensor, np.ndarray]:
     """``n`` canvases of the train (or test) split, deterministic per ``(seed, split, n,
     size, style)``.
 
     Returns (images (n, 3, size, size) uint8, labels (n,) int64 in 0..99 with every class
     ``n // 100`` or ``n // 100 + 1`` times, sources (n, 2) the sklearn indices of the tens and
-    the units digit).
+    the units digit). ``style`` None: the module's :data:`STYLE`.
     """
+    return _render(train, n, size, seed, style or STYLE)
+
+
+@lru_cache(maxsize=8)
+def _render(
+    train: bool, n: int, size: int, seed: int, s: PairStyle
+) -> tuple[Tensor, Tensor, np.ndarray]:
+    """:func:`render` for one resolved style, kept for the process (a few MB per split)."""
     glyphs, digit_of = _glyphs()
     pool = source_split(seed)[0 if train else 1]
     by_digit = [pool[digit_of[pool] == d] for d in range(10)]
@@ -134,7 +154,6 @@ def render(
             rows = np.flatnonzero(col == d)
             sources[rows, k] = rng.choice(by_digit[d], len(rows))
 
-    s = style
     half = rng.uniform(*s.scale, (n, 2))  # half of a side in [-1, 1] units = the height fraction
     # the tens digit left of centre, the units digit right of it: their centres sit a bit
     # closer than a digit's height (glyph ink is narrower than its square box)
@@ -196,7 +215,7 @@ class DigitPairs(Dataset):
         size: int = NATIVE_SIZE,
         n: int | None = None,
         augment: bool | None = None,
-        style: PairStyle = STYLE,
+        style: PairStyle | None = None,
     ) -> None:
         if size < 16:
             raise UserError(
@@ -206,6 +225,7 @@ class DigitPairs(Dataset):
         n = n if n is not None else per_class * NUM_CLASSES
         if n < 1:
             raise UserError(f"digit-pairs needs at least one canvas, got {n}")
+        style = style or STYLE  # the module's style at build time (calibration sets it)
         images, self.targets, self.sources = render(train, n, size, SPLIT_SEED, style)
         mean, std = _stats(size, style)
         self.images = images  # (n, 3, size, size) uint8: 4x less memory than floats
@@ -238,7 +258,7 @@ def _stats(size: int, style: PairStyle) -> tuple[Tensor, Tensor]:
     return x.mean(1), x.std(1)
 
 
-def describe(style: PairStyle = STYLE) -> str:
+def describe(style: PairStyle | None = None) -> str:
     """One line naming the style's knobs, for docs and run notes."""
-    parts = [f"{k}={v}" for k, v in style.to_dict().items()]
+    parts = [f"{k}={v}" for k, v in (style or STYLE).to_dict().items()]
     return "digit-pairs style: " + ", ".join(parts)

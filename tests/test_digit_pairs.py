@@ -16,9 +16,9 @@ from fcfd_viz.errors import UserError
 
 
 def test_render_is_deterministic_per_seed_and_differs_across_seeds():
-    a = dp.render.__wrapped__(True, 300, 16, 0)
-    b = dp.render.__wrapped__(True, 300, 16, 0)
-    c = dp.render.__wrapped__(True, 300, 16, 1)
+    a = dp._render.__wrapped__(True, 300, 16, 0, dp.STYLE)
+    b = dp._render.__wrapped__(True, 300, 16, 0, dp.STYLE)
+    c = dp._render.__wrapped__(True, 300, 16, 1, dp.STYLE)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and np.array_equal(a[2], b[2])
     assert not torch.equal(a[0], c[0])
 

@@ -1,0 +1,174 @@
+"""The paper's claim on digit-pairs, paired by seed (docs/results.md, "digit-pairs study").
+
+The teacher (the pair's teacher arch, :data:`fcfd_viz.pipeline.PAIRS_TEACHER_TRAIN`) trains
+once; every student method then trains per seed with the same budget (the ``pairs-*``
+preset's schedule, the same training canvases for every method, initialised from the seed),
+so methods are paired by seed. Every run is cached under ``benchmarks/runs/pairs/<pair>``: a
+finished run is read back, an interrupted one resumed (its last completed epoch), so the
+chain can be stopped and started again, or split over processes with ``--methods`` /
+``--seeds`` / ``--threads``. A call writes the section from every finished run so far.
+
+    python benchmarks/pairs_study.py [--pair resnet32x4-resnet8x4] [--seeds 0 1 2 3 4]
+        [--methods ce kd ...] [--threads 1] [--teacher-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import (  # noqa: E402
+    ROOT,
+    add_section_args,
+    machine,
+    mean_std,
+    paired_table,
+    table,
+    write_json,
+    write_section,
+)
+from fcfd_viz import pipeline  # noqa: E402
+from fcfd_viz.data import DataConfig  # noqa: E402
+from fcfd_viz.distill import presets  # noqa: E402
+from fcfd_viz.pipeline import ExperimentConfig, run_experiment  # noqa: E402
+from fcfd_viz.runs import Run  # noqa: E402
+from fcfd_viz.train_config import TrainConfig  # noqa: E402
+
+RUNS = ROOT / "benchmarks" / "runs" / "pairs"
+# label -> (method, knobs over the preset's): every method the issue names, FCFD in both
+# teacher-BN regimes and without its mixed paths (appearance terms alone)
+METHODS = {
+    "ce": ("ce", {}),
+    "kd": ("kd", {}),
+    "dkd": ("dkd", {}),
+    "fitnet": ("fitnet", {}),
+    "fcfd": ("fcfd", {"teacher_bn": "frozen"}),
+    "fcfd teacher_bn=batch": ("fcfd", {"teacher_bn": "batch"}),
+    "fcfd appearance only": ("fcfd", {"teacher_bn": "frozen", "paths": "nomix"}),
+}
+PAIRS = [
+    ("kd", "ce"),
+    ("fcfd", "kd"),
+    ("fcfd teacher_bn=batch", "kd"),
+    ("dkd", "kd"),
+    ("fitnet", "kd"),
+    ("fcfd", "fcfd appearance only"),
+    ("fcfd teacher_bn=batch", "fcfd appearance only"),
+]
+
+
+def ensure_run(cfg: ExperimentConfig, out: Path) -> dict:
+    """The summary of the run in ``out``: read back when finished, resumed when a
+    checkpoint is there, trained from scratch otherwise."""
+    summary = Run(out).summary()
+    if summary is not None:
+        return summary
+    resume = (out / "last.pt").exists()
+    return run_experiment(cfg, out, resume=resume, overwrite=not resume, progress=True)
+
+
+def teacher_run(preset: presets.Preset, runs: Path) -> Path:
+    out = runs / f"teacher-{preset.teacher}"
+    cfg = ExperimentConfig(
+        method="ce",
+        student=preset.teacher,
+        data=DataConfig(dataset="digit-pairs"),
+        train=TrainConfig(seed=0, **pipeline.PAIRS_TEACHER_TRAIN),
+    )
+    ensure_run(cfg, out)
+    return out
+
+
+def student_run(preset: presets.Preset, teacher: Path, label: str, seed: int, runs: Path) -> dict:
+    method, extra = METHODS[label]
+    out = runs / f"{label.replace(' ', '_').replace('=', '')}-s{seed}"
+    cfg = ExperimentConfig(
+        method=method,
+        student=preset.student,
+        teacher=None if method == "ce" else str(teacher),
+        data=DataConfig(dataset="digit-pairs", **preset.data),
+        train=TrainConfig(seed=seed, **preset.train),
+        method_kwargs={**preset.knobs_for(method), **extra},
+    )
+    return {**ensure_run(cfg, out), "run": str(out.relative_to(ROOT))}
+
+
+def finished(runs: Path, label: str, seeds: list[int]) -> list[dict]:
+    """The summaries of ``label``'s finished runs among ``seeds``, in seed order."""
+    slug = label.replace(" ", "_").replace("=", "")
+    found = [Run(runs / f"{slug}-s{s}").summary() for s in seeds]
+    return [f for f in found if f is not None]
+
+
+def section(preset: presets.Preset, teacher: dict, runs: Path, seeds: list[int], heading: str):
+    rows, final = [], {}
+    for label in METHODS:
+        done = finished(runs, label, seeds)
+        if not done:
+            continue
+        top1, best = [d["top1"] for d in done], [d["best_top1"] for d in done]
+        minutes = sorted(d["seconds"] / 60 for d in done)[len(done) // 2]
+        per_seed = " / ".join(f"{v:.1f}" for v in top1)
+        rows.append([label, len(done), mean_std(top1), mean_std(best), per_seed, f"{minutes:.1f}"])
+        if len(done) == len(seeds):
+            final[label] = top1
+    diffs = paired_table(final, PAIRS)
+    m = machine()
+    return (
+        f"## {heading} (`benchmarks/pairs_study.py`)\n\n"
+        f"Preset `{preset.name}`: teacher {preset.teacher} ({teacher['top1']:.2f}% test top-1, "
+        f"{teacher['epochs']} epochs), student {preset.student}, {preset.train} on "
+        f"{preset.data or 'the default'} digit-pairs data; seeds {seeds}. Machine: {m['cpu']}, "
+        "runs sharing its 2 cores (wall times are of a shared machine).\n\n"
+        + table(
+            ["method", "seeds", "final top-1", "best top-1", "per seed (final)", "median min"],
+            rows,
+        )
+        + (diffs and "\n\nPaired by seed (final top-1, percentage points):\n\n" + diffs)
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pair", default="resnet32x4-resnet8x4", help="pairs-PAIR preset")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--teacher-only", action="store_true")
+    ap.add_argument("--report-only", action="store_true", help="write the section, train nothing")
+    add_section_args(ap, "pairs_study", "digit-pairs study")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    preset = presets.load(f"pairs-{args.pair}")
+    runs = RUNS / args.pair
+    teacher = (
+        teacher_run(preset, runs) if not args.report_only else runs / f"teacher-{preset.teacher}"
+    )
+    if not args.teacher_only and not args.report_only:
+        for seed in args.seeds:  # seed-major: a stopped chain leaves whole seeds, paired
+            for label in args.methods:
+                student_run(preset, teacher, label, seed, runs)
+    t_summary = Run(teacher).summary()
+    result = {"machine": machine(), "teacher": t_summary, "seeds": args.seeds, "methods": {}}
+    for label in METHODS:
+        done = finished(runs, label, args.seeds)
+        result["methods"][label] = {
+            "final": [d["top1"] for d in done],
+            "best": [d["best_top1"] for d in done],
+            "seconds": [d["seconds"] for d in done],
+            "seeds": [d["seed"] for d in done],
+        }
+    write_json(args.name, result)
+    write_section(
+        args.name,
+        section(preset, t_summary, runs, args.seeds, args.heading),
+        ROOT / "docs" / "results.md",
+    )
+
+
+if __name__ == "__main__":
+    main()
