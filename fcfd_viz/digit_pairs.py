@@ -34,7 +34,7 @@ NATIVE_SIZE = 16
 SPLIT_SEED = 0  # the canvases never change, whatever the training seed
 SOURCE_TEST_FRACTION = 0.25  # of sklearn's 1797 digits (~45 per digit), for test canvases only
 # canvases per class (CIFAR-100: 500 / 100), chosen by measurement (docs/results.md)
-TRAIN_PER_CLASS, TEST_PER_CLASS = 200, 50
+TRAIN_PER_CLASS, TEST_PER_CLASS = 100, 50
 
 
 @dataclass(frozen=True)

@@ -158,7 +158,9 @@ def test_docs_fidelity_table_matches_every_preset():
                 assert float(cell) == pytest.approx(float(value)), (name, col, cell, value)
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if not n.startswith(("digits", "imagenet"))])
+@pytest.mark.parametrize(
+    "name", [n for n in NAMES if not n.startswith(("digits", "imagenet", "pairs-"))]
+)
 def test_cifar_schedule(name: str):
     p = presets.load(name)
     small = p.student.startswith(("shuffle", "mobilenet"))
@@ -168,6 +170,18 @@ def test_cifar_schedule(name: str):
     assert p.train["weight_decay"] == pytest.approx(5e-4)
     assert p.train["lr"] == pytest.approx(0.01 if small else 0.05)
     assert p.data["batch_size"] == 64
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("pairs-")])
+def test_digit_pairs_presets_keep_the_cifar_pairs_knobs(name: str):
+    """A ``pairs-X`` preset is the CIFAR preset X on digit-pairs: the same pair and FCFD
+    knobs, the feature ramp kept at the authors' share of the run (20 of 240 epochs)."""
+    p, cifar = presets.load(name), presets.load(name.removeprefix("pairs-"))
+    assert p.dataset == "digit-pairs" and (p.teacher, p.student) == (cifar.teacher, cifar.student)
+    ramp = p.method_kwargs["feat_warmup_epochs"]
+    assert ramp == round(20 / 240 * p.train["epochs"])
+    assert {**p.method_kwargs, "feat_warmup_epochs": 20} == cifar.method_kwargs
+    assert p.train["lr"] == cifar.train["lr"] and p.data["batch_size"] == 64
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("imagenet")])
