@@ -147,14 +147,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     preset = presets.load(f"pairs-{args.pair}")
     runs = RUNS / args.pair
-    teacher = (
-        teacher_run(preset, runs) if not args.report_only else runs / f"teacher-{preset.teacher}"
-    )
+    # CE needs no teacher: `--methods ce` can train beside the teacher's own process
+    needs_teacher = args.teacher_only or any(METHODS[m][0] != "ce" for m in args.methods)
+    teacher = runs / f"teacher-{preset.teacher}"
+    if needs_teacher and not args.report_only:
+        teacher_run(preset, runs)
     if not args.teacher_only and not args.report_only:
         for seed in args.seeds:  # seed-major: a stopped chain leaves whole seeds, paired
             for label in args.methods:
                 student_run(preset, teacher, label, seed, runs)
-    t_summary = Run(teacher).summary()
+    t_summary = Run(teacher).summary() or {"top1": float("nan"), "epochs": 0}
     result = {"machine": machine(), "teacher": t_summary, "seeds": args.seeds, "methods": {}}
     for label in METHODS:
         done = finished(runs, label, args.seeds)

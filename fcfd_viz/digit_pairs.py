@@ -63,7 +63,7 @@ STYLES = {
     "medium": PairStyle(rotation=14.0, jitter=0.06, shift=0.06, clutter=2, noise=0.045),
     "hard": PairStyle(),
 }
-DEFAULT_STYLE = "medium"
+DEFAULT_STYLE = "hard"
 STYLE = STYLES[DEFAULT_STYLE]
 
 

@@ -1,0 +1,166 @@
+"""fp32 training-step modes on a CPU without bf16 (AVX2): contiguous (today's default there),
+channels_last, torch.compile, both (docs/benchmarks.md, "fp32 modes on an AVX2 CPU").
+
+On CPUs without bf16 hardware ``--precision auto`` trains in fp32, contiguous; this measures
+whether channels_last or ``torch.compile`` (the trainer's ``compile`` setting) would make the
+step faster there, side by side: every mode's step in one interleaved loop, median of
+``--repeats``. On a CPU that has AVX-512 the script emulates an AVX2-only one (unless
+``--native``): it re-runs itself with ``ATEN_CPU_CAPABILITY=avx2`` (PyTorch's own kernels)
+and ``ONEDNN_MAX_CPU_ISA=AVX2`` (oneDNN's convolutions), the two libraries a training step
+spends its time in. KD's and FCFD's steps (FCFD over the 6 equally likely draws of 2 mixed
+paths, each timed on its own, averaged: the expected step of a run), batch 64.
+
+    python benchmarks/cpu_modes.py [--pairs resnet32x4-resnet8x4 resnet56-resnet20]
+        [--size 32] [--repeats 5] [--threads 2] [--native]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import machine, table, write_json, write_section  # noqa: E402
+from fcfd_viz import distill, models  # noqa: E402
+
+MODES = {  # name -> (channels_last, compile)
+    "fp32": (False, False),
+    "fp32 channels_last": (True, False),
+    "fp32 compile": (False, True),
+    "fp32 channels_last + compile": (True, True),
+}
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+DRAWS = list(itertools.combinations(range(4), 2))  # FCFD's 6 draws of 2 of its 4 paths
+
+
+def make_step(pair: str, method: str, mode: str, size: int, draw=None, batch: int = 64):
+    """One SGD step of ``method`` on ``pair`` in ``mode`` (FCFD: the mixed paths ``draw``)."""
+    teacher, student = pair.split("-")
+    torch.manual_seed(0)
+    channels_last, compiled = MODES[mode]
+    d = distill.create(
+        method,
+        models.create(student, 100),
+        models.create(teacher, 100),
+        input_shape=(3, size, size),
+    )
+    d.train()
+    d.start_epoch(20, 240)  # past the warm-up: every term at full weight
+    if draw is not None:
+        d.sample = lambda: [d.paths[i] for i in draw]
+    opt = torch.optim.SGD(d.trainable_parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    x, y = torch.randn(batch, 3, size, size), torch.randint(0, 100, (batch,))
+    if channels_last:
+        d.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    model = torch.compile(d) if compiled else d  # as the trainer's `compile` setting does
+
+    def step() -> None:
+        _, losses = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        opt.step()
+
+    return step
+
+
+def measure(pair: str, size: int, repeats: int) -> dict:
+    """Median ms of KD's step and of FCFD's expected step in every mode, interleaved."""
+    steps = {}
+    for mode in MODES:
+        steps[("kd", mode, None)] = make_step(pair, "kd", mode, size)
+        for draw in DRAWS:
+            steps[("fcfd", mode, draw)] = make_step(pair, "fcfd", mode, size, draw)
+    compile_s = {}
+    for key, s in steps.items():  # warm-up; compiled modes compile here
+        t0 = time.perf_counter()
+        s()
+        s()
+        compile_s[key] = time.perf_counter() - t0
+    times: dict = {k: [] for k in steps}
+    for _ in range(repeats):
+        for key, s in steps.items():
+            t0 = time.perf_counter()
+            s()
+            times[key].append(time.perf_counter() - t0)
+    med = {k: 1000 * statistics.median(v) for k, v in times.items()}
+    out = {}
+    for mode in MODES:
+        fcfd = [med[("fcfd", mode, d)] for d in DRAWS]
+        warm = sum(compile_s[k] for k in steps if k[1] == mode)
+        out[mode] = {
+            "kd_ms": med[("kd", mode, None)],
+            "fcfd_ms": statistics.mean(fcfd),
+            "warmup_s": warm,
+        }
+    return out
+
+
+def section(result: dict) -> str:
+    rows = []
+    for pair, modes in result["pairs"].items():
+        base = modes["fp32"]
+        for mode, r in modes.items():
+            rows.append(
+                [
+                    pair,
+                    mode,
+                    f"{r['kd_ms']:.0f}",
+                    f"{r['kd_ms'] / base['kd_ms']:.2f}x",
+                    f"{r['fcfd_ms']:.0f}",
+                    f"{r['fcfd_ms'] / base['fcfd_ms']:.2f}x",
+                    f"{r['warmup_s']:.0f}",
+                ]
+            )
+    m = result["machine"]
+    how = (
+        "emulated (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2)"
+        if result["emulated"]
+        else "native"
+    )
+    return (
+        "## fp32 modes on an AVX2 CPU (`benchmarks/cpu_modes.py`)\n\n"
+        f"{m['cpu']}, {m['threads']} threads, AVX2 {how}; batch 64, {result['size']}x"
+        f"{result['size']} inputs, 100 classes, median of {result['repeats']} interleaved "
+        "repeats; FCFD: the mean over its 6 equally likely path draws. Ratios are to fp32 "
+        "contiguous, today's `--precision auto` on such a CPU. Warm-up: the first two steps "
+        "of every variant (compilation, for compiled modes).\n\n"
+        + table(["pair", "mode", "KD ms", "vs fp32", "FCFD ms", "vs fp32", "warm-up s"], rows)
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pairs", nargs="+", default=["resnet32x4-resnet8x4", "resnet56-resnet20"])
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--native", action="store_true", help="do not emulate AVX2")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    emulate = not args.native and "avx512f" in Path("/proc/cpuinfo").read_text()
+    if emulate and not args.child:  # the ISA caps only take effect in a fresh process
+        env = {**os.environ, **AVX2_ENV}
+        sys.exit(subprocess.call([sys.executable, __file__, *sys.argv[1:], "--child"], env=env))
+    torch.set_num_threads(args.threads)
+    result = {"machine": machine(), "size": args.size, "repeats": args.repeats}
+    result["emulated"] = bool(os.environ.get("ONEDNN_MAX_CPU_ISA"))
+    result["pairs"] = {}
+    for pair in args.pairs:
+        result["pairs"][pair] = measure(pair, args.size, args.repeats)
+        print(pair, json.dumps(result["pairs"][pair]), flush=True)
+    write_json("cpu_modes", result)
+    write_section("cpu_modes", section(result))
+
+
+if __name__ == "__main__":
+    main()
