@@ -1,134 +1,172 @@
-"""Calibrating ``digit-pairs`` (docs/results.md, "digit-pairs calibration").
+"""Calibrating ``digit-pairs``: quick CE trials per difficulty level (docs/results.md,
+"digit-pairs calibration").
 
 The target (issue #25): the paper's regime, i.e. the resnet32x4 teacher at >= 85% test top-1
-and a CE-trained resnet8x4 at least 5 points below it (CIFAR-100: 79.4 vs 72.5). One call
-trains the given archs with cross-entropy alone (the teacher recipe) on the generator's
-*current* style (``fcfd_viz.digit_pairs.STYLE``, recorded with every trial), at one image
-size, data fraction and epoch budget, and appends a trial per arch to
-benchmarks/results/pairs_calibration.json; the section lists every trial so far, so the
-path to the chosen values stays on record. Runs are cached per (style, setting).
+and a CE-trained resnet8x4 at least 5 points below it (CIFAR-100: 79.4 vs 72.5). A trial
+trains one arch with cross-entropy alone on one named style
+(:data:`fcfd_viz.digit_pairs.STYLES`) in memory, without run directories, so that a level can
+be tried in minutes: ``--n`` training canvases drawn at random with replacement into batches
+of 64, SGD (momentum 0.9, Nesterov, weight decay 5e-4) under a one-cycle lr (5% warm-up, then
+cosine) for ``--steps`` steps, bf16 autocast where the CPU has it; train and test top-1 (on
+2000 canvases of each split) at six points of the run. The chosen level is then confirmed by
+real runs (``benchmarks/pairs_study.py``: the study's teacher and its seed-0 CE student).
+Trials are appended to benchmarks/results/pairs_calibration.json.
 
-    python benchmarks/pairs_calibration.py --archs resnet32x4 resnet8x4 --size 16 --epochs 15
+    python benchmarks/pairs_calibration.py --style hard --arch resnet8x4 --steps 3000
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
+import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import RESULTS, ROOT, machine, table, write_json, write_section  # noqa: E402
-from fcfd_viz import digit_pairs  # noqa: E402
-from fcfd_viz.data import DataConfig  # noqa: E402
-from fcfd_viz.pipeline import ExperimentConfig, run_experiment  # noqa: E402
-from fcfd_viz.runs import Run  # noqa: E402
-from fcfd_viz.train_config import TrainConfig  # noqa: E402
+from fcfd_viz import digit_pairs, models  # noqa: E402
+from fcfd_viz.runtime import cpu_has_fast_bf16  # noqa: E402
 
-RUNS = ROOT / "benchmarks" / "runs" / "pairs_calibration"
 NAME = "pairs_calibration"
-DOC = ROOT / "docs" / "results.md"
+CHECK = 2000  # canvases of each split the top-1 is measured on
 
 
-def style_key(style: digit_pairs.PairStyle) -> str:
-    """A short stable name of a style (its knobs' JSON, hashed)."""
-    raw = json.dumps(style.to_dict(), sort_keys=True)
-    return hashlib.sha256(raw.encode()).hexdigest()[:8]
-
-
-def trial(arch: str, size: int, subset: float, epochs: int, lr: float, seed: int) -> dict:
-    """Train ``arch`` with CE on the current style (cached) and return the trial's record."""
-    style = digit_pairs.STYLE
-    name = next((k for k, v in digit_pairs.STYLES.items() if v == style), style_key(style))
-    out = (
-        RUNS / f"{style_key(style)}-{arch}-s{size}-p{int(subset * 100)}-e{epochs}-lr{lr}-seed{seed}"
-    )
-    summary = Run(out).summary()
-    if summary is None:
-        cfg = ExperimentConfig(
-            method="ce",
-            student=arch,
-            data=DataConfig(dataset="digit-pairs", image_size=size, subset=subset),
-            train=TrainConfig(epochs=epochs, lr=lr, seed=seed, schedule="cosine"),
+def top1(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cast) -> float:
+    net.eval()
+    with torch.no_grad(), cast:
+        hits = sum(
+            int((net(x[i : i + 500]).argmax(1) == y[i : i + 500]).sum())
+            for i in range(0, len(y), 500)
         )
-        summary = run_experiment(cfg, out, overwrite=True, progress=True)
-    per_class = round(subset * digit_pairs.TRAIN_PER_CLASS)
+    net.train()
+    return 100 * hits / len(y)
+
+
+def trial(style: str, arch: str, steps: int, lr: float, n: int, size: int, seed: int) -> dict:
+    """One CE trial; returns its record (curve of (step, loss, train top-1, test top-1))."""
+    torch.manual_seed(seed)
+    st = digit_pairs.STYLES[style]
+    images, labels, _ = digit_pairs.render(True, n, size, style=st)
+    test_images, test_labels, _ = digit_pairs.render(False, CHECK, size, style=st)
+    x = images.float() / 255  # (n, 3, S, S)
+    mean, std = x.mean((0, 2, 3), keepdim=True), x.std((0, 2, 3), keepdim=True)
+    x, tx = (x - mean) / std, (test_images.float() / 255 - mean) / std
+    net = models.create(arch, num_classes=100)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    bf16 = cpu_has_fast_bf16()
+    cast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+    if bf16:
+        net = net.to(memory_format=torch.channels_last)
+    gen = torch.Generator().manual_seed(seed)
+    curve, t0 = [], time.perf_counter()
+    for i in range(steps):
+        idx = torch.randint(0, n, (64,), generator=gen)
+        with cast:
+            loss = F.cross_entropy(net(x[idx]).float(), labels[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if (i + 1) % (steps // 6) == 0:
+            point = [i + 1, float(loss), top1(net, x[:CHECK], labels[:CHECK], cast)]
+            curve.append([*point, top1(net, tx, test_labels, cast)])
+            print(style, arch, *(f"{v:.3g}" for v in curve[-1]), flush=True)
     return {
+        "style": style,
+        "style_knobs": st.to_dict(),
         "arch": arch,
-        "size": size,
-        "per_class": per_class,
-        "epochs": epochs,
+        "steps": steps,
         "lr": lr,
+        "n": n,
+        "size": size,
         "seed": seed,
-        "style": style.to_dict(),
-        "style_key": style_key(style),
-        "style_name": name,
-        "top1": summary["top1"],
-        "best_top1": summary.get("best_top1", summary["top1"]),
-        "wall_s": summary.get("seconds"),
-        "run": str(out.relative_to(ROOT)),
+        "bf16": bf16,
+        "curve": curve,  # [step, loss, train top-1, test top-1]
+        "test_top1": curve[-1][3],
+        "seconds": time.perf_counter() - t0,
     }
 
 
-def section(trials: list[dict]) -> str:
-    rows = [
-        [
-            t.get("style_name", t["style_key"]),
-            t["arch"],
-            t["size"],
-            t["per_class"],
-            t["epochs"],
-            f"{t['top1']:.2f}",
-            f"{t['best_top1']:.2f}",
-            f"{t['wall_s'] / 60:.1f}" if t.get("wall_s") else "-",
-        ]
-        for t in trials
-    ]
-    styles = {t.get("style_name", t["style_key"]): t["style"] for t in trials}
-    style_lines = "\n".join(f"- `{k}`: {json.dumps(v)}" for k, v in styles.items())
-    m = machine()
-    return (
-        "## digit-pairs calibration\n\n"
-        "`benchmarks/pairs_calibration.py`: each arch trained with cross-entropy alone on the "
-        "generator's style of the time (SGD, cosine lr, batch 64, `--precision auto`), test "
-        "top-1 on the test canvases (source digits no training canvas uses). Target: the "
-        "resnet32x4 teacher >= 85% and a CE resnet8x4 >= 5 points below it. Wall times are of "
-        f"runs on a shared machine ({m['cpu']}, {m['threads']} threads).\n\n"
-        + table(
-            ["style", "arch", "size", "per class", "epochs", "top-1", "best", "min"],
-            rows,
-        )
-        + "\n\nStyles:\n"
-        + style_lines
+def confirmation() -> list[list]:
+    """Rows of the real runs that confirm the chosen level: the study's teacher and its
+    seed-0 CE student (benchmarks/pairs_study.py), when they have finished."""
+    from fcfd_viz import pipeline
+    from fcfd_viz.distill import presets
+    from fcfd_viz.runs import Run
+
+    preset = presets.load("pairs-resnet32x4-resnet8x4")
+    runs = ROOT / "benchmarks" / "runs" / "pairs" / "resnet32x4-resnet8x4"
+    rows = []
+    for name, arch, train in (
+        (f"teacher-{preset.teacher}", preset.teacher, pipeline.PAIRS_TEACHER_TRAIN),
+        ("ce-s0", preset.student, preset.train),
+    ):
+        summary = Run(runs / name).summary()
+        if summary:
+            how = f"{train['epochs']} epochs, lr {train['lr']}, {train['schedule']}"
+            rows.append([arch, how, f"{summary['top1']:.2f}", f"{summary['best_top1']:.2f}"])
+    return rows
+
+
+def section(result: dict) -> str:
+    rows = []
+    for t in result["trials"]:
+        last = t["curve"][-1]
+        shown = f"{t['test_top1']:.1f}" if t["test_top1"] is not None else "-"
+        stopped = f"stopped at {t['stopped_at']}: {last[3]:.1f}" if t.get("stopped_at") else ""
+        rows.append([t["style"], t["arch"], t["steps"], t["lr"], f"{last[2]:.1f}", shown, stopped])
+    knobs = "\n".join(
+        f"- `{name}`: {json.dumps(style.to_dict())}" for name, style in digit_pairs.STYLES.items()
     )
+    confirm = confirmation()
+    m = result["machine"]
+    text = (
+        "## digit-pairs calibration (`benchmarks/pairs_calibration.py`)\n\n"
+        "Target: the resnet32x4 teacher at >= 85% test top-1 and a CE resnet8x4 >= 5 points "
+        "below it (CIFAR-100: 79.4 vs 72.5). Quick trials: cross-entropy alone, "
+        "10,000 training canvases at 16x16, batch 64, one-cycle lr, top-1 on 2000 canvases "
+        f"of each split ({m['cpu']}, 1 thread, a machine shared with other jobs).\n\n"
+        + table(["style", "arch", "steps", "lr", "train top-1", "test top-1", "note"], rows)
+        + "\n\nThe levels (fractions of the canvas side; rotation in degrees):\n\n"
+        + knobs
+    )
+    if confirm:
+        text += (
+            "\n\nThe chosen level, `"
+            + digit_pairs.DEFAULT_STYLE
+            + "`, in real runs (`benchmarks/pairs_study.py`; 100 canvases per class, 5000 test "
+            "canvases, `--precision auto`):\n\n"
+            + table(["arch", "schedule", "final top-1", "best top-1"], confirm)
+        )
+    return text
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--archs", nargs="+", default=["resnet32x4", "resnet8x4"])
     p.add_argument("--style", default=digit_pairs.DEFAULT_STYLE, choices=list(digit_pairs.STYLES))
-    p.add_argument("--size", type=int, default=16)
-    p.add_argument("--subset", type=float, default=1.0, help="fraction of the training canvases")
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--arch", default="resnet8x4")
+    p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--n", type=int, default=10_000, help="training canvases")
+    p.add_argument("--size", type=int, default=digit_pairs.NATIVE_SIZE)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--report", action="store_true", help="write the section, train nothing")
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    digit_pairs.STYLE = digit_pairs.STYLES[args.style]  # what DigitPairs renders in this process
+    torch.set_num_threads(args.threads)
     path = RESULTS / f"{NAME}.json"
-    trials = json.loads(path.read_text())["trials"] if path.exists() else []
-    for arch in args.archs:
-        t = trial(arch, args.size, args.subset, args.epochs, args.lr, args.seed)
-        trials = [u for u in trials if u["run"] != t["run"]] + [t]
-        write_json(NAME, {"machine": machine(), "trials": trials})
-        write_section(NAME, section(trials), DOC)
-        print(f"{arch}: top-1 {t['top1']:.2f} (best {t['best_top1']:.2f})", flush=True)
+    result = json.loads(path.read_text()) if path.exists() else {"trials": []}
+    if not args.report:
+        t = trial(args.style, args.arch, args.steps, args.lr, args.n, args.size, args.seed)
+        result = {"machine": machine(), "trials": [*result["trials"], t]}
+        write_json(NAME, result)
+    write_section(NAME, section(result), ROOT / "docs" / "results.md")
 
 
 if __name__ == "__main__":
