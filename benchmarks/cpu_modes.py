@@ -75,6 +75,9 @@ def make_step(pair: str, method: str, mode: str, size: int, draw=None, batch: in
 
 def measure(pair: str, size: int, repeats: int) -> dict:
     """Median ms of KD's step and of FCFD's expected step in every mode, interleaved."""
+    # every variant is its own module instance: dynamo's default cap of 8 compiled versions
+    # of one frame would leave the later ones running eagerly
+    torch._dynamo.config.cache_size_limit = 64
     steps = {}
     for mode in MODES:
         steps[("kd", mode, None)] = make_step(pair, "kd", mode, size)
