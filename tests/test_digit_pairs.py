@@ -102,3 +102,8 @@ def test_a_paper_preset_runs_on_digit_pairs(tmp_path, capsys, one_thread):
     record = json.loads((student / "metrics.jsonl").read_text().splitlines()[-1])
     assert {"ce", "kd", "app/stage1", "app/stage3"} <= set(record["losses"])
     assert any(k.startswith("func_kl/") for k in record["losses"])
+    # the analyses read the run's dataset back: the probe draws digit-pairs test canvases
+    argv = ["probe", str(student), "--stage", "2", "--images", "4", "--json", "--no-progress"]
+    assert main(argv) == 0
+    probe = json.loads(capsys.readouterr().out)
+    assert probe["anisotropy_ratio"] > 1
