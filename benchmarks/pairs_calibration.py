@@ -47,8 +47,30 @@ def top1(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cast) -> float:
     return 100 * hits / len(y)
 
 
-def trial(style: str, arch: str, steps: int, lr: float, n: int, size: int, seed: int) -> dict:
-    """One CE trial; returns its record (curve of (step, loss, train top-1, test top-1))."""
+def shift(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """DigitPairs' training augmentation on a batch: each image shifted by up to size/8
+    pixels, edges replicated. (B, 3, S, S) -> (B, 3, S, S)"""
+    size = x.shape[-1]
+    p = max(1, size // 8)
+    padded = F.pad(x, (p, p, p, p), mode="replicate")
+    d = torch.randint(0, 2 * p + 1, (len(x), 2), generator=gen).tolist()
+    return torch.stack([padded[i, :, a : a + size, b : b + size] for i, (a, b) in enumerate(d)])
+
+
+def trial(
+    style: str,
+    arch: str,
+    steps: int,
+    lr: float,
+    n: int,
+    size: int,
+    seed: int,
+    warmup: float = 0.05,
+    augment: bool = False,
+) -> dict:
+    """One CE trial; returns its record (curve of (step, loss, train top-1, test top-1)).
+    ``warmup``: the share of the steps the one-cycle lr ramps over (0: cosine from the start,
+    as the trainer's cosine schedule); ``augment``: DigitPairs' random shift."""
     torch.manual_seed(seed)
     st = digit_pairs.STYLES[style]
     images, labels, _ = digit_pairs.render(True, n, size, style=st)
@@ -58,7 +80,12 @@ def trial(style: str, arch: str, steps: int, lr: float, n: int, size: int, seed:
     x, tx = (x - mean) / std, (test_images.float() / 255 - mean) / std
     net = models.create(arch, num_classes=100)
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    if warmup > 0:
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=lr, total_steps=steps, pct_start=warmup
+        )
+    else:
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     bf16 = cpu_has_fast_bf16()
     cast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
     if bf16:
@@ -67,8 +94,9 @@ def trial(style: str, arch: str, steps: int, lr: float, n: int, size: int, seed:
     curve, t0 = [], time.perf_counter()
     for i in range(steps):
         idx = torch.randint(0, n, (64,), generator=gen)
+        batch = shift(x[idx], gen) if augment else x[idx]
         with cast:
-            loss = F.cross_entropy(net(x[idx]).float(), labels[idx])
+            loss = F.cross_entropy(net(batch).float(), labels[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -87,6 +115,8 @@ def trial(style: str, arch: str, steps: int, lr: float, n: int, size: int, seed:
         "size": size,
         "seed": seed,
         "bf16": bf16,
+        "warmup": warmup,
+        "augment": augment,
         "curve": curve,  # [step, loss, train top-1, test top-1]
         "test_top1": curve[-1][3],
         "seconds": time.perf_counter() - t0,
@@ -156,6 +186,8 @@ def main() -> None:
     p.add_argument("--n", type=int, default=10_000, help="training canvases")
     p.add_argument("--size", type=int, default=digit_pairs.NATIVE_SIZE)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--warmup", type=float, default=0.05, help="one-cycle ramp share; 0: cosine")
+    p.add_argument("--augment", action="store_true", help="DigitPairs' random shift")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--report", action="store_true", help="write the section, train nothing")
     args = p.parse_args()
@@ -163,8 +195,20 @@ def main() -> None:
     path = RESULTS / f"{NAME}.json"
     result = json.loads(path.read_text()) if path.exists() else {"trials": []}
     if not args.report:
-        t = trial(args.style, args.arch, args.steps, args.lr, args.n, args.size, args.seed)
-        result = {"machine": machine(), "trials": [*result["trials"], t]}
+        t = trial(
+            args.style,
+            args.arch,
+            args.steps,
+            args.lr,
+            args.n,
+            args.size,
+            args.seed,
+            args.warmup,
+            args.augment,
+        )
+        # read again: trials of other processes may have finished meanwhile
+        earlier = json.loads(path.read_text())["trials"] if path.exists() else []
+        result = {"machine": machine(), "trials": [*earlier, t]}
         write_json(NAME, result)
     write_section(NAME, section(result), ROOT / "docs" / "results.md")
 

@@ -60,12 +60,15 @@ def test_shapes_value_range_and_normalisation(size):
     assert abs(float(stack.mean())) < 0.2 and abs(float(stack.std()) - 1) < 0.2
 
 
-def test_training_images_are_shifted_test_images_are_not():
+def test_no_augmentation_unless_asked():
+    """The generator already moves every digit: items are the stored canvases, normalised;
+    ``augment=True`` shifts training images as CIFAR's padded crop would."""
     train, test = dp.DigitPairs(True, n=100), dp.DigitPairs(False, n=100)
-    torch.manual_seed(0)
     plain = lambda ds, i: (ds.images[i].float() / 255 - ds.mean) / ds.std  # noqa: E731
-    assert any(not torch.equal(train[i][0], plain(train, i)) for i in range(10))
-    assert all(torch.equal(test[i][0], plain(test, i)) for i in range(10))
+    assert all(torch.equal(ds[i][0], plain(ds, i)) for ds in (train, test) for i in range(10))
+    shifted = dp.DigitPairs(True, n=100, augment=True)
+    torch.manual_seed(0)
+    assert any(not torch.equal(shifted[i][0], plain(shifted, i)) for i in range(10))
 
 
 def test_dataset_config_builds_it_with_100_classes_and_subset():
