@@ -150,7 +150,22 @@ def section(result: dict) -> str:
         last = t["curve"][-1]
         shown = f"{t['test_top1']:.1f}" if t["test_top1"] is not None else "-"
         stopped = f"stopped at {t['stopped_at']}: {last[3]:.1f}" if t.get("stopped_at") else ""
-        rows.append([t["style"], t["arch"], t["steps"], t["lr"], f"{last[2]:.1f}", shown, stopped])
+        warm = t.get("warmup", 0.05)  # the first trials predate the knob: one-cycle, 5%
+        ramp = f"{warm:.0%} one-cycle" if warm else "none (cosine)"
+        aug = "shift" if t.get("augment") else "-"
+        rows.append(
+            [
+                t["style"],
+                t["arch"],
+                t["steps"],
+                t["lr"],
+                ramp,
+                aug,
+                f"{last[2]:.1f}",
+                shown,
+                stopped,
+            ]
+        )
     knobs = "\n".join(
         f"- `{name}`: {json.dumps(style.to_dict())}" for name, style in digit_pairs.STYLES.items()
     )
@@ -162,7 +177,10 @@ def section(result: dict) -> str:
         "below it (CIFAR-100: 79.4 vs 72.5). Quick trials: cross-entropy alone, "
         "10,000 training canvases at 16x16, batch 64, one-cycle lr, top-1 on 2000 canvases "
         f"of each split ({m['cpu']}, 1 thread, a machine shared with other jobs).\n\n"
-        + table(["style", "arch", "steps", "lr", "train top-1", "test top-1", "note"], rows)
+        + table(
+            ["style", "arch", "steps", "lr", "warm-up", "aug", "train top-1", "test top-1", "note"],
+            rows,
+        )
         + "\n\nThe levels (fractions of the canvas side; rotation in degrees):\n\n"
         + knobs
     )
