@@ -1,9 +1,9 @@
 """``digit-pairs``: a 100-class RGB task composed from scikit-learn's digits (no download).
 
 Class ``10 * a + b`` is the two-digit number "ab" (00-99): the tens digit ``a`` plays the part
-of CIFAR-100's super-class (ten classes share it), the units digit the sub-class. Every canvas
-is rendered deterministically from ``(seed, split, index)`` when the dataset is built: nothing
-is written to disk. What makes it hard, per canvas: each digit's own scale, position jitter
+of CIFAR-100's super-class (ten classes share it), the units digit the sub-class. A split's
+canvases are rendered in memory, deterministically from ``(seed, split, size, count, style)``,
+when the dataset is built: nothing is written to disk. What makes it hard, per canvas: each digit's own scale, position jitter
 and rotation; stroke and background colours (a smooth colour gradient behind); faint, small
 distractor digits (clutter); pixel noise. The test canvases are drawn from source digits
 (sklearn's writers' samples) that no training canvas uses, so a test canvas shows digits the
