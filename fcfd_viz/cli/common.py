@@ -48,6 +48,11 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--out", required=False, help="run directory to write")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     g.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    g.add_argument(
+        "--force",
+        action="store_true",
+        help="with --overwrite: replace --out even when other runs name it as their teacher",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     g.add_argument(
         "--no-tensorboard", action="store_true", help="no TensorBoard event files in --out/tb"
@@ -74,6 +79,7 @@ def run_from_args(cfg, out: str, args: argparse.Namespace) -> dict:
         progress=not args.no_progress,
         tensorboard=not args.no_tensorboard,
         wandb=args.wandb,
+        force=args.force,
     )
 
 

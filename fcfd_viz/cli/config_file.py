@@ -21,10 +21,9 @@ from fcfd_viz.train_config import TrainConfig, upgrade_train
 
 SECTIONS = {"data": DataConfig, "train": TrainConfig}
 TOP = ("method", "student", "teacher", "weights", "method_config", "task")
-RECORDS = (
-    "distributed",
-    "runtime",
-)  # what a run records in config.json; never read back as a setting
+# what a run records in config.json (its format marker, the teacher's hash, how the batch
+# was split, what precision ran); never read back as a setting
+RECORDS = ("format", "teacher_sha256", "distributed", "runtime")
 
 PRECEDENCE = "defaults < --preset < --config file < flags given on the command line"
 

@@ -72,6 +72,110 @@ def test_overwrite_replaces_a_run_directory(capsys, tmp_path: Path):
     assert not list(run.glob("*.tmp"))
 
 
+@pytest.mark.parametrize("device", ["foo", "cuda:99"])
+def test_overwrite_checks_the_device_before_deleting(capsys, tmp_path: Path, device):
+    """Issue #29: ``--device cuda --overwrite`` on a CPU machine (or ``--device foo``, a
+    traceback) deleted every file of the old run first; without --overwrite it left a folder
+    holding only ``.writer.lock``. (cuda:99: no machine has it, with or without CUDA.)"""
+    run = tmp_path / "run"
+    assert main([*CE, "--out", str(run), *FAST]) == 0
+    before = snapshot(run)
+    bad = [*CE, "--no-progress", "--device", device]
+    fails(capsys, [*bad, "--out", str(run), "--overwrite"], "--device")
+    assert snapshot(run) == before
+    fails(capsys, [*bad, "--out", str(tmp_path / "new")], "--device")
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_run_never_goes_inside_another(capsys, tmp_path: Path):
+    """Issue #29: ``--out runs/done/nested`` was accepted; deleting ``done`` then took the
+    nested run from under its trainer."""
+    done = tmp_path / "done"
+    assert main([*CE, "--out", str(done), *FAST]) == 0
+    before = snapshot(done)
+    for nested in (done / "nested", done / "tb" / "x", done / "a" / "b"):
+        fails(capsys, [*CE, "--out", str(nested), *FAST], "inside the run directory", str(done))
+    assert snapshot(done) == before and sorted(p.name for p in done.iterdir()) == sorted(
+        {Path(k).parts[0] for k in before}
+    )
+    # a folder holding runs is not replaced by one
+    fails(capsys, [*CE, "--out", str(tmp_path), "--overwrite", *FAST], "not a run directory")
+    assert snapshot(done) == before
+
+
+def test_overwrite_replaces_only_our_runs(capsys, tmp_path: Path):
+    """Issue #29: a folder holding another tool's ``config.json`` and ``status.json`` was
+    replaced by --overwrite: file names do not make a run. Runs of earlier versions (no
+    format marker, our keys) still are ours."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text('{"model": "bert", "lr": 0.1}')
+    (other / "status.json").write_text('{"state": "done"}')
+    before = snapshot(other)
+    fails(capsys, [*CE, "--out", str(other), "--overwrite", *FAST], "not an fcfd-viz run")
+    (other / "config.json").unlink()  # results of someone, no config.json: not ours either
+    fails(capsys, [*CE, "--out", str(other), "--overwrite", *FAST], "no config.json")
+    assert set(snapshot(other)) == set(before) - {"config.json"}
+    run = tmp_path / "run"
+    assert main([*CE, "--out", str(run), *FAST]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["format"] == "fcfd-viz/run-1"
+    del config["format"]  # as written before the marker
+    (run / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert main([*CE, "--out", str(run), "--overwrite", "--seed", "3", *FAST]) == 0
+    assert json.loads((run / "config.json").read_text())["train"]["seed"] == 3
+
+
+def _other_network(best: Path) -> None:
+    """Replace the checkpoint ``best`` by another network of the same architecture."""
+    ckpt = torch.load(best, weights_only=True)
+    ckpt["state_dict"] = {k: v + 1 if v.is_floating_point() else v
+                          for k, v in ckpt["state_dict"].items()}  # fmt: skip
+    save_checkpoint(best, {k: v for k, v in ckpt.items() if k != "format"})
+
+
+def test_the_teacher_is_pinned_by_path_and_hash(capsys, teacher: Path, monkeypatch):
+    """Issue #29: the teacher was recorded as typed (``runs/teacher``), so a resume from
+    another directory distilled from another network; and a replaced teacher went unseen."""
+    from fcfd_viz.provenance import file_sha256
+
+    monkeypatch.chdir(teacher.parent)
+    student = teacher.parent / "kd"
+    argv = kd(Path("teacher"), Path("kd"), "--epochs", "2")
+    argv[argv.index("--teacher") + 1] = "teacher"  # relative, as typed
+    assert main(argv) == 0
+    config = json.loads((student / "config.json").read_text())
+    assert config["teacher"] == str(teacher)
+    assert config["teacher_sha256"] == file_sha256(teacher / "best.pt")
+    elsewhere = teacher.parent / "elsewhere"
+    shutil.copytree(teacher, elsewhere / "teacher")  # another "teacher" there
+    _other_network(elsewhere / "teacher" / "best.pt")
+    monkeypatch.chdir(elsewhere)  # the recorded path still names the right one
+    assert main(["distill", "--resume", "--out", str(student), *FAST]) == 0
+    _other_network(teacher / "best.pt")  # the recorded teacher, replaced
+    before = snapshot(student)
+    line = fails(capsys, ["distill", "--resume", "--out", str(student), *FAST], "changed since")
+    assert config["teacher_sha256"][:12] in line and str(teacher / "best.pt") in line
+    fails(capsys, ["gap", "--student", str(student), "--no-progress"], "changed since")
+    assert snapshot(student) == before
+
+
+def test_replacing_a_teacher_students_name_needs_force(capsys, teacher: Path):
+    """Issue #29: ``train-teacher --overwrite`` of a teacher that students were distilled
+    from succeeded silently, and ``fcfd gap`` then measured against the new network."""
+    student = teacher.parent / "kd"
+    assert main(kd(teacher, student)) == 0
+    before = snapshot(teacher)
+    again = ["train-teacher", "--arch", "resnet8", "--subset", "0.1", "--epochs", "1",
+             "--seed", "7", "--out", str(teacher), "--overwrite", *FAST]  # fmt: skip
+    fails(capsys, again, "is the teacher of", str(student), "--force")
+    assert snapshot(teacher) == before
+    capsys.readouterr()
+    assert main([*again, "--force"]) == 0
+    fails(capsys, ["gap", "--student", str(student), "--no-progress"], "changed since")
+
+
 # ------------------------------------------------------------------ 5. one line, exit 2
 def test_out_that_is_a_file_or_lies_under_one(capsys, tmp_path: Path):
     f = tmp_path / "file"
