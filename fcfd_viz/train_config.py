@@ -95,7 +95,7 @@ class TrainConfig:
         checks.number("--weight-decay", self.weight_decay, 0)
         checks.number("gamma", self.gamma, 0, strict=True)
         checks.integer("warmup_epochs", self.warmup_epochs, 0)
-        checks.integer("--seed", self.seed)
+        checks.seed("--seed", self.seed)
         checks.choice("--schedule", self.schedule, SCHEDULES)
         if self.amp is not None:  # the old name, given in code: TrainConfig(amp="off")
             given = {"amp": self.amp} | (

@@ -13,7 +13,6 @@ import argparse
 import dataclasses
 import types
 import typing
-from pathlib import Path
 
 from fcfd_viz.data import DataConfig
 from fcfd_viz.errors import UserError
@@ -26,6 +25,9 @@ TOP = ("method", "student", "teacher", "weights", "method_config", "task")
 RECORDS = ("format", "teacher_sha256", "distributed", "runtime")
 
 PRECEDENCE = "defaults < --preset < --config file < flags given on the command line"
+# a settings file is a few hundred bytes, a few levels deep: far past these it is not one
+# (a checkpoint passed by mistake, /dev/zero, a YAML alias bomb) and must not eat the memory
+MAX_BYTES, MAX_DEPTH, MAX_NODES = 1 << 20, 20, 10_000
 
 
 def _flag(f: dataclasses.Field) -> str:
@@ -97,15 +99,7 @@ def read_config_file(path: str, extra: tuple[str, ...] = ()) -> dict:
 
     from fcfd_viz.runs import method_fields
 
-    file = Path(path)
-    try:
-        raw = yaml.safe_load(file.read_text())
-    except OSError as e:
-        raise UserError(f"--config {path}: {e.strerror or e}") from None
-    except yaml.YAMLError as e:
-        where = getattr(e, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where else ""
-        raise UserError(f"--config {path}: not YAML or JSON{line}: {e}".splitlines()[0]) from None
+    raw = _load(path, yaml)
     if not isinstance(raw, dict):
         raise UserError(
             f"--config {path}: expected a mapping of settings, got {type(raw).__name__}"
@@ -137,6 +131,51 @@ def read_config_file(path: str, extra: tuple[str, ...] = ()) -> dict:
     if seed is not None and layer["data"].get("subset_seed") == seed:
         del layer["data"]["subset_seed"]
     return layer
+
+
+def _load(path: str, yaml):
+    """The YAML / JSON document of ``path``, read with caps on its size, depth and number of
+    nodes, or a one-line UserError (a binary file, /dev/zero, 900 nested lists)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)  # never the whole of /dev/zero
+    except OSError as e:
+        raise UserError(f"--config {path}: {e.strerror or e}") from None
+    if len(data) > MAX_BYTES:
+        raise UserError(f"--config {path}: larger than {MAX_BYTES >> 20} MiB; not a settings file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(
+            f"--config {path}: not a text file (a checkpoint?); pass a YAML or JSON file"
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
+    except RecursionError:
+        raise UserError(f"--config {path}: nested deeper than {MAX_DEPTH} levels") from None
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where else ""
+        raise UserError(f"--config {path}: not YAML or JSON{line}: {e}".splitlines()[0]) from None
+    _check_shape(path, raw)
+    return raw
+
+
+def _check_shape(path: str, raw) -> None:
+    """Depth and node caps, counted without recursion (aliases may share nodes: a bomb of
+    references stops at the node cap instead of expanding)."""
+    stack, nodes = [(raw, 1)], 0
+    while stack:
+        obj, depth = stack.pop()
+        nodes += 1
+        if depth > MAX_DEPTH:
+            raise UserError(f"--config {path}: nested deeper than {MAX_DEPTH} levels")
+        if nodes > MAX_NODES:
+            raise UserError(f"--config {path}: more than {MAX_NODES} values; not a settings file")
+        if isinstance(obj, dict):
+            stack.extend((v, depth + 1) for v in (*obj.keys(), *obj.values()))
+        elif isinstance(obj, list):
+            stack.extend((v, depth + 1) for v in obj)
 
 
 def merge(*layers: dict) -> dict:

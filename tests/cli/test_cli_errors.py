@@ -257,3 +257,69 @@ def test_a_closed_pipe_ends_quietly():
     err = proc.stderr.read().decode()
     proc.wait(timeout=120)
     assert err == "" and proc.returncode == 1, err
+
+
+@pytest.mark.parametrize("argv", [["runs", "{tmp}"], [*CE, "--out", "{tmp}/run", *FAST]])
+def test_a_closed_stdout_is_no_error(tmp_path: Path, argv):
+    """``fcfd runs >&-``: the command did its work, then AttributeError on None.flush, rc 1."""
+    cmd = " ".join(a.format(tmp=tmp_path) for a in argv)
+    proc = subprocess.run(
+        ["sh", "-c", f"exec {sys.executable} -m fcfd_viz {cmd} >&-"],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    if "--out" in argv:
+        assert json.loads((tmp_path / "run" / "status.json").read_text())["state"] == "completed"
+
+
+def _deep(path: Path) -> None:
+    path.write_text("[" * 900 + "]" * 900)
+
+
+def _bomb(path: Path) -> None:  # 9**5 values by reference, a few hundred bytes of YAML
+    lines, prev = ["a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"], "a0"
+    for i in range(1, 6):
+        lines.append(f"a{i}: &a{i} [{', '.join([f'*{prev}'] * 9)}]")
+        prev = f"a{i}"
+    path.write_text("\n".join(lines))
+
+
+@pytest.mark.parametrize(
+    "make, needle",
+    [
+        (lambda p: p.write_bytes(b"PK\x03\x04\x80\x02\xff\xfe" * 64), "not a text file"),
+        (_deep, "nested deeper than"),
+        (lambda p: p.write_text("x: " + "y" * (2 << 20)), "larger than 1 MiB"),
+        (_bomb, "more than 10000 values"),
+    ],
+    ids=["binary", "deep", "huge", "alias-bomb"],
+)
+def test_a_config_that_is_no_settings_file(capsys, tmp_path: Path, make, needle):
+    """Issue #29: a checkpoint as --config (UnicodeDecodeError), 900 nested lists
+    (RecursionError, 3000 lines), /dev/zero (no cap: OOM-killed at 23 GB)."""
+    config = tmp_path / "c.yaml"
+    make(config)
+    fails(capsys, [*CE, "--config", str(config), "--out", str(tmp_path / "new")], needle)
+    assert not (tmp_path / "new").exists()
+
+
+def test_config_from_dev_zero_stops_at_the_cap(tmp_path: Path):
+    """``--config /dev/zero`` grew to 23 GB before the OOM killer came; here in a process
+    capped at 10 GB of address space (torch maps a few), so a regression ends in a
+    MemoryError instead of taking the machine."""
+    out = tmp_path / "n"
+    cmd = f"ulimit -v 10000000; exec {sys.executable} -m fcfd_viz distill --config /dev/zero"
+    proc = subprocess.run(["sh", "-c", f"{cmd} --out {out}"], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and "larger than 1 MiB" in proc.stderr, proc.stderr[-300:]
+    assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_a_seed_no_generator_takes(capsys, tmp_path: Path):
+    """``--seed 2**70`` (flag or config): ValueError: Overflow (issue #29)."""
+    big = str(2**70)
+    fails(capsys, [*CE, "--seed", big, "--out", str(tmp_path / "n"), *FAST], "--seed", big)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"train:\n  seed: {big}\n")
+    fails(capsys, [*CE, "--config", str(config), "--out", str(tmp_path / "n"), *FAST], "--seed")
+    assert not (tmp_path / "n").exists()
