@@ -68,7 +68,7 @@ def import_teacher(
     if dataset not in IMPORT_DATASETS:
         raise UserError(f"--dataset {dataset!r}: choose one of {', '.join(IMPORT_DATASETS)}")
     arch, out = crd.resolve_arch(arch), Path(out)
-    check_target(out, overwrite=overwrite, protect=[file])  # before any work
+    check_target(out, overwrite=overwrite, protect=[file], resumable=False)  # before any work
     weights = read_weights(file)
     data = DataConfig(dataset=dataset, data_dir=data_dir, batch_size=256, num_workers=0)
     info = data_info(data)

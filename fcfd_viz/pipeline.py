@@ -20,12 +20,12 @@ from fcfd_viz.data import DETECTION_DATASETS, DataConfig, batch_record, data_inf
 from fcfd_viz.errors import UserError
 from fcfd_viz.fsio import read_object
 from fcfd_viz.provenance import RUN_FORMAT, SHA_KEY, check_teacher, teacher_record
-from fcfd_viz.runs import Run, method_fields
+from fcfd_viz.runs import method_fields, record_end
 from fcfd_viz.runtime import dist_info, resolve_device, seed_everything
 from fcfd_viz.tasks import CLASSIFICATION
 from fcfd_viz.tracking import tracking_callbacks
 from fcfd_viz.train import Trainer
-from fcfd_viz.train_config import Diverged, TrainConfig, upgrade_train
+from fcfd_viz.train_config import TrainConfig, upgrade_train
 from fcfd_viz.writer import check_target, open_run
 
 DEFAULT_TEACHER_ARCH = "resnet8x4"
@@ -176,6 +176,7 @@ def run_experiment(
     tensorboard: bool = True,
     wandb: str | None = None,
     force: bool = False,
+    device: str | None = None,
 ) -> dict:
     """Train as configured and write the run directory ``out`` (rank 0 only). Returns the summary.
 
@@ -189,13 +190,14 @@ def run_experiment(
 
     A new run records its teacher as an absolute path with the sha256 of its checkpoint
     (:mod:`fcfd_viz.provenance`); ``force`` lets ``overwrite`` replace a run that others
-    name as their teacher.
+    name as their teacher. ``device``: a resumed run's device, instead of its recorded one.
     """
     rank, world, _ = dist_info()
     if resume:
         if out is None:
             raise UserError("--resume needs --out DIR of the run to continue")
         cfg = resume_config(out)
+        cfg.train.device = device or cfg.train.device  # another machine may continue it
     writes = out is not None and rank == 0
     protect = [cfg.teacher] if cfg.teacher else []
     if writes:  # before any work: a refused --out costs nothing
@@ -275,20 +277,6 @@ def run_experiment(
         finally:
             for log in logs:
                 log.close()
-
-
-def record_end(run: Run, e: BaseException) -> None:
-    """The final status of a run that ended with ``e``; never raises (a full disk may refuse
-    even this write: then the dead pid in the old status tells the listing)."""
-    if isinstance(e, KeyboardInterrupt):
-        state = "interrupted"
-    elif isinstance(e, Diverged):
-        state = "diverged"
-    else:
-        state = "failed"
-    error = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
-    with contextlib.suppress(Exception):
-        run.write_status(state=state, error=error.splitlines()[0] if error else state)
 
 
 def replace(cfg, **changes):

@@ -88,7 +88,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise a one-line :class:`UserError` for a setting no run can use (NaN included)."""
-        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs <= 0:
+        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool):
+            raise UserError(f"epochs must be an integer > 0, got {self.epochs!r}")
+        if self.epochs <= 0:
             raise UserError(f"epochs must be > 0, got {self.epochs}")
         checks.number("--lr", self.lr, 0, strict=True)
         checks.number("momentum", self.momentum, 0)

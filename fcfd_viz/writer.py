@@ -63,13 +63,15 @@ def check_target(
     overwrite: bool = False,
     protect: Iterable = (),
     force: bool = False,
+    resumable: bool = True,
 ) -> None:
     """Raise :class:`UserError` unless ``out`` may become (or, resuming, continue) a run.
 
     Nothing is written. A new run needs ``out`` absent, empty, or with ``overwrite`` an
     fcfd-viz run directory that holds none of ``protect`` (the teacher) and, unless
     ``force``, that no other run beside it names as its teacher. It never lies inside
-    another run directory.
+    another run directory. ``resumable=False``: the command takes no ``--resume`` (its
+    message does not offer it).
     """
     for p in (out, *out.parents):  # a file where a folder must be: --out or a parent of it
         if p.exists() and not p.is_dir():
@@ -95,9 +97,9 @@ def check_target(
     if not entries:
         return
     if not overwrite:
+        resume_it = "pass --resume to continue it or " if resumable else "pass "
         raise UserError(
-            f"output directory {out} is not empty; pass --resume to continue it or "
-            "--overwrite to replace it"
+            f"output directory {out} is not empty; {resume_it}--overwrite to replace it"
         )
     for t in protect:
         if t and _holds(out, t):

@@ -132,10 +132,10 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
         raise UserError(
             f"{dest} already holds {', '.join(there)}: pass --overwrite to replace them"
         )
-    with user_os_errors(dest):
+    with user_os_errors(dest, flag="DIR"):  # `fcfd notebooks DIR` has no --out
         dest.mkdir(parents=True, exist_ok=True)
     for name in names:
-        atomic_write(dest / name, (source / name).read_bytes())
+        atomic_write(dest / name, (source / name).read_bytes(), flag="DIR")
         print(dest / name)
     print(
         f"fcfd notebooks: open them with `jupyter lab {dest}`; they write runs to "

@@ -123,9 +123,11 @@ def read_config_file(path: str, extra: tuple[str, ...] = ()) -> dict:
         if not isinstance(values, dict):
             raise UserError(f"--config {path}: {section} must be a mapping of settings")
         names = [f.name for f in dataclasses.fields(cls)]
+        hints = typing.get_type_hints(cls)
         for key in values:
             if key not in names:
                 raise _unknown(path, f"{section}.", key, names)
+            _check_type(path, f"{section}.{key}", values[key], hints[key])
         layer[section] = upgrade_train(values) if section == "train" else dict(values)
     seed = layer["train"].get("seed")
     if seed is not None and layer["data"].get("subset_seed") == seed:
@@ -176,6 +178,32 @@ def _check_shape(path: str, raw) -> None:
             stack.extend((v, depth + 1) for v in (*obj.keys(), *obj.values()))
         elif isinstance(obj, list):
             stack.extend((v, depth + 1) for v in obj)
+
+
+_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _check_type(path: str, where: str, value, hint) -> None:
+    """A setting of the wrong kind (``epochs: 1.5``, ``epochs: true``), named with the kind
+    it must be; the values themselves are checked when the run starts."""
+    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+    kinds = [a for a in typing.get_args(hint) if a is not type(None)] if union else [hint]
+    if value is None and union and type(None) in typing.get_args(hint):
+        return
+    kind = kinds[0] if len(kinds) == 1 else hint
+    origin = typing.get_origin(kind) or kind
+    if origin is list:
+        ok, need = isinstance(value, list), "a list"
+    elif kind in _KINDS:
+        # a bool is an int to Python, never to a setting; an int is a fine float
+        ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+        ok = ok or (kind is float and isinstance(value, int) and not isinstance(value, bool))
+        need = _KINDS[kind]
+    else:
+        return
+    if not ok:
+        got = "true/false" if isinstance(value, bool) else type(value).__name__
+        raise UserError(f"--config {path}: {where} must be {need}, got {value!r} ({got})")
 
 
 def merge(*layers: dict) -> dict:

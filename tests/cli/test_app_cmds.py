@@ -47,3 +47,15 @@ def test_a_port_out_of_range_is_one_line(tmp_path, capsys):
         assert main(["app", "--runs-dir", str(tmp_path), "--port", port]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "--port must be a TCP port" in err, err
+
+
+def test_fcfd_notebooks_into_a_file_names_its_own_argument(tmp_path, capsys):
+    """Issue #29: `fcfd notebooks FILE` said "choose another --out" (it has no such flag)."""
+    from fcfd_viz.cli import main
+
+    (tmp_path / "f").write_text("keep")
+    for dest in (tmp_path / "f", tmp_path / "f" / "sub"):
+        assert main(["notebooks", str(dest)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "choose another DIR" in err and "--out" not in err
+    assert (tmp_path / "f").read_text() == "keep"

@@ -323,3 +323,33 @@ def test_a_seed_no_generator_takes(capsys, tmp_path: Path):
     config.write_text(f"train:\n  seed: {big}\n")
     fails(capsys, [*CE, "--config", str(config), "--out", str(tmp_path / "n"), *FAST], "--seed")
     assert not (tmp_path / "n").exists()
+
+
+@pytest.mark.parametrize(
+    "value, needle",
+    [("1.5", "train.epochs must be an integer, got 1.5 (float)"),
+     ("true", "train.epochs must be an integer, got True (true/false)")],
+)  # fmt: skip
+def test_a_config_value_of_the_wrong_kind_names_the_kind(capsys, tmp_path: Path, value, needle):
+    """Issue #29: `epochs: 1.5` / `true` answered "epochs must be > 0, got 1.5"."""
+    config = tmp_path / "c.yaml"
+    config.write_text(f"train:\n  epochs: {value}\n  milestones: [2]\n  lr: 1\n")
+    fails(capsys, [*CE, "--config", str(config), "--out", str(tmp_path / "n"), *FAST], needle)
+    assert not (tmp_path / "n").exists()
+
+
+def test_resume_names_the_flags_it_ignores(capsys, tmp_path: Path):
+    """Issue #29: `--resume` silently ignored --epochs, --method, --teacher, --overwrite."""
+    run = tmp_path / "run"
+    assert main([*CE, "--out", str(run), *FAST]) == 0
+    capsys.readouterr()
+    extra = ["--epochs", "5", "--method", "kd", "--teacher", str(run), "--overwrite"]
+    assert main(["distill", "--resume", "--out", str(run), "--no-progress", *extra]) == 0
+    err = capsys.readouterr().err
+    note = [ln for ln in err.splitlines() if "note: --resume continues" in ln]
+    assert len(note) == 1, err
+    for flag in ("--epochs", "--method", "--teacher", "--overwrite"):
+        assert flag in note[0], (flag, note[0])
+    assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 1
+    main(["distill", "--resume", "--out", str(run), "--no-progress"])
+    assert "note" not in capsys.readouterr().err  # nothing given: nothing said
