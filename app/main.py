@@ -22,6 +22,10 @@ from fcfd_viz import defaults, defaults_gap, viz  # noqa: E402
 from fcfd_viz.job_records import last_log_line  # noqa: E402
 from fcfd_viz.runs import JOBS_DIR  # noqa: E402
 
+# no error details in the browser however the server was started (a Streamlit too old to
+# read app/.streamlit/config.toml, a config of the working directory): a client option,
+# so it can be set here
+st.set_option("client.showErrorDetails", "none")
 st.set_page_config(page_icon=":material/hub:", layout="wide")
 
 

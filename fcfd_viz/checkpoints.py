@@ -95,13 +95,18 @@ def _check_model_spec(path: Path, ckpt: dict) -> None:
 
 def common_teacher(ckpts: list[dict], teacher: str | os.PathLike | None = None):
     """``teacher`` when given, else the one teacher every student checkpoint of ``ckpts``
-    recorded; a :class:`UserError` naming ``--teacher`` when they record none or several."""
-    if teacher is not None:
-        return teacher
-    recorded = {c.get("teacher") for c in ckpts}
-    if None in recorded or len(recorded) != 1:
-        raise UserError("the students record no single common teacher; pass --teacher CKPT")
-    return recorded.pop()
+    recorded; a :class:`UserError` naming ``--teacher`` when they record none or several,
+    or when the teacher's file is no longer the one a student recorded (its sha256)."""
+    from fcfd_viz.provenance import check_recorded_teacher
+
+    if teacher is None:
+        recorded = {c.get("teacher") for c in ckpts}
+        if None in recorded or len(recorded) != 1:
+            raise UserError("the students record no single common teacher; pass --teacher CKPT")
+        teacher = recorded.pop()
+    # a teacher replaced since (train-teacher --overwrite) is another network: refused
+    check_recorded_teacher(ckpts, teacher)
+    return teacher
 
 
 def model_from_checkpoint(ckpt: dict | str | os.PathLike, expect_arch: str | None = None):

@@ -28,6 +28,16 @@ def integer(name: str, x: Any, low: int | None = None) -> None:
         raise UserError(f"{name} must be {need}, got {x!r}")
 
 
+# torch.manual_seed takes at most 2**64 - 1 and NumPy no negative seed: one range for both
+SEED_MAX = 2**63 - 1
+
+
+def seed(name: str, x: Any) -> None:
+    """``x`` is a seed every generator takes: an int in ``0 .. 2**63 - 1``."""
+    if not (isinstance(x, int) and not isinstance(x, bool)) or not 0 <= x <= SEED_MAX:
+        raise UserError(f"{name} must be an integer from 0 to 2**63-1, got {x!r}")
+
+
 def number(name: str, x: Any, low: float | None = None, strict: bool = False) -> None:
     """``x`` is a finite number, ``> low`` (``strict``) or ``>= low`` when ``low`` is given."""
     ok = isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

@@ -69,7 +69,7 @@ class DataConfig:
             if self.subset > 1:
                 raise UserError(f"subset must be in (0, 1], got {self.subset}")
         if self.subset_seed is not None:
-            checks.integer("subset_seed", self.subset_seed)
+            checks.seed("subset_seed", self.subset_seed)
 
 
 @dataclass

@@ -14,14 +14,15 @@ and to ``RUNS/defaults/progress.json``, which the app polls while another proces
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from fcfd_viz.callbacks import Callback
 from fcfd_viz.fsio import read_object, write_json
-from fcfd_viz.locks import file_lock
+from fcfd_viz.locks import LockBusy, file_lock
 from fcfd_viz.procs import identity
 from fcfd_viz.runs import STOP_FILE, Run, runs_lock
 
@@ -150,14 +151,17 @@ def ensure_defaults(
     d.mkdir(parents=True, exist_ok=True)
 
     report = progress_writer(d / PROGRESS_FILE, progress)
-    with file_lock(d / ".lock"):
+    t0 = time.perf_counter()
+    with _build_lock(d, progress):
+        waited = time.perf_counter() - t0
         cfgs = default_configs(runs_dir, epochs)
         cost = {k: _COST[key_method(k)] * c.train.epochs for k, c in cfgs.items()}
-        total, offset = sum(cost.values()), 0.0
+        total, offset, trained = sum(cost.values()), 0.0, False
         t0 = time.perf_counter()
         for key, cfg in cfgs.items():
             path = paths[key]
             if not is_done(path):
+                trained = True
                 report(offset / total, f"{key}: starting")
                 resumable = (path / "last.pt").exists() and (path / "config.json").exists()
                 (path / STOP_FILE).unlink(missing_ok=True)
@@ -166,8 +170,26 @@ def ensure_defaults(
                     cfg, path, resume=resumable, overwrite=True, callbacks=[cb], progress=False
                 )
             offset += cost[key]
-        report(1.0, f"defaults ready in {time.perf_counter() - t0:.0f} s")
+        if trained:
+            report(1.0, f"defaults ready in {time.perf_counter() - t0:.0f} s")
+        elif progress is not None:  # the file keeps the builder's own last line
+            how = f"another process built them while this one waited {waited:.0f} s"
+            progress(1.0, f"defaults ready: {how}" if waited >= 1 else "defaults ready")
     return paths
+
+
+@contextlib.contextmanager
+def _build_lock(folder: Path, progress: Progress | None) -> Iterator[None]:
+    """The defaults build's lock; a second build says it waits for the first before it does
+    (a wait of minutes must not look like a hang, nor end in "ready in 0 s")."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(file_lock(folder / ".lock", wait=False))
+        except LockBusy:
+            if progress is not None:
+                progress(0.0, "another process is building the defaults; waiting for it to end")
+            stack.enter_context(file_lock(folder / ".lock"))
+        yield
 
 
 def defaults_progress(runs_dir: str | os.PathLike) -> dict | None:

@@ -27,17 +27,18 @@ from fcfd_viz.errors import UserError
 TEMP_SUFFIX = ".tmp"
 
 
-def os_error_message(path: str | os.PathLike, e: OSError) -> str:
-    """``cannot write PATH: reason; fix`` for an OS error met while writing ``path``."""
+def os_error_message(path: str | os.PathLike, e: OSError, flag: str = "--out") -> str:
+    """``cannot write PATH: reason; fix`` for an OS error met while writing ``path``;
+    ``flag`` names what the user gave the path as (``--out``, a command's ``DIR``)."""
     reason = e.strerror or str(e)
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        fix = "free some space or choose another --out"
+        fix = f"free some space or choose another {flag}"
     elif e.errno == errno.EROFS:
-        fix = "the file system is read-only: choose another --out"
+        fix = f"the file system is read-only: choose another {flag}"
     elif e.errno in (errno.ENOTDIR, errno.EEXIST):
-        fix = "a file stands where a directory is needed: choose another --out"
+        fix = f"a file stands where a directory is needed: choose another {flag}"
     else:
-        fix = "choose another --out"
+        fix = f"choose another {flag}"
     return f"cannot write {path}: {reason}; {fix}"
 
 
@@ -53,8 +54,9 @@ def find_os_error(e: BaseException) -> OSError | None:
 
 
 @contextmanager
-def user_os_errors(path: str | os.PathLike) -> Iterator[None]:
-    """Turn an OS error in the block (also one wrapped by torch) into a one-line UserError."""
+def user_os_errors(path: str | os.PathLike, flag: str = "--out") -> Iterator[None]:
+    """Turn an OS error in the block (also one wrapped by torch) into a one-line UserError
+    (its fix names ``flag``, what the user gave the path as)."""
     try:
         yield
     except UserError:
@@ -63,7 +65,7 @@ def user_os_errors(path: str | os.PathLike) -> Iterator[None]:
         os_error = find_os_error(e)
         if os_error is None:
             raise
-        raise UserError(os_error_message(path, os_error)) from None
+        raise UserError(os_error_message(path, os_error, flag)) from None
 
 
 def fault_point(*where: str) -> None:
@@ -74,14 +76,17 @@ def fault_point(*where: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def atomic_write_with(path: str | os.PathLike, write: Callable[[Any], None]) -> None:
+def atomic_write_with(
+    path: str | os.PathLike, write: Callable[[Any], None], flag: str = "--out"
+) -> None:
     """Call ``write(binary file)`` on a temp file beside ``path``, fsync, rename onto ``path``.
 
     A reader sees the old file or the new one, never half of one; a crash leaves at most a
-    ``.NAME.*.tmp`` file, which the next writer of a run directory sweeps.
+    ``.NAME.*.tmp`` file, which the next writer of a run directory sweeps. A failure is a
+    one-line UserError whose fix names ``flag``.
     """
     path = Path(path)
-    with user_os_errors(path):
+    with user_os_errors(path, flag):
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -95,10 +100,10 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[Any], None]) -> 
             raise
 
 
-def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
+def atomic_write(path: str | os.PathLike, data: bytes | str, flag: str = "--out") -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_write_with`)."""
     raw = data.encode() if isinstance(data, str) else data
-    atomic_write_with(path, lambda f: f.write(raw))
+    atomic_write_with(path, lambda f: f.write(raw), flag)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -22,6 +22,7 @@ from fcfd_viz.errors import UserError
 from fcfd_viz.fsio import atomic_write_with, user_os_errors
 from fcfd_viz.models import crd
 from fcfd_viz.pipeline import ExperimentConfig
+from fcfd_viz.provenance import RUN_FORMAT
 from fcfd_viz.runtime import evaluate, resolve_device
 from fcfd_viz.train_config import TrainConfig
 from fcfd_viz.weights import fit_weights, read_weights
@@ -67,7 +68,7 @@ def import_teacher(
     if dataset not in IMPORT_DATASETS:
         raise UserError(f"--dataset {dataset!r}: choose one of {', '.join(IMPORT_DATASETS)}")
     arch, out = crd.resolve_arch(arch), Path(out)
-    check_target(out, overwrite=overwrite, protect=[file])  # before any work
+    check_target(out, overwrite=overwrite, protect=[file], resumable=False)  # before any work
     weights = read_weights(file)
     data = DataConfig(dataset=dataset, data_dir=data_dir, batch_size=256, num_workers=0)
     info = data_info(data)
@@ -100,7 +101,7 @@ def import_teacher(
     }
     cfg = ExperimentConfig(method="ce", student=arch, data=data, train=TrainConfig(epochs=0))
     with open_run(out, overwrite=overwrite, protect=[file]) as run:
-        run.write_config({**cfg.to_dict(distiller), "source": source})
+        run.write_config({"format": RUN_FORMAT, **cfg.to_dict(distiller), "source": source})
         save_checkpoint(run.file("best.pt"), {**ckpt, "source": source})
         run.write_summary(summary)
         run.write_status(state="completed", epoch=0, epochs=0)

@@ -50,6 +50,7 @@ from fcfd_viz.job_spec import (
     validate,
 )
 from fcfd_viz.runs import JOBS_DIR, STOP_FILE, Run, runs_lock
+from fcfd_viz.writer import writers_held
 
 ACTIVE = ("starting", "running", "stopping")
 RESUMABLE = ("stopped", "interrupted", "failed")  # a diverged run would diverge again
@@ -243,7 +244,10 @@ def delete(runs_dir: str | os.PathLike, name: str) -> None:
     root, path = runs_dir.resolve(), job.path.resolve()
     if root not in path.parents:
         raise UserError(f"refusing to delete {path}: it is not inside {root}")
-    with runs_lock(runs_dir):
+    # the writer locks, not the states: a run starting up (no status yet), or one nested
+    # below this one, is refused while its trainer holds its lock
+    held = contextlib.nullcontext() if job.path.is_symlink() else writers_held(path)
+    with runs_lock(runs_dir), held:
         if job.path.is_symlink():  # a link inside the folder: remove it, not what it points to
             job.path.unlink()
         else:

@@ -193,7 +193,8 @@ SEED_FIELDS = (("train", "seed"), ("data", "subset_seed"))
 def config_key(config: dict) -> str:
     """A config.json without its seeds (:data:`SEED_FIELDS`), as canonical JSON: runs with
     the same key are seeds of one experiment."""
-    config = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
+    # the format marker says who wrote the file, not what ran: old and new runs group
+    config = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items() if k != "format"}
     for section, key in SEED_FIELDS:
         if isinstance(config.get(section), dict):
             config[section].pop(key, None)

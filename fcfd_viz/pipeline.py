@@ -19,12 +19,13 @@ from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint
 from fcfd_viz.data import DETECTION_DATASETS, DataConfig, batch_record, data_info, make_loaders
 from fcfd_viz.errors import UserError
 from fcfd_viz.fsio import read_object
-from fcfd_viz.runs import Run, method_fields
-from fcfd_viz.runtime import dist_info, seed_everything
+from fcfd_viz.provenance import RUN_FORMAT, SHA_KEY, check_teacher, teacher_record
+from fcfd_viz.runs import method_fields, record_end
+from fcfd_viz.runtime import dist_info, resolve_device, seed_everything
 from fcfd_viz.tasks import CLASSIFICATION
 from fcfd_viz.tracking import tracking_callbacks
 from fcfd_viz.train import Trainer
-from fcfd_viz.train_config import Diverged, TrainConfig, upgrade_train
+from fcfd_viz.train_config import TrainConfig, upgrade_train
 from fcfd_viz.writer import check_target, open_run
 
 DEFAULT_TEACHER_ARCH = "resnet8x4"
@@ -135,7 +136,8 @@ def build_distiller(cfg: ExperimentConfig):
 
 
 def resume_config(out: str | Path) -> ExperimentConfig:
-    """The config of the run in ``out`` that ``--resume`` continues, or a one-line UserError."""
+    """The config of the run in ``out`` that ``--resume`` continues, or a one-line UserError
+    (also when its teacher's checkpoint is no longer the one it recorded)."""
     out = Path(out)
     if not (out / "last.pt").is_file():
         raise UserError(f"cannot resume: {out / 'last.pt'} not found")
@@ -150,6 +152,9 @@ def resume_config(out: str | Path) -> ExperimentConfig:
             f"cannot resume {out}: config.json does not describe a run ({type(e).__name__}: "
             f"{e}); start a new run in another --out"
         ) from None
+    if cfg.teacher:
+        fix = "put that teacher back, or start a new run in another --out"
+        check_teacher(cfg.teacher, obj.get(SHA_KEY), f"the run {out}", fix)
     return cfg
 
 
@@ -162,6 +167,7 @@ def validate(cfg: ExperimentConfig) -> None:
         raise UserError(f"--task must be one of {', '.join(TASKS)}, got {cfg.task!r}")
     cfg.train.validate()
     cfg.data.validate()
+    resolve_device(cfg.train.device)  # --device foo, cuda without CUDA: before any run file
     if cfg.task == "detection":
         from fcfd_viz.detection import task
 
@@ -183,6 +189,8 @@ def run_experiment(
     progress: bool = True,
     tensorboard: bool = True,
     wandb: str | None = None,
+    force: bool = False,
+    device: str | None = None,
 ) -> dict:
     """Train as configured and write the run directory ``out`` (rank 0 only). Returns the summary.
 
@@ -193,16 +201,24 @@ def run_experiment(
     writer exits with a line naming this one). The final status says how the run ended:
     ``completed``, ``stopped`` (STOP file), ``interrupted`` (Ctrl-C, SIGTERM), ``diverged``
     or ``failed`` (with the error); a crash that leaves no status is seen through the pid.
+
+    A new run records its teacher as an absolute path with the sha256 of its checkpoint
+    (:mod:`fcfd_viz.provenance`); ``force`` lets ``overwrite`` replace a run that others
+    name as their teacher. ``device``: a resumed run's device, instead of its recorded one.
     """
     rank, world, _ = dist_info()
     if resume:
         if out is None:
             raise UserError("--resume needs --out DIR of the run to continue")
         cfg = resume_config(out)
+        cfg.train.device = device or cfg.train.device  # another machine may continue it
     writes = out is not None and rank == 0
     protect = [cfg.teacher] if cfg.teacher else []
     if writes:  # before any work: a refused --out costs nothing
-        check_target(Path(out), resume=resume, overwrite=overwrite, protect=protect)
+        check_target(Path(out), resume=resume, overwrite=overwrite, protect=protect, force=force)
+    teacher_sha = None
+    if cfg.teacher and not resume:  # valid from any working directory, and its file pinned
+        cfg.teacher, teacher_sha = teacher_record(cfg.teacher)
     logs = tracking_callbacks(out, tensorboard, wandb) if writes else []  # packages there?
     validate(cfg)
     if cfg.data.subset_seed is None:
@@ -231,34 +247,38 @@ def run_experiment(
         "seed": cfg.train.seed,
         "input_shape": shape,
     }
-    # the run directory is touched only once config, models and data are known good: a bad
-    # option never leaves a half-made run, and --overwrite never deletes a run for nothing
+    if resume:  # the checkpoint it continues has the teacher's hash (or none: older runs)
+        teacher_sha = (read_object(Path(out) / "config.json")[0] or {}).get(SHA_KEY)
+    if teacher_sha:
+        meta[SHA_KEY] = teacher_sha
+    # the trainer (device, precision, compile) is built before the run directory is
+    # touched, like config, models and data: a bad option never leaves a half-made run, and
+    # --overwrite never deletes a run for nothing
+    trainer = Trainer(
+        distiller,
+        train_loader,
+        test_loader,
+        cfg.train,
+        callbacks=[*(callbacks or []), *logs],
+        meta=meta,
+        progress=progress,
+        task=task,
+    )
     opened = (
-        open_run(out, resume=resume, overwrite=overwrite, protect=protect)
+        open_run(out, resume=resume, overwrite=overwrite, protect=protect, force=force)
         if writes
         else contextlib.nullcontext()
     )
     with opened as run:
-        trainer = Trainer(
-            distiller,
-            train_loader,
-            test_loader,
-            cfg.train,
-            run=run,
-            callbacks=[*(callbacks or []), *logs],
-            meta=meta,
-            progress=progress,
-            task=task,
-        )
+        trainer.run = run
         if run is not None and not resume:
             # how the global batch was split and what precision ran: records, never read
-            # back as settings
+            # back as settings; the format marker says the folder is an fcfd-viz run
+            record = {"format": RUN_FORMAT, **cfg.to_dict(distiller)}
+            if teacher_sha:
+                record[SHA_KEY] = teacher_sha
             run.write_config(
-                {
-                    **cfg.to_dict(distiller),
-                    "distributed": batch_record(cfg.data, world),
-                    "runtime": trainer.runtime,
-                }
+                {**record, "distributed": batch_record(cfg.data, world), "runtime": trainer.runtime}
             )
         if resume:
             trainer.resume(load_checkpoint(Path(out) / "last.pt"))
@@ -271,20 +291,6 @@ def run_experiment(
         finally:
             for log in logs:
                 log.close()
-
-
-def record_end(run: Run, e: BaseException) -> None:
-    """The final status of a run that ended with ``e``; never raises (a full disk may refuse
-    even this write: then the dead pid in the old status tells the listing)."""
-    if isinstance(e, KeyboardInterrupt):
-        state = "interrupted"
-    elif isinstance(e, Diverged):
-        state = "diverged"
-    else:
-        state = "failed"
-    error = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
-    with contextlib.suppress(Exception):
-        run.write_status(state=state, error=error.splitlines()[0] if error else state)
 
 
 def replace(cfg, **changes):

@@ -218,6 +218,22 @@ class Run:
         return self.file(STOP_FILE).exists()
 
 
+def record_end(run: Run, e: BaseException) -> None:
+    """The final status of a run that ended with ``e``; never raises (a full disk may refuse
+    even this write: then the dead pid in the old status tells the listing)."""
+    from fcfd_viz.train_config import Diverged
+
+    if isinstance(e, KeyboardInterrupt):
+        state = "interrupted"
+    elif isinstance(e, Diverged):
+        state = "diverged"
+    else:
+        state = "failed"
+    error = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+    with contextlib.suppress(Exception):
+        run.write_status(state=state, error=error.splitlines()[0] if error else state)
+
+
 # ---------------------------------------------------------------- the runs folder
 def default_runs_dir(arg: str | os.PathLike | None = None) -> Path:
     """The runs folder: ``arg`` if given, else ``$FCFD_RUNS_DIR``, else ``./runs``."""

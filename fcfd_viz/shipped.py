@@ -19,7 +19,8 @@ PACKAGE = Path(__file__).resolve().parent
 
 # checkout folder -> (folder inside the package, the files shipped: globs in the checkout folder)
 SHIPPED: dict[str, tuple[str, tuple[str, ...]]] = {
-    "app": ("_app", ("*.py", "*.md", "pages/*.py")),
+    # .streamlit/config.toml: the server settings of a `streamlit run` from any directory
+    "app": ("_app", ("*.py", "*.md", "pages/*.py", ".streamlit/config.toml")),
     "notebooks": ("_notebooks", ("*.ipynb",)),
 }
 

@@ -88,14 +88,16 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise a one-line :class:`UserError` for a setting no run can use (NaN included)."""
-        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs <= 0:
+        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool):
+            raise UserError(f"epochs must be an integer > 0, got {self.epochs!r}")
+        if self.epochs <= 0:
             raise UserError(f"epochs must be > 0, got {self.epochs}")
         checks.number("--lr", self.lr, 0, strict=True)
         checks.number("momentum", self.momentum, 0)
         checks.number("--weight-decay", self.weight_decay, 0)
         checks.number("gamma", self.gamma, 0, strict=True)
         checks.integer("warmup_epochs", self.warmup_epochs, 0)
-        checks.integer("--seed", self.seed)
+        checks.seed("--seed", self.seed)
         checks.choice("--schedule", self.schedule, SCHEDULES)
         if self.amp is not None:  # the old name, given in code: TrainConfig(amp="off")
             given = {"amp": self.amp} | (

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 
 from fcfd_viz import defaults
+from fcfd_viz.locks import file_lock
 from fcfd_viz.runs import Run
 
 _default_configs = defaults.default_configs
@@ -48,3 +50,21 @@ def test_ensure_defaults_reports_progress_and_is_instant_later(tmp_path, monkeyp
         timeout=120,
     )
     assert out.returncode == 0 and "defaults ready" in out.stdout, out.stderr
+    # issue #29: a second build waited for the first, then said "ready in 0 s"
+    lock = tmp_path / defaults.DEFAULTS / ".lock"
+    holding, release = threading.Event(), threading.Event()
+
+    def other_build():
+        with file_lock(lock):
+            holding.set()
+            release.wait(30)
+
+    other = threading.Thread(target=other_build)
+    other.start()
+    holding.wait(30)
+    threading.Timer(1.5, release.set).start()
+    seen.clear()
+    defaults.ensure_defaults(tmp_path, progress=lambda f, m: seen.append((f, m)))
+    other.join()
+    assert "waiting for it to end" in seen[0][1], seen
+    assert "another process built them while this one waited" in seen[-1][1], seen

@@ -4,6 +4,7 @@ folder, record names."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -125,3 +126,49 @@ def test_record_names_are_one_to_one(tmp_path):
     assert (root / "a" / "b" / "config.json").exists()
     assert job_record(root, "a/b") is not None  # the other run keeps its records
     assert [j.name for j in jobs.list_jobs(root)] == ["a/b"]
+
+
+# ------------------------------------------------------------------ the writer lock (issue #29)
+HOLD = """import json, sys, time
+from pathlib import Path
+from fcfd_viz.locks import file_lock
+run = Path(sys.argv[1])
+with file_lock(run / ".writer.lock", wait=False):
+    if sys.argv[2] == "config":  # a trainer between config.json and its first status
+        (run / "config.json").write_text(json.dumps({"method": "ce", "student": "resnet8"}))
+    print("holding", flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("layout", ["start-up window", "nested run"])
+def test_delete_respects_the_writer_lock_whatever_the_status(tmp_path, layout):
+    """Between config.json and status.json the listing says ``unknown`` and delete removed
+    config.json and the lock from under the trainer (it then ended rc 0 in an orphan
+    folder); a run nested in a finished one went with the outer run's delete."""
+    root = tmp_path / "runs"
+    done = root / "done"
+    done.mkdir(parents=True)
+    if layout == "nested run":
+        write_json(done / "config.json", {"method": "ce", "student": "resnet8"})
+        write_json(done / "status.json", {"state": "completed", "time": time.time()})
+        writer = done / "nested"
+        writer.mkdir()
+    else:
+        writer = done
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(writer), "config" if writer == done else "-"],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout.readline().strip() == b"holding"
+        before = sorted(done.rglob("*"))
+        assert jobs.get_job(root, "done").state in ("unknown", "completed")  # not "active"
+        with pytest.raises(UserError, match="being written"):
+            jobs.delete(root, "done")
+        assert sorted(done.rglob("*")) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    jobs.delete(root, "done")  # the writer is gone: the run may go
+    assert not done.exists()

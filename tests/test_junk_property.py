@@ -3,7 +3,10 @@ listing function and every page of the app answer without raising.
 
 Hypothesis writes random run folders: config, status, summary and job records that are
 plausible, wrong-typed or not JSON at all; metrics files mixing good, torn, junk and
-non-UTF-8 lines; directories where files belong; junk checkpoints.
+non-UTF-8 lines; directories where files belong; junk checkpoints. Since issue #29 also
+runs nested in runs, folders holding another tool's ``config.json``, format markers and
+teacher hashes of every kind, and teachers reached through a symlink in the folder; and
+the writer's checks and ``jobs.delete`` answer such folders with a UserError or not at all.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from hypothesis import strategies as st
 
 from fcfd_viz import defaults, jobs
 from fcfd_viz.cli import main
+from fcfd_viz.errors import UserError
 from fcfd_viz.job_spec import record_key
 from fcfd_viz.listing import STATES, list_runs
+from fcfd_viz.writer import check_target
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 PAGES = ["pages/1_Sensitivity.py", "pages/2_Functional_gap.py", "pages/3_Distill.py",
@@ -36,14 +41,22 @@ junk = st.recursive(
 )  # fmt: skip
 pid = st.sampled_from([None, "x", 0, -1, 1, 2**40, os.getpid(), 4_000_000]) | junk
 method = st.sampled_from(["ce", "kd", "fcfd"])
+# a teacher path: placeholders write_folder turns into paths in the folder (a symlink to a
+# run, a file through it, a run, a nested run)
+teacher = st.none() | junk | st.sampled_from(["<link>", "<link>/best.pt", "<a>", "<a/inner>"])
 config = st.fixed_dictionaries(  # method: a name (since issue #12) or the older dict
     {"method": method | st.fixed_dictionaries({"method": method}) | junk,
-     "student": st.sampled_from(["resnet8"]) | junk, "teacher": st.none() | junk,
+     "student": st.sampled_from(["resnet8"]) | junk, "teacher": teacher,
      "data": st.fixed_dictionaries({"dataset": st.just("digits") | junk}) | junk,
      "train": st.fixed_dictionaries({"epochs": st.integers(1, 5) | junk,
                                      "seed": st.integers(0, 3) | junk}) | junk},
-    optional={"method_config": st.fixed_dictionaries({"temperature": st.floats()}) | junk},
+    optional={"method_config": st.fixed_dictionaries({"temperature": st.floats()}) | junk,
+              "format": st.sampled_from(["fcfd-viz/run-1", "other-tool/2"]) | junk,
+              "teacher_sha256": st.just("0" * 64) | junk},
 )  # fmt: skip
+# another tool's config.json: the same file name, none of our keys
+foreign = st.fixed_dictionaries({"model": st.text(max_size=8), "lr": st.floats() | junk},
+                                optional={"format": st.text(max_size=8)})  # fmt: skip
 status = st.fixed_dictionaries(
     {"state": st.sampled_from([*STATES, "unknown"]) | junk, "pid": pid,
      "create_time": st.none() | st.floats() | junk, "time": st.floats() | junk,
@@ -71,19 +84,22 @@ def content(obj_strategy):
 
 
 run_files = st.fixed_dictionaries(
-    {"config.json": content(config), "status.json": content(status),
+    {"config.json": content(config | foreign), "status.json": content(status),
      "summary.json": content(summary),
      "metrics.jsonl": st.none() | st.just("<dir>")
      | st.lists(metrics_line, max_size=6).map(b"\n".join),
      "best.pt": st.none() | st.binary(max_size=20), "last.pt": st.none() | st.just(b"")},
 )  # fmt: skip
-names = st.sampled_from(["a", "b", "a__b", "defaults/teacher", "defaults/ce", "x/y", "run.1"])
+names = st.sampled_from(["a", "b", "a__b", "defaults/teacher", "defaults/ce", "x/y", "run.1",
+                         "a/inner", "defaults/teacher/nested"])  # fmt: skip
 folder = st.fixed_dictionaries(
     {"runs": st.dictionaries(names, run_files, min_size=1, max_size=4),
      "records": st.dictionaries(names | st.just("defaults"), json_file(st.fixed_dictionaries(
          {"pid": pid, "create_time": junk, "time": junk, "log": junk})), max_size=2),
-     "progress": st.none() | json_file(st.fixed_dictionaries({"fraction": junk, "pid": pid}))},
+     "progress": st.none() | json_file(st.fixed_dictionaries({"fraction": junk, "pid": pid})),
+     "link": st.none() | names},  # RUNS/link -> RUNS/<name>: a teacher reached by a symlink
 )  # fmt: skip
+PLACES = {b'"<link>': "link", b'"<a>': "a", b'"<a/inner>': "a/inner"}
 
 
 def write_folder(root: Path, spec: dict) -> None:
@@ -91,9 +107,14 @@ def write_folder(root: Path, spec: dict) -> None:
         (root / name).mkdir(parents=True, exist_ok=True)
         for fname, data in files.items():
             if data == "<dir>":
-                (root / name / fname).mkdir()
-            elif data is not None:
+                (root / name / fname).mkdir(exist_ok=True)
+            elif data is not None and not (root / name / fname).is_dir():  # a nested run's
+                for mark, place in PLACES.items():  # folder may stand there already
+                    data = data.replace(mark, b'"' + str(root / place).encode())
                 (root / name / fname).write_bytes(data)
+    if spec["link"] is not None:
+        (root / spec["link"]).mkdir(parents=True, exist_ok=True)
+        (root / "link").symlink_to(root / spec["link"], target_is_directory=True)
     (root / ".jobs").mkdir(exist_ok=True)
     for name, data in spec["records"].items():
         (root / ".jobs" / f"{record_key(name)}.json").write_bytes(data)
@@ -112,6 +133,23 @@ def check_library(root: Path) -> None:
         assert jobs.get_job(root, job.name) is not None
     jobs.active_count(root)
     defaults.defaults_ready(root), defaults.building(root), defaults.defaults_progress(root)
+
+
+def check_writer_and_delete(root: Path, spec: dict) -> None:
+    """Every check of a new --out (nested, --overwrite, a teacher others name) and every
+    delete answers with a UserError or goes through; a link is removed, never its target."""
+    for name in spec["runs"]:
+        for out, kw in ((root / name / "new", {}), (root / name, {"overwrite": True})):
+            with contextlib.suppress(UserError):
+                check_target(out, protect=[root / "link"], **kw)
+    if (root / "link").is_symlink():
+        target = (root / "link").resolve()
+        with contextlib.suppress(UserError):
+            jobs.delete(root, "link")
+        assert target.is_dir(), "the delete of a link took its target"
+    for name in spec["runs"]:
+        with contextlib.suppress(UserError):
+            jobs.delete(root, name)
 
 
 def junk_settings(examples: int):
@@ -133,6 +171,7 @@ def junk_folder(spec: dict):
 def test_listings_never_raise_on_junk(spec):
     with junk_folder(spec) as root:
         check_library(root)
+        check_writer_and_delete(root, spec)
 
 
 @pytest.mark.slow

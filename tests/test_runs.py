@@ -18,6 +18,10 @@ def test_run_create_refuses_non_empty_and_overwrite_replaces(tmp_path: Path):
     with pytest.raises(UserError, match="not empty"):
         Run.create(out)
     assert (out / "metrics.jsonl").read_text() == "precious\n"
+    # results without the config.json of a run are nobody's we know: not replaced (#29)
+    with pytest.raises(UserError, match="no config.json"):
+        Run.create(out, overwrite=True)
+    (out / "config.json").write_text('{"format": "fcfd-viz/run-1"}')
     Run.create(out, overwrite=True)
     assert out.is_dir() and list(out.iterdir()) == []
     Run.create(out)  # an existing empty directory is fine

@@ -277,3 +277,21 @@ def test_an_exploding_loss_stops_cleanly_in_one_line(tmp_path: Path):
     status = Run(tmp_path / "run").status()
     assert status["state"] == "diverged" and "diverged" in status["error"]
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_a_start_that_fails_leaves_no_folder_behind(tmp_path: Path):
+    """Issue #29: a run refused after its folder was made left it holding only
+    ``.writer.lock``. A folder open_run made goes again when nothing was written into it;
+    one that existed before, or that holds a run file, stays."""
+    from fcfd_viz.writer import open_run
+
+    new, old = tmp_path / "a" / "new", tmp_path / "old"
+    old.mkdir()
+    for out in (new, old):
+        with pytest.raises(RuntimeError), open_run(out):
+            raise RuntimeError("the device was gone")
+    assert not new.exists() and old.is_dir()
+    with pytest.raises(RuntimeError), open_run(new) as run:
+        run.write_status(state="failed")
+        raise RuntimeError("after a first write")
+    assert (new / "status.json").is_file()

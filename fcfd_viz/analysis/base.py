@@ -145,6 +145,26 @@ def stored(cls: type[R], path: str | Path, compute: Callable[[], R]) -> R:
     except (OSError, ValueError, KeyError, TypeError, UserError):
         pass
     result = compute()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    result.save(path)
+    keep(path, result.save)
     return result
+
+
+def keep(path: str | Path, save: Callable[[Path], None]) -> bool:
+    """``save(path)`` into a cache folder made if missing; a folder that cannot be written
+    (a read-only runs folder) costs the cache, never the result: one note on stderr and
+    False. The result was computed already; losing it to a cache write would waste it."""
+    import sys
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save(path)
+        return True
+    except (OSError, UserError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).split(";")[0]
+        print(
+            f"fcfd: note: not cached ({path.parent}: {why}); the result is shown, "
+            "and measured again next time",
+            file=sys.stderr,
+        )
+        return False

@@ -46,8 +46,8 @@ def fit_plan(
     if fit is False or train_loader is None:
         if unbridged:
             raise UserError(
-                f"student(s) {', '.join(unbridged)} have no bridges: pass a training loader so "
-                "connectors can be fitted post hoc"
+                f"student(s) {', '.join(unbridged)} have no bridges of their own, so their "
+                "connectors must be fitted: drop --no-fit (in code: pass a training loader)"
             )
         return None
     return fit if isinstance(fit, FitConfig) else default

@@ -82,7 +82,17 @@ def _say(line: str) -> None:
         print(" ".join(line.split("\n")), file=sys.stderr)
 
 
+def _closed_streams_to_devnull() -> None:
+    """A stream closed by the shell (``fcfd runs >&-``) is None in Python: print() skips it,
+    but a flush or a write to it raises. Send it to /dev/null instead: the command still
+    does its work and exits with its own status."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (for the process' life)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _closed_streams_to_devnull()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

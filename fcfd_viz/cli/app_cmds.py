@@ -132,10 +132,10 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
         raise UserError(
             f"{dest} already holds {', '.join(there)}: pass --overwrite to replace them"
         )
-    with user_os_errors(dest):
+    with user_os_errors(dest, flag="DIR"):  # `fcfd notebooks DIR` has no --out
         dest.mkdir(parents=True, exist_ok=True)
     for name in names:
-        atomic_write(dest / name, (source / name).read_bytes())
+        atomic_write(dest / name, (source / name).read_bytes(), flag="DIR")
         print(dest / name)
     print(
         f"fcfd notebooks: open them with `jupyter lab {dest}`; they write runs to "
@@ -151,6 +151,8 @@ def cmd_app(args: argparse.Namespace) -> int:
     from fcfd_viz import plugins
     from fcfd_viz.runs import default_runs_dir
 
+    if args.port is not None and not 1 <= args.port <= 65535:
+        raise UserError(f"--port must be a TCP port from 1 to 65535, got {args.port}")
     runs_dir = default_runs_dir(args.runs_dir).resolve()
     cmd = app_command(args.host, args.port, runs_dir, args.allow_host)
     print(f"fcfd app: runs folder {runs_dir}; starting {' '.join(cmd)}", file=sys.stderr)

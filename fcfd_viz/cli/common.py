@@ -48,6 +48,11 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--out", required=False, help="run directory to write")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     g.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    g.add_argument(
+        "--force",
+        action="store_true",
+        help="with --overwrite: replace --out even when other runs name it as their teacher",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     g.add_argument(
         "--no-tensorboard", action="store_true", help="no TensorBoard event files in --out/tb"
@@ -66,6 +71,11 @@ def run_from_args(cfg, out: str, args: argparse.Namespace) -> dict:
     flags of :func:`add_run_args` (resume, overwrite, progress, TensorBoard, W&B)."""
     from fcfd_viz.pipeline import run_experiment
 
+    if args.resume:
+        from fcfd_viz.pipeline import resume_config
+
+        resume_config(out)  # a resume that cannot start says so before any note
+        _note_ignored_on_resume(args)
     return run_experiment(
         cfg,
         out,
@@ -74,7 +84,31 @@ def run_from_args(cfg, out: str, args: argparse.Namespace) -> dict:
         progress=not args.no_progress,
         tensorboard=not args.no_tensorboard,
         wandb=args.wandb,
+        force=args.force,
+        device=getattr(args, "device", None) if args.resume else None,
     )
+
+
+# what --resume reads from the command line (--device: where it continues); every other
+# flag given is a setting of the run's own config.json, which a resume continues unchanged
+_RESUME_READS = ("out", "resume", "device", "no_progress", "no_tensorboard", "wandb", "func",
+                 "command", "imports", "config")  # fmt: skip
+
+
+def _note_ignored_on_resume(args: argparse.Namespace) -> None:
+    """One note naming the flags a ``--resume`` ignores (``--epochs 5``, ``--method kd``,
+    ``--overwrite``): they were silently dropped before."""
+    given = [
+        f"--{k.replace('_', '-')}"
+        for k, v in sorted(vars(args).items())
+        if k not in _RESUME_READS and v not in (None, False, [])
+    ]
+    if given:
+        print(
+            f"fcfd {args.command}: note: --resume continues {args.out}/config.json as it is; "
+            f"ignored: {', '.join(given)} (start a new run in another --out to change them)",
+            file=sys.stderr,
+        )
 
 
 def file_layer(args: argparse.Namespace, extra: tuple[str, ...] = ()) -> dict:

@@ -13,7 +13,6 @@ import argparse
 import dataclasses
 import types
 import typing
-from pathlib import Path
 
 from fcfd_viz.data import DataConfig
 from fcfd_viz.errors import UserError
@@ -21,12 +20,14 @@ from fcfd_viz.train_config import TrainConfig, upgrade_train
 
 SECTIONS = {"data": DataConfig, "train": TrainConfig}
 TOP = ("method", "student", "teacher", "weights", "method_config", "task")
-RECORDS = (
-    "distributed",
-    "runtime",
-)  # what a run records in config.json; never read back as a setting
+# what a run records in config.json (its format marker, the teacher's hash, how the batch
+# was split, what precision ran); never read back as a setting
+RECORDS = ("format", "teacher_sha256", "distributed", "runtime")
 
 PRECEDENCE = "defaults < --preset < --config file < flags given on the command line"
+# a settings file is a few hundred bytes, a few levels deep: far past these it is not one
+# (a checkpoint passed by mistake, /dev/zero, a YAML alias bomb) and must not eat the memory
+MAX_BYTES, MAX_DEPTH, MAX_NODES = 1 << 20, 20, 10_000
 
 
 def _flag(f: dataclasses.Field) -> str:
@@ -98,15 +99,7 @@ def read_config_file(path: str, extra: tuple[str, ...] = ()) -> dict:
 
     from fcfd_viz.runs import method_fields
 
-    file = Path(path)
-    try:
-        raw = yaml.safe_load(file.read_text())
-    except OSError as e:
-        raise UserError(f"--config {path}: {e.strerror or e}") from None
-    except yaml.YAMLError as e:
-        where = getattr(e, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where else ""
-        raise UserError(f"--config {path}: not YAML or JSON{line}: {e}".splitlines()[0]) from None
+    raw = _load(path, yaml)
     if not isinstance(raw, dict):
         raise UserError(
             f"--config {path}: expected a mapping of settings, got {type(raw).__name__}"
@@ -130,14 +123,87 @@ def read_config_file(path: str, extra: tuple[str, ...] = ()) -> dict:
         if not isinstance(values, dict):
             raise UserError(f"--config {path}: {section} must be a mapping of settings")
         names = [f.name for f in dataclasses.fields(cls)]
+        hints = typing.get_type_hints(cls)
         for key in values:
             if key not in names:
                 raise _unknown(path, f"{section}.", key, names)
+            _check_type(path, f"{section}.{key}", values[key], hints[key])
         layer[section] = upgrade_train(values) if section == "train" else dict(values)
     seed = layer["train"].get("seed")
     if seed is not None and layer["data"].get("subset_seed") == seed:
         del layer["data"]["subset_seed"]
     return layer
+
+
+def _load(path: str, yaml):
+    """The YAML / JSON document of ``path``, read with caps on its size, depth and number of
+    nodes, or a one-line UserError (a binary file, /dev/zero, 900 nested lists)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)  # never the whole of /dev/zero
+    except OSError as e:
+        raise UserError(f"--config {path}: {e.strerror or e}") from None
+    if len(data) > MAX_BYTES:
+        raise UserError(f"--config {path}: larger than {MAX_BYTES >> 20} MiB; not a settings file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(
+            f"--config {path}: not a text file (a checkpoint?); pass a YAML or JSON file"
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
+    except RecursionError:
+        raise UserError(f"--config {path}: nested deeper than {MAX_DEPTH} levels") from None
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where else ""
+        raise UserError(f"--config {path}: not YAML or JSON{line}: {e}".splitlines()[0]) from None
+    _check_shape(path, raw)
+    return raw
+
+
+def _check_shape(path: str, raw) -> None:
+    """Depth and node caps, counted without recursion (aliases may share nodes: a bomb of
+    references stops at the node cap instead of expanding)."""
+    stack, nodes = [(raw, 1)], 0
+    while stack:
+        obj, depth = stack.pop()
+        nodes += 1
+        if depth > MAX_DEPTH:
+            raise UserError(f"--config {path}: nested deeper than {MAX_DEPTH} levels")
+        if nodes > MAX_NODES:
+            raise UserError(f"--config {path}: more than {MAX_NODES} values; not a settings file")
+        if isinstance(obj, dict):
+            stack.extend((v, depth + 1) for v in (*obj.keys(), *obj.values()))
+        elif isinstance(obj, list):
+            stack.extend((v, depth + 1) for v in obj)
+
+
+_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _check_type(path: str, where: str, value, hint) -> None:
+    """A setting of the wrong kind (``epochs: 1.5``, ``epochs: true``), named with the kind
+    it must be; the values themselves are checked when the run starts."""
+    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+    kinds = [a for a in typing.get_args(hint) if a is not type(None)] if union else [hint]
+    if value is None and union and type(None) in typing.get_args(hint):
+        return
+    kind = kinds[0] if len(kinds) == 1 else hint
+    origin = typing.get_origin(kind) or kind
+    if origin is list:
+        ok, need = isinstance(value, list), "a list"
+    elif kind in _KINDS:
+        # a bool is an int to Python, never to a setting; an int is a fine float
+        ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+        ok = ok or (kind is float and isinstance(value, int) and not isinstance(value, bool))
+        need = _KINDS[kind]
+    else:
+        return
+    if not ok:
+        got = "true/false" if isinstance(value, bool) else type(value).__name__
+        raise UserError(f"--config {path}: {where} must be {need}, got {value!r} ({got})")
 
 
 def merge(*layers: dict) -> dict:

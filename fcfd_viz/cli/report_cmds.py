@@ -84,9 +84,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _check_out(out: Path, force: bool) -> None:
     from fcfd_viz.errors import UserError
+    from fcfd_viz.provenance import enclosing_run
 
     if out.is_dir():
         raise UserError(f"--out {out} is a directory; name an HTML file")
+    run = enclosing_run(out)
+    if run is not None:  # a checkpoint, or a foreign file that stops --overwrite of the run
+        raise UserError(
+            f"--out {out} lies inside the run directory {run}; write the report outside "
+            "every run directory"
+        )
     if out.exists() and not force:
         raise UserError(f"{out} exists; pass --force to replace it")
 

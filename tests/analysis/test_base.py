@@ -56,3 +56,21 @@ def test_stored_computes_once_and_recomputes_an_outdated_file(tmp_path):
     assert stored(Count, path, compute) == Count(1) and len(calls) == 1  # read back
     path.write_text('{"old": true}')  # a file an earlier version wrote
     assert stored(Count, path, compute) == Count(2) and Count.load(path) == Count(2)
+
+
+def test_a_cache_that_cannot_be_written_costs_the_cache_not_the_result(tmp_path, capsys):
+    """Issue #29: a read-only runs folder made `fcfd report` and the gap page do all the work,
+    then fail writing `.cache` and discard the result. (A file where the cache folder goes
+    fails the same way for root, whom a read-only mode would not stop.)"""
+    (tmp_path / ".cache").write_text("not a folder")
+    path = result_file(tmp_path / ".cache", "count", ["k"])
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return Count(len(calls))
+
+    assert stored(Count, path, compute) == Count(1)
+    err = capsys.readouterr().err
+    assert "not cached" in err and str(tmp_path / ".cache") in err and len(err.splitlines()) == 1
+    assert stored(Count, path, compute) == Count(2)  # nothing kept: measured again

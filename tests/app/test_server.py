@@ -5,6 +5,7 @@ header gets no websocket, and an error reaches the browser without its details."
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import subprocess
@@ -20,13 +21,67 @@ from fcfd_viz.cli.app_cmds import LOCAL_HOSTS, SERVER_SETTINGS, allowed_hosts, a
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_shipped_config_matches_what_fcfd_app_passes():
-    toml = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+@pytest.mark.parametrize("where", [".streamlit", "app/.streamlit"])
+def test_the_shipped_config_matches_what_fcfd_app_passes(where):
+    toml = tomllib.loads((ROOT / where / "config.toml").read_text())
     for key, value in SERVER_SETTINGS.items():
         section, name = key.split(".")
         assert str(toml[section][name]).lower() == value, key
     assert toml["server"]["allowedHosts"] == list(LOCAL_HOSTS)
     assert toml["server"]["address"] == "127.0.0.1"
+
+
+EFFECTIVE = """import json, sys
+from streamlit import config
+config._main_script_path = sys.argv[1]  # what `streamlit run SCRIPT` sets
+config.get_config_options(force_reparse=True)
+keys = [*sys.argv[2:], "server.address", "server.allowedHosts"]
+print(json.dumps({k: config.get_option(k) for k in keys}))
+"""
+
+
+def test_streamlit_run_from_another_directory_keeps_the_settings(tmp_path: Path):
+    """Issue #29: `streamlit run /path/app/main.py` from outside the checkout read no
+    config (only the working directory's): all interfaces, any Host, full error details.
+    Streamlit's own loader, run from an empty directory with an empty HOME, now finds
+    every setting beside the script."""
+    script = str(ROOT / "app" / "main.py")
+    proc = subprocess.run(
+        [sys.executable, "-c", EFFECTIVE, script, *SERVER_SETTINGS],
+        cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)},
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key, value in SERVER_SETTINGS.items():
+        assert str(got[key]).lower() == value, (key, got[key])
+    assert got["server.address"] == "127.0.0.1" and got["server.allowedHosts"] == list(LOCAL_HOSTS)
+
+
+@pytest.mark.slow
+def test_a_plain_streamlit_run_elsewhere_binds_localhost_and_checks_the_host(tmp_path: Path):
+    """The same on a real server: `streamlit run /path/app/main.py --server.port P` started
+    in another directory listens on 127.0.0.1 only and refuses a foreign Host."""
+    import psutil
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py")]
+    proc = subprocess.Popen(
+        [*cmd, "--server.port", str(port), "--", "--runs-dir", str(tmp_path / "runs")],
+        cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)},
+        stdout=(tmp_path / "log").open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc)
+        listening = {
+            c.laddr.ip
+            for c in psutil.Process(proc.pid).net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        }
+        assert listening == {"127.0.0.1"}, listening
+        assert websocket_status(port, f"localhost:{port}") == 101
+        assert websocket_status(port, f"evil.example:{port}") == 403
+    finally:
+        stop_server(proc)
 
 
 def test_allowed_hosts():

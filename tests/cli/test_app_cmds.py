@@ -37,3 +37,25 @@ def test_fcfd_notebooks_copies_the_tutorials_and_never_overwrites_silently(tmp_p
     assert (dest / names[0]).read_text() == "my edits"  # nothing copied
     assert main(["notebooks", str(dest), "--overwrite"]) == 0
     assert (dest / names[0]).read_bytes() == (checkout / names[0]).read_bytes()
+
+
+def test_a_port_out_of_range_is_one_line(tmp_path, capsys):
+    """``fcfd app --port 99999`` raised OverflowError (issue #29); nothing is started."""
+    from fcfd_viz.cli import main
+
+    for port in ("99999", "0", "-1"):
+        assert main(["app", "--runs-dir", str(tmp_path), "--port", port]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--port must be a TCP port" in err, err
+
+
+def test_fcfd_notebooks_into_a_file_names_its_own_argument(tmp_path, capsys):
+    """Issue #29: `fcfd notebooks FILE` said "choose another --out" (it has no such flag)."""
+    from fcfd_viz.cli import main
+
+    (tmp_path / "f").write_text("keep")
+    for dest in (tmp_path / "f", tmp_path / "f" / "sub"):
+        assert main(["notebooks", str(dest)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "choose another DIR" in err and "--out" not in err
+    assert (tmp_path / "f").read_text() == "keep"

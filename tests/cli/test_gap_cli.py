@@ -132,7 +132,7 @@ def test_gap_batch_html_no_fit(ckpts, tmp_path, capsys):
     "extra, match",
     [
         (["--student", "CIFAR"], "cifar10"),
-        (["--student", "KD", "--no-fit"], "no bridges"),
+        (["--student", "KD", "--no-fit"], "drop --no-fit"),  # not "pass a training loader"
         (["--student", "KD", "--fit-max-epochs", "0"], "max_epochs"),
     ],
 )

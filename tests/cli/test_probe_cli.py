@@ -237,3 +237,28 @@ def test_probe_pretrained_model_uses_the_weights_and_their_transform(fake_hub, t
     got = folder_images(images, 2, image_transform("tv_mobilenet_v3_small", "IMAGENET1K_V1", 0))
     first = tf(Image.open(sorted(images.iterdir())[0]).convert("RGB"))
     assert got.shape[-2:] == (224, 224) and torch.equal(got[0], first)
+
+
+def _png_header(path, width: int, height: int) -> None:
+    """A PNG that claims ``width`` x ``height`` pixels (its pixels never come: PIL checks
+    the size when it opens the file, before decoding)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+
+
+def test_a_decompression_bomb_in_the_image_folder_is_one_line(tmp_path, capsys):
+    """A 20000x20000 PNG in --image-dir raised PIL's DecompressionBombError (issue #29)."""
+    images = write_images(tmp_path / "imgs", 2)
+    _png_header(images / "zz-huge.png", 20000, 20000)
+    args = ["probe", "--model", "resnet8", "--num-classes", "10", "--layer", "stages.1"]
+    rc = main([*args, "--image-dir", str(images), "--image-size", "24", *FAST])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert "zz-huge.png" in err and "too large" in err and "Traceback" not in err

@@ -56,3 +56,17 @@ def test_bad_options_are_one_line(runs_root, tmp_path, capsys):
     fails(capsys, ["report", kd, "--out", str(tmp_path)], "is a directory")
     fails(capsys, ["report", kd, "--teacher", str(tmp_path / "t"), "--out", out], "not found")
     assert not (tmp_path / "r.html").exists()
+
+
+def test_no_report_inside_a_run_directory(runs_root, tmp_path, capsys):
+    """``--force --out RUN/best.pt`` wrote HTML over a checkpoint (issue #29)."""
+    import shutil
+
+    run = tmp_path / "kd"
+    shutil.copytree(runs_root / "defaults" / "kd", run)
+    best = (run / "best.pt").read_bytes()
+    for target in (run / "best.pt", run / "report.html", run / "tb" / "r.html"):
+        argv = ["report", str(run), "--out", str(target), "--force", *CURVES_ONLY]
+        fails(capsys, argv, "inside the run directory", str(run))
+    assert (run / "best.pt").read_bytes() == best
+    assert not (run / "report.html").exists() and not (run / "tb" / "r.html").exists()

@@ -123,3 +123,14 @@ def test_a_data_dir_without_cifar_is_an_error_before_anything_is_written(capsys,
     (tmp_path / "data").mkdir()
     refused(capsys, tmp_path, {"model": resnet8}, "cifar100 not found", "cifar-100-python",
             extra=["--data-dir", str(tmp_path / "data")])  # fmt: skip
+
+
+def test_an_existing_out_offers_only_what_import_teacher_takes(capsys, tmp_path, resnet8):
+    """Issue #29: import-teacher into a run folder suggested --resume, which it does not take."""
+    torch.save(resnet8, tmp_path / "w.pth")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    argv = ["import-teacher", str(tmp_path / "w.pth"), "--arch", "resnet8", "--out", str(out)]
+    line = fails(capsys, argv, "not empty", "--overwrite")
+    assert "--resume" not in line and (out / "mine.txt").read_text() == "keep"

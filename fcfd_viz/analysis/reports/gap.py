@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from fcfd_viz.analysis.base import Result, result_file, stored
+from fcfd_viz.analysis.base import Result, keep, result_file, stored
 from fcfd_viz.analysis.fit_config import FitConfig, FitInfo
 from fcfd_viz.analysis.gap import FunctionalGap
 from fcfd_viz.analysis.gap_models import gap_loaders, load_students
@@ -192,8 +192,7 @@ def fitted_student(
         )
     except Exception:  # noqa: BLE001 - absent, unreadable or of an older layout: fit anew
         inputs.fit(config, progress=progress)
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        save_connectors(saved, *gap.fitted(label))
+        keep(saved, lambda p: save_connectors(p, *gap.fitted(label)))
     return inputs, config
 
 

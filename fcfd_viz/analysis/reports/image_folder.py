@@ -102,6 +102,11 @@ def folder_images(folder: str | Path, n: int, transform: Callable) -> Tensor:
         try:
             with Image.open(path) as im:
                 out.append(transform(im.convert("RGB")))
+        except Image.DecompressionBombError as e:  # PIL's pixel cap: gigabytes to decode
+            raise UserError(
+                f"image {path} is too large to probe ({str(e).split(',')[0]}); "
+                "remove it from --image-dir or shrink it"
+            ) from None
         except (OSError, UnidentifiedImageError) as e:
             raise UserError(f"cannot read image {path}: {e}") from None
     return torch.stack(out)
