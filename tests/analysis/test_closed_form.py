@@ -1,0 +1,88 @@
+"""The closed-form connector fit end to end (``FitConfig(method="lstsq")``, the default):
+an identical student's connectors come out as the identity, the LeakyReLU refinement never
+makes a bridge worse, the record round-trips, and bad settings are refused."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from fcfd_viz import models
+from fcfd_viz.analysis import FitConfig, FitInfo
+from fcfd_viz.analysis.connectors import fit_connectors
+from fcfd_viz.errors import UserError
+
+SHAPE = (3, 16, 16)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    torch.manual_seed(0)
+    net = models.create("resnet8", num_classes=10)
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.randn(32, *SHAPE) * 1.5 + 0.3)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def loader():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(48, *SHAPE, generator=g) * 1.5 + 0.3
+    return DataLoader(TensorDataset(x, torch.zeros(48, dtype=torch.long)), batch_size=16)
+
+
+def test_identical_student_gets_identity_connectors_in_one_solve(teacher, loader):
+    student = copy.deepcopy(teacher)  # each stage feature maps onto itself: MSE 0 is reachable
+    cfg = FitConfig(refine_epochs=0)  # the solve alone
+    s2t, t2s, info = fit_connectors(teacher, student, loader, SHAPE, cfg)
+    assert set(info.bridges) == {"s2t/1", "s2t/2", "s2t/3", "t2s/1", "t2s/2"}
+    assert info.converged and info.epochs == 1 and info.config.method == "lstsq"
+    x = loader.dataset.tensors[0]
+    with torch.no_grad():
+        feats = teacher.forward_features(x)
+        for k, b in s2t.items():
+            f = feats[int(k)]
+            scale = float(f.pow(2).mean())
+            assert not b.training and float((b(f) - f).pow(2).mean()) < 1e-6 * scale
+            assert info.bridges[f"s2t/{k}"].final_loss < 1e-6 * scale
+            w = b[0].weight  # (C, C, 3, 3): the centre tap is the identity, the rest ~0
+            centre = torch.eye(len(w))
+            assert torch.allclose(w[:, :, 1, 1], centre, atol=1e-2)
+    assert all(not p.requires_grad for p in [*s2t.parameters(), *t2s.parameters()])
+
+
+def test_refinement_never_makes_a_bridge_worse(teacher, loader):
+    student = models.create("resnet8_w025", num_classes=10).eval()  # a real gap to bridge
+    cfg = FitConfig(refine_epochs=3, min_epochs=1)
+    _, _, info = fit_connectors(teacher, student, loader, SHAPE, cfg)
+    for b in info.bridges.values():
+        assert len(b.curve) == 4  # the solve, then 3 epochs of the loop (LeakyReLU bridges)
+        assert b.kept_mse is not None and b.kept_mse <= b.curve[0]
+        assert b.final_loss == b.kept_mse
+    back = FitInfo.from_dict(json.loads(json.dumps(info.to_dict())))
+    assert back == info
+    old = info.to_dict()  # a record written before the closed form: no method, no kept_mse
+    old["config"].pop("method")
+    for b in old["bridges"].values():
+        b.pop("kept_mse")
+    assert FitInfo.from_dict(old).config.method == "adam"
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"method": "sgd"}, "fit method"),
+        ({"ridge": -1.0}, "ridge"),
+        ({"refine_epochs": -1}, "refine"),
+    ],
+)
+def test_bad_fit_settings_are_refused(change, match):
+    with pytest.raises(UserError, match=match):
+        FitConfig(**change).validate()
