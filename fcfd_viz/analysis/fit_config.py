@@ -18,7 +18,8 @@ class FitConfig:
 
     ``method``: ``"lstsq"`` (default) solves each bridge in closed form
     (:mod:`fcfd_viz.analysis.closed_form`: ridge ``ridge`` relative to the features' trace; the
-    LeakyReLU bridges then take at most ``refine_epochs`` epochs of the loop at ``refine_lr``);
+    LeakyReLU bridges then take at most ``refine_steps`` full-batch steps on their own MSE,
+    and ``refine_epochs`` epochs of the loop at ``refine_lr``);
     ``"adam"`` is the loop alone (:mod:`fcfd_viz.analysis.connectors`: ``lr``, at most
     ``max_epochs`` epochs, the plateau rule of ``min_epochs``, ``rel_tol``, ``patience``,
     ``lr_drops``). ``max_epochs`` caps the refinement too.
@@ -36,7 +37,8 @@ class FitConfig:
     cache_mb: float = 2048.0
     method: str = "lstsq"
     ridge: float = 1e-5
-    refine_epochs: int = 10
+    refine_steps: int = 8
+    refine_epochs: int = 0
     refine_lr: float = 1e-3
 
     def validate(self) -> None:
@@ -46,8 +48,10 @@ class FitConfig:
             )
         if not (self.ridge >= 0 and math.isfinite(self.ridge)):
             raise UserError(f"fit ridge must be a finite number >= 0, got {self.ridge}")
-        if self.refine_epochs < 0 or not (self.refine_lr > 0 and math.isfinite(self.refine_lr)):
-            raise UserError("fit refine_epochs must be >= 0 and refine_lr > 0")
+        if min(self.refine_steps, self.refine_epochs) < 0 or not (
+            self.refine_lr > 0 and math.isfinite(self.refine_lr)
+        ):
+            raise UserError("fit refine_steps and refine_epochs must be >= 0, refine_lr > 0")
         if self.max_epochs < 1:
             raise UserError(f"fit max_epochs must be >= 1, got {self.max_epochs}")
         if self.lr <= 0 or not math.isfinite(self.lr):

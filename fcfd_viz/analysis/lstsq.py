@@ -31,7 +31,7 @@ bridge would be far from the solution.)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -61,9 +61,10 @@ def target_rows(y: Tensor) -> Tensor:
     return y.flatten(2).transpose(1, 2).reshape(-1, y.shape[1])
 
 
-def weight_matrix(conv: nn.Module) -> Tensor:
-    """``conv``'s weight as the (D, C_dst) matrix of :func:`design`."""
-    w = conv.weight
+def weight_matrix(conv: nn.Module, w: Tensor | None = None) -> Tensor:
+    """``conv``'s weight (or ``w``, a tensor of its shape: its gradient) as the (D, C_dst)
+    matrix of :func:`design`."""
+    w = conv.weight if w is None else w
     if isinstance(conv, nn.ConvTranspose2d):  # (C_src, C_dst, k, k) -> the equivalent conv's
         w = w.flip(2, 3).transpose(0, 1)
     return w.reshape(w.shape[0], -1).T
@@ -107,6 +108,7 @@ class NormalEquations:
         self.n = 0
         self.x0 = self.y0 = None  # (D,), (C,) the shift
         self.sx = self.sy = self.yy = self.xx = self.xy = None
+        self.cxx = self.mean_x = self._solve = None  # set by solve()
 
     @torch.no_grad()
     def add(self, x: Tensor, y: Tensor) -> None:
@@ -125,35 +127,53 @@ class NormalEquations:
             xs = x[i : i + self.chunk_rows] - self.x0  # (r, D)
             ys = y[i : i + self.chunk_rows] - self.y0  # (r, C)
             self.n += len(xs)
-            self.sx += xs.sum(0, dtype=torch.float64)
-            self.sy += ys.sum(0, dtype=torch.float64)
-            self.yy += ys.double().pow(2).sum(0)
+            # chunk sums in the features' dtype over shifted (near-centred) rows: exact enough,
+            # and converting whole chunks to float64 first would cost more than the products
+            self.sx += xs.sum(0).double()
+            self.sy += ys.sum(0).double()
+            self.yy += (ys * ys).sum(0).double()
             self.xx += (xs.T @ xs).double()
             self.xy += (xs.T @ ys).double()
 
     @torch.no_grad()
     def solve(self, ridge: float) -> Affine:
-        """The ridge solution (``lambda = ridge * trace(Cov X) / D``; see the module docstring)."""
+        """The ridge solution (``lambda = ridge * trace(Cov X) / D``; see the module docstring).
+        Keeps the factorisation for :meth:`step`."""
         if not self.n:
             raise ValueError("no rows to solve on")
         n, d = self.n, self.xx.shape[0]
         mx, my = self.sx / n, self.sy / n  # means of the shifted rows
-        cxx = self.xx / n - torch.outer(mx, mx)  # (D, D)
+        self.cxx = self.xx / n - torch.outer(mx, mx)  # (D, D)
         cxy = self.xy / n - torch.outer(mx, my)  # (D, C)
         cyy = self.yy / n - my.pow(2)  # (C,)
-        lam = ridge * float(cxx.diagonal().sum()) / d
-        eye = torch.eye(d, dtype=cxx.dtype, device=cxx.device)
-        a = cxx + (lam if lam > 0 else (1.0 if ridge > 0 else 0.0)) * eye  # all-zero X: w = 0
+        self.mean_x = mx + self.x0.double()  # (D,) unshifted
+        lam = ridge * float(self.cxx.diagonal().sum()) / d
+        lam = lam if lam > 0 else (1.0 if ridge > 0 else 0.0)  # all-zero X: w = 0
+        a = self.cxx + lam * torch.eye(d, dtype=self.cxx.dtype, device=self.cxx.device)
         chol, info = torch.linalg.cholesky_ex(a)
         if int(info) == 0:
-            w = torch.cholesky_solve(cxy, chol)
+            self._solve = lambda rhs: torch.cholesky_solve(rhs, chol)
         else:  # singular without a ridge (ridge=0): the minimum-norm solution
-            w = torch.linalg.lstsq(a.cpu(), cxy.cpu(), driver="gelsd").solution.to(a)
-        cw = cxx @ w  # (D, C)
-        mse = float((cyy - 2 * (w * cxy).sum(0) + (w * cw).sum(0)).sum() / len(cyy))
-        x0, y0 = self.x0.double(), self.y0.double()
-        b = y0 + my - (mx + x0) @ w  # back to unshifted coordinates
-        return Affine(w, b, (mx + x0) @ w, (w * cw).sum(0).clamp_min(0), max(mse, 0.0), n)
+            pinv = torch.linalg.pinv(a, hermitian=True)
+            self._solve = lambda rhs: pinv @ rhs
+        w = self._solve(cxy)
+        mse = float((cyy - 2 * (w * cxy).sum(0) + (w * (self.cxx @ w)).sum(0)).sum() / len(cyy))
+        b = self.y0.double() + my - self.mean_x @ w  # back to unshifted coordinates
+        return replace(self.affine(w, b), mse=max(mse, 0.0))
+
+    def affine(self, w: Tensor, b: Tensor) -> Affine:
+        """The :class:`Affine` of the map ``X @ w + b`` on these rows (after :meth:`solve`;
+        ``mse`` NaN: it depends on the targets' fit, not on these sums alone)."""
+        z_var = (w * (self.cxx @ w)).sum(0).clamp_min(0)
+        return Affine(w, b, self.mean_x @ w, z_var, float("nan"), self.n)
+
+    def step(self, sum_xr: Tensor, sum_r: Tensor) -> tuple[Tensor, Tensor]:
+        """The least-squares change ``(dw (D, C), db (C,))`` that fits residuals with sums
+        ``sum_xr = sum X^T r`` (D, C) and ``sum_r`` (C,) over these rows (after :meth:`solve`;
+        the same ridge): ``dw = (Cov X + lambda I)^-1 Cov(X, r)``, ``db = mean(r) - mean(X) dw``."""
+        mr = sum_r.double() / self.n
+        dw = self._solve(sum_xr.double() / self.n - torch.outer(self.mean_x, mr))
+        return dw, mr - self.mean_x @ dw
 
 
 @torch.no_grad()

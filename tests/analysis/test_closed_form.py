@@ -40,7 +40,7 @@ def loader():
 
 def test_identical_student_gets_identity_connectors_in_one_solve(teacher, loader):
     student = copy.deepcopy(teacher)  # each stage feature maps onto itself: MSE 0 is reachable
-    cfg = FitConfig(refine_epochs=0)  # the solve alone
+    cfg = FitConfig(refine_steps=0)  # the solve alone
     s2t, t2s, info = fit_connectors(teacher, student, loader, SHAPE, cfg)
     assert set(info.bridges) == {"s2t/1", "s2t/2", "s2t/3", "t2s/1", "t2s/2"}
     assert info.converged and info.epochs == 1 and info.config.method == "lstsq"
@@ -58,14 +58,46 @@ def test_identical_student_gets_identity_connectors_in_one_solve(teacher, loader
     assert all(not p.requires_grad for p in [*s2t.parameters(), *t2s.parameters()])
 
 
-def test_refinement_never_makes_a_bridge_worse(teacher, loader):
+def test_refinement_lowers_the_leaky_bridges_mse_and_keeps_the_best(teacher, loader):
     student = models.create("resnet8_w025", num_classes=10).eval()  # a real gap to bridge
-    cfg = FitConfig(refine_epochs=3, min_epochs=1)
-    _, _, info = fit_connectors(teacher, student, loader, SHAPE, cfg)
-    for b in info.bridges.values():
-        assert len(b.curve) == 4  # the solve, then 3 epochs of the loop (LeakyReLU bridges)
-        assert b.kept_mse is not None and b.kept_mse <= b.curve[0]
-        assert b.final_loss == b.kept_mse
+    cfg = FitConfig(refine_steps=4, refine_epochs=2, min_epochs=1)
+    s2t, t2s, info = fit_connectors(teacher, student, loader, SHAPE, cfg)
+    x = loader.dataset.tensors[0]
+    with torch.no_grad():
+        t_feats, s_feats = teacher.forward_features(x), student.forward_features(x)
+    for name, b in info.bridges.items():
+        # the solution, <= 4 refinement steps' iterates + the last one, 2 Adam epochs
+        assert 3 + 2 <= len(b.curve) <= 1 + 4 + 2
+        assert b.kept_mse is not None and b.final_loss == b.kept_mse
+        assert b.kept_mse < b.curve[0]  # the LeakyReLU bridges gained on the linear start
+        kind, k = name.split("/")
+        bridge = (s2t if kind == "s2t" else t2s)[k]
+        src, dst = (s_feats, t_feats) if kind == "s2t" else (t_feats, s_feats)
+        with torch.no_grad():  # the record is the kept bridge's eval-mode MSE
+            mse = float((bridge(src[int(k)]) - dst[int(k)]).double().pow(2).mean())
+        assert mse == pytest.approx(b.kept_mse, rel=1e-4)
+
+
+def test_recovers_a_known_leaky_bridge():
+    """Targets made by a LeakyReLU bridge: the refinement goes far below the linear start."""
+    from fcfd_viz.analysis.closed_form import fit_closed_form
+    from fcfd_viz.analysis.connectors import _fit_adam
+    from fcfd_viz.analysis.feature_pairs import FeaturePairs
+    from fcfd_viz.distill.bridges import Bridge
+
+    torch.manual_seed(5)
+    true = Bridge((4, 6, 6), (5, 6, 6), leaky=True).eval()
+    with torch.no_grad():
+        true[1].bias.normal_()
+        x = torch.randn(64, 4, 6, 6)
+        y = true(x)
+    cfg = FitConfig(refine_steps=30, batch_size=16)
+    feats = FeaturePairs(lambda b: ([b[1]], [b[0]]), DataLoader(TensorDataset(x, y), 16), 1, cfg)
+    fitted = Bridge((4, 6, 6), (5, 6, 6), leaky=True)
+    info = fit_closed_form([("s2t/0", fitted, False, 0)], feats, cfg, _fit_adam)
+    b = info.bridges["s2t/0"]
+    assert b.kept_mse < 0.1 * b.curve[0]
+
     back = FitInfo.from_dict(json.loads(json.dumps(info.to_dict())))
     assert back == info
     old = info.to_dict()  # a record written before the closed form: no method, no kept_mse
