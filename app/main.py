@@ -45,9 +45,8 @@ def home() -> None:
         if defaults_gap.default_gap_running(root):
             st.info(
                 "Every page works now. In the background, the Functional gap page's connectors "
-                "are being fitted for the nine default students (about a quarter of an hour on 2 "
-                "cores): that page "
-                "will open on them at once."
+                "are being fitted for the nine default students (a few minutes on 2 cores, "
+                "within the build's progress): that page will open on them at once."
             )
             state.default_gap_progress()
     elif defaults.building(root):
