@@ -134,14 +134,16 @@ def markdown(result: dict) -> str:
         f"## {result['heading']}",
         "",
         f"`python benchmarks/connector_fit.py` on {m['cpu']}, {m['threads']} thread(s), torch "
-        f"{m['torch']}; load average {result['load_average']} at the start (a shared "
-        "machine: other jobs ran beside it). The nine default students of `fcfd defaults` "
+        f"{m['torch']}; load average {result['load_average']} at the start, "
+        f"{result.get('load_average_end')} at the end (a shared 2-core machine: other jobs "
+        "ran beside it, so wall times are inflated; compare CPU times). The nine default students of `fcfd defaults` "
         "against the default teacher, connectors fitted on digits' whole training split as "
         f"the Functional gap page fits them; Adam at the page's budget of "
         f"{result['adam_epochs']} epochs, the closed form with its defaults (ridge "
-        f"{result['lstsq']['ridge']}, at most {result['lstsq']['refine_epochs']} refinement "
-        "epochs of the LeakyReLU bridges). Both fits of a student run one after the other "
-        "in the same process. MSE: each bridge's eval-mode MSE over the fit data.",
+        f"{result['lstsq']['ridge']}, then at most {result['lstsq'].get('refine_steps', 8)} "
+        "full-batch refinement steps of the LeakyReLU bridges, which all of these bridges "
+        "are). Both fits of a student run one after the other in the same process. MSE: "
+        "each bridge's eval-mode MSE over the fit data.",
         "",
     ]
     rows = []
@@ -229,7 +231,17 @@ def main() -> None:
     ap.add_argument("--end-to-end", action="store_true", help="also time `fcfd defaults`")
     ap.add_argument("--dry-run", action="store_true", help="print the section, write nothing")
     add_section_args(ap, "connector_fit", HEADING)
+    ap.add_argument(
+        "--rewrite", action="store_true", help="re-render the section from results/NAME.json"
+    )
     args = ap.parse_args()
+    if args.rewrite:
+        import json
+
+        from benchmarks.common import RESULTS
+
+        write_section(args.name, markdown(json.loads((RESULTS / f"{args.name}.json").read_text())))
+        return
     torch.set_num_threads(args.threads)
     load = os.getloadavg()
     ensure_defaults(args.runs_dir)
@@ -244,7 +256,11 @@ def main() -> None:
         "load_average": [round(v, 2) for v in load],
         "adam_epochs": args.adam_epochs,
         "threads": args.threads,
-        "lstsq": {"ridge": lstsq.ridge, "refine_epochs": lstsq.refine_epochs},
+        "lstsq": {
+            "ridge": lstsq.ridge,
+            "refine_steps": lstsq.refine_steps,
+            "refine_epochs": lstsq.refine_epochs,
+        },
         "students": {},
     }
     for label in labels:
