@@ -211,6 +211,10 @@ def _e2e_markdown(result: dict) -> str:
             f"start, {result['load_average_end']} at the end (a shared machine).",
             "",
             _e2e_line(result["end_to_end"]),
+            "",
+            "The issue's target is <= 240 s on 2 cores. One thread's CPU time is under it; the "
+            "wall time is not, on a machine whose other jobs kept the load average far above "
+            "its 2 cores: an idle machine was not available to confirm the wall time.",
         ]
     )
 
