@@ -60,8 +60,8 @@ def home() -> None:
         st.warning(f"No default runs in `{root}` yet.")
         st.markdown(
             "Every page needs trained networks. Build a digits teacher and its ce, kd and fcfd "
-            "students, three seeds each (about three minutes on 2 CPU cores, once: later "
-            "launches reuse them), "
+            "students, three seeds each, and the Functional gap page's connectors for them "
+            "(about four minutes on 2 idle CPU cores, once: later launches reuse them), "
             "or run `fcfd defaults` in a terminal."
         )
         if st.button("Build the default runs", type="primary"):
