@@ -49,9 +49,8 @@ def home() -> None:
         if defaults_gap.default_gap_running(root):
             st.info(
                 "Every page works now. In the background, the Functional gap page's connectors "
-                "are being fitted for the nine default students (about a quarter of an hour on 2 "
-                "cores): that page "
-                "will open on them at once."
+                "are being fitted for the nine default students (a few minutes on 2 cores, "
+                "within the build's progress): that page will open on them at once."
             )
             state.default_gap_progress()
     elif defaults.building(root):
@@ -65,8 +64,8 @@ def home() -> None:
         st.warning(f"No default runs in `{root}` yet.")
         st.markdown(
             "Every page needs trained networks. Build a digits teacher and its ce, kd and fcfd "
-            "students, three seeds each (about three minutes on 2 CPU cores, once: later "
-            "launches reuse them), "
+            "students, three seeds each, and the Functional gap page's connectors for them "
+            "(about four minutes on 2 idle CPU cores, once: later launches reuse them), "
             "or run `fcfd defaults` in a terminal."
         )
         if st.button("Build the default runs", type="primary"):

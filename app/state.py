@@ -292,7 +292,7 @@ def report_download(root: Path, names: list[str]) -> None:
         disabled=not (teacher and students),
         key="r_rep_gap",
         help="kept results of the Functional gap page are reused; otherwise connectors are "
-        "fitted first (about a minute per student on 2 CPU cores)",
+        "fitted first (closed form: about 15 s of CPU per student)",
     )
     options = sr.StudyOptions(probe=probe and probes, gap=gap and teacher, fit_epochs=epochs)
 

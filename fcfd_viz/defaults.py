@@ -137,12 +137,17 @@ class _EpochProgress(Callback):
 
 
 def ensure_defaults(
-    runs_dir: str | os.PathLike, progress: Progress | None = None, epochs: int | None = None
+    runs_dir: str | os.PathLike,
+    progress: Progress | None = None,
+    epochs: int | None = None,
+    share: float = 1.0,
 ) -> dict[str, Path]:
     """Train whatever default run is missing; returns :func:`default_paths`.
 
     ``progress(fraction, message)`` is called after every epoch and at the end. Later calls
     return at once. ``epochs`` shortens every run (for tests; the app never sets it).
+    ``share`` < 1 scales the reported fractions into [0, share]: the build goes on with a
+    phase that reports the rest (``fcfd defaults``' gap phase), so it is not done at the end.
     """
     from fcfd_viz.pipeline import run_experiment
 
@@ -150,7 +155,8 @@ def ensure_defaults(
     d = Path(runs_dir) / DEFAULTS
     d.mkdir(parents=True, exist_ok=True)
 
-    report = progress_writer(d / PROGRESS_FILE, progress)
+    written = progress_writer(d / PROGRESS_FILE, progress)
+    report = lambda fraction, message: written(share * fraction, message)  # noqa: E731
     t0 = time.perf_counter()
     with _build_lock(d, progress):
         waited = time.perf_counter() - t0
@@ -174,7 +180,7 @@ def ensure_defaults(
             report(1.0, f"defaults ready in {time.perf_counter() - t0:.0f} s")
         elif progress is not None:  # the file keeps the builder's own last line
             how = f"another process built them while this one waited {waited:.0f} s"
-            progress(1.0, f"defaults ready: {how}" if waited >= 1 else "defaults ready")
+            progress(share, f"defaults ready: {how}" if waited >= 1 else "defaults ready")
     return paths
 
 

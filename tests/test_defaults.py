@@ -42,6 +42,10 @@ def test_ensure_defaults_reports_progress_and_is_instant_later(tmp_path, monkeyp
     seen.clear()
     defaults.ensure_defaults(tmp_path, progress=lambda f, m: seen.append((f, m)))
     assert time.perf_counter() - t0 < 1.0 and len(seen) == 1
+    # a phase that follows (fcfd defaults' gap): the runs report into [0, share], not done
+    seen.clear()
+    defaults.ensure_defaults(tmp_path, progress=lambda f, m: seen.append((f, m)), share=0.4)
+    assert [f for f, _ in seen] == [0.4] and defaults.defaults_progress(tmp_path)["fraction"] == 0.4
     assert not defaults.start_defaults(tmp_path)  # ready: nothing to start
     out = subprocess.run(
         [sys.executable, "-m", "fcfd_viz", "defaults", "--runs-dir", str(tmp_path), "--no-gap"],

@@ -3,12 +3,17 @@
 Students trained without bridges (CE, KD, DKD, FitNet) have no way to send a feature into
 the teacher's space, so the functional gap needs connectors fitted after training: bridges of
 the same architecture as FCFD's (:func:`fcfd_viz.distill.bridges.make_bridges`), with both
-networks frozen in eval mode, trained on a training split with Adam (lr 1e-2 by default):
+networks frozen in eval mode, fitted on a training split:
 
 * ``s2t[k]``: ``MSE(s2t[k](student_k), teacher_k)``, stages 1..N-1;
 * ``t2s[k]``: ``MSE(t2s[k](teacher_k), student_k)``, stages 1..N-2 (as FCFD builds them).
 
-Each bridge is independent of the others, so each gets its own learning rate and its own
+By default (``FitConfig.method="lstsq"``) each bridge is solved in closed form, ridge least
+squares on the cached features, and only the bridges with a LeakyReLU take a few epochs of
+the loop below (:mod:`fcfd_viz.analysis.closed_form`); ``method="adam"`` is the loop alone,
+Adam (lr 1e-2 by default) from a random start.
+
+**The loop.** Each bridge is independent of the others, so each gets its own learning rate and its own
 stopping rule. **Stopping rule** (a plateau, not a fixed budget): an epoch *improves* when its
 mean training loss is below ``best * (1 - rel_tol)``; after ``patience`` epochs without
 improvement the learning rate is divided by 10, up to ``lr_drops`` times, and the next such
@@ -30,16 +35,16 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
+from fcfd_viz.analysis.closed_form import fit_closed_form
+from fcfd_viz.analysis.feature_pairs import FeaturePairs, _rows, _staged_pairs
 from fcfd_viz.analysis.fit_config import BridgeFit, FitConfig, FitInfo
 from fcfd_viz.bn import cumulative_running_stats, freeze, frozen
 from fcfd_viz.distill.bridges import make_bridges
-from fcfd_viz.errors import UserError
 from fcfd_viz.fsio import atomic_write_with
 from fcfd_viz.models.base import StagedNet
 
@@ -85,94 +90,6 @@ def new_bridges(
     return s2t, t2s
 
 
-Feats = list[Tensor] | dict[str, Tensor]  # one network's features, by stage or level
-
-
-def _keys(f) -> list:
-    return list(f.keys()) if isinstance(f, dict) else list(range(len(f)))
-
-
-def _pick(f, idx):  # rows ``idx`` of every feature
-    return {k: v[idx] for k, v in f.items()} if isinstance(f, dict) else [v[idx] for v in f]
-
-
-def _rows(f) -> int:
-    return len(f[_keys(f)[0]])
-
-
-class FeaturePairs:
-    """Frozen teacher/student features over a loader, cached or recomputed per epoch.
-
-    ``extract(batch) -> (teacher features, student features)``, each a list (by stage) or a
-    dict (by FPN level) of (B, ...) tensors; ``per_image`` the floats of both per image (the
-    cache holds ``n * per_image`` floats when that fits ``cfg.cache_mb``).
-    """
-
-    def __init__(self, extract, loader, per_image: int, cfg: FitConfig) -> None:
-        self.extract, self.loader = extract, loader
-        self.batch_size = cfg.batch_size
-        self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.seed, self.passes = cfg.seed, 0
-        n = len(loader.dataset) if hasattr(loader, "dataset") else None
-        self.cached = n is not None and n * per_image * 4 / 2**20 <= cfg.cache_mb
-        self.t: Feats = []
-        self.s: Feats = []
-        self.n = 0
-        if self.cached:
-            ts, ss = [], []
-            for t, s in self._from_loader():
-                ts.append(t)
-                ss.append(s)
-            if not ts:
-                raise UserError("the training loader for the connector fit is empty")
-            self.t, self.s = self._cat(ts), self._cat(ss)
-            self.n = _rows(self.t)
-
-    @staticmethod
-    def _cat(batches: list) -> Feats:
-        out = {k: torch.cat([b[k] for b in batches]) for k in _keys(batches[0])}
-        return out if isinstance(batches[0], dict) else list(out.values())
-
-    @torch.no_grad()
-    def _from_loader(self) -> Iterator[tuple[Feats, Feats]]:
-        # the training split's augmentation draws from torch's global generator: seed it for
-        # the pass (and give the caller's state back), so a fit is a function of cfg.seed
-        self.passes += 1
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed * 100_003 + self.passes)
-            for batch in self.loader:
-                yield self.extract(batch)
-
-    def epoch(self, shuffle: bool = True) -> Iterator[tuple[Feats, Feats]]:
-        if not self.cached:
-            n = 0
-            for t, s in self._from_loader():
-                n += _rows(t)
-                yield t, s
-            self.n = n
-            return
-        order = (
-            torch.randperm(self.n, generator=self.gen) if shuffle else torch.arange(self.n)
-        ).to(self.t[_keys(self.t)[0]].device)
-        for i in range(0, self.n, self.batch_size):
-            idx = order[i : i + self.batch_size]
-            yield _pick(self.t, idx), _pick(self.s, idx)
-
-
-def _staged_pairs(teacher, student, loader, input_shape, cfg: FitConfig, device) -> FeaturePairs:
-    """:class:`FeaturePairs` of two staged nets' stage features (lists by stage)."""
-    per_image = sum(
-        math.prod(s)
-        for s in teacher.feature_shapes(input_shape) + student.feature_shapes(input_shape)
-    )
-
-    def extract(batch):
-        x = batch[0].to(device)
-        return teacher.forward_features(x), student.forward_features(x)
-
-    return FeaturePairs(extract, loader, per_image, cfg)
-
-
 # one bridge to fit: (name, bridge, its source is the teacher?, stage index or level key)
 FitTask = tuple[str, nn.Module, bool, "int | str"]
 
@@ -185,9 +102,20 @@ def fit_bridges(
     desc: str = "fit connectors",
 ) -> FitInfo:
     """Fit every bridge of ``tasks`` to the MSE between its source and target features of
-    ``feats`` (Adam, one learning rate and one stopping rule per bridge: the module
-    docstring), then re-estimate their BN statistics and freeze them (eval mode). ``cfg``
-    is already validated; returns the fit record."""
+    ``feats`` by ``cfg.method``: ``"lstsq"`` in closed form
+    (:func:`~fcfd_viz.analysis.closed_form.fit_closed_form`), ``"adam"`` by the loop (the
+    module docstring); the bridges end frozen in eval mode. ``cfg`` is already validated;
+    returns the fit record."""
+    if cfg.method == "lstsq":
+        return fit_closed_form(tasks, feats, cfg, _fit_adam, progress, desc)
+    return _fit_adam(tasks, feats, cfg, progress, desc)
+
+
+def _fit_adam(
+    tasks: list[FitTask], feats: FeaturePairs, cfg: FitConfig, progress: bool, desc: str
+) -> FitInfo:
+    """The Adam loop: one learning rate and one stopping rule per bridge, then each bridge's
+    BN statistics re-estimated on the fit data and the bridge frozen (eval mode)."""
     t0 = time.perf_counter()
     for _, b, _, _ in tasks:
         b.train()

@@ -9,10 +9,21 @@ from dataclasses import asdict, dataclass, field
 
 from fcfd_viz.errors import UserError
 
+FIT_METHODS = ("lstsq", "adam")  # closed form (the default), the Adam loop alone
+
 
 @dataclass
 class FitConfig:
-    """How post-hoc connectors are fitted (see the module docstring for the stopping rule)."""
+    """How post-hoc connectors are fitted.
+
+    ``method``: ``"lstsq"`` (default) solves each bridge in closed form
+    (:mod:`fcfd_viz.analysis.closed_form`: ridge ``ridge`` relative to the features' trace; the
+    LeakyReLU bridges then take at most ``refine_steps`` full-batch steps on their own MSE,
+    and ``refine_epochs`` epochs of the loop at ``refine_lr``);
+    ``"adam"`` is the loop alone (:mod:`fcfd_viz.analysis.connectors`: ``lr``, at most
+    ``max_epochs`` epochs, the plateau rule of ``min_epochs``, ``rel_tol``, ``patience``,
+    ``lr_drops``). ``max_epochs`` caps the refinement too.
+    """
 
     max_epochs: int = 400
     min_epochs: int = 10
@@ -24,8 +35,23 @@ class FitConfig:
     weight_decay: float = 0.0
     seed: int = 0
     cache_mb: float = 2048.0
+    method: str = "lstsq"
+    ridge: float = 1e-5
+    refine_steps: int = 8
+    refine_epochs: int = 0
+    refine_lr: float = 1e-3
 
     def validate(self) -> None:
+        if self.method not in FIT_METHODS:
+            raise UserError(
+                f"fit method must be one of {', '.join(FIT_METHODS)}, got {self.method!r}"
+            )
+        if not (self.ridge >= 0 and math.isfinite(self.ridge)):
+            raise UserError(f"fit ridge must be a finite number >= 0, got {self.ridge}")
+        if min(self.refine_steps, self.refine_epochs) < 0 or not (
+            self.refine_lr > 0 and math.isfinite(self.refine_lr)
+        ):
+            raise UserError("fit refine_steps and refine_epochs must be >= 0, refine_lr > 0")
         if self.max_epochs < 1:
             raise UserError(f"fit max_epochs must be >= 1, got {self.max_epochs}")
         if self.lr <= 0 or not math.isfinite(self.lr):
@@ -60,6 +86,9 @@ class BridgeFit:
     curve: list[float]
     converged: bool  # stopped by the plateau rule (False: hit max_epochs)
     lr_drop_epochs: list[int] = field(default_factory=list)  # 1-based epochs where lr fell
+    # the eval-mode MSE on the fit data of the bridge as kept (closed form); None: the loop's
+    # last epoch (train-mode loss) stands for it
+    kept_mse: float | None = None
 
     @property
     def epochs(self) -> int:
@@ -71,7 +100,7 @@ class BridgeFit:
 
     @property
     def final_loss(self) -> float:
-        return self.curve[-1]
+        return self.curve[-1] if self.kept_mse is None else self.kept_mse
 
     def to_dict(self) -> dict:
         return {
@@ -81,11 +110,18 @@ class BridgeFit:
             "final_loss": self.final_loss,
             "lr_drop_epochs": list(self.lr_drop_epochs),
             "curve": list(self.curve),
+            "kept_mse": self.kept_mse,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> BridgeFit:
-        return cls(list(d["curve"]), bool(d["converged"]), list(d.get("lr_drop_epochs", [])))
+        kept = d.get("kept_mse")
+        return cls(
+            list(d["curve"]),
+            bool(d["converged"]),
+            list(d.get("lr_drop_epochs", [])),
+            None if kept is None else float(kept),
+        )
 
 
 @dataclass
@@ -130,5 +166,5 @@ class FitInfo:
             int(d["num_images"]),
             bool(d["cached"]),
             float(d["seconds"]),
-            FitConfig(**d["config"]),
+            FitConfig(**{"method": "adam", **d["config"]}),  # records before lstsq: Adam's
         )

@@ -95,8 +95,8 @@ def app_command(
 def cmd_defaults(args: argparse.Namespace) -> int:
     """Train the missing default runs, printing one progress line per epoch, then (unless
     ``--no-gap``) compute the Functional gap page's default results for them."""
-    from fcfd_viz.defaults import ensure_defaults
-    from fcfd_viz.defaults_gap import ensure_default_gap
+    from fcfd_viz.defaults import DEFAULTS, PROGRESS_FILE, ensure_defaults, progress_writer
+    from fcfd_viz.defaults_gap import RUNS_SHARE, ensure_default_gap
     from fcfd_viz.runs import default_runs_dir
 
     runs_dir = default_runs_dir(args.runs_dir)
@@ -104,11 +104,15 @@ def cmd_defaults(args: argparse.Namespace) -> int:
     def show(fraction: float, message: str) -> None:
         print(f"[{100 * fraction:5.1f}%] {message}", flush=True)
 
-    paths = ensure_defaults(runs_dir, progress=show)
+    # one progress for both phases: the build (RUNS/defaults/progress.json, the Home page's bar)
+    # ends when the gap page's results are there too
+    share = 1.0 if args.no_gap else RUNS_SHARE
+    paths = ensure_defaults(runs_dir, progress=show, share=share)
     for key, path in paths.items():
         print(f"{key:8s} {path}")
-    if not args.no_gap:  # every page works already; this only spares the gap page its wait
-        ensure_default_gap(runs_dir, progress=show)
+    if not args.no_gap:  # every page works already; this spares the gap page its wait
+        build = progress_writer(Path(runs_dir) / DEFAULTS / PROGRESS_FILE, show)
+        ensure_default_gap(runs_dir, progress=lambda f, m: build(share + (1 - share) * f, m))
     return 0
 
 

@@ -57,6 +57,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--fit-lr", type=float, default=None, help="Adam learning rate of the fit (default 0.01)"
     )
     p.add_argument(
+        "--fit-method",
+        default=None,
+        metavar="{lstsq,adam}",
+        help="lstsq (default): each connector solved in closed form by ridge least squares "
+        "(LeakyReLU ones then refined for a few epochs); adam: the Adam loop alone",
+    )
+    p.add_argument(
+        "--fit-ridge",
+        type=float,
+        default=None,
+        help="lstsq: ridge relative to the features' mean variance (default 1e-5)",
+    )
+    p.add_argument(
         "--fit-data",
         choices=["full", "student"],
         default="full",
@@ -98,12 +111,8 @@ def cmd_gap(args: argparse.Namespace) -> int:
 
     if checkpoints_task(args.student, args.teacher) == "detection":
         return _cmd_det_gap(args)
-    knobs = {"max_epochs": args.fit_max_epochs, "lr": args.fit_lr}
-    fit = (
-        False
-        if args.no_fit
-        else FitConfig(seed=args.seed, **{k: v for k, v in knobs.items() if v is not None})
-    )
+    knobs = _fit_knobs(args)
+    fit = False if args.no_fit else FitConfig(seed=args.seed, **knobs)
     if fit:
         fit.validate()
     inputs = gap_inputs(
@@ -114,6 +123,18 @@ def cmd_gap(args: argparse.Namespace) -> int:
     out = report.to_dict()
     title = f"fcfd gap: {Path(out['teacher']).parent.name or out['teacher']} ({out['bn']} BN)"
     return report_out(args, out, lambda: viz.gap_figures(report.result), title, _print_gap)
+
+
+def _fit_knobs(args: argparse.Namespace) -> dict:
+    """The ``--fit-*`` settings given (FitConfig field -> value); FitConfig.validate judges
+    them (a bad one: one line, exit 2)."""
+    knobs = {
+        "max_epochs": args.fit_max_epochs,
+        "lr": args.fit_lr,
+        "method": args.fit_method,
+        "ridge": args.fit_ridge,
+    }
+    return {k: v for k, v in knobs.items() if v is not None}
 
 
 def _print_gap(out: dict, html: str | None) -> None:
@@ -134,7 +155,8 @@ def _print_gap(out: dict, html: str | None) -> None:
         if e["fit"]:
             f = e["fit"]
             print(
-                f"    fit: {f['epochs']} epochs max over bridges, {'converged' if f['converged'] else 'hit the cap'}, "
+                f"    fit ({f['config']['method']}): {f['epochs']} epochs max over bridges, "
+                f"{'converged' if f['converged'] else 'hit the cap'}, "
                 f"final MSE "
                 + ", ".join(f"{b} {v['final_loss']:.3g}" for b, v in f["bridges"].items())
             )
@@ -152,8 +174,8 @@ def _cmd_det_gap(args: argparse.Namespace) -> int:
     from fcfd_viz.detection.gap_report import check_det_regime, det_gap_inputs, det_gap_report
 
     check_det_regime(args.bn, args.fit_data)
-    knobs = {"max_epochs": args.fit_max_epochs, "lr": args.fit_lr}
-    fit = replace(DET_FIT, seed=args.seed, **{k: v for k, v in knobs.items() if v is not None})
+    knobs = _fit_knobs(args)
+    fit = replace(DET_FIT, seed=args.seed, **knobs)
     fit.validate()
     inputs = det_gap_inputs(
         args.student, args.teacher, args.label, args.data_dir, min(args.batch_size, 64),
@@ -190,7 +212,9 @@ def _print_det_gap(out: dict, html: str | None) -> None:
         if e["fit"]:
             f = e["fit"]
             state = "converged" if f["converged"] else "hit the cap"
-            print(f"    fit: {f['epochs']} epochs max over bridges, {state}")
+            print(
+                f"    fit ({f['config']['method']}): {f['epochs']} epochs max over bridges, {state}"
+            )
     print(out["reading"])
     if html:
         print(f"  figures -> {html}")

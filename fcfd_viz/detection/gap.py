@@ -24,8 +24,10 @@ reads) has no functional gap (NaN), only an appearance gap.
 
 Students without bridges get post-hoc connectors: FCFD's bridge architecture per level
 (:func:`~fcfd_viz.detection.fcfd.level_bridges`), both networks frozen, fitted to the MSE on
-the training split by :func:`~fcfd_viz.analysis.connectors.fit_bridges` (the classification
-gap's stopping rule) under :data:`DET_FIT`'s small epoch budget. Every network and bridge
+the training split by :func:`~fcfd_viz.analysis.connectors.fit_bridges`, the classification
+gap's fit: by default solved in closed form (ridge least squares; a level bridge has no
+LeakyReLU, so the solve is the whole fit), or with ``method="adam"`` by the loop under
+:data:`DET_FIT`'s small epoch budget. Every network and bridge
 runs in eval mode (BN running statistics); no weight or buffer changes.
 
 >>> gap = DetectionGap(teacher, {"kd": kd_net, "fcfd": fcfd_net}, {"fcfd": fcfd_s2t})  # doctest: +SKIP
@@ -55,7 +57,8 @@ from fcfd_viz.detection.gap_result import DetGapEntry, DetGapResult
 from fcfd_viz.detection.models import LEVEL_NAMES, Detector, check_pair
 from fcfd_viz.errors import UserError
 
-# a small budget: five 3x3 convolutions on cached features plateau within tens of epochs
+# closed form by default; with method="adam", a small budget: five 3x3 convolutions on cached
+# features plateau within tens of epochs
 DET_FIT = FitConfig(max_epochs=30, min_epochs=5, patience=4, batch_size=32)
 View = tuple[str, str, nn.ModuleDict]  # student label, "own bridges" | "fitted", s2t
 

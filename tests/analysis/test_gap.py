@@ -140,9 +140,10 @@ def test_plateau_rule():
 
 
 def test_fit_reaches_the_reachable_optimum_and_stops_on_plateau(teacher, data):
+    """The Adam loop (``method="adam"``) and its plateau rule."""
     student = copy.deepcopy(teacher)  # identity bridges are the optimum: the fit must find it
     gap = FunctionalGap(teacher, {"kd": student}, input_shape=SHAPE)
-    cfg = FitConfig(lr=3e-2, max_epochs=300, patience=4, rel_tol=1e-2, batch_size=10)
+    cfg = FitConfig(lr=3e-2, max_epochs=300, patience=4, rel_tol=1e-2, batch_size=10, method="adam")
     with pytest.raises(UserError, match="no bridges"):
         gap.compute(loader(data))
     res = gap.compute(loader(data), loader(data, 10), fit=cfg)

@@ -63,7 +63,8 @@ def ckpts(tmp_path_factory):
     return paths
 
 
-def test_gap_json(ckpts, capsys):
+@pytest.mark.parametrize("method", ["lstsq", "adam"])
+def test_gap_json(ckpts, capsys, method):
     rc = main(
         [
             "gap",
@@ -74,6 +75,8 @@ def test_gap_json(ckpts, capsys):
             "--student",
             str(ckpts["fcfd"]),
             "--json",
+            "--fit-method",
+            method,
             *FAST,
         ]
     )
@@ -99,9 +102,13 @@ def test_gap_json(ckpts, capsys):
         assert all(v >= 0 for v in s["functional"].values())
         assert {"SSTT", "SSST", "TTSS", "TTTS"} <= set(s["path_accuracy"])
     fit = d["students"]["kd (fitted)"]["fit"]
-    assert (
-        fit["epochs"] == 3 and not fit["converged"] and fit["num_images"] < 200
-    )  # digits-hard: 10% of 1437
+    assert fit["num_images"] < 200 and fit["config"]["method"] == method  # 10% of 1437
+    if method == "adam":  # the loop hits the 3-epoch cap
+        assert fit["epochs"] == 3 and not fit["converged"]
+    else:  # the solve, then the LeakyReLU bridges' refinement, capped by --fit-max-epochs
+        assert fit["epochs"] == 3 and fit["converged"]
+        for b in fit["bridges"].values():
+            assert b["final_loss"] == b["kept_mse"] <= b["curve"][0]
     assert d["students"]["fcfd (own bridges)"]["fit"] is None
 
 
@@ -134,6 +141,8 @@ def test_gap_batch_html_no_fit(ckpts, tmp_path, capsys):
         (["--student", "CIFAR"], "cifar10"),
         (["--student", "KD", "--no-fit"], "drop --no-fit"),  # not "pass a training loader"
         (["--student", "KD", "--fit-max-epochs", "0"], "max_epochs"),
+        (["--student", "KD", "--fit-method", "sgd"], "fit method"),
+        (["--student", "KD", "--fit-ridge", "-1"], "ridge"),
     ],
 )
 def test_gap_errors_exit_2(ckpts, capsys, extra, match):

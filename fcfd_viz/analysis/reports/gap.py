@@ -159,6 +159,9 @@ def gap_labels(methods: Sequence[str], names: Sequence[str]) -> list[str]:
 # benchmarks/gap.py): on a 10%-subset student's own images the wide last-stage connector
 # overfits, and the gap it reports says more about the fit than about the student
 FIT_DATA = "full"
+# how the app, `fcfd report` and `fcfd defaults` fit connectors (part of their cache keys: a
+# report of another method is never taken for this one's)
+FIT_METHOD = FitConfig().method
 
 
 def fitted_student(
@@ -169,21 +172,22 @@ def fitted_student(
     data_dir: str | None = None,
     progress: bool = False,
     folder: str | Path | None = None,
+    method: str = FIT_METHOD,
 ) -> tuple[GapInputs, FitConfig]:
     """One student's gap inputs with its connectors fitted on the training split
-    (:data:`FIT_DATA`) for at most ``max_epochs``, and the fit's config. With ``folder``, the
+    (:data:`FIT_DATA`) by ``method`` for at most ``max_epochs``, and the fit's config. With ``folder``, the
     connectors are read from it when fitted before and kept there otherwise
     (:func:`~fcfd_viz.analysis.connectors.save_connectors`): a later session skips the fit."""
     from fcfd_viz.analysis.connectors import load_connectors, save_connectors
     from fcfd_viz.checkpoints import checkpoint_key
 
-    config = FitConfig(max_epochs=max_epochs)
+    config = FitConfig(max_epochs=max_epochs, method=method)
     config.validate()
     inputs = gap_inputs([student], teacher, [label], fit_data=FIT_DATA, data_dir=data_dir)
     if folder is None:
         inputs.fit(config, progress=progress)
         return inputs, config
-    key = [checkpoint_key(teacher), checkpoint_key(student), label, max_epochs, FIT_DATA]
+    key = [checkpoint_key(teacher), checkpoint_key(student), label, max_epochs, FIT_DATA, method]
     saved = result_file(folder, "connectors", key).with_suffix(".pt")
     gap = inputs.gap
     try:
@@ -197,12 +201,18 @@ def fitted_student(
 
 
 def gap_file(
-    folder: str | Path, teacher: tuple, student: tuple, label: str, bn: str, max_epochs: int
+    folder: str | Path,
+    teacher: tuple,
+    student: tuple,
+    label: str,
+    bn: str,
+    max_epochs: int,
+    method: str = FIT_METHOD,
 ) -> Path:
     """``folder/gap-<hash>.json``: where :func:`student_gap` keeps a report, keyed by the
     teacher's and the student's :func:`~fcfd_viz.checkpoints.checkpoint_key`, the label, the
-    BN regime, the fit budget and the fit data."""
-    key = [teacher, student, label, bn, max_epochs, FIT_DATA, "report"]
+    BN regime, the fit budget, the fit data and the fit method."""
+    key = [teacher, student, label, bn, max_epochs, FIT_DATA, method, "report"]
     return result_file(folder, "gap", key)
 
 
@@ -216,6 +226,7 @@ def student_gap(
     data_dir: str | None = None,
     progress: bool = False,
     fitted: Callable[[], tuple[GapInputs, FitConfig]] | None = None,
+    method: str = FIT_METHOD,
 ) -> GapReport:
     """The gap report of one student (connectors from :func:`fitted_student`, or ``fitted()``
     when given: the app shares fitted connectors between BN regimes), read from and kept in
@@ -227,11 +238,11 @@ def student_gap(
             inputs, config = fitted()
         else:
             inputs, config = fitted_student(
-                teacher, student, label, max_epochs, data_dir, progress, folder
+                teacher, student, label, max_epochs, data_dir, progress, folder, method
             )
         return gap_report(inputs, bn, config, progress=progress)
 
     if folder is None:
         return compute()
     keys = checkpoint_key(teacher), checkpoint_key(student)
-    return stored(GapReport, gap_file(folder, *keys, label, bn, max_epochs), compute)
+    return stored(GapReport, gap_file(folder, *keys, label, bn, max_epochs, method), compute)
