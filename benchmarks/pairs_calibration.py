@@ -157,6 +157,8 @@ def section(result: dict) -> str:
             [
                 t["style"],
                 t["arch"],
+                t["seed"],
+                t["n"],
                 t["steps"],
                 t["lr"],
                 ramp,
@@ -175,10 +177,22 @@ def section(result: dict) -> str:
         "## digit-pairs calibration (`benchmarks/pairs_calibration.py`)\n\n"
         "Target: the resnet32x4 teacher at >= 85% test top-1 and a CE resnet8x4 >= 5 points "
         "below it (CIFAR-100: 79.4 vs 72.5). Quick trials: cross-entropy alone, "
-        "10,000 training canvases at 16x16, batch 64, one-cycle lr, top-1 on 2000 canvases "
+        "16x16 training canvases drawn into batches of 64, top-1 on 2000 canvases "
         f"of each split ({m['cpu']}, 1 thread, a machine shared with other jobs).\n\n"
         + table(
-            ["style", "arch", "steps", "lr", "warm-up", "aug", "train top-1", "test top-1", "note"],
+            [
+                "style",
+                "arch",
+                "seed",
+                "canvases",
+                "steps",
+                "lr",
+                "warm-up",
+                "aug",
+                "train top-1",
+                "test top-1",
+                "note",
+            ],
             rows,
         )
         + "\n\nThe levels (fractions of the canvas side; rotation in degrees):\n\n"
