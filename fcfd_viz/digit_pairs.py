@@ -9,7 +9,7 @@ distractor digits (clutter); pixel noise. The test canvases are drawn from sourc
 (sklearn's writers' samples) that no training canvas uses, so a test canvas shows digits the
 network has never seen, in new combinations.
 
-The difficulty knobs live in :class:`PairStyle`; :data:`STYLE` is the calibrated default
+The difficulty knobs live in :class:`PairStyle`; :data:`STYLE` is the level the calibration chose
 (docs/results.md, "digit-pairs calibration").
 """
 
