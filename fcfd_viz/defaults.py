@@ -176,11 +176,14 @@ def ensure_defaults(
                     cfg, path, resume=resumable, overwrite=True, callbacks=[cb], progress=False
                 )
             offset += cost[key]
+        how = f"another process built them while this one waited {waited:.0f} s"
+        done = f"defaults ready: {how}" if waited >= 1 else "defaults ready"
         if trained:
             report(1.0, f"defaults ready in {time.perf_counter() - t0:.0f} s")
+        elif share < 1:  # a phase of this process follows: the file says where the build is
+            report(1.0, done)
         elif progress is not None:  # the file keeps the builder's own last line
-            how = f"another process built them while this one waited {waited:.0f} s"
-            progress(share, f"defaults ready: {how}" if waited >= 1 else "defaults ready")
+            progress(1.0, done)
     return paths
 
 

@@ -48,6 +48,21 @@ def one_thread_module() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="module")
+def bn_resnet8():
+    """A resnet8 (10 classes, 3x16x16 inputs) whose BN running statistics were estimated on
+    data, so that its eval and batch-statistics regimes differ: the connector tests' teacher."""
+    from fcfd_viz import models
+
+    torch.manual_seed(0)
+    net = models.create("resnet8", num_classes=10)
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.randn(32, 3, 16, 16) * 1.5 + 0.3)
+    return net.eval()
+
+
 @pytest.fixture(scope="session")
 def digits_teacher(tmp_path_factory) -> Path:
     """Run directory of a tiny CE teacher (resnet8, full digits at 16x16, 2 epochs, CPU).

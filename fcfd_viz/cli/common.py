@@ -69,16 +69,19 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
 def run_from_args(cfg, out: str, args: argparse.Namespace) -> dict:
     """:func:`~fcfd_viz.pipeline.run_experiment` of ``cfg`` into ``out`` with the output
     flags of :func:`add_run_args` (resume, overwrite, progress, TensorBoard, W&B)."""
+    from fcfd_viz.callbacks import Callback
     from fcfd_viz.pipeline import run_experiment
 
-    if args.resume:
-        from fcfd_viz.pipeline import resume_config
+    class ResumeNote(Callback):
+        # said once training really starts: a resume that cannot start (a bad checkpoint, a
+        # changed teacher) answers with its one error line and no note before it
+        def on_train_start(self, trainer) -> None:
+            _note_ignored_on_resume(args)
 
-        resume_config(out)  # a resume that cannot start says so before any note
-        _note_ignored_on_resume(args)
     return run_experiment(
         cfg,
         out,
+        callbacks=[ResumeNote()] if args.resume else None,
         resume=args.resume,
         overwrite=args.overwrite,
         progress=not args.no_progress,

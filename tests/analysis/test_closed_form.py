@@ -21,14 +21,9 @@ pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @pytest.fixture(scope="module")
-def teacher():
-    torch.manual_seed(0)
-    net = models.create("resnet8", num_classes=10)
-    net.train()
-    with torch.no_grad():
-        for _ in range(3):
-            net(torch.randn(32, *SHAPE) * 1.5 + 0.3)
-    return net.eval()
+def teacher(bn_resnet8):
+    """A resnet8 with BN running statistics estimated on data (so eval != batch BN)."""
+    return bn_resnet8
 
 
 @pytest.fixture(scope="module")
