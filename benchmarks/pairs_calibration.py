@@ -126,7 +126,6 @@ def trial(
 def confirmation() -> list[list]:
     """Rows of the real runs that confirm the chosen level: the study's teacher and its
     seed-0 CE student (benchmarks/pairs_study.py), when they have finished."""
-    from fcfd_viz import pipeline
     from fcfd_viz.distill import presets
     from fcfd_viz.runs import Run
 
@@ -134,7 +133,7 @@ def confirmation() -> list[list]:
     runs = ROOT / "benchmarks" / "runs" / "pairs" / "resnet32x4-resnet8x4"
     rows = []
     for name, arch, train in (
-        (f"teacher-{preset.teacher}", preset.teacher, pipeline.PAIRS_TEACHER_TRAIN),
+        (f"teacher-{preset.teacher}", preset.teacher, digit_pairs.TEACHER_TRAIN),
         ("ce-s0", preset.student, preset.train),
     ):
         summary = Run(runs / name).summary()

@@ -1,6 +1,6 @@
 """The paper's claim on digit-pairs, paired by seed (docs/results.md, "digit-pairs study").
 
-The teacher (the pair's teacher arch, :data:`fcfd_viz.pipeline.PAIRS_TEACHER_TRAIN`) trains
+The teacher (the pair's teacher arch, :data:`fcfd_viz.digit_pairs.TEACHER_TRAIN`) trains
 once; every student method then trains per seed with the same budget (the ``pairs-*``
 preset's schedule, the same training canvases for every method, initialised from the seed),
 so methods are paired by seed. Every run is cached under ``benchmarks/runs/pairs/<pair>``: a
@@ -31,7 +31,7 @@ from benchmarks.common import (  # noqa: E402
     write_json,
     write_section,
 )
-from fcfd_viz import pipeline  # noqa: E402
+from fcfd_viz import digit_pairs  # noqa: E402
 from fcfd_viz.data import DataConfig  # noqa: E402
 from fcfd_viz.distill import presets  # noqa: E402
 from fcfd_viz.pipeline import ExperimentConfig, run_experiment  # noqa: E402
@@ -79,7 +79,7 @@ def teacher_run(preset: presets.Preset, runs: Path) -> Path:
         method="ce",
         student=preset.teacher,
         data=DataConfig(dataset="digit-pairs"),
-        train=TrainConfig(seed=0, **pipeline.PAIRS_TEACHER_TRAIN),
+        train=TrainConfig(seed=0, **digit_pairs.TEACHER_TRAIN),
     )
     ensure_run(cfg, out)
     return out

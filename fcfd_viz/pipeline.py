@@ -32,20 +32,6 @@ DEFAULT_TEACHER_ARCH = "resnet8x4"
 DEFAULT_TEACHER_EPOCHS = (
     10  # 99.4% on digits at epoch 8 of 15 already; 10 keep the first launch short
 )
-# digit-pairs (the paper's setting, offline): the paper's CIFAR-100 teacher for
-# resnet32x4 -> resnet8x4, with the calibrated schedule (docs/results.md, "digit-pairs
-# calibration"): twice the students' 20 epochs, because the 15-block resnet32x4 sits on
-# the task's early plateau (loss ~ln 100) about twice as many steps as resnet8x4; lr 0.02,
-# as for the digits teacher (resnet32x4 at 0.05 had not left the plateau after 1000
-# steps), after one epoch of warm-up (the students' presets have it too)
-PAIRS_TEACHER_ARCH = "resnet32x4"
-PAIRS_TEACHER_TRAIN = {
-    "epochs": 40,
-    "lr": 0.02,
-    "schedule": "cosine",
-    "weight_decay": 5e-4,
-    "warmup_epochs": 1,
-}
 TASKS = ("classification", "detection")
 
 

@@ -87,10 +87,10 @@ def teacher_defaults(dataset: str) -> dict:
     """A teacher's default arch and training: resnet8x4 for a short cosine run on digits,
     resnet32x4 for the calibrated schedule on digit-pairs, resnet8x4 for the paper's 240-epoch
     step schedule on CIFAR / ImageNet."""
-    from fcfd_viz import pipeline
+    from fcfd_viz import digit_pairs, pipeline
 
     if dataset == "digit-pairs":
-        return {"student": pipeline.PAIRS_TEACHER_ARCH, "train": dict(pipeline.PAIRS_TEACHER_TRAIN)}
+        return {"student": digit_pairs.TEACHER_ARCH, "train": dict(digit_pairs.TEACHER_TRAIN)}
     if dataset.startswith("digits"):
         train = {"epochs": pipeline.DEFAULT_TEACHER_EPOCHS}
     else:
