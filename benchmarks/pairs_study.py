@@ -33,6 +33,7 @@ from benchmarks.common import (  # noqa: E402
 )
 from fcfd_viz import digit_pairs  # noqa: E402
 from fcfd_viz.data import DataConfig  # noqa: E402
+from fcfd_viz.defaults import is_done  # noqa: E402
 from fcfd_viz.distill import presets  # noqa: E402
 from fcfd_viz.pipeline import ExperimentConfig, run_experiment  # noqa: E402
 from fcfd_viz.runs import Run  # noqa: E402
@@ -64,12 +65,12 @@ PAIRS = [
 
 
 def ensure_run(cfg: ExperimentConfig, out: Path) -> dict:
-    """The summary of the run in ``out``: read back when finished, resumed when a
-    checkpoint is there, trained from scratch otherwise."""
-    summary = Run(out).summary()
-    if summary is not None:
-        return summary
-    resume = (out / "last.pt").exists()
+    """The summary of the run in ``out``: read back when it completed (a stopped run's
+    summary does not count: :func:`~fcfd_viz.defaults.is_done`), resumed when a checkpoint
+    is there, trained from scratch otherwise."""
+    if is_done(out):
+        return Run(out).summary()
+    resume = (out / "last.pt").exists() and (out / "config.json").exists()
     return run_experiment(cfg, out, resume=resume, overwrite=not resume, progress=True)
 
 
@@ -115,15 +116,14 @@ def plateau_exit(run: Run) -> int | None:
 
 
 def finished(runs: Path, label: str, seeds: list[int]) -> list[dict]:
-    """The summaries of ``label``'s finished runs among ``seeds``, in seed order, each with
-    its :func:`plateau_exit` epoch."""
+    """The summaries of ``label``'s completed runs among ``seeds`` (not stopped ones), in
+    seed order, each with its :func:`plateau_exit` epoch."""
     slug = label.replace(" ", "_").replace("=", "")
     found = []
     for s in seeds:
         run = Run(runs / f"{slug}-s{s}")
-        summary = run.summary()
-        if summary is not None:
-            found.append({**summary, "plateau_exit": plateau_exit(run)})
+        if is_done(run.path):
+            found.append({**run.summary(), "plateau_exit": plateau_exit(run)})
     return found
 
 
