@@ -273,9 +273,3 @@ def _stats(size: int, style: PairStyle) -> tuple[Tensor, Tensor]:
     images = render(True, STATS_SAMPLE, size, SPLIT_SEED, style)[0]
     x = images.float().div_(255).transpose(0, 1).reshape(3, -1)  # (3, n*S*S)
     return x.mean(1), x.std(1)
-
-
-def describe(style: PairStyle | None = None) -> str:
-    """One line naming the style's knobs, for docs and run notes."""
-    parts = [f"{k}={v}" for k, v in (style or STYLE).to_dict().items()]
-    return "digit-pairs style: " + ", ".join(parts)
