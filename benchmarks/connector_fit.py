@@ -42,14 +42,14 @@ from benchmarks.common import (  # noqa: E402
     write_section,
 )
 from fcfd_viz.analysis import FitConfig, FunctionalGap  # noqa: E402
-from fcfd_viz.analysis.closed_form import eval_mse  # noqa: E402
-from fcfd_viz.analysis.connectors import fit_connectors  # noqa: E402
-from fcfd_viz.analysis.feature_pairs import _staged_pairs  # noqa: E402
-from fcfd_viz.analysis.gap_models import gap_loaders, load_students  # noqa: E402
+from fcfd_viz.analysis.gap.closed_form import eval_mse  # noqa: E402
+from fcfd_viz.analysis.gap.connectors import fit_connectors  # noqa: E402
+from fcfd_viz.analysis.gap.feature_pairs import _staged_pairs  # noqa: E402
+from fcfd_viz.analysis.gap.inputs import gap_loaders, load_students  # noqa: E402
 from fcfd_viz.analysis.reports.gap import FIT_DATA  # noqa: E402
-from fcfd_viz.bn import frozen  # noqa: E402
-from fcfd_viz.defaults import default_paths, ensure_defaults  # noqa: E402
-from fcfd_viz.defaults_gap import default_gap_students  # noqa: E402
+from fcfd_viz.experiments.demo import default_paths, ensure_defaults  # noqa: E402
+from fcfd_viz.experiments.demo_gap import default_gap_students  # noqa: E402
+from fcfd_viz.models.batchnorm import frozen  # noqa: E402
 
 HEADING = "Connector fit: closed form vs the Adam loop"
 

@@ -4,7 +4,7 @@
 The target (issue #25): the paper's regime, i.e. the resnet32x4 teacher at >= 85% test top-1
 and a CE-trained resnet8x4 at least 5 points below it (CIFAR-100: 79.4 vs 72.5). A trial
 trains one arch with cross-entropy alone on one named style
-(:data:`fcfd_viz.digit_pairs.STYLES`) in memory, without run directories, so that a level can
+(:data:`fcfd_viz.data.digit_pairs.STYLES`) in memory, without run directories, so that a level can
 be tried in minutes: ``--n`` training canvases drawn at random with replacement into batches
 of 64, SGD (momentum 0.9, Nesterov, weight decay 5e-4) under a one-cycle lr (5% warm-up, then
 cosine) for ``--steps`` steps, bf16 autocast where the CPU has it; train and test top-1 (on
@@ -30,8 +30,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import RESULTS, ROOT, machine, table, write_json, write_section  # noqa: E402
-from fcfd_viz import digit_pairs, models  # noqa: E402
-from fcfd_viz.runtime import cpu_has_fast_bf16  # noqa: E402
+from fcfd_viz import models
+from fcfd_viz.data import digit_pairs  # noqa: E402
+from fcfd_viz.training.runtime import cpu_has_fast_bf16  # noqa: E402
 
 NAME = "pairs_calibration"
 CHECK = 2000  # canvases of each split the top-1 is measured on
@@ -74,7 +75,7 @@ def trial(
     """One CE trial; returns its record (curve of (step, loss, train top-1, test top-1)).
     ``warmup``: the share of the steps the one-cycle lr ramps over (0: cosine from the start,
     as the trainer's cosine schedule); ``augment``: DigitPairs' random shift; ``norm``: "canvas"
-    (:func:`fcfd_viz.digit_pairs.standardise`) or "split" (one mean and std per channel).
+    (:func:`fcfd_viz.data.digit_pairs.standardise`) or "split" (one mean and std per channel).
     ``plateau_exit``: the first step at which the running mean of the training loss (decay
     0.98) is below :data:`PLATEAU_LOSS`."""
     torch.manual_seed(seed)
@@ -141,8 +142,8 @@ def trial(
 def confirmation() -> list[list]:
     """Rows of the real runs that confirm the chosen level: the study's teacher and its
     seed-0 CE student (benchmarks/pairs_study.py), when they have finished."""
-    from fcfd_viz.distill import presets
-    from fcfd_viz.runs import Run
+    from fcfd_viz.experiments import presets
+    from fcfd_viz.runs.layout import Run
 
     preset = presets.load("pairs-resnet32x4-resnet8x4")
     runs = ROOT / "benchmarks" / "runs" / "pairs" / "resnet32x4-resnet8x4"

@@ -1,4 +1,4 @@
-"""The BatchNorm and freezing helpers (fcfd_viz.bn): what they change, and that they restore
+"""The BatchNorm and freezing helpers (fcfd_viz.models.batchnorm): what they change, and that they restore
 everything else."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from fcfd_viz import models
-from fcfd_viz.bn import (
+from fcfd_viz.models.batchnorm import (
     bn_regime,
     cumulative_running_stats,
     freeze,

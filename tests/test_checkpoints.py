@@ -1,4 +1,4 @@
-"""Checkpoints (fcfd_viz.checkpoints): what a run saves rebuilds the model; bad, foreign,
+"""Checkpoints (fcfd_viz.runs.checkpoints): what a run saves rebuilds the model; bad, foreign,
 truncated and unsafe files are one-line errors."""
 
 from __future__ import annotations
@@ -9,18 +9,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from fcfd_viz.callbacks import Callback
-from fcfd_viz.checkpoints import (
+from fcfd_viz.data.datasets import DataConfig
+from fcfd_viz.errors import UserError
+from fcfd_viz.experiments.experiment import ExperimentConfig, run_experiment
+from fcfd_viz.runs.checkpoints import (
     CKPT_FORMAT,
     checkpoint_file,
     load_checkpoint,
     model_from_checkpoint,
     save_checkpoint,
 )
-from fcfd_viz.data import DataConfig
-from fcfd_viz.errors import UserError
-from fcfd_viz.pipeline import ExperimentConfig, run_experiment
-from fcfd_viz.train_config import TrainConfig
+from fcfd_viz.training.callbacks import Callback
+from fcfd_viz.training.config import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -118,8 +118,8 @@ def test_checkpoint_file_prefers_best_then_last(tmp_path):
 def test_common_teacher_is_the_one_the_students_recorded():
     import pytest
 
-    from fcfd_viz.checkpoints import common_teacher
     from fcfd_viz.errors import UserError
+    from fcfd_viz.runs.provenance import common_teacher
 
     assert common_teacher([{"teacher": "runs/t"}, {"teacher": "runs/t"}]) == "runs/t"
     assert common_teacher([{"teacher": "runs/t"}], teacher="other") == "other"

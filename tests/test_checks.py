@@ -1,12 +1,12 @@
-"""Value checks (fcfd_viz.checks): every failure is one line naming the flag; NaN, infinities
+"""Value checks (fcfd_viz.io.checks): every failure is one line naming the flag; NaN, infinities
 and bools never pass as numbers."""
 
 from __future__ import annotations
 
 import pytest
 
-from fcfd_viz import checks
 from fcfd_viz.errors import UserError
+from fcfd_viz.io import checks
 
 
 def test_number_bounds_and_junk():

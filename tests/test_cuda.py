@@ -11,13 +11,13 @@ import torch
 
 from fcfd_viz import distill, models
 from fcfd_viz.analysis import Anisotropy
-from fcfd_viz.checkpoints import model_from_checkpoint
-from fcfd_viz.data import DataConfig, make_loaders
-from fcfd_viz.pipeline import ExperimentConfig, run_experiment
-from fcfd_viz.runs import Run
-from fcfd_viz.runtime import evaluate
-from fcfd_viz.train import Trainer
-from fcfd_viz.train_config import TrainConfig
+from fcfd_viz.data.datasets import DataConfig, make_loaders
+from fcfd_viz.experiments.experiment import ExperimentConfig, run_experiment
+from fcfd_viz.runs.checkpoints import model_from_checkpoint
+from fcfd_viz.runs.layout import Run
+from fcfd_viz.training.config import TrainConfig
+from fcfd_viz.training.runtime import evaluate
+from fcfd_viz.training.trainer import Trainer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from fcfd_viz.data import (
+from fcfd_viz.data.datasets import (
     DataConfig,
     batch_record,
     build_datasets,

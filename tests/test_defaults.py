@@ -1,4 +1,4 @@
-"""The default runs every app page shows (fcfd_viz.defaults) and ``fcfd defaults``."""
+"""The default runs every app page shows (fcfd_viz.experiments.demo) and ``fcfd defaults``."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ import sys
 import threading
 import time
 
-from fcfd_viz import defaults
-from fcfd_viz.locks import file_lock
-from fcfd_viz.runs import Run
+from fcfd_viz.experiments import demo as defaults
+from fcfd_viz.io.locks import file_lock
+from fcfd_viz.jobs import demo_build
+from fcfd_viz.runs.layout import Run
 
 _default_configs = defaults.default_configs
 
 
 def tiny_configs(runs_dir, epochs=None):
-    from fcfd_viz.pipeline import replace
+    from fcfd_viz.experiments.experiment import replace
 
     cfgs = _default_configs(runs_dir, epochs=1)
     cfgs["teacher"] = replace(cfgs["teacher"], student="resnet8", data={"subset": 0.1})
@@ -46,7 +47,7 @@ def test_ensure_defaults_reports_progress_and_is_instant_later(tmp_path, monkeyp
     seen.clear()
     defaults.ensure_defaults(tmp_path, progress=lambda f, m: seen.append((f, m)), share=0.4)
     assert [f for f, _ in seen] == [0.4] and defaults.defaults_progress(tmp_path)["fraction"] == 0.4
-    assert not defaults.start_defaults(tmp_path)  # ready: nothing to start
+    assert not demo_build.start_defaults(tmp_path)  # ready: nothing to start
     out = subprocess.run(
         [sys.executable, "-m", "fcfd_viz", "defaults", "--runs-dir", str(tmp_path), "--no-gap"],
         capture_output=True,

@@ -1,10 +1,10 @@
-"""What `fcfd defaults` computes ahead for the Functional gap page (fcfd_viz.defaults_gap);
+"""What `fcfd defaults` computes ahead for the Functional gap page (fcfd_viz.experiments.demo_gap);
 the computation itself runs once for the app tests (tests/app/conftest.py ``gap_runs``)."""
 
 from __future__ import annotations
 
-from fcfd_viz import defaults_gap
-from fcfd_viz.defaults_gap import FIT_BUDGETS, FIT_EPOCHS, default_gap_students, fit_epochs
+from fcfd_viz.experiments import demo_gap as defaults_gap
+from fcfd_viz.experiments.demo_gap import FIT_BUDGETS, FIT_EPOCHS, default_gap_students, fit_epochs
 
 
 def test_students_are_labelled_as_the_page_labels_them(tmp_path):

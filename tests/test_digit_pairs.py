@@ -1,4 +1,4 @@
-"""digit-pairs (fcfd_viz.digit_pairs): the embedded 100-class task, deterministic per seed,
+"""digit-pairs (fcfd_viz.data.digit_pairs): the embedded 100-class task, deterministic per seed,
 disjoint train/test source digits, balanced classes; and a paper preset running on it."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from fcfd_viz import digit_pairs as dp
 from fcfd_viz.cli import main
-from fcfd_viz.data import DataConfig, build_datasets, data_info
+from fcfd_viz.data import digit_pairs as dp
+from fcfd_viz.data.datasets import DataConfig, build_datasets, data_info
 from fcfd_viz.errors import UserError
 
 

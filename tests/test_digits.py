@@ -1,10 +1,10 @@
-"""The embedded digits dataset (fcfd_viz.digits): a fixed split, normalisation, augmentation."""
+"""The embedded digits dataset (fcfd_viz.data.digits): a fixed split, normalisation, augmentation."""
 
 from __future__ import annotations
 
 import torch
 
-from fcfd_viz.digits import DigitsDataset
+from fcfd_viz.data.digits import DigitsDataset
 
 
 def test_digits_split_is_fixed_stratified_and_normalised():

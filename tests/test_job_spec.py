@@ -1,11 +1,11 @@
-"""The app's launch form (fcfd_viz.job_spec): the command a spec runs and what it refuses."""
+"""The app's launch form (fcfd_viz.jobs.spec): the command a spec runs and what it refuses."""
 
 from __future__ import annotations
 
 import pytest
 
 from fcfd_viz.errors import UserError
-from fcfd_viz.job_spec import JobSpec, validate
+from fcfd_viz.jobs.spec import JobSpec, validate
 
 
 def test_spec_argv_passes_every_knob_and_the_teacher_only_when_used(digits_teacher):
@@ -25,7 +25,7 @@ def test_validate_rejects_bad_specs(digits_teacher, tmp_path):
     import torch
 
     from fcfd_viz import models
-    from fcfd_viz.checkpoints import save_checkpoint
+    from fcfd_viz.runs.checkpoints import save_checkpoint
 
     for bad in ("", "../x", "defaults", ".jobs", "a b"):
         with pytest.raises(UserError, match="run name"):
@@ -56,8 +56,8 @@ def test_validate_rejects_bad_specs(digits_teacher, tmp_path):
 
 
 def test_spec_argv_of_a_cifar_preset_names_its_data_folder_and_device(tmp_path, digits_teacher):
-    from fcfd_viz.distill import presets
-    from fcfd_viz.job_spec import preset_status
+    from fcfd_viz.experiments import presets
+    from fcfd_viz.jobs.spec import preset_status
 
     (tmp_path / "cifar-100-python").mkdir()  # the folder is all a presence check looks for
     spec = JobSpec("x", method="ce", preset="resnet56-resnet20", student="resnet8", device="cpu")
@@ -96,7 +96,7 @@ def test_validate_refuses_a_preset_whose_data_is_absent(tmp_path, monkeypatch):
 def test_device_choices_follow_the_gpus(monkeypatch):
     import torch
 
-    from fcfd_viz.job_spec import device_choices
+    from fcfd_viz.jobs.spec import device_choices
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert device_choices() == ["auto", "cpu"]
@@ -110,8 +110,8 @@ def test_device_choices_follow_the_gpus(monkeypatch):
 
 
 def test_default_teacher_prefers_the_presets_arch_then_the_default_run():
-    from fcfd_viz.distill import presets
-    from fcfd_viz.job_spec import default_teacher
+    from fcfd_viz.experiments import presets
+    from fcfd_viz.jobs.spec import default_teacher
 
     digits = presets.load("digits")  # teacher resnet8x4 on digits-hard
     runs = [

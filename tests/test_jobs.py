@@ -1,4 +1,4 @@
-"""Background jobs (fcfd_viz.jobs): launch, stop, resume, limits, names that leave the runs
+"""Background jobs (fcfd_viz.jobs.control): launch, stop, resume, limits, names that leave the runs
 folder, record names."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from fcfd_viz import jobs
 from fcfd_viz.errors import UserError
-from fcfd_viz.fsio import write_json
-from fcfd_viz.job_records import job_record
-from fcfd_viz.job_spec import JobSpec, record_key, validate
-from fcfd_viz.listing import list_runs
-from fcfd_viz.runs import Run
+from fcfd_viz.io.files import write_json
+from fcfd_viz.jobs import control as jobs
+from fcfd_viz.jobs.records import job_record
+from fcfd_viz.jobs.spec import JobSpec, record_key, validate
+from fcfd_viz.runs.layout import Run
+from fcfd_viz.runs.listing import list_runs
 
 
 def wait_state(root, name, states, timeout=120.0):
@@ -131,7 +131,7 @@ def test_record_names_are_one_to_one(tmp_path):
 # ------------------------------------------------------------------ the writer lock (issue #29)
 HOLD = """import json, sys, time
 from pathlib import Path
-from fcfd_viz.locks import file_lock
+from fcfd_viz.io.locks import file_lock
 run = Path(sys.argv[1])
 with file_lock(run / ".writer.lock", wait=False):
     if sys.argv[2] == "config":  # a trainer between config.json and its first status

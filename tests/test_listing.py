@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from fcfd_viz import jobs
 from fcfd_viz.cli import main
-from fcfd_viz.listing import list_runs
-from fcfd_viz.procs import identity
+from fcfd_viz.io.procs import identity
+from fcfd_viz.jobs import control as jobs
+from fcfd_viz.runs.listing import list_runs
 
 CONFIG = {
     "method": "ce",
@@ -142,7 +142,7 @@ def test_listing_reads_only_the_end_of_a_huge_metrics_file(tmp_path: Path):
 
 
 def test_a_long_history_is_thinned_for_curves_and_keeps_its_newest_epoch(tmp_path: Path):
-    from fcfd_viz.runs import Run
+    from fcfd_viz.runs.layout import Run
 
     run = make_run(tmp_path, "long", {})
     lines = [json.dumps({**RECORD, "epoch": e}) for e in range(1, 10_001)]

@@ -1,4 +1,4 @@
-"""The one file-lock helper (fcfd_viz.locks): exclusive across processes, released when the
+"""The one file-lock helper (fcfd_viz.io.locks): exclusive across processes, released when the
 holder dies, ``wait=False`` answers at once."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import time
 
 import pytest
 
-from fcfd_viz.locks import LockBusy, file_lock
+from fcfd_viz.io.locks import LockBusy, file_lock
 
 HOLD = textwrap.dedent(
     """
     import sys, time
-    from fcfd_viz.locks import file_lock
+    from fcfd_viz.io.locks import file_lock
     with file_lock(sys.argv[1]):
         print("held", flush=True)
         time.sleep(60)

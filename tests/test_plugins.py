@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from fcfd_viz import models, plugins
+from fcfd_viz import models
 from fcfd_viz.errors import UserError
+from fcfd_viz.io import plugins
 
 
 def test_env_modules_are_comma_separated(monkeypatch):

@@ -10,10 +10,11 @@ import torch
 from torch import nn
 
 from fcfd_viz.analysis.base import Analysis
-from fcfd_viz.data import DataConfig
+from fcfd_viz.data.datasets import DataConfig
 from fcfd_viz.errors import UserError
-from fcfd_viz.pipeline import ExperimentConfig, run_experiment
-from fcfd_viz.runtime import (
+from fcfd_viz.experiments.experiment import ExperimentConfig, run_experiment
+from fcfd_viz.training.config import TrainConfig, upgrade_train
+from fcfd_viz.training.runtime import (
     autocast_dtype,
     cpu_flags,
     cpu_has_fast_bf16,
@@ -21,7 +22,6 @@ from fcfd_viz.runtime import (
     runtime_record,
     uses_channels_last,
 )
-from fcfd_viz.train_config import TrainConfig, upgrade_train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CPU = torch.device("cpu")

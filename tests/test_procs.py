@@ -1,4 +1,4 @@
-"""Process identity (fcfd_viz.procs): a pid is alive only as the process a record names."""
+"""Process identity (fcfd_viz.io.procs): a pid is alive only as the process a record names."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import subprocess
 import time
 
-from fcfd_viz.procs import identity, pid_alive
+from fcfd_viz.io.procs import identity, pid_alive
 
 
 def test_identity_and_liveness_of_a_real_process():

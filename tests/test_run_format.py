@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from fcfd_viz import distill, models
-from fcfd_viz.analysis.gap import FunctionalGap
-from fcfd_viz.analysis.gap_models import gap_loaders, load_students
+from fcfd_viz.analysis.gap.functional import FunctionalGap
+from fcfd_viz.analysis.gap.inputs import gap_loaders, load_students
 from fcfd_viz.cli import main
-from fcfd_viz.listing import list_runs
-from fcfd_viz.train import Trainer
-from fcfd_viz.train_config import TrainConfig
+from fcfd_viz.runs.listing import list_runs
+from fcfd_viz.training.config import TrainConfig
+from fcfd_viz.training.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

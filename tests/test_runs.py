@@ -1,4 +1,4 @@
-"""Run directories (fcfd_viz.runs): refusal to clobber, atomic files, torn metrics lines."""
+"""Run directories (fcfd_viz.runs.layout): refusal to clobber, atomic files, torn metrics lines."""
 
 from __future__ import annotations
 
@@ -7,26 +7,33 @@ from pathlib import Path
 import pytest
 
 from fcfd_viz.errors import UserError
-from fcfd_viz.runs import Run
+from fcfd_viz.runs.layout import Run
+from fcfd_viz.runs.writer import prepare
+
+
+def create(out: Path, resume: bool = False, overwrite: bool = False) -> Run:
+    """A run folder made ready as the trainer makes it (the writer checks, then a Run)."""
+    prepare(out, resume=resume, overwrite=overwrite)
+    return Run(out)
 
 
 def test_run_create_refuses_non_empty_and_overwrite_replaces(tmp_path: Path):
     out = tmp_path / "run"
-    run = Run.create(out)  # a new directory
+    run = create(out)  # a new directory
     assert out.is_dir() and run.path == out
     (out / "metrics.jsonl").write_text("precious\n")
     with pytest.raises(UserError, match="not empty"):
-        Run.create(out)
+        create(out)
     assert (out / "metrics.jsonl").read_text() == "precious\n"
     # results without the config.json of a run are nobody's we know: not replaced (#29)
     with pytest.raises(UserError, match="no config.json"):
-        Run.create(out, overwrite=True)
+        create(out, overwrite=True)
     (out / "config.json").write_text('{"format": "fcfd-viz/run-1"}')
-    Run.create(out, overwrite=True)
+    create(out, overwrite=True)
     assert out.is_dir() and list(out.iterdir()) == []
-    Run.create(out)  # an existing empty directory is fine
+    create(out)  # an existing empty directory is fine
     with pytest.raises(UserError, match="last.pt"):
-        Run.create(out, resume=True)
+        create(out, resume=True)
 
 
 def record(epoch: int) -> dict:
@@ -36,7 +43,7 @@ def record(epoch: int) -> dict:
 
 
 def test_run_files_are_written_atomically(tmp_path: Path):
-    run = Run.create(tmp_path / "r")
+    run = create(tmp_path / "r")
     run.append_metrics(record(1))
     run.append_metrics(record(2))
     with open(run.file("metrics.jsonl"), "a") as f:

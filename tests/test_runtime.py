@@ -1,4 +1,4 @@
-"""Where a process runs (fcfd_viz.runtime): device names, seeding, torchrun's environment."""
+"""Where a process runs (fcfd_viz.training.runtime): device names, seeding, torchrun's environment."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fcfd_viz.errors import UserError
-from fcfd_viz.runtime import (
+from fcfd_viz.training.runtime import (
     autocast_dtype,
     dist_info,
     evaluate,

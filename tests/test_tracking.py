@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fcfd_viz.callbacks import Callback
 from fcfd_viz.cli import main
-from fcfd_viz.data import DataConfig
+from fcfd_viz.data.datasets import DataConfig
 from fcfd_viz.errors import UserError
-from fcfd_viz.pipeline import ExperimentConfig, run_experiment
-from fcfd_viz.runs import Run
-from fcfd_viz.tracking import scalars
-from fcfd_viz.train_config import TrainConfig
+from fcfd_viz.experiments.experiment import ExperimentConfig, run_experiment
+from fcfd_viz.runs.layout import Run
+from fcfd_viz.training.callbacks import Callback
+from fcfd_viz.training.config import TrainConfig
+from fcfd_viz.training.tracking import scalars
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from fcfd_viz.callbacks import Callback
-from fcfd_viz.data import DataConfig
-from fcfd_viz.pipeline import ExperimentConfig, run_experiment
-from fcfd_viz.runs import Run
-from fcfd_viz.train_config import TrainConfig, lr_at
+from fcfd_viz.data.datasets import DataConfig
+from fcfd_viz.experiments.experiment import ExperimentConfig, run_experiment
+from fcfd_viz.runs.layout import Run
+from fcfd_viz.training.callbacks import Callback
+from fcfd_viz.training.config import TrainConfig, lr_at
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -163,7 +163,7 @@ class BlowUpAt(Callback):
 
 
 def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path: Path):
-    from fcfd_viz.train_config import Diverged
+    from fcfd_viz.errors import Diverged
 
     out = tmp_path / "run"
     blow = BlowUpAt(epoch=1)
@@ -182,8 +182,8 @@ def test_a_diverged_step_leaves_the_weights_and_the_optimizer_as_they_were():
     """The finiteness check runs after the backward (so a GPU need not wait for the forward
     before the backward is queued) but before the optimizer step: a NaN loss changes nothing."""
     from fcfd_viz import distill, models
-    from fcfd_viz.train import Trainer
-    from fcfd_viz.train_config import Diverged
+    from fcfd_viz.errors import Diverged
+    from fcfd_viz.training.trainer import Trainer
 
     torch.manual_seed(0)
     d = distill.create("ce", models.create("resnet8", 10), input_shape=(3, 16, 16))

@@ -1,4 +1,4 @@
-"""Training settings (fcfd_viz.train_config): validation and learning-rate schedules."""
+"""Training settings (fcfd_viz.training.config): validation and learning-rate schedules."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 
 from fcfd_viz.errors import UserError
-from fcfd_viz.train_config import TrainConfig, lr_at
+from fcfd_viz.training.config import TrainConfig, lr_at
 
 
 def test_lr_schedules():

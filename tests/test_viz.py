@@ -8,8 +8,10 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from fcfd_viz import models, viz, viz_app
+from fcfd_viz import models
 from fcfd_viz.analysis import AnisotropyResult, ProbeReport, probe_report
+from fcfd_viz.viz import app as viz_app
+from fcfd_viz.viz import figures as viz
 
 # tiny tensors: one thread avoids OpenMP spin-waits when the CPU is shared
 pytestmark = pytest.mark.usefixtures("one_thread_module")

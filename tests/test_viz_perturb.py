@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from fcfd_viz import viz_perturb
-from fcfd_viz.analysis.perturb import PerturbationExplorer
+from fcfd_viz.analysis.probe.perturb import PerturbationExplorer
 from fcfd_viz.models.base import Head, StagedNet
+from fcfd_viz.viz import perturb as viz_perturb
 
 pytestmark = pytest.mark.usefixtures("one_thread_module")
 

@@ -1,9 +1,9 @@
-"""Who may write a run directory (fcfd_viz.writer), under faults: two writers, SIGKILL between
+"""Who may write a run directory (fcfd_viz.runs.writer), under faults: two writers, SIGKILL between
 the checkpoint and the metrics write or in the middle of a write, SIGINT/SIGTERM, a full and
 a read-only file system, a diverging loss.
 
 Kills at exact moments use the trainer's test hook ``FCFD_FAULT=NAME:WHERE``
-(:func:`fcfd_viz.fsio.fault_point`): the process SIGKILLs itself there.
+(:func:`fcfd_viz.io.files.fault_point`): the process SIGKILLs itself there.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from fcfd_viz import jobs
 from fcfd_viz.cli import main
-from fcfd_viz.listing import list_runs
-from fcfd_viz.runs import Run
+from fcfd_viz.jobs import control as jobs
+from fcfd_viz.runs.layout import Run
+from fcfd_viz.runs.listing import list_runs
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # for the commands run in this process
 
@@ -155,7 +155,7 @@ def test_two_writers_racing_for_one_empty_folder(tmp_path: Path):
 
 
 HOLD = """import sys, time
-from fcfd_viz.writer import open_run
+from fcfd_viz.runs.writer import open_run
 with open_run(sys.argv[1]):
     print("holding", flush=True)
     time.sleep(120)
@@ -283,7 +283,7 @@ def test_a_start_that_fails_leaves_no_folder_behind(tmp_path: Path):
     """Issue #29: a run refused after its folder was made left it holding only
     ``.writer.lock``. A folder open_run made goes again when nothing was written into it;
     one that existed before, or that holds a run file, stays."""
-    from fcfd_viz.writer import open_run
+    from fcfd_viz.runs.writer import open_run
 
     new, old = tmp_path / "a" / "new", tmp_path / "old"
     old.mkdir()

@@ -3,10 +3,11 @@
 import state
 import streamlit as st
 
-from fcfd_viz import viz, viz_gap
-from fcfd_viz.analysis.gap_result import BN_REGIMES
-from fcfd_viz.analysis.gap_seeds import group_over_seeds, paired_gap, split_by_seed, without_own
-from fcfd_viz.defaults_gap import FIT_BUDGETS, default_gap_running, fit_epochs
+from fcfd_viz.analysis.gap.result import BN_REGIMES
+from fcfd_viz.analysis.gap.seeds import group_over_seeds, paired_gap, split_by_seed, without_own
+from fcfd_viz.experiments.demo_gap import FIT_BUDGETS, default_gap_running, fit_epochs
+from fcfd_viz.viz import figures as viz
+from fcfd_viz.viz import gap as viz_gap
 
 OWN_BRIDGES_NOTE = (
     "Hatched: FCFD's own bridges, the ones it trained. Compare students on the fitted bars "

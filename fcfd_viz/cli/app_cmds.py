@@ -95,9 +95,9 @@ def app_command(
 def cmd_defaults(args: argparse.Namespace) -> int:
     """Train the missing default runs, printing one progress line per epoch, then (unless
     ``--no-gap``) compute the Functional gap page's default results for them."""
-    from fcfd_viz.defaults import DEFAULTS, PROGRESS_FILE, ensure_defaults, progress_writer
-    from fcfd_viz.defaults_gap import RUNS_SHARE, ensure_default_gap
-    from fcfd_viz.runs import default_runs_dir
+    from fcfd_viz.experiments.demo import DEFAULTS, PROGRESS_FILE, ensure_defaults, progress_writer
+    from fcfd_viz.experiments.demo_gap import RUNS_SHARE, ensure_default_gap
+    from fcfd_viz.runs.layout import default_runs_dir
 
     runs_dir = default_runs_dir(args.runs_dir)
 
@@ -118,7 +118,7 @@ def cmd_defaults(args: argparse.Namespace) -> int:
 
 def app_script() -> Path:
     """``main.py`` of the dashboard: the installed wheel's copy, else the source checkout's."""
-    from fcfd_viz.shipped import app_script
+    from fcfd_viz.io.shipped import app_script
 
     return app_script()
 
@@ -126,8 +126,8 @@ def app_script() -> Path:
 def cmd_notebooks(args: argparse.Namespace) -> int:
     """Copy every tutorial notebook into ``DIR``; a notebook already there stops the command
     (nothing copied) unless ``--overwrite``."""
-    from fcfd_viz.fsio import atomic_write, user_os_errors
-    from fcfd_viz.shipped import notebooks_dir, shipped_files
+    from fcfd_viz.io.files import atomic_write, user_os_errors
+    from fcfd_viz.io.shipped import notebooks_dir, shipped_files
 
     source, dest = notebooks_dir(), Path(args.dir).expanduser()
     names = shipped_files(source, "notebooks")
@@ -152,8 +152,8 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
 def cmd_app(args: argparse.Namespace) -> int:
     """Run ``streamlit run app/main.py`` bound to ``--host`` (127.0.0.1 unless given), with
     :data:`SERVER_SETTINGS` and the host allow-list, whatever the working directory."""
-    from fcfd_viz import plugins
-    from fcfd_viz.runs import default_runs_dir
+    from fcfd_viz.io import plugins
+    from fcfd_viz.runs.layout import default_runs_dir
 
     if args.port is not None and not 1 <= args.port <= 65535:
         raise UserError(f"--port must be a TCP port from 1 to 65535, got {args.port}")

@@ -104,10 +104,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_gap(args: argparse.Namespace) -> int:
-    from fcfd_viz import viz
-    from fcfd_viz.analysis.fit_config import FitConfig
+    from fcfd_viz.analysis.gap.fit_config import FitConfig
     from fcfd_viz.analysis.reports.gap import gap_inputs, gap_report
     from fcfd_viz.detection.gap_report import checkpoints_task
+    from fcfd_viz.viz import figures as viz
 
     if checkpoints_task(args.student, args.teacher) == "detection":
         return _cmd_det_gap(args)
@@ -169,9 +169,9 @@ def _cmd_det_gap(args: argparse.Namespace) -> int:
     """``fcfd gap`` of detector checkpoints (eval-mode BN, connectors on the full split)."""
     from dataclasses import replace
 
-    from fcfd_viz import viz_detection
     from fcfd_viz.detection.gap import DET_FIT
     from fcfd_viz.detection.gap_report import check_det_regime, det_gap_inputs, det_gap_report
+    from fcfd_viz.viz import detection as viz_detection
 
     check_det_regime(args.bn, args.fit_data)
     knobs = _fit_knobs(args)

@@ -1,5 +1,5 @@
 """``fcfd report``: one self-contained HTML page of a study's runs (argument parsing and
-writing; the page is :func:`~fcfd_viz.analysis.reports.study.study_report`).
+writing; the page is :func:`~fcfd_viz.reports.study.study_report`).
 
 The page holds every run's test / train top-1 and loss curves, the teacher's probe (as
 ``fcfd probe``), the students' functional gap (as ``fcfd gap --fit-data full``; a gap the
@@ -84,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _check_out(out: Path, force: bool) -> None:
     from fcfd_viz.errors import UserError
-    from fcfd_viz.provenance import enclosing_run
+    from fcfd_viz.runs.provenance import enclosing_run
 
     if out.is_dir():
         raise UserError(f"--out {out} is a directory; name an HTML file")
@@ -99,9 +99,10 @@ def _check_out(out: Path, force: bool) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from fcfd_viz.analysis.reports.study import StudyOptions, study_report
-    from fcfd_viz.fsio import atomic_write, user_os_errors
-    from fcfd_viz.runs import CACHE_DIR, default_runs_dir
+    from fcfd_viz.io.files import atomic_write, user_os_errors
+    from fcfd_viz.reports.study import StudyOptions
+    from fcfd_viz.reports.study_page import study_report
+    from fcfd_viz.runs.layout import CACHE_DIR, default_runs_dir
 
     out = Path(args.out)
     _check_out(out, args.force)  # before any work

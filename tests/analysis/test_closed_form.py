@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from fcfd_viz import models
 from fcfd_viz.analysis import FitConfig, FitInfo
-from fcfd_viz.analysis.connectors import fit_connectors
+from fcfd_viz.analysis.gap.connectors import fit_connectors
 from fcfd_viz.errors import UserError
 
 SHAPE = (3, 16, 16)
@@ -75,9 +75,9 @@ def test_refinement_lowers_the_leaky_bridges_mse_and_keeps_the_best(teacher, loa
 
 def test_recovers_a_known_leaky_bridge():
     """Targets made by a LeakyReLU bridge: the refinement goes far below the linear start."""
-    from fcfd_viz.analysis.closed_form import fit_closed_form
-    from fcfd_viz.analysis.connectors import _fit_adam
-    from fcfd_viz.analysis.feature_pairs import FeaturePairs
+    from fcfd_viz.analysis.gap.closed_form import fit_closed_form
+    from fcfd_viz.analysis.gap.connectors import _fit_adam
+    from fcfd_viz.analysis.gap.feature_pairs import FeaturePairs
     from fcfd_viz.distill.bridges import Bridge
 
     torch.manual_seed(5)

@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 
 from fcfd_viz.analysis.reports import gap as gap_mod
-from fcfd_viz.analysis.reports.study import (
+from fcfd_viz.cli import main
+from fcfd_viz.errors import UserError
+from fcfd_viz.reports.study import (
     StudyOptions,
     gap_kept,
     load_study,
-    study_report,
     train_command,
 )
-from fcfd_viz.cli import main
-from fcfd_viz.errors import UserError
+from fcfd_viz.reports.study_page import study_report
 
 CURVES_ONLY = StudyOptions(probe=False, gap=False)
 # what the probe shows: channel sensitivity, Jacobian spectrum, one attribution scatter

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from fcfd_viz import distill, models
-from fcfd_viz.checkpoints import save_checkpoint
 from fcfd_viz.cli import main
+from fcfd_viz.runs.checkpoints import save_checkpoint
 
 SHAPE = [3, 16, 16]
 FAST = ["--fit-max-epochs", "3", "--fit-data", "student", "--no-progress"]
@@ -154,7 +154,7 @@ def test_gap_errors_exit_2(ckpts, capsys, extra, match):
 
 
 def test_fit_data_choice(ckpts):
-    from fcfd_viz.analysis.gap_models import gap_loaders, load_students
+    from fcfd_viz.analysis.gap.inputs import gap_loaders, load_students
 
     loaded = load_students([ckpts["kd"]], ckpts["teacher"])
     test, full = gap_loaders(loaded)

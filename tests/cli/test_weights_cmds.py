@@ -17,8 +17,8 @@ import torch
 from test_cli_train import fails, ok
 
 from fcfd_viz import models
-from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint
 from fcfd_viz.models import crd
+from fcfd_viz.runs.checkpoints import load_checkpoint, model_from_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -52,7 +52,7 @@ def constant(arch: str, label: int, num_classes: int) -> models.StagedNet:
 
 def make_run(root: Path) -> Path:
     """An imported resnet8 run directory (cifar100) in ``root``, made without training."""
-    from fcfd_viz.interop import import_teacher
+    from fcfd_viz.weights.interop import import_teacher
 
     torch.save(randomised("resnet8").state_dict(), root / "w.pt")
     import_teacher(root / "w.pt", "resnet8", root / "resnet8")

@@ -20,10 +20,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fcfd_viz.analysis.base import Result, keep, result_file, stored
-from fcfd_viz.analysis.fit_config import FitConfig, FitInfo
-from fcfd_viz.analysis.gap import FunctionalGap
-from fcfd_viz.analysis.gap_models import gap_loaders, load_students
-from fcfd_viz.analysis.gap_result import GapResult, gap_reading
+from fcfd_viz.analysis.gap.fit_config import FitConfig, FitInfo
+from fcfd_viz.analysis.gap.functional import FunctionalGap
+from fcfd_viz.analysis.gap.inputs import gap_loaders, load_students
+from fcfd_viz.analysis.gap.result import GapResult, gap_reading
 from fcfd_viz.errors import UserError
 
 INPUT_KEYS = ("path", "method", "dataset", "seed")  # what a report keeps of each student
@@ -98,7 +98,7 @@ def gap_inputs(
 ) -> GapInputs:
     """Teacher and students from checkpoints (files or run directories), bound in a
     :class:`FunctionalGap` with each student's method, and the loaders of
-    :func:`~fcfd_viz.analysis.gap_models.gap_loaders` (``fit_data``: ``"full"`` training
+    :func:`~fcfd_viz.analysis.gap.inputs.gap_loaders` (``fit_data``: ``"full"`` training
     split or each ``"student"``'s own subset)."""
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
@@ -177,9 +177,9 @@ def fitted_student(
     """One student's gap inputs with its connectors fitted on the training split
     (:data:`FIT_DATA`) by ``method`` for at most ``max_epochs``, and the fit's config. With ``folder``, the
     connectors are read from it when fitted before and kept there otherwise
-    (:func:`~fcfd_viz.analysis.connectors.save_connectors`): a later session skips the fit."""
-    from fcfd_viz.analysis.connectors import load_connectors, save_connectors
-    from fcfd_viz.checkpoints import checkpoint_key
+    (:func:`~fcfd_viz.analysis.gap.connectors.save_connectors`): a later session skips the fit."""
+    from fcfd_viz.analysis.gap.connectors import load_connectors, save_connectors
+    from fcfd_viz.runs.checkpoints import checkpoint_key
 
     config = FitConfig(max_epochs=max_epochs, method=method)
     config.validate()
@@ -210,7 +210,7 @@ def gap_file(
     method: str = FIT_METHOD,
 ) -> Path:
     """``folder/gap-<hash>.json``: where :func:`student_gap` keeps a report, keyed by the
-    teacher's and the student's :func:`~fcfd_viz.checkpoints.checkpoint_key`, the label, the
+    teacher's and the student's :func:`~fcfd_viz.runs.checkpoints.checkpoint_key`, the label, the
     BN regime, the fit budget, the fit data and the fit method."""
     key = [teacher, student, label, bn, max_epochs, FIT_DATA, method, "report"]
     return result_file(folder, "gap", key)
@@ -231,7 +231,7 @@ def student_gap(
     """The gap report of one student (connectors from :func:`fitted_student`, or ``fitted()``
     when given: the app shares fitted connectors between BN regimes), read from and kept in
     ``folder`` (:func:`gap_file`) when one is given."""
-    from fcfd_viz.checkpoints import checkpoint_key
+    from fcfd_viz.runs.checkpoints import checkpoint_key
 
     def compute() -> GapReport:
         if fitted is not None:

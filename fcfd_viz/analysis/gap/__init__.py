@@ -1,0 +1,11 @@
+"""The functional gap: a student's feature pushed through the teacher's rest after a
+bridge (FCFD's own, or connectors fitted by closed-form least squares, :mod:`.lstsq`,
+:mod:`.closed_form`, :mod:`.connectors`), compared by KL (:mod:`.functional`), on one image
+(:mod:`.one_image`) and over seeds (:mod:`.seeds`); its inputs (:mod:`.inputs`) and result
+(:mod:`.result`).
+
+The connectors' fit settings (:mod:`.fit_config`) and the cached feature pairs they are
+fitted on (:mod:`.feature_pairs`).
+
+May import: errors, io, data, models, distill, runs, training, analysis.base, analysis.cuts.
+"""

@@ -1,0 +1,100 @@
+"""Frozen teacher/student features for a connector fit, computed once and cached
+(:class:`FeaturePairs`), by stage (lists) or by FPN level (dicts)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from fcfd_viz.analysis.gap.fit_config import FitConfig
+from fcfd_viz.errors import UserError
+
+Feats = list[Tensor] | dict[str, Tensor]  # one network's features, by stage or level
+
+
+def _keys(f) -> list:
+    return list(f.keys()) if isinstance(f, dict) else list(range(len(f)))
+
+
+def _pick(f, idx):  # rows ``idx`` of every feature
+    return {k: v[idx] for k, v in f.items()} if isinstance(f, dict) else [v[idx] for v in f]
+
+
+def _rows(f) -> int:
+    return len(f[_keys(f)[0]])
+
+
+class FeaturePairs:
+    """Frozen teacher/student features over a loader, cached or recomputed per epoch.
+
+    ``extract(batch) -> (teacher features, student features)``, each a list (by stage) or a
+    dict (by FPN level) of (B, ...) tensors; ``per_image`` the floats of both per image (the
+    cache holds ``n * per_image`` floats when that fits ``cfg.cache_mb``).
+    """
+
+    def __init__(self, extract, loader, per_image: int, cfg: FitConfig) -> None:
+        self.extract, self.loader = extract, loader
+        self.batch_size = cfg.batch_size
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.seed, self.passes = cfg.seed, 0
+        n = len(loader.dataset) if hasattr(loader, "dataset") else None
+        self.cached = n is not None and n * per_image * 4 / 2**20 <= cfg.cache_mb
+        self.t: Feats = []
+        self.s: Feats = []
+        self.n = 0
+        if self.cached:
+            ts, ss = [], []
+            for t, s in self._from_loader():
+                ts.append(t)
+                ss.append(s)
+            if not ts:
+                raise UserError("the training loader for the connector fit is empty")
+            self.t, self.s = self._cat(ts), self._cat(ss)
+            self.n = _rows(self.t)
+
+    @staticmethod
+    def _cat(batches: list) -> Feats:
+        out = {k: torch.cat([b[k] for b in batches]) for k in _keys(batches[0])}
+        return out if isinstance(batches[0], dict) else list(out.values())
+
+    @torch.no_grad()
+    def _from_loader(self) -> Iterator[tuple[Feats, Feats]]:
+        # the training split's augmentation draws from torch's global generator: seed it for
+        # the pass (and give the caller's state back), so a fit is a function of cfg.seed
+        self.passes += 1
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 100_003 + self.passes)
+            for batch in self.loader:
+                yield self.extract(batch)
+
+    def epoch(self, shuffle: bool = True) -> Iterator[tuple[Feats, Feats]]:
+        if not self.cached:
+            n = 0
+            for t, s in self._from_loader():
+                n += _rows(t)
+                yield t, s
+            self.n = n
+            return
+        order = (
+            torch.randperm(self.n, generator=self.gen) if shuffle else torch.arange(self.n)
+        ).to(self.t[_keys(self.t)[0]].device)
+        for i in range(0, self.n, self.batch_size):
+            idx = order[i : i + self.batch_size]
+            yield _pick(self.t, idx), _pick(self.s, idx)
+
+
+def _staged_pairs(teacher, student, loader, input_shape, cfg: FitConfig, device) -> FeaturePairs:
+    """:class:`FeaturePairs` of two staged nets' stage features (lists by stage)."""
+    per_image = sum(
+        math.prod(s)
+        for s in teacher.feature_shapes(input_shape) + student.feature_shapes(input_shape)
+    )
+
+    def extract(batch):
+        x = batch[0].to(device)
+        return teacher.forward_features(x), student.forward_features(x)
+
+    return FeaturePairs(extract, loader, per_image, cfg)
