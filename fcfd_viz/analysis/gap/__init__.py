@@ -4,8 +4,10 @@ bridge (FCFD's own, or connectors fitted by closed-form least squares, :mod:`.ls
 (:mod:`.one_image`) and over seeds (:mod:`.seeds`); its inputs (:mod:`.inputs`) and result
 (:mod:`.result`).
 
-The connectors' fit settings (:mod:`.fit_config`) and the cached feature pairs they are
-fitted on (:mod:`.feature_pairs`).
+Where a student's error lies along the teacher's sensitivity spectrum, and how much of the
+KL its Fisher metric predicts (:mod:`.spectrum`). The connectors' fit settings
+(:mod:`.fit_config`) and the cached feature pairs they are fitted on (:mod:`.feature_pairs`).
 
-May import: errors, io, data, models, distill, runs, training, analysis.base, analysis.cuts.
+May import: errors, io, data, models, distill, runs, training, analysis.base, analysis.cuts,
+analysis.probe.
 """
