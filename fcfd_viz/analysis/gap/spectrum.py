@@ -14,6 +14,13 @@ the share of the error energy in the top-``k`` of them, ``||P_k e||^2 / ||e||^2`
 ``k = 1..r``, against ``k / D`` for an isotropic error of the same size. The cheap view ranks
 channels by a per-channel sensitivity (the probe's) instead of singular directions.
 
+The expansion needs a tail differentiable at ``t``. Where the tail starts with a ReLU on a
+feature with exact zeros (the last stage of the CIFAR ResNets: a post-ReLU feature into a head
+that applies ReLU again), an error that pushes a zero up passes and one that pushes it down is
+clipped; the JVP counts neither, so ``fisher`` misses that part of the KL however small the
+error (resnet8's last stage: fisher/KL 0.44 for a per-channel shift of 1e-3, 0.99-1.00 at the
+other stages; tests/analysis/test_spectra.py).
+
 >>> s = error_spectrum(lambda f: teacher.forward_from(f, 2), t_feat, bridged)  # doctest: +SKIP
 >>> s.fisher.mean(), s.kl.mean(), s.share[:, :5].mean(0)                      # doctest: +SKIP
 """
