@@ -24,6 +24,7 @@ from fcfd_viz.analysis.gap.fit_config import FitConfig, FitInfo
 from fcfd_viz.analysis.gap.functional import FunctionalGap
 from fcfd_viz.analysis.gap.inputs import gap_loaders, load_students
 from fcfd_viz.analysis.gap.result import GapResult, gap_reading
+from fcfd_viz.analysis.gap.spectra import SpectrumResult, gap_spectra, predictors
 from fcfd_viz.errors import UserError
 
 INPUT_KEYS = ("path", "method", "dataset", "seed")  # what a report keeps of each student
@@ -38,6 +39,7 @@ class GapReport(Result):
     dataset: str | None
     input_shape: list[int]
     inputs: dict[str, dict]  # student label -> path, method, dataset, seed
+    spectrum: SpectrumResult | None = None  # where the errors lie (``fcfd gap --spectrum``)
 
     @property
     def reading(self) -> str:
@@ -47,7 +49,7 @@ class GapReport(Result):
     def to_dict(self, curves: bool = True) -> dict:
         """The keys of ``fcfd gap --json``: :meth:`GapResult.to_dict`'s plus ``teacher``,
         ``dataset``, ``input_shape``, ``reading`` and ``inputs``."""
-        return {
+        out = {
             **self.result.to_dict(curves),
             "teacher": self.teacher,
             "dataset": self.dataset,
@@ -55,12 +57,20 @@ class GapReport(Result):
             "reading": self.reading,
             "inputs": {k: dict(v) for k, v in self.inputs.items()},
         }
+        if self.spectrum is not None:  # the key only when asked: older reports stay as they were
+            out["spectrum"] = self.spectrum.to_dict()
+            entries = self.spectrum.entries
+            out["spectrum"]["predictors"] = (
+                predictors([self.spectrum]) if len(entries) > 1 else None
+            )
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> GapReport:
         inputs = {k: dict(v) for k, v in d["inputs"].items()}
         shape = list(d["input_shape"])
-        return cls(GapResult.from_dict(d), d["teacher"], d.get("dataset"), shape, inputs)
+        spectrum = SpectrumResult.from_dict(d["spectrum"]) if d.get("spectrum") else None
+        return cls(GapResult.from_dict(d), d["teacher"], d.get("dataset"), shape, inputs, spectrum)
 
 
 @dataclass
@@ -116,14 +126,21 @@ def gap_report(
     bn: str = "eval",
     fit: FitConfig | bool | None = None,
     progress: bool = False,
+    spectrum: int | None = None,
 ) -> GapReport:
     """Measure ``inputs`` in BN regime ``bn``; ``fit`` as in :meth:`FunctionalGap.compute`
-    (False: only students with their own bridges, nothing fitted)."""
+    (False: only students with their own bridges, nothing fitted). ``spectrum``: also the
+    error spectrum (:func:`~fcfd_viz.analysis.gap.spectra.gap_spectra`) on that many test
+    images."""
     train = None if fit is False else inputs.train_loaders
     res = inputs.gap.compute(inputs.test_loader, train, bn=bn, fit=fit, progress=progress)
+    spec = None
+    if spectrum is not None:
+        spec = gap_spectra(inputs.gap, inputs.test_loader, bn=bn, images=spectrum)
     info = inputs.info
     sources = {k: {f: v.get(f) for f in INPUT_KEYS} for k, v in info["students"].items()}
-    return GapReport(res, info["teacher"], info["dataset"], list(info["input_shape"]), sources)
+    shape = list(info["input_shape"])
+    return GapReport(res, info["teacher"], info["dataset"], shape, sources, spec)
 
 
 def merge_gap_reports(reports: Sequence[GapReport]) -> GapReport:
