@@ -162,7 +162,11 @@ def merge_gap_reports(reports: Sequence[GapReport]) -> GapReport:
     seconds = sum(r.result.seconds for r in reports)
     result = replace(first.result, entries=entries, seconds=seconds)
     inputs = {k: v for r in reports for k, v in r.inputs.items()}
-    return replace(first, result=result, inputs=inputs)
+    spectrum = None
+    if all(r.spectrum is not None for r in reports):  # every student's, side by side
+        spectra = {k: e for r in reports for k, e in r.spectrum.entries.items()}
+        spectrum = replace(first.spectrum, entries=spectra)
+    return replace(first, result=result, inputs=inputs, spectrum=spectrum)
 
 
 # ---------------------------------------------------------------- one student at a time
@@ -225,11 +229,14 @@ def gap_file(
     bn: str,
     max_epochs: int,
     method: str = FIT_METHOD,
+    spectrum: int | None = None,
 ) -> Path:
     """``folder/gap-<hash>.json``: where :func:`student_gap` keeps a report, keyed by the
     teacher's and the student's :func:`~fcfd_viz.runs.checkpoints.checkpoint_key`, the label, the
-    BN regime, the fit budget, the fit data and the fit method."""
+    BN regime, the fit budget, the fit data, the fit method and (when measured) the error
+    spectrum's image count."""
     key = [teacher, student, label, bn, max_epochs, FIT_DATA, method, "report"]
+    key += [] if spectrum is None else [f"spectrum {spectrum}"]  # reports without: same key
     return result_file(folder, "gap", key)
 
 
@@ -244,10 +251,12 @@ def student_gap(
     progress: bool = False,
     fitted: Callable[[], tuple[GapInputs, FitConfig]] | None = None,
     method: str = FIT_METHOD,
+    spectrum: int | None = None,
 ) -> GapReport:
     """The gap report of one student (connectors from :func:`fitted_student`, or ``fitted()``
     when given: the app shares fitted connectors between BN regimes), read from and kept in
-    ``folder`` (:func:`gap_file`) when one is given."""
+    ``folder`` (:func:`gap_file`) when one is given; ``spectrum``: with the error spectrum on
+    that many test images (kept under its own key)."""
     from fcfd_viz.runs.checkpoints import checkpoint_key
 
     def compute() -> GapReport:
@@ -257,9 +266,10 @@ def student_gap(
             inputs, config = fitted_student(
                 teacher, student, label, max_epochs, data_dir, progress, folder, method
             )
-        return gap_report(inputs, bn, config, progress=progress)
+        return gap_report(inputs, bn, config, progress=progress, spectrum=spectrum)
 
     if folder is None:
         return compute()
     keys = checkpoint_key(teacher), checkpoint_key(student)
-    return stored(GapReport, gap_file(folder, *keys, label, bn, max_epochs, method), compute)
+    file = gap_file(folder, *keys, label, bn, max_epochs, method, spectrum)
+    return stored(GapReport, file, compute)
