@@ -162,3 +162,12 @@ def test_every_package_docstring_names_its_modules():
             if not re.search(rf"(?<![\w])\.?{re.escape(name)}(?![\w])", doc):
                 missing.append(f"{package or 'fcfd_viz'}: {name}")
     assert not missing, "package docstrings that do not name these modules:\n" + "\n".join(missing)
+
+
+def test_the_tests_mirror_the_package():
+    """Every folder of tests/ is a layer of the package (tests of ``fcfd_viz/runs`` live in
+    ``tests/runs``), the app's, or the fixtures'."""
+    tests = Path(__file__).parent
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
+    packages = {name.split(".")[0] for name in DECLARED}
+    assert folders - packages <= {"app", "fixtures"}, folders - packages - {"app", "fixtures"}
