@@ -18,7 +18,7 @@ restored afterwards.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -30,6 +30,7 @@ from fcfd_viz.analysis.gap.result import check_regime
 from fcfd_viz.analysis.gap.spectrum import error_spectrum
 from fcfd_viz.analysis.probe.attribution import spearman
 from fcfd_viz.errors import UserError
+from fcfd_viz.models.base import StagedNet
 from fcfd_viz.models.batchnorm import batchnorms, frozen
 
 METRICS = ("l2", "fisher", "kl")
@@ -70,7 +71,7 @@ class SpectrumResult(Result):
 
 
 @contextlib.contextmanager
-def batch_statistics(nets: Sequence[nn.Module], run) -> None:
+def batch_statistics(nets: Sequence[nn.Module], run: Callable[[], None]) -> Iterator[None]:
     """Inside the block the BN layers of ``nets`` (in eval mode) normalise with the statistics
     of the batch ``run()`` passes through them. The caller restores buffers (``frozen``)."""
     bns = batchnorms(nets)
@@ -127,7 +128,7 @@ def gap_spectra(
                     for i in stages:
                         bridged[i] = _no_grad(s2t[str(i)], s_feats[lab][i])
                         spec = error_spectrum(
-                            lambda f, i=i: teacher.forward_from(f, i + 1),
+                            tail(teacher, i),
                             t_feats[i],
                             bridged[i],
                             k,
@@ -156,6 +157,15 @@ def gap_spectra(
             ],
         )
     return SpectrumResult(bn, list(stages), seen, entries)
+
+
+def tail(teacher: StagedNet, stage: int) -> Callable[[Tensor], Tensor]:
+    """The teacher after ``stage``: feature -> logits."""
+
+    def rest(f: Tensor) -> Tensor:
+        return teacher.forward_from(f, stage + 1)
+
+    return rest
 
 
 def _clean_pass(teacher, x, s2t, feats, stages) -> None:

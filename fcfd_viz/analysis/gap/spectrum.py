@@ -66,7 +66,8 @@ def fisher_quadratic(rest: Rest, t: Tensor, e: Tensor) -> tuple[Tensor, Tensor]:
     with warnings.catch_warnings(), sdpa_kernel(SDPBackend.MATH):
         # forward AD: only the math attention kernel has it; its set-up still calls jit.script
         warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
-        z, u = jvp(rest, (t.detach(),), (e.detach(),))  # (N, K) logits and J e
+        out = jvp(rest, (t.detach(),), (e.detach(),))
+    z, u = out[0], out[1]  # (N, K) logits and J e
     p = torch.softmax(z.detach().double(), dim=1)
     u = u.detach().double()
     mean_u = (p * u).sum(1)  # (N,)
