@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import io
 import re
 from pathlib import Path
@@ -15,7 +16,8 @@ from fcfd_viz.cli import build_parser, reference
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted((ROOT / "docs").glob("*.md"))
-PAGES = [ROOT / "README.md", ROOT / "CHANGELOG.md", *DOCS]
+CHANGELOG = ROOT / "CHANGELOG.md"
+PAGES = [ROOT / "README.md", CHANGELOG, *DOCS]
 LINK = re.compile(r"\]\(([^)\s]+)\)")  # [text](target)
 
 
@@ -110,3 +112,73 @@ def test_every_command_and_flag_of_help_is_in_cli_md():
     }
     missing += [f for f in sorted(usage_flags(["--help"])) if f"`{f}" not in doc]
     assert not missing, f"flags of --help missing from docs/cli.md: {missing}"
+
+
+def resolves(dotted: str) -> bool:
+    """``fcfd_viz.a.b.name``: the longest importable module prefix, then attributes."""
+    parts = dotted.split(".")
+    for k in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:k]))
+        except ModuleNotFoundError:
+            continue
+        return all((obj := getattr(obj, a, None)) is not None for a in parts[k:])
+    return False
+
+
+def named_paths(text: str) -> set[str]:
+    """Every ``fcfd_viz.x.y`` a page names, and every name its Python blocks import from one."""
+    out = set(re.findall(r"fcfd_viz(?:\.\w+)+", text))
+    for block in re.findall(r"```python\n(.*?)```", text, flags=re.S):
+        for module, names in re.findall(
+            r"^from (fcfd_viz[\w.]*) import \(?([^)\n#]*)", block, re.M
+        ):
+            out |= {f"{module}.{n.strip()}" for n in names.split(",") if n.strip()}
+    return out
+
+
+@pytest.mark.parametrize(
+    "page", [p for p in PAGES if p.name != "CHANGELOG.md"], ids=lambda p: p.name
+)
+def test_every_library_path_the_docs_name_exists(page):
+    """After the move to subpackages (CHANGELOG.md), a stale import path in the docs fails."""
+    stale = sorted(p for p in named_paths(page.read_text()) if not resolves(p))
+    assert not stale, f"{page.name} names paths that do not import: {stale}"
+
+
+def test_changelog_moves_point_to_real_paths():
+    rows = re.findall(
+        r"^\| `(fcfd_viz[\w.]*)`[^|]* \| `(fcfd_viz[\w.]*)", CHANGELOG.read_text(), re.M
+    )
+    assert len(rows) >= 60, "the table of moved import paths"
+    assert not [new for _, new in rows if not resolves(new)]
+    assert not resolves("fcfd_viz.pipeline") and resolves("fcfd_viz.experiments.experiment")
+
+
+PLACEHOLDERS = (
+    "mymethod",
+    "mything",
+    "N_Name",
+    "fcfd_viz/_",
+)  # the recipes' new files; the wheel's
+
+
+def repo_paths(text: str) -> set[str]:
+    """The files and folders of this repository a page names in backticks."""
+    found = re.findall(r"`((?:fcfd_viz|app|tests|benchmarks|notebooks|docs)/[\w./-]*)`", text)
+    return {
+        p
+        for p in found
+        if (p.endswith("/") or re.search(r"\.(py|md|sh|yaml|ipynb|png|json|toml)$", p))
+    }
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_repository_path_the_docs_name_exists(page):
+    """The recipes of docs/architecture.md name real files (the new ones they ask for aside)."""
+    paths = repo_paths(page.read_text())
+    missing = sorted(
+        p for p in paths if not any(x in p for x in PLACEHOLDERS) and not (ROOT / p).exists()
+    )
+    assert not missing, f"{page.name} names files that are not there: {missing}"
+    assert page.name != "architecture.md" or len(paths) > 20
