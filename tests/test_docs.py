@@ -182,3 +182,17 @@ def test_every_repository_path_the_docs_name_exists(page):
     )
     assert not missing, f"{page.name} names files that are not there: {missing}"
     assert page.name != "architecture.md" or len(paths) > 20
+
+
+def test_reference_script_writes_and_checks(tmp_path, capsys):
+    page = tmp_path / "cli.md"
+    page.write_text(f"# prose kept\n\n{reference.BEGIN}\nSTALE-LINE\n{reference.END}\nafter\n")
+    assert reference.main(["--check", str(page)]) == 1
+    assert "is stale" in capsys.readouterr().out
+    assert reference.main(["--write", str(page)]) == 0
+    assert reference.main(["--check", str(page)]) == 0
+    text = page.read_text()
+    assert text.startswith("# prose kept") and text.endswith(f"{reference.END}\nafter\n")
+    assert "### fcfd distill" in text and "STALE-LINE" not in text.split(reference.BEGIN)[1]
+    with pytest.raises(ValueError):
+        reference.splice("no markers", "x")
