@@ -6,7 +6,8 @@ anywhere becomes one line on stderr and exit status 2, never a traceback.
 Modules: ``common`` (argument groups and table printing shared by sub-commands),
 ``config_file`` (``--config FILE``: defaults < preset < file < flags), and one per command group:
 ``train_cmds``, ``distill_cmds``, ``probe_cmds``, ``gap_cmds``, ``report_cmds``,
-``weights_cmds``, ``app_cmds``.
+``weights_cmds``, ``app_cmds``; ``reference`` renders the command reference of docs/cli.md
+from the parser.
 
 May import: every layer above (it is the top).
 """
