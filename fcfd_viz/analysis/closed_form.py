@@ -38,13 +38,13 @@ from torch import nn
 from fcfd_viz.analysis.feature_pairs import FeaturePairs, _rows
 from fcfd_viz.analysis.fit_config import BridgeFit, FitConfig, FitInfo
 from fcfd_viz.analysis.lstsq import (
+    CHUNK_ROWS,
     NormalEquations,
-    design,
     load_affine,
     set_weight_matrix,
-    target_rows,
     weight_matrix,
 )
+from fcfd_viz.analysis.shared_teacher import active, gram_key
 from fcfd_viz.bn import freeze
 
 OVERRELAX, MOMENTUM = 1.9, 0.5  # the refinement's step scale and heavy-ball momentum
@@ -133,7 +133,11 @@ def fit_closed_form(
     loop of the optional Adam epochs. Returns the fit record; every bridge ends frozen in
     eval mode."""
     t0 = time.perf_counter()
-    eqs = [NormalEquations() for _ in tasks]
+    share = active()
+    pass_key = f"{feats.t_key}/{feats.batch_size}" if share and feats.t_key else None
+    keys = [gram_key(pass_key, task, CHUNK_ROWS) for task in tasks]
+    # a teacher-source bridge whose rows an earlier fit summed reuses that Gram (exact)
+    eqs = [NormalEquations(CHUNK_ROWS, share.grams.get(k) if k else None) for k in keys]
     batches = feats.epoch(shuffle=False)
     if progress:
         from tqdm.auto import tqdm
@@ -143,10 +147,12 @@ def fit_closed_form(
         for t, s in batches:
             for task, eq in zip(tasks, eqs):
                 src, dst = _src_dst(task, t, s)
-                eq.add(design(task[1][0], src), target_rows(dst))  # (R, D), (R, C)
+                eq.add_conv(task[1][0], src, dst)
     jobs = []
-    for task, eq in zip(tasks, eqs):
+    for task, eq, key in zip(tasks, eqs, keys):
         sol = eq.solve(cfg.ridge)
+        if key is not None:
+            share.grams[key] = eq.gram
         load_affine(task[1], sol)
         jobs.append({"task": task, "eq": eq, "w": sol.w, "b": sol.b, "slope": _slope(task[1])})
     # each step is one pass, as an epoch: with the solve's, at most max_epochs in the record

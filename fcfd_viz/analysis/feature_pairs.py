@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterator
 
@@ -10,6 +11,7 @@ import torch
 from torch import Tensor
 
 from fcfd_viz.analysis.fit_config import FitConfig
+from fcfd_viz.analysis.shared_teacher import active
 from fcfd_viz.errors import UserError
 
 Feats = list[Tensor] | dict[str, Tensor]  # one network's features, by stage or level
@@ -45,6 +47,10 @@ class FeaturePairs:
         self.t: Feats = []
         self.s: Feats = []
         self.n = 0
+        # a fingerprint of the teacher side of the cached pass (its weights and the images in
+        # order), set by the caller when features are shared (:mod:`.shared_teacher`): fits
+        # with the same key have the same teacher rows
+        self.t_key: str | None = None
         if self.cached:
             ts, ss = [], []
             for t, s in self._from_loader():
@@ -78,9 +84,12 @@ class FeaturePairs:
                 yield t, s
             self.n = n
             return
-        order = (
-            torch.randperm(self.n, generator=self.gen) if shuffle else torch.arange(self.n)
-        ).to(self.t[_keys(self.t)[0]].device)
+        if not shuffle:  # in order: slices are views, no copy of the features per pass
+            for i in range(0, self.n, self.batch_size):
+                idx = slice(i, i + self.batch_size)
+                yield _pick(self.t, idx), _pick(self.s, idx)
+            return
+        order = torch.randperm(self.n, generator=self.gen).to(self.t[_keys(self.t)[0]].device)
         for i in range(0, self.n, self.batch_size):
             idx = order[i : i + self.batch_size]
             yield _pick(self.t, idx), _pick(self.s, idx)
@@ -93,8 +102,15 @@ def _staged_pairs(teacher, student, loader, input_shape, cfg: FitConfig, device)
         for s in teacher.feature_shapes(input_shape) + student.feature_shapes(input_shape)
     )
 
-    def extract(batch):
-        x = batch[0].to(device)
-        return teacher.forward_features(x), student.forward_features(x)
+    share, trace = active(), []
+    key = share.fingerprint(teacher) if share is not None else ""
 
-    return FeaturePairs(extract, loader, per_image, cfg)
+    def extract(batch):
+        x = batch[0].to(device)  # (B, C, H, W)
+        t = share.forward(teacher, key, x, trace) if share else teacher.forward_features(x)
+        return t, student.forward_features(x)
+
+    pairs = FeaturePairs(extract, loader, per_image, cfg)
+    if share is not None and pairs.cached:
+        pairs.t_key = hashlib.blake2b("/".join([key, *trace]).encode()).hexdigest()
+    return pairs
