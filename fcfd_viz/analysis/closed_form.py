@@ -33,13 +33,14 @@ from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from fcfd_viz.analysis.feature_pairs import FeaturePairs, _rows
 from fcfd_viz.analysis.fit_config import BridgeFit, FitConfig, FitInfo
 from fcfd_viz.analysis.lstsq import (
     CHUNK_ROWS,
     NormalEquations,
+    conv_weight_grad,
     load_affine,
     set_weight_matrix,
     weight_matrix,
@@ -66,7 +67,10 @@ def eval_mse(tasks: list, feats: FeaturePairs) -> list[float]:
     for t, s in feats.epoch(shuffle=False):
         for j, task in enumerate(tasks):
             src, dst = _src_dst(task, t, s)
-            sums[j] += float((task[1](src) - dst).double().pow(2).flatten(1).mean(1).sum())
+            e = task[1](src) - dst  # (B, C, H, W)
+            # the sum of per-image means; float32's cascaded sum is exact enough, and a float64
+            # copy of a wide target costs more than the bridge
+            sums[j] += float(e.pow_(2).sum()) / e[0].numel()
         count += _rows(t)
     for (_, b, _, _), was in zip(tasks, modes):
         b.train(was)
@@ -76,6 +80,35 @@ def eval_mse(tasks: list, feats: FeaturePairs) -> list[float]:
 def _slope(bridge: nn.Module) -> float | None:
     """The bridge's LeakyReLU slope, None without one."""
     return next((m.negative_slope for m in bridge.modules() if isinstance(m, nn.LeakyReLU)), None)
+
+
+def _conv(conv: nn.Module, x: Tensor, bias: Tensor) -> Tensor:
+    """``conv(x) + bias`` (a bridge's conv has no bias of its own), the add fused into it."""
+    if isinstance(conv, nn.ConvTranspose2d):
+        return F.conv_transpose2d(
+            x, conv.weight, bias, conv.stride, conv.padding, conv.output_padding, conv.groups
+        )
+    return F.conv2d(x, conv.weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+@torch.no_grad()
+def _refine_batch(j: dict, src: Tensor, dst: Tensor) -> None:
+    """One batch of a refinement pass: adds the batch's squared error to ``j["sse"]`` and the
+    gradients of half of it, ``-sum X^T r`` (weight-shaped) and ``-sum r`` (C,), to
+    ``j["gw"]``, ``j["gb"]``. By hand rather than autograd: three fused passes over the
+    (B, C, H, W) output instead of autograd's temporaries, which cost as much as the convs
+    on a wide target (benchmarks/connector_fit.py)."""
+    conv, k = j["task"][1][0], j["slope"]
+    z = _conv(conv, src, j["bias"])  # (B, C, H, W) pre-activation, the bias added by the conv
+    a = F.leaky_relu_(z, k)  # in place: z's sign is kept, which is all the backward needs
+    e = a - dst  # (B, C, H, W)
+    flat = e.view(-1)
+    j["sse"] += float(torch.dot(flat, flat))
+    j["count"] += e.numel()
+    e = torch.ops.aten.leaky_relu_backward(e, a, k, True)  # leaky'(z) (leaky(z) - dst) = -r
+    gw = conv_weight_grad(conv, src, e)  # -sum X^T r, weight-shaped
+    j["gw"] = gw if j["gw"] is None else j["gw"] + gw
+    j["gb"] = j["gb"] + e.sum((0, 2, 3))  # (C,) -sum r
 
 
 def _refine(jobs: list, feats: FeaturePairs, steps: int, rel_tol: float) -> None:
@@ -89,21 +122,13 @@ def _refine(jobs: list, feats: FeaturePairs, steps: int, rel_tol: float) -> None
         if not active:
             return
         for j in active:
-            conv = j["task"][1][0]
-            set_weight_matrix(conv, j["w"])  # the pass adds the bias itself: BN unused
-            conv.weight.requires_grad_(True)
-            conv.weight.grad = None
-            j["bias"] = j["b"].float().requires_grad_(True)  # (C,)
+            set_weight_matrix(j["task"][1][0], j["w"])  # the pass adds the bias itself
+            j["bias"] = j["b"].float()  # (C,)
             j["sse"], j["count"] = 0.0, 0
-        with torch.enable_grad():
-            for t, s in feats.epoch(shuffle=False):
-                for j in active:
-                    src, dst = _src_dst(j["task"], t, s)
-                    z = j["task"][1][0](src) + j["bias"][:, None, None]  # (B, C, H, W)
-                    sse = (F.leaky_relu(z, j["slope"]) - dst).pow(2).sum()
-                    (0.5 * sse).backward()  # grads: -sum X^T r, -sum r
-                    j["sse"] += float(sse.detach())
-                    j["count"] += dst.numel()
+            j["gw"], j["gb"] = None, 0.0
+        for t, s in feats.epoch(shuffle=False):
+            for j in active:
+                _refine_batch(j, *_src_dst(j["task"], t, s))
         for j in active:
             mse = j["sse"] / j["count"]  # of the iterate (w, b) this pass ran
             j["curve"].append(mse)
@@ -114,13 +139,11 @@ def _refine(jobs: list, feats: FeaturePairs, steps: int, rel_tol: float) -> None
             else:
                 j["wait"] += 1
             j["done"] = j["wait"] >= 2
-            conv = j["task"][1][0]
-            sum_xr = -weight_matrix(conv, conv.weight.grad)  # (D, C)
-            dw, db = j["eq"].step(sum_xr, -j["bias"].grad)
+            sum_xr = -weight_matrix(j["task"][1][0], j["gw"])  # (D, C)
+            dw, db = j["eq"].step(sum_xr, -j["gb"])
             j["vw"] = MOMENTUM * j["vw"] + OVERRELAX * dw
             j["vb"] = MOMENTUM * j["vb"] + OVERRELAX * db
             j["w"], j["b"] = j["w"] + j["vw"], j["b"] + j["vb"]
-            conv.weight.grad = None
     for j in jobs:  # the last iterate, for the caller to measure
         load_affine(j["task"][1], j["eq"].affine(j["w"], j["b"]))
 

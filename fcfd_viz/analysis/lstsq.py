@@ -72,6 +72,18 @@ def weight_matrix(conv: nn.Module, w: Tensor | None = None) -> Tensor:
     return w.reshape(w.shape[0], -1).T
 
 
+def conv_weight_grad(conv: nn.Module, x: Tensor, g: Tensor) -> Tensor:
+    """The gradient of ``sum(conv(x) * g)`` with respect to ``conv``'s weight (its shape),
+    without autograd: ``x`` (B, C_src, H, W), ``g`` (B, C_dst, H', W'). As a matrix
+    (:func:`weight_matrix`) it is ``design(conv, x)^T @ target_rows(g)``."""
+    kw = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation)
+    if isinstance(conv, nn.ConvTranspose2d):
+        # a transposed conv is the adjoint of the conv with its weight: sum(conv_t(x) * g)
+        # = sum(x * conv(g)), whose weight gradient has the transposed conv's weight shape
+        return torch.nn.grad.conv2d_weight(g, conv.weight.shape, x, groups=conv.groups, **kw)
+    return torch.nn.grad.conv2d_weight(x, conv.weight.shape, g, groups=conv.groups, **kw)
+
+
 def set_weight_matrix(conv: nn.Module, wm: Tensor) -> None:
     """Inverse of :func:`weight_matrix`: write the (D, C_dst) matrix ``wm`` into ``conv``."""
     if isinstance(conv, nn.ConvTranspose2d):
@@ -180,17 +192,11 @@ class NormalEquations:
         centred targets), never materialising the im2col rows: for a wide source that copy
         costs ten times the product. The rows are built only for an own ``X^T X``.
         """
-        if not isinstance(conv, nn.Conv2d):  # a transposed conv: the im2col path
-            self.add(design(conv, src), target_rows(dst))
-            return
         x = None if self.shared else design(conv, src)  # (R, D)
         y = target_rows(dst)  # (R, C)
-        self._begin(x, y, conv.weight[0].numel())
+        self._begin(x, y, weight_matrix(conv).shape[0])  # D
         ys = dst - self.y0[:, None, None]  # (B, C, H', W') centred targets
-        # sum X^T ys over the batch, as the conv's weight gradient (C, C_src, k, k)
-        xty = torch.nn.grad.conv2d_weight(
-            src, conv.weight.shape, ys, conv.stride, conv.padding, conv.dilation, conv.groups
-        )
+        xty = conv_weight_grad(conv, src, ys)  # sum X^T ys over the batch, weight-shaped
         sy = ys.sum((0, 2, 3)).double()  # (C,)
         # sum (x - x0)^T ys = sum x^T ys - x0 (sum ys)^T
         self.xy += weight_matrix(conv, xty).double() - torch.outer(self.gram.x0.double(), sy)
