@@ -4,9 +4,14 @@
    (:class:`~fcfd_viz.analysis.lstsq.NormalEquations`); each bridge is solved by ridge least
    squares and written into the bridge so that its eval-mode map is the solution
    (:func:`~fcfd_viz.analysis.lstsq.load_affine`; the objective and the BN fold are explained
-   in :mod:`fcfd_viz.analysis.lstsq`). A bridge without a LeakyReLU is done.
+   in :mod:`fcfd_viz.analysis.lstsq`). A bridge without a LeakyReLU is done. ``X^T Y`` is the
+   conv's weight gradient (no im2col copy); ``X^T X`` of a teacher-source bridge is taken
+   from an earlier student's fit of the same teacher and images inside
+   :func:`~fcfd_viz.analysis.shared_teacher.shared_teacher` (exact: the same sums).
 2. A bridge with a LeakyReLU computes ``leaky(X w + b)``, not an affine map. The linear
-   solution is its start, then at most ``refine_steps`` (and ``max_epochs - 1``) full-batch
+   solution is its start (fitting the linear part to ``leaky^-1(Y)`` instead would change
+   nothing: a bridge has a LeakyReLU only when its target is post-ReLU, ``Y >= 0``, where
+   ``leaky^-1(Y) = Y``), then at most ``refine_steps`` (and ``max_epochs - 1``) full-batch
    steps minimise the eval-mode MSE ``mean((leaky(X w + b) - Y)^2)`` itself: each step is one
    pass (a forward and a weight-gradient conv per bridge, no im2col) giving the residual
    ``r = leaky'(z) * (Y - leaky(z))``; the loss's curvature in ``z`` is at most 1, so
