@@ -129,6 +129,16 @@ def end_to_end(threads: int) -> dict:
     return {"seconds": total, "cpu_seconds": cpu, "rc": proc.returncode, "phases": lines}
 
 
+def _argv_without_note(argv: list[str]) -> list[str]:
+    """The command line as shown in the section: the note is shown as itself."""
+    out, skip = [], False
+    for a in argv:
+        if not skip and a != "--note" and not a.startswith("--note="):
+            out.append(a)
+        skip = a == "--note"
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs-dir", required=True, help="where the default runs are (or go)")
@@ -145,6 +155,7 @@ def main() -> None:
     ap.add_argument(
         "--no-share", action="store_true", help="fit each student alone (no shared teacher)"
     )
+    ap.add_argument("--note", default="", help="a paragraph added under the totals")
     ap.add_argument("--end-to-end", action="store_true", help="also time `fcfd defaults`")
     ap.add_argument("--dry-run", action="store_true", help="print the section, write nothing")
     add_section_args(ap, "connector_fit", HEADING)
@@ -175,7 +186,8 @@ def main() -> None:
         "threads": args.threads,
         "repeats": args.repeats,
         "shared": not args.no_share,
-        "argv": " ".join(sys.argv[1:]),
+        "argv": " ".join(_argv_without_note(sys.argv[1:])),
+        "note": args.note,
         "lstsq": {
             "ridge": lstsq.ridge,
             "refine_steps": lstsq.refine_steps,

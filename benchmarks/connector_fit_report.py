@@ -51,6 +51,7 @@ def markdown(result: dict) -> str:
         "share it). On a shared machine the CPU time divided by the threads is the better "
         "estimate of the wall time on idle cores.",
         "",
+        *([result["note"], ""] if result.get("note") else []),
         "Per-bridge final training MSE (eval-mode bridge over the fit data):",
         "",
     ]
