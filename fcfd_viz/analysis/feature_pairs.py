@@ -42,8 +42,7 @@ class FeaturePairs:
         self.batch_size = cfg.batch_size
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.seed, self.passes = cfg.seed, 0
-        n = len(loader.dataset) if hasattr(loader, "dataset") else None
-        self.cached = n is not None and n * per_image * 4 / 2**20 <= cfg.cache_mb
+        self.cached = self.fits_cache(loader, per_image, cfg)
         self.t: Feats = []
         self.s: Feats = []
         self.n = 0
@@ -60,6 +59,12 @@ class FeaturePairs:
                 raise UserError("the training loader for the connector fit is empty")
             self.t, self.s = self._cat(ts), self._cat(ss)
             self.n = _rows(self.t)
+
+    @staticmethod
+    def fits_cache(loader, per_image: int, cfg: FitConfig) -> bool:
+        """Whether the features of ``loader``'s dataset fit ``cfg.cache_mb`` (then cached)."""
+        n = len(loader.dataset) if hasattr(loader, "dataset") else None
+        return n is not None and n * per_image * 4 / 2**20 <= cfg.cache_mb
 
     @staticmethod
     def _cat(batches: list) -> Feats:
@@ -102,7 +107,10 @@ def _staged_pairs(teacher, student, loader, input_shape, cfg: FitConfig, device)
         for s in teacher.feature_shapes(input_shape) + student.feature_shapes(input_shape)
     )
 
-    share, trace = active(), []
+    # shared only when cached: recomputed passes draw new augmentations, which a shared
+    # store would keep, pass after pass
+    share = active() if FeaturePairs.fits_cache(loader, per_image, cfg) else None
+    trace: list[str] = []
     key = share.fingerprint(teacher) if share is not None else ""
 
     def extract(batch):
@@ -111,6 +119,6 @@ def _staged_pairs(teacher, student, loader, input_shape, cfg: FitConfig, device)
         return t, student.forward_features(x)
 
     pairs = FeaturePairs(extract, loader, per_image, cfg)
-    if share is not None and pairs.cached:
+    if share is not None:
         pairs.t_key = hashlib.blake2b("/".join([key, *trace]).encode()).hexdigest()
     return pairs

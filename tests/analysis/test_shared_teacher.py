@@ -103,3 +103,11 @@ def test_a_shared_gram_of_other_rows_is_refused():
     other.add_conv(conv, x[:4], y[:4])
     with pytest.raises(ValueError, match="shared Gram"):
         other.solve(1e-5)
+
+
+def test_uncached_features_are_not_kept(bn_resnet8):
+    # features over cache_mb are recomputed each pass (new augmentations): nothing is shared
+    cfg = FitConfig(refine_steps=1, cache_mb=0.001)
+    with shared_teacher() as share:
+        fit_connectors(bn_resnet8, _students()[0], _loader(), SHAPE, cfg)
+        assert not share.features and not share.grams
