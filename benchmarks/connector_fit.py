@@ -101,6 +101,7 @@ def evaluate(loaded: dict, label: str, rounds: list[dict], cfg: FitConfig) -> di
         "cpu_seconds": statistics.median(r[label][1] for r in rounds),
         "all_seconds": times,
         "epochs": {k: b.epochs for k, b in info.bridges.items()},
+        "curves": {k: b.curve for k, b in info.bridges.items()},  # lstsq: MSE after k steps
         "mse": fit_mse(ld, label, s2t, t2s, train[label], shape),
         "functional": kl,
     }
