@@ -218,16 +218,17 @@ def gap(root: Path, teacher: str, students: list[dict], bn: str, epochs: int) ->
     report per student (memory and RUNS/.cache, keyed by checkpoint paths + mtimes, BN
     regime and fit budget), merged by the library; a new selection computes only new
     students."""
+    from fcfd_viz.analysis.gap.shared_teacher import shared_teacher
     from fcfd_viz.analysis.reports.gap import merge_gap_reports
 
     t = ckpt_file(teacher)
     labels = gap_labels(students)
-    return merge_gap_reports(
-        [
+    with shared_teacher():  # the students' fits share the teacher's features and Grams
+        reports = [
             _gap_one(str(root), t, ckpt_file(c["path"]), lab, bn, epochs)
             for c, lab in zip(students, labels)
         ]
-    )
+    return merge_gap_reports(reports)
 
 
 def gap_cached(root: Path, teacher: str, students: list[dict], bn: str, epochs: int) -> bool:
@@ -294,7 +295,8 @@ def report_download(root: Path, names: list[str]) -> None:
         disabled=not (teacher and students),
         key="r_rep_gap",
         help="kept results of the Functional gap page are reused; otherwise connectors are "
-        "fitted first (closed form: about 15 s of CPU per student)",
+        "fitted first (closed form: about 15 s of CPU for the first student, about 10 s "
+        "for each further one: they share the teacher's side)",
     )
     options = sr.StudyOptions(probe=probe and probes, gap=gap and teacher, fit_epochs=epochs)
 

@@ -70,6 +70,7 @@ def ensure_default_gap(
     teacher with connectors fitted for ``epochs`` (default :func:`fit_epochs`), in each BN
     regime of ``bns``; returns how many reports were computed anew. The default runs must
     exist (:func:`fcfd_viz.experiments.demo.ensure_defaults`)."""
+    from fcfd_viz.analysis.gap.shared_teacher import shared_teacher
     from fcfd_viz.analysis.reports.gap import gap_file, student_gap
     from fcfd_viz.runs.checkpoints import checkpoint_key
     from fcfd_viz.runs.layout import CACHE_DIR
@@ -80,12 +81,13 @@ def ensure_default_gap(
     students = default_gap_students(runs_dir, demo)
     todo = [(label, path, bn) for label, path in students.items() for bn in bns]
     t0, computed = time.perf_counter(), 0
-    for i, (label, path, bn) in enumerate(todo):
-        keys = checkpoint_key(teacher), checkpoint_key(path)
-        if not gap_file(folder, *keys, label, bn, epochs).exists():
-            report(i / len(todo), f"gap: fitting connectors for {label} ({bn} BN)")
-            student_gap(teacher, path, label, bn, epochs, folder)
-            computed += 1
+    with shared_teacher():  # one teacher: its features and Grams serve all nine fits
+        for i, (label, path, bn) in enumerate(todo):
+            keys = checkpoint_key(teacher), checkpoint_key(path)
+            if not gap_file(folder, *keys, label, bn, epochs).exists():
+                report(i / len(todo), f"gap: fitting connectors for {label} ({bn} BN)")
+                student_gap(teacher, path, label, bn, epochs, folder)
+                computed += 1
     report(1.0, f"gap ready in {time.perf_counter() - t0:.0f} s")
     return computed
 
