@@ -165,7 +165,7 @@ def test_every_package_docstring_names_its_modules():
 
 
 ROOT = PKG.parent
-LINE_LIMITS = {"fcfd_viz": 300}  # a file one reads whole
+LINE_LIMITS = {"fcfd_viz": 300, "app": 200}  # a file one reads whole; the app a thin shell
 
 
 def long_files(folder: Path, limit: int) -> list[str]:
