@@ -69,16 +69,17 @@ def gap(root: Path, teacher: str, students: list[dict], bn: str, epochs: int) ->
     report per student (memory and RUNS/.cache, keyed by checkpoint paths + mtimes, BN
     regime and fit budget), merged by the library; a new selection computes only new
     students."""
+    from fcfd_viz.analysis.gap.shared_teacher import shared_teacher
     from fcfd_viz.analysis.reports.gap import merge_gap_reports
 
     t = models_state.ckpt_file(teacher)
     labels = gap_labels(students)
-    return merge_gap_reports(
-        [
+    with shared_teacher():  # the students' fits share the teacher's features and Grams
+        reports = [
             _gap_one(str(root), t, models_state.ckpt_file(c["path"]), lab, bn, epochs)
             for c, lab in zip(students, labels)
         ]
-    )
+    return merge_gap_reports(reports)
 
 
 def gap_cached(root: Path, teacher: str, students: list[dict], bn: str, epochs: int) -> bool:

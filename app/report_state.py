@@ -40,7 +40,8 @@ def report_download(root: Path, names: list[str]) -> None:
         disabled=not (teacher and students),
         key="r_rep_gap",
         help="kept results of the Functional gap page are reused; otherwise connectors are "
-        "fitted first (closed form: about 15 s of CPU per student)",
+        "fitted first (closed form: about 15 s of CPU for the first student, about 10 s "
+        "for each further one: they share the teacher's side)",
     )
     options = sr.StudyOptions(probe=probe and probes, gap=gap and teacher, fit_epochs=epochs)
 

@@ -112,7 +112,7 @@ def trial(
         loss.backward()
         opt.step()
         sched.step()
-        running = 0.98 * running + 0.02 * float(loss)
+        running = 0.98 * running + 0.02 * float(loss.detach())
         if plateau_exit is None and running < PLATEAU_LOSS:
             plateau_exit = i + 1
         if (i + 1) % (steps // 6) == 0:

@@ -190,3 +190,12 @@ def test_the_length_check_sees_a_long_file(tmp_path: Path):
     (pkg / "ok.py").write_text("x = 1\n" * 3)
     (pkg / "sub" / "long.py").write_text("x = 1\n" * 4)
     assert long_files(pkg, 3) == ["pkg/sub/long.py: 4 lines (limit 3)"]
+
+
+def test_the_tests_mirror_the_package():
+    """Every folder of tests/ is a layer of the package (tests of ``fcfd_viz/runs`` live in
+    ``tests/runs``), the app's, or the fixtures'."""
+    tests = Path(__file__).parent
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
+    packages = {name.split(".")[0] for name in DECLARED}
+    assert folders - packages <= {"app", "fixtures"}, folders - packages - {"app", "fixtures"}

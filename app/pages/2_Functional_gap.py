@@ -74,8 +74,9 @@ if not (cached or st.session_state.get("g_auto")):
         gap_state.default_gap_progress()
     else:
         st.info(
-            "Fitting the connectors takes seconds per student (closed form: about 15 s of one "
-            "CPU core each for the digits students); results are kept in the runs folder. "
+            "Fitting the connectors takes seconds per student (closed form, digits students: "
+            "about 15 s of one CPU core for the first, about 10 s for each further one); "
+            "results are kept in the runs folder. "
             "Press Compute."
         )
     st.stop()

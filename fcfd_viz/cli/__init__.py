@@ -7,7 +7,8 @@ Modules: ``common`` (argument groups shared by sub-commands and a training comma
 line), ``tables`` (``--json`` and the text tables: the one place results are printed as
 either), ``config_file`` (``--config FILE``: defaults < preset < file < flags), and one per
 command group: ``train_cmds``, ``eval_cmds``, ``runs_cmds``, ``models_cmds``,
-``distill_cmds``, ``probe_cmds``, ``gap_cmds``, ``report_cmds``, ``weights_cmds``, ``app_cmds``.
+``distill_cmds``, ``probe_cmds``, ``gap_cmds``, ``report_cmds``, ``weights_cmds``, ``app_cmds``;
+``reference`` renders the command reference of docs/cli.md from the parser.
 
 May import: every layer above (it is the top).
 """

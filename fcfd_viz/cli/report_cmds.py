@@ -67,6 +67,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="cap on the post-hoc connector fit of each student (default 100, as in the app)",
     )
+    g.add_argument(
+        "--spectrum",
+        nargs="?",
+        type=int,
+        const=128,
+        default=None,
+        metavar="IMAGES",
+        help="also each student's error spectrum (as fcfd gap --spectrum) on IMAGES test images",
+    )
     p.add_argument(
         "--data-dir", default=None, metavar="DIR", help="folder with CIFAR / ImageNet data"
     )
@@ -114,6 +123,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         bn=args.bn,
         fit_epochs=args.fit_max_epochs,
         data_dir=args.data_dir,
+        spectrum=args.spectrum,
     )
     root = default_runs_dir(args.runs_dir)
     page = study_report(

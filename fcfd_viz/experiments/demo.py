@@ -1,15 +1,18 @@
-"""The default runs every app page can show on a fresh clone: a digits teacher and its students.
+"""The demos: runs every app page can show, built once (``fcfd defaults [--demo NAME]``).
 
-``ensure_defaults(runs_dir)`` trains, when missing, ``RUNS/defaults/teacher`` (the default
-teacher, :data:`~fcfd_viz.experiments.experiment.DEFAULT_TEACHER_ARCH` for
-:data:`~fcfd_viz.experiments.experiment.DEFAULT_TEACHER_EPOCHS` epochs on digits, exactly what
-``fcfd train-teacher --dataset digits`` does) and its students ``RUNS/defaults/{ce,kd,fcfd}``
-(the ``digits`` smoke preset, seed 0, :data:`STUDENT_EPOCHS` epochs) with ``RUNS/defaults/{ce,kd,fcfd}-s1``, ``-s2`` (the
-same with seeds 1 and 2: a functional gap read off one seed of a short run sits inside the
-seed-to-seed noise, so the Functional gap page shows the spread over :data:`SEEDS`).
-Finished runs are reused, half-finished ones resumed; a second
+A :class:`Demo` names a teacher recipe and the students the Functional gap page needs.
+:data:`DIGITS` (the first launch's, ``RUNS/defaults``): the default digits teacher
+(:data:`~fcfd_viz.experiments.experiment.DEFAULT_TEACHER_ARCH` for
+:data:`~fcfd_viz.experiments.experiment.DEFAULT_TEACHER_EPOCHS` epochs, exactly what ``fcfd
+train-teacher --dataset digits`` does) and ce / kd / fcfd students of the ``digits`` smoke
+preset for :data:`STUDENT_EPOCHS` epochs, seeds 0, 1 and 2 (``RUNS/defaults/{ce,kd,fcfd}``,
+``...-s1``, ``...-s2``: a functional gap read off one seed of a short run sits inside the
+seed-to-seed noise, so the Functional gap page shows the spread). :data:`PAIRS`
+(``RUNS/pairs``): the paper's setting, 100 classes (digit-pairs), the
+``pairs-resnet56-resnet20`` preset's teacher on digit-pairs' calibrated schedule and its ce /
+kd / fcfd students, one seed. Finished runs are reused, half-finished ones resumed; a second
 caller waits on a file lock and then finds everything done. Progress goes to the callback
-and to ``RUNS/defaults/progress.json``, which the app polls while another process builds.
+and to ``RUNS/<folder>/progress.json``, which the app polls while another process builds.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from fcfd_viz.io.files import read_object, write_json
@@ -40,6 +44,45 @@ Progress = Callable[[float, str], None]
 PROGRESS_FILE = "progress.json"
 
 
+@dataclass(frozen=True)
+class Demo:
+    """A teacher and its students, trained once into ``RUNS/<folder>``."""
+
+    name: str  # `fcfd defaults --demo NAME`
+    folder: str  # under the runs folder
+    title: str  # how the Home page offers it
+    preset: str  # the students' preset: teacher and student archs, dataset, knobs, schedule
+    teacher_dataset: str  # the teacher trains on it with its dataset's default schedule
+    student_epochs: int | None  # None: the preset's
+    cost: dict  # relative cost of one epoch per run kind (the progress bar's weights)
+    methods: tuple[str, ...] = STUDENT_METHODS
+    seeds: tuple[int, ...] = SEEDS
+
+
+DIGITS = Demo(
+    "digits",
+    DEFAULTS,
+    "digits (10 classes)",
+    PRESET,
+    "digits",
+    STUDENT_EPOCHS,
+    _COST,
+)
+PAIRS = Demo(
+    "pairs",
+    "pairs",
+    "the paper's setting (100 classes)",
+    "pairs-resnet56-resnet20",
+    "digit-pairs",
+    None,
+    # progress weights only: rough per-epoch costs from the step-time ratios of resnet56 ->
+    # resnet20 (docs/benchmarks.md, "Training step time"); every run sees all 10,000 canvases
+    {"teacher": 1.0, "ce": 0.45, "kd": 0.7, "fcfd": 1.3},
+    seeds=(0,),
+)
+DEMOS = {d.name: d for d in (DIGITS, PAIRS)}
+
+
 def student_key(method: str, seed: int) -> str:
     """``"kd"`` for seed 0 (the name default runs always had), ``"kd-s1"`` for seed 1."""
     return method if seed == 0 else f"{method}-s{seed}"
@@ -50,24 +93,24 @@ def key_method(key: str) -> str:
     return key.split("-s")[0]
 
 
-def default_names() -> dict[str, str]:
+def default_names(demo: Demo = DIGITS) -> dict[str, str]:
     """``{"teacher": "defaults/teacher", "ce": "defaults/ce", ..., "fcfd-s2": ...}``: the
-    default runs' names inside a runs folder (how the app's lists name them), in the order
+    demo's runs' names inside a runs folder (how the app's lists name them), in the order
     they are built: the teacher, then seed 0's students (every page works once they exist),
     then the other seeds'."""
-    keys = ["teacher"] + [student_key(m, s) for s in SEEDS for m in STUDENT_METHODS]
-    return {k: f"{DEFAULTS}/{k}" for k in keys}
+    keys = ["teacher"] + [student_key(m, s) for s in demo.seeds for m in demo.methods]
+    return {k: f"{demo.folder}/{k}" for k in keys}
 
 
-def default_paths(runs_dir: str | os.PathLike) -> dict[str, Path]:
+def default_paths(runs_dir: str | os.PathLike, demo: Demo = DIGITS) -> dict[str, Path]:
     """``{"teacher": RUNS/defaults/teacher, "ce": ..., "kd": ..., "fcfd-s2": ...}``."""
-    return {k: Path(runs_dir) / name for k, name in default_names().items()}
+    return {k: Path(runs_dir) / name for k, name in default_names(demo).items()}
 
 
-def default_groups(runs_dir: str | os.PathLike) -> dict[str, list[Path]]:
+def default_groups(runs_dir: str | os.PathLike, demo: Demo = DIGITS) -> dict[str, list[Path]]:
     """``{"teacher": [RUNS/defaults/teacher], "ce": [seed 0, 1, 2 runs], "kd": [...], ...}``."""
     groups: dict[str, list[Path]] = {}
-    for key, path in default_paths(runs_dir).items():
+    for key, path in default_paths(runs_dir, demo).items():
         groups.setdefault(key_method(key), []).append(path)
     return groups
 
@@ -79,36 +122,40 @@ def is_done(path: str | os.PathLike) -> bool:
     return bool(summ) and not summ.get("stopped") and run.status().get("state") != "running"
 
 
-def defaults_ready(runs_dir: str | os.PathLike) -> bool:
-    """True when every default run is complete."""
-    return all(is_done(p) for p in default_paths(runs_dir).values())
+def defaults_ready(runs_dir: str | os.PathLike, demo: Demo = DIGITS) -> bool:
+    """True when every run of ``demo`` is complete."""
+    return all(is_done(p) for p in default_paths(runs_dir, demo).values())
 
 
-def default_configs(runs_dir: str | os.PathLike, epochs: int | None = None) -> dict:
-    """The :class:`~fcfd_viz.experiments.experiment.ExperimentConfig` of every default run (``epochs``
-    overrides every run's epochs: tests use it)."""
+def default_configs(
+    runs_dir: str | os.PathLike, epochs: int | None = None, demo: Demo = DIGITS
+) -> dict:
+    """The :class:`~fcfd_viz.experiments.experiment.ExperimentConfig` of every run of ``demo``
+    (``epochs`` overrides every run's epochs: tests use it)."""
     from fcfd_viz.data.datasets import DataConfig
     from fcfd_viz.experiments import presets
-    from fcfd_viz.experiments.experiment import (
-        DEFAULT_TEACHER_ARCH,
-        DEFAULT_TEACHER_EPOCHS,
-        ExperimentConfig,
-    )
+    from fcfd_viz.experiments.experiment import ExperimentConfig
+    from fcfd_viz.experiments.tasks import task
     from fcfd_viz.training.config import TrainConfig
 
-    paths = default_paths(runs_dir)
+    paths = default_paths(runs_dir, demo)
+    p = presets.load(demo.preset)
+    # the schedule `fcfd train-teacher --dataset D` uses, on the preset's teacher arch
+    teacher_train = TrainConfig(
+        **task("classification").teacher_defaults(demo.teacher_dataset)["train"]
+    )
+    teacher_train.epochs = epochs or teacher_train.epochs
     cfgs = {
         "teacher": ExperimentConfig(
             method="ce",
-            student=DEFAULT_TEACHER_ARCH,
-            data=DataConfig(dataset="digits"),
-            train=TrainConfig(epochs=epochs or DEFAULT_TEACHER_EPOCHS),
+            student=p.teacher,
+            data=DataConfig(dataset=demo.teacher_dataset),
+            train=teacher_train,
         )
     }
-    p = presets.load(PRESET)
-    for seed, m in ((s, m) for s in SEEDS for m in STUDENT_METHODS):
+    for seed, m in ((s, m) for s in demo.seeds for m in demo.methods):
         train = TrainConfig(**p.train)
-        train.epochs = epochs or STUDENT_EPOCHS
+        train.epochs = epochs or demo.student_epochs or train.epochs
         train.seed = seed
         cfgs[student_key(m, seed)] = ExperimentConfig(
             method=m,
@@ -145,8 +192,9 @@ def ensure_defaults(
     progress: Progress | None = None,
     epochs: int | None = None,
     share: float = 1.0,
+    demo: Demo = DIGITS,
 ) -> dict[str, Path]:
-    """Train whatever default run is missing; returns :func:`default_paths`.
+    """Train whatever run of ``demo`` is missing; returns :func:`default_paths`.
 
     ``progress(fraction, message)`` is called after every epoch and at the end. Later calls
     return at once. ``epochs`` shortens every run (for tests; the app never sets it).
@@ -155,8 +203,8 @@ def ensure_defaults(
     """
     from fcfd_viz.experiments.experiment import run_experiment
 
-    paths = default_paths(runs_dir)
-    d = Path(runs_dir) / DEFAULTS
+    paths = default_paths(runs_dir, demo)
+    d = Path(runs_dir) / demo.folder
     d.mkdir(parents=True, exist_ok=True)
 
     written = progress_writer(d / PROGRESS_FILE, progress)
@@ -164,8 +212,8 @@ def ensure_defaults(
     t0 = time.perf_counter()
     with _build_lock(d, progress):
         waited = time.perf_counter() - t0
-        cfgs = default_configs(runs_dir, epochs)
-        cost = {k: _COST[key_method(k)] * c.train.epochs for k, c in cfgs.items()}
+        cfgs = default_configs(runs_dir, epochs, demo)
+        cost = {k: demo.cost[key_method(k)] * c.train.epochs for k, c in cfgs.items()}
         total, offset, trained = sum(cost.values()), 0.0, False
         t0 = time.perf_counter()
         for key, cfg in cfgs.items():
@@ -175,7 +223,7 @@ def ensure_defaults(
                 report(offset / total, f"{key}: starting")
                 resumable = (path / "last.pt").exists() and (path / "config.json").exists()
                 (path / STOP_FILE).unlink(missing_ok=True)
-                cb = _EpochProgress(report, key, offset, _COST[key_method(key)], total)
+                cb = _EpochProgress(report, key, offset, demo.cost[key_method(key)], total)
                 run_experiment(
                     cfg, path, resume=resumable, overwrite=True, callbacks=[cb], progress=False
                 )
@@ -205,9 +253,9 @@ def _build_lock(folder: Path, progress: Progress | None) -> Iterator[None]:
         yield
 
 
-def defaults_progress(runs_dir: str | os.PathLike) -> dict | None:
-    """The last ``progress.json`` of a defaults build (``fraction``, ``message``, ``pid``)."""
-    return read_progress(Path(runs_dir) / DEFAULTS / PROGRESS_FILE)
+def defaults_progress(runs_dir: str | os.PathLike, demo: Demo = DIGITS) -> dict | None:
+    """The last ``progress.json`` of a demo's build (``fraction``, ``message``, ``pid``)."""
+    return read_progress(Path(runs_dir) / demo.folder / PROGRESS_FILE)
 
 
 def progress_writer(file: Path, progress: Progress | None) -> Progress:

@@ -37,6 +37,7 @@ class StudyOptions:
     bn: str = "eval"  # the gap's BN regime
     fit_epochs: int = 100  # connector fit budget (the Functional gap page's default)
     data_dir: str | None = None  # CIFAR / ImageNet data
+    spectrum: int | None = None  # the gap's error spectrum on that many test images; None: not
 
     def validate(self) -> None:
         """A one-line :class:`UserError` naming the flag of a bad value."""
@@ -46,6 +47,8 @@ class StudyOptions:
             raise UserError(f"--images must be >= 1, got {self.images}")
         if self.fit_epochs < 1:
             raise UserError(f"--fit-max-epochs must be >= 1, got {self.fit_epochs}")
+        if self.spectrum is not None and self.spectrum < 1:
+            raise UserError(f"--spectrum must be >= 1 images, got {self.spectrum}")
         if self.stage is not None and self.stage < 0:
             raise UserError(f"--stage must be >= 0, got {self.stage}")
         check_regime(self.bn)
@@ -55,7 +58,8 @@ class StudyOptions:
         d, out = StudyOptions(), []
         out += ["--no-probe"] if not self.probe else []
         out += ["--no-gap"] if not self.gap else []
-        for flag, name in (("--stage", "stage"), ("--images", "images"), ("--bn", "bn")):
+        named = (("--stage", "stage"), ("--images", "images"), ("--bn", "bn"))
+        for flag, name in (*named, ("--spectrum", "spectrum")):
             if getattr(self, name) != getattr(d, name):
                 out += [flag, str(getattr(self, name))]
         if self.fit_epochs != d.fit_epochs:
@@ -132,7 +136,9 @@ def gap_kept(study: Study, options: StudyOptions, cache_dir: str | os.PathLike) 
     except (UserError, OSError):  # a checkpoint missing: nothing to reuse
         return False
     return all(
-        gap_file(cache_dir, t, s, label, options.bn, options.fit_epochs).exists()
+        gap_file(
+            cache_dir, t, s, label, options.bn, options.fit_epochs, spectrum=options.spectrum
+        ).exists()
         for s, label in zip(keys, study.gap_labels)
     )
 

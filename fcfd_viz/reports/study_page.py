@@ -132,7 +132,7 @@ def gap_section(
     reports = [
         student_gap(
             study.teacher, run.path, label, options.bn, options.fit_epochs, folder=cache_dir,
-            data_dir=options.data_dir, progress=progress,
+            data_dir=options.data_dir, progress=progress, spectrum=options.spectrum,
         )
         for run, label in bar
     ]  # fmt: skip
@@ -145,8 +145,45 @@ def gap_section(
         f"{res.bn_label}. Students without their own bridges get connectors fitted on "
         f"their own training subset (at most {options.fit_epochs} epochs)."
     )
+    figures = viz.gap_figures(res)
+    if report.spectrum is not None:
+        about += " " + spectrum_reading(report)
+        flags += ["--spectrum", str(options.spectrum)]
+        figures += spectrum_figures(report)
     body = _gap_body(study, labels, report.reading, about, flags)
-    return Section(title, body, viz.gap_figures(res))
+    return Section(title, body, figures)
+
+
+def spectrum_reading(report) -> str:
+    """One paragraph on the report's error spectrum: what it is and, for two or more
+    students, which appearance metric ranks the functional gap."""
+    from fcfd_viz.analysis.gap.spectra import predictors
+
+    spec = report.spectrum
+    line = (
+        f"Error spectrum on {spec.images} test images: the share of each student's bridged "
+        "error in the teacher's most sensitive directions, against an isotropic error's."
+    )
+    if len(spec.entries) < 2:
+        return line
+    p = predictors([spec])
+    return line + (
+        f" Spearman with the measured KL over students and stages: l2 {p['l2']['spearman']:.2f}"
+        f" [{p['l2']['low']:.2f}, {p['l2']['high']:.2f}], fisher {p['fisher']['spearman']:.2f}"
+        f" [{p['fisher']['low']:.2f}, {p['fisher']['high']:.2f}]."
+    )
+
+
+def spectrum_figures(report) -> list:
+    """The error spectrum's figures of a gap report that has one."""
+    from fcfd_viz.analysis.gap.spectra import predictors
+    from fcfd_viz.viz import spectrum as viz_spectrum
+
+    figs = [viz_spectrum.share_figure([report.spectrum])]
+    if len(report.spectrum.entries) > 1:
+        p = predictors([report.spectrum])
+        figs.append(viz_spectrum.predictor_figure([report.spectrum], p))
+    return figs
 
 
 def _gap_body(study: Study, labels: list[str], reading: str, about: str, flags: list[str]) -> str:

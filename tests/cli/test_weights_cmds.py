@@ -3,7 +3,7 @@
 Round trips go through the real command line and files: our state_dict -> import -> export
 crd -> import -> export state_dict, with the same tensors and the same logits (bit for bit)
 for one arch of every family. The exported CRD keys are the ones recorded from CRD's own
-classes (``tests/data/crd_state_dict_keys.json``).
+classes (``tests/fixtures/crd_state_dict_keys.json``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from fcfd_viz.runs.checkpoints import load_checkpoint, model_from_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-FACTS = json.loads((Path(__file__).parents[1] / "data" / "crd_state_dict_keys.json").read_text())
+FACTS = json.loads(
+    (Path(__file__).parents[1] / "fixtures" / "crd_state_dict_keys.json").read_text()
+)
 FAMILIES = ["resnet8", "resnet50", "wrn_16_1", "vgg8", "mobilenetv2", "shufflev1", "shufflev2"]
 
 

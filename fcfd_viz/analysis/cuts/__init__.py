@@ -3,8 +3,6 @@ contract and the stage cut; :mod:`~fcfd_viz.analysis.cuts.layer`: a cut at any n
 and :class:`CutAnalysis`, the base of every analysis bound to one cut.
 
 May import: errors, io, models, analysis.base (and this package's own modules).
-
-May import: errors, io, models, analysis.base.
 """
 
 from __future__ import annotations

@@ -4,8 +4,11 @@ bridge (FCFD's own, or connectors fitted by closed-form least squares, :mod:`.ls
 (:mod:`.one_image`) and over seeds (:mod:`.seeds`); its inputs (:mod:`.inputs`) and result
 (:mod:`.result`).
 
-The connectors' fit settings (:mod:`.fit_config`) and the cached feature pairs they are
-fitted on (:mod:`.feature_pairs`).
+Where a student's error lies along the teacher's sensitivity spectrum, and how much of the
+KL its Fisher metric predicts (:mod:`.spectrum`; every student of a gap, :mod:`.spectra`). The
+connectors' fit settings (:mod:`.fit_config`), the cached feature pairs they are fitted on (:mod:`.feature_pairs`) and the
+teacher-side work students of one teacher share (:mod:`.shared_teacher`).
 
-May import: errors, io, data, models, distill, runs, training, analysis.base, analysis.cuts.
+May import: errors, io, data, models, distill, runs, training, analysis.base, analysis.cuts,
+analysis.probe.
 """

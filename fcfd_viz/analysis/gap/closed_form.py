@@ -4,9 +4,14 @@
    (:class:`~fcfd_viz.analysis.gap.lstsq.NormalEquations`); each bridge is solved by ridge least
    squares and written into the bridge so that its eval-mode map is the solution
    (:func:`~fcfd_viz.analysis.gap.lstsq.load_affine`; the objective and the BN fold are explained
-   in :mod:`fcfd_viz.analysis.gap.lstsq`). A bridge without a LeakyReLU is done.
+   in :mod:`fcfd_viz.analysis.gap.lstsq`). A bridge without a LeakyReLU is done. ``X^T Y`` is the
+   conv's weight gradient (no im2col copy); ``X^T X`` of a teacher-source bridge is taken
+   from an earlier student's fit of the same teacher and images inside
+   :func:`~fcfd_viz.analysis.gap.shared_teacher.shared_teacher` (exact: the same sums).
 2. A bridge with a LeakyReLU computes ``leaky(X w + b)``, not an affine map. The linear
-   solution is its start, then at most ``refine_steps`` (and ``max_epochs - 1``) full-batch
+   solution is its start (fitting the linear part to ``leaky^-1(Y)`` instead would change
+   nothing: a bridge has a LeakyReLU only when its target is post-ReLU, ``Y >= 0``, where
+   ``leaky^-1(Y) = Y``), then at most ``refine_steps`` (and ``max_epochs - 1``) full-batch
    steps minimise the eval-mode MSE ``mean((leaky(X w + b) - Y)^2)`` itself: each step is one
    pass (a forward and a weight-gradient conv per bridge, no im2col) giving the residual
    ``r = leaky'(z) * (Y - leaky(z))``; the loss's curvature in ``z`` is at most 1, so
@@ -33,18 +38,19 @@ from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from fcfd_viz.analysis.gap.feature_pairs import FeaturePairs, _rows
 from fcfd_viz.analysis.gap.fit_config import BridgeFit, FitConfig, FitInfo
 from fcfd_viz.analysis.gap.lstsq import (
+    CHUNK_ROWS,
     NormalEquations,
-    design,
+    conv_weight_grad,
     load_affine,
     set_weight_matrix,
-    target_rows,
     weight_matrix,
 )
+from fcfd_viz.analysis.gap.shared_teacher import active, gram_key
 from fcfd_viz.models.batchnorm import freeze
 
 OVERRELAX, MOMENTUM = 1.9, 0.5  # the refinement's step scale and heavy-ball momentum
@@ -66,7 +72,10 @@ def eval_mse(tasks: list, feats: FeaturePairs) -> list[float]:
     for t, s in feats.epoch(shuffle=False):
         for j, task in enumerate(tasks):
             src, dst = _src_dst(task, t, s)
-            sums[j] += float((task[1](src) - dst).double().pow(2).flatten(1).mean(1).sum())
+            e = task[1](src) - dst  # (B, C, H, W)
+            # the sum of per-image means; float32's cascaded sum is exact enough, and a float64
+            # copy of a wide target costs more than the bridge
+            sums[j] += float(e.pow_(2).sum()) / e[0].numel()
         count += _rows(t)
     for (_, b, _, _), was in zip(tasks, modes):
         b.train(was)
@@ -76,6 +85,35 @@ def eval_mse(tasks: list, feats: FeaturePairs) -> list[float]:
 def _slope(bridge: nn.Module) -> float | None:
     """The bridge's LeakyReLU slope, None without one."""
     return next((m.negative_slope for m in bridge.modules() if isinstance(m, nn.LeakyReLU)), None)
+
+
+def _conv(conv: nn.Module, x: Tensor, bias: Tensor) -> Tensor:
+    """``conv(x) + bias`` (a bridge's conv has no bias of its own), the add fused into it."""
+    if isinstance(conv, nn.ConvTranspose2d):
+        return F.conv_transpose2d(
+            x, conv.weight, bias, conv.stride, conv.padding, conv.output_padding, conv.groups
+        )
+    return F.conv2d(x, conv.weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+@torch.no_grad()
+def _refine_batch(j: dict, src: Tensor, dst: Tensor) -> None:
+    """One batch of a refinement pass: adds the batch's squared error to ``j["sse"]`` and the
+    gradients of half of it, ``-sum X^T r`` (weight-shaped) and ``-sum r`` (C,), to
+    ``j["gw"]``, ``j["gb"]``. By hand rather than autograd: three fused passes over the
+    (B, C, H, W) output instead of autograd's temporaries, which cost as much as the convs
+    on a wide target (benchmarks/connector_fit.py)."""
+    conv, k = j["task"][1][0], j["slope"]
+    z = _conv(conv, src, j["bias"])  # (B, C, H, W) pre-activation, the bias added by the conv
+    a = F.leaky_relu_(z, k)  # in place: z's sign is kept, which is all the backward needs
+    e = a - dst  # (B, C, H, W)
+    flat = e.view(-1)
+    j["sse"] += float(torch.dot(flat, flat))
+    j["count"] += e.numel()
+    e = torch.ops.aten.leaky_relu_backward(e, a, k, True)  # leaky'(z) (leaky(z) - dst) = -r
+    gw = conv_weight_grad(conv, src, e)  # -sum X^T r, weight-shaped
+    j["gw"] = gw if j["gw"] is None else j["gw"] + gw
+    j["gb"] = j["gb"] + e.sum((0, 2, 3))  # (C,) -sum r
 
 
 def _refine(jobs: list, feats: FeaturePairs, steps: int, rel_tol: float) -> None:
@@ -89,21 +127,13 @@ def _refine(jobs: list, feats: FeaturePairs, steps: int, rel_tol: float) -> None
         if not active:
             return
         for j in active:
-            conv = j["task"][1][0]
-            set_weight_matrix(conv, j["w"])  # the pass adds the bias itself: BN unused
-            conv.weight.requires_grad_(True)
-            conv.weight.grad = None
-            j["bias"] = j["b"].float().requires_grad_(True)  # (C,)
+            set_weight_matrix(j["task"][1][0], j["w"])  # the pass adds the bias itself
+            j["bias"] = j["b"].float()  # (C,)
             j["sse"], j["count"] = 0.0, 0
-        with torch.enable_grad():
-            for t, s in feats.epoch(shuffle=False):
-                for j in active:
-                    src, dst = _src_dst(j["task"], t, s)
-                    z = j["task"][1][0](src) + j["bias"][:, None, None]  # (B, C, H, W)
-                    sse = (F.leaky_relu(z, j["slope"]) - dst).pow(2).sum()
-                    (0.5 * sse).backward()  # grads: -sum X^T r, -sum r
-                    j["sse"] += float(sse.detach())
-                    j["count"] += dst.numel()
+            j["gw"], j["gb"] = None, 0.0
+        for t, s in feats.epoch(shuffle=False):
+            for j in active:
+                _refine_batch(j, *_src_dst(j["task"], t, s))
         for j in active:
             mse = j["sse"] / j["count"]  # of the iterate (w, b) this pass ran
             j["curve"].append(mse)
@@ -114,13 +144,11 @@ def _refine(jobs: list, feats: FeaturePairs, steps: int, rel_tol: float) -> None
             else:
                 j["wait"] += 1
             j["done"] = j["wait"] >= 2
-            conv = j["task"][1][0]
-            sum_xr = -weight_matrix(conv, conv.weight.grad)  # (D, C)
-            dw, db = j["eq"].step(sum_xr, -j["bias"].grad)
+            sum_xr = -weight_matrix(j["task"][1][0], j["gw"])  # (D, C)
+            dw, db = j["eq"].step(sum_xr, -j["gb"])
             j["vw"] = MOMENTUM * j["vw"] + OVERRELAX * dw
             j["vb"] = MOMENTUM * j["vb"] + OVERRELAX * db
             j["w"], j["b"] = j["w"] + j["vw"], j["b"] + j["vb"]
-            conv.weight.grad = None
     for j in jobs:  # the last iterate, for the caller to measure
         load_affine(j["task"][1], j["eq"].affine(j["w"], j["b"]))
 
@@ -133,7 +161,11 @@ def fit_closed_form(
     loop of the optional Adam epochs. Returns the fit record; every bridge ends frozen in
     eval mode."""
     t0 = time.perf_counter()
-    eqs = [NormalEquations() for _ in tasks]
+    share = active()
+    pass_key = f"{feats.t_key}/{feats.batch_size}" if share and feats.t_key else None
+    keys = [gram_key(pass_key, task, CHUNK_ROWS) for task in tasks]
+    # a teacher-source bridge whose rows an earlier fit summed reuses that Gram (exact)
+    eqs = [NormalEquations(CHUNK_ROWS, share.grams.get(k) if k else None) for k in keys]
     batches = feats.epoch(shuffle=False)
     if progress:
         from tqdm.auto import tqdm
@@ -143,10 +175,12 @@ def fit_closed_form(
         for t, s in batches:
             for task, eq in zip(tasks, eqs):
                 src, dst = _src_dst(task, t, s)
-                eq.add(design(task[1][0], src), target_rows(dst))  # (R, D), (R, C)
+                eq.add_conv(task[1][0], src, dst)
     jobs = []
-    for task, eq in zip(tasks, eqs):
+    for task, eq, key in zip(tasks, eqs, keys):
         sol = eq.solve(cfg.ridge)
+        if key is not None:
+            share.grams[key] = eq.gram
         load_affine(task[1], sol)
         jobs.append({"task": task, "eq": eq, "w": sol.w, "b": sol.b, "slope": _slope(task[1])})
     # each step is one pass, as an epoch: with the solve's, at most max_epochs in the record

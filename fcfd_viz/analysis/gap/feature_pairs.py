@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterator
 
@@ -10,6 +11,7 @@ import torch
 from torch import Tensor
 
 from fcfd_viz.analysis.gap.fit_config import FitConfig
+from fcfd_viz.analysis.gap.shared_teacher import active
 from fcfd_viz.errors import UserError
 
 Feats = list[Tensor] | dict[str, Tensor]  # one network's features, by stage or level
@@ -40,11 +42,14 @@ class FeaturePairs:
         self.batch_size = cfg.batch_size
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.seed, self.passes = cfg.seed, 0
-        n = len(loader.dataset) if hasattr(loader, "dataset") else None
-        self.cached = n is not None and n * per_image * 4 / 2**20 <= cfg.cache_mb
+        self.cached = self.fits_cache(loader, per_image, cfg)
         self.t: Feats = []
         self.s: Feats = []
         self.n = 0
+        # a fingerprint of the teacher side of the cached pass (its weights and the images in
+        # order), set by the caller when features are shared (:mod:`.shared_teacher`): fits
+        # with the same key have the same teacher rows
+        self.t_key: str | None = None
         if self.cached:
             ts, ss = [], []
             for t, s in self._from_loader():
@@ -54,6 +59,12 @@ class FeaturePairs:
                 raise UserError("the training loader for the connector fit is empty")
             self.t, self.s = self._cat(ts), self._cat(ss)
             self.n = _rows(self.t)
+
+    @staticmethod
+    def fits_cache(loader, per_image: int, cfg: FitConfig) -> bool:
+        """Whether the features of ``loader``'s dataset fit ``cfg.cache_mb`` (then cached)."""
+        n = len(loader.dataset) if hasattr(loader, "dataset") else None
+        return n is not None and n * per_image * 4 / 2**20 <= cfg.cache_mb
 
     @staticmethod
     def _cat(batches: list) -> Feats:
@@ -78,9 +89,12 @@ class FeaturePairs:
                 yield t, s
             self.n = n
             return
-        order = (
-            torch.randperm(self.n, generator=self.gen) if shuffle else torch.arange(self.n)
-        ).to(self.t[_keys(self.t)[0]].device)
+        if not shuffle:  # in order: slices are views, no copy of the features per pass
+            for i in range(0, self.n, self.batch_size):
+                idx = slice(i, i + self.batch_size)
+                yield _pick(self.t, idx), _pick(self.s, idx)
+            return
+        order = torch.randperm(self.n, generator=self.gen).to(self.t[_keys(self.t)[0]].device)
         for i in range(0, self.n, self.batch_size):
             idx = order[i : i + self.batch_size]
             yield _pick(self.t, idx), _pick(self.s, idx)
@@ -93,8 +107,18 @@ def _staged_pairs(teacher, student, loader, input_shape, cfg: FitConfig, device)
         for s in teacher.feature_shapes(input_shape) + student.feature_shapes(input_shape)
     )
 
-    def extract(batch):
-        x = batch[0].to(device)
-        return teacher.forward_features(x), student.forward_features(x)
+    # shared only when cached: recomputed passes draw new augmentations, which a shared
+    # store would keep, pass after pass
+    share = active() if FeaturePairs.fits_cache(loader, per_image, cfg) else None
+    trace: list[str] = []
+    key = share.fingerprint(teacher) if share is not None else ""
 
-    return FeaturePairs(extract, loader, per_image, cfg)
+    def extract(batch):
+        x = batch[0].to(device)  # (B, C, H, W)
+        t = share.forward(teacher, key, x, trace) if share else teacher.forward_features(x)
+        return t, student.forward_features(x)
+
+    pairs = FeaturePairs(extract, loader, per_image, cfg)
+    if share is not None:
+        pairs.t_key = hashlib.blake2b("/".join([key, *trace]).encode()).hexdigest()
+    return pairs

@@ -46,6 +46,7 @@ from fcfd_viz.analysis.gap.connectors import fit_connectors
 from fcfd_viz.analysis.gap.fit_config import FitConfig, FitInfo, fit_plan
 from fcfd_viz.analysis.gap.inputs import Bridges, check_pair
 from fcfd_viz.analysis.gap.result import FITTED, OWN, GapEntry, GapResult, check_regime
+from fcfd_viz.analysis.gap.shared_teacher import shared_teacher
 from fcfd_viz.distill.paths import MixedPath
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import StagedNet
@@ -129,21 +130,24 @@ class FunctionalGap(Analysis[GapResult]):
         loader or ``{label: loader}`` (each student on its own training data)."""
         config = config or FitConfig()
         out = {}
-        for label in labels if labels is not None else list(self.students):
-            cached = self._fits.get(label)
-            if cached is None or cached[0] != config:
-                loader = train_loader[label] if isinstance(train_loader, Mapping) else train_loader
-                s2t, t2s, info = fit_connectors(
-                    self.teacher,
-                    self.students[label],
-                    loader,
-                    self.input_shape,
-                    config,
-                    progress=progress,
-                    desc=f"fit connectors: {label}",
-                )
-                self._fits[label] = (config, s2t, t2s, info)
-            out[label] = self._fits[label][3]
+        with shared_teacher():  # the students share the teacher's features and Grams
+            for label in labels if labels is not None else list(self.students):
+                cached = self._fits.get(label)
+                if cached is None or cached[0] != config:
+                    loader = (
+                        train_loader[label] if isinstance(train_loader, Mapping) else train_loader
+                    )
+                    s2t, t2s, info = fit_connectors(
+                        self.teacher,
+                        self.students[label],
+                        loader,
+                        self.input_shape,
+                        config,
+                        progress=progress,
+                        desc=f"fit connectors: {label}",
+                    )
+                    self._fits[label] = (config, s2t, t2s, info)
+                out[label] = self._fits[label][3]
         return out
 
     def fitted(self, label: str) -> tuple[nn.ModuleDict, nn.ModuleDict, FitInfo] | None:

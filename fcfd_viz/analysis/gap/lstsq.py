@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+CHUNK_ROWS = 8192  # rows per float32 product of the normal equations (see NormalEquations)
+
 
 def design(conv: nn.Module, x: Tensor) -> Tensor:
     """im2col rows (N * L, D) of ``conv`` (a bridge's Conv2d or ConvTranspose2d, no bias,
@@ -70,6 +72,18 @@ def weight_matrix(conv: nn.Module, w: Tensor | None = None) -> Tensor:
     return w.reshape(w.shape[0], -1).T
 
 
+def conv_weight_grad(conv: nn.Module, x: Tensor, g: Tensor) -> Tensor:
+    """The gradient of ``sum(conv(x) * g)`` with respect to ``conv``'s weight (its shape),
+    without autograd: ``x`` (B, C_src, H, W), ``g`` (B, C_dst, H', W'). As a matrix
+    (:func:`weight_matrix`) it is ``design(conv, x)^T @ target_rows(g)``."""
+    kw = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation)
+    if isinstance(conv, nn.ConvTranspose2d):
+        # a transposed conv is the adjoint of the conv with its weight: sum(conv_t(x) * g)
+        # = sum(x * conv(g)), whose weight gradient has the transposed conv's weight shape
+        return torch.nn.grad.conv2d_weight(g, conv.weight.shape, x, groups=conv.groups, **kw)
+    return torch.nn.grad.conv2d_weight(x, conv.weight.shape, g, groups=conv.groups, **kw)
+
+
 def set_weight_matrix(conv: nn.Module, wm: Tensor) -> None:
     """Inverse of :func:`weight_matrix`: write the (D, C_dst) matrix ``wm`` into ``conv``."""
     if isinstance(conv, nn.ConvTranspose2d):
@@ -93,6 +107,34 @@ class Affine:
     rows: int
 
 
+GRAM_BLOCK = 128  # column block of the Gram's products (see _add_upper_gram)
+
+
+def _add_upper_gram(xx: Tensor, xs: Tensor) -> None:
+    """Add ``xs^T xs`` (xs (r, D)) to ``xx`` (D, D, float64) on and above the diagonal
+    blocks only: ``X^T X`` is symmetric, so block row ``i`` needs columns from block ``i``
+    on, about (1 + 1/k) / 2 of the products for ``k`` blocks (the D^2 product is the bulk of
+    the closed-form fit's cost; :meth:`NormalEquations.solve` mirrors the upper triangle).
+    """
+    d = xs.shape[1]
+    for i in range(0, d, GRAM_BLOCK):
+        # (b, r) @ (r, D - i): a strided view, no copy
+        xx[i : i + GRAM_BLOCK, i:] += (xs[:, i : i + GRAM_BLOCK].T @ xs[:, i:]).double()
+
+
+@dataclass
+class Gram:
+    """The source side of the sums: the shift ``x0`` (D,), the row count, ``sum (x - x0)``
+    (D,) and ``sum (x - x0)^T (x - x0)`` (D, D, float64; its upper triangle is the sum, the
+    part below the diagonal blocks stays zero). It depends on the rows alone, so
+    problems with the same rows (one teacher feature, many students' targets) share it."""
+
+    x0: Tensor
+    n: int
+    sx: Tensor
+    xx: Tensor
+
+
 class NormalEquations:
     """Sums of one least-squares problem, accumulated chunk by chunk in float64.
 
@@ -101,39 +143,84 @@ class NormalEquations:
     uncentred, post-ReLU features would cause). Each chunk's products run in the features'
     dtype (float32: the bulk of the cost, twice as fast as float64) over at most
     ``chunk_rows`` rows; the sums across chunks are float64.
+
+    ``gram``: a complete :class:`Gram` of the same rows (same values, same order, same
+    ``chunk_rows``), from an earlier problem: :meth:`add` then accumulates only the target
+    side, skipping ``X^T X`` (the D^2 product), and the solution is the same as without it.
     """
 
-    def __init__(self, chunk_rows: int = 8192) -> None:
+    def __init__(self, chunk_rows: int = CHUNK_ROWS, gram: Gram | None = None) -> None:
         self.chunk_rows = chunk_rows
-        self.n = 0
-        self.x0 = self.y0 = None  # (D,), (C,) the shift
-        self.sx = self.sy = self.yy = self.xx = self.xy = None
+        self.shared = gram is not None
+        self.gram = gram  # own (built by add) or shared (complete)
+        self.n = 0  # rows added to this problem
+        self.y0 = self.sy = self.yy = self.xy = None  # (C,) shift, (C,), (C,), (D, C)
         self.cxx = self.mean_x = self._solve = None  # set by solve()
+
+    @property
+    def x0(self) -> Tensor | None:
+        return None if self.gram is None else self.gram.x0
+
+    def _begin(self, x: Tensor | None, y: Tensor, d: int) -> None:
+        """Zero the sums on the first rows (``x`` (R, D) or None with a shared Gram)."""
+        if self.y0 is not None:
+            return
+        c, dev = y.shape[1], y.device
+        f64 = dict(dtype=torch.float64, device=dev)
+        if self.gram is None:
+            self.gram = Gram(x.mean(0), 0, torch.zeros(d, **f64), torch.zeros(d, d, **f64))
+        self.y0 = y.mean(0)
+        self.sy, self.yy = torch.zeros(c, **f64), torch.zeros(c, **f64)
+        self.xy = torch.zeros(d, c, **f64)
+
+    def _add_gram(self, x: Tensor) -> None:
+        """Own Gram only: ``x`` (R, D) into ``n``, ``sx``, ``X^T X``, chunk by chunk."""
+        if self.shared:
+            return
+        g = self.gram
+        for i in range(0, len(x), self.chunk_rows):
+            xs = x[i : i + self.chunk_rows] - g.x0  # (r, D)
+            g.n += len(xs)
+            g.sx += xs.sum(0).double()
+            _add_upper_gram(g.xx, xs)
 
     @torch.no_grad()
     def add(self, x: Tensor, y: Tensor) -> None:
         """Accumulate rows ``x`` (R, D) with targets ``y`` (R, C)."""
-        if self.x0 is None:
-            d, c, dev = x.shape[1], y.shape[1], x.device
-            self.x0, self.y0 = x.mean(0), y.mean(0)
-            f64 = dict(dtype=torch.float64, device=dev)
-            self.sx, self.sy, self.yy = (
-                torch.zeros(d, **f64),
-                torch.zeros(c, **f64),
-                torch.zeros(c, **f64),
-            )
-            self.xx, self.xy = torch.zeros(d, d, **f64), torch.zeros(d, c, **f64)
+        self._begin(x, y, x.shape[1])
         for i in range(0, len(x), self.chunk_rows):
-            xs = x[i : i + self.chunk_rows] - self.x0  # (r, D)
+            xs = x[i : i + self.chunk_rows] - self.gram.x0  # (r, D)
             ys = y[i : i + self.chunk_rows] - self.y0  # (r, C)
             self.n += len(xs)
             # chunk sums in the features' dtype over shifted (near-centred) rows: exact enough,
             # and converting whole chunks to float64 first would cost more than the products
-            self.sx += xs.sum(0).double()
             self.sy += ys.sum(0).double()
             self.yy += (ys * ys).sum(0).double()
-            self.xx += (xs.T @ xs).double()
             self.xy += (xs.T @ ys).double()
+        self._add_gram(x)
+
+    @torch.no_grad()
+    def add_conv(self, conv: nn.Module, src: Tensor, dst: Tensor) -> None:
+        """Accumulate a batch of a bridge's conv: source ``src`` (B, C_src, H, W), target
+        ``dst`` (B, C_dst, H', W'); the same sums as ``add(design(conv, src), target_rows(dst))``.
+
+        ``X^T Y`` comes from the conv's weight gradient (the rows of ``src`` against the
+        centred targets), never materialising the im2col rows: for a wide source that copy
+        costs ten times the product. The rows are built only for an own ``X^T X``.
+        """
+        x = None if self.shared else design(conv, src)  # (R, D)
+        y = target_rows(dst)  # (R, C)
+        self._begin(x, y, weight_matrix(conv).shape[0])  # D
+        ys = dst - self.y0[:, None, None]  # (B, C, H', W') centred targets
+        xty = conv_weight_grad(conv, src, ys)  # sum X^T ys over the batch, weight-shaped
+        sy = ys.sum((0, 2, 3)).double()  # (C,)
+        # sum (x - x0)^T ys = sum x^T ys - x0 (sum ys)^T
+        self.xy += weight_matrix(conv, xty).double() - torch.outer(self.gram.x0.double(), sy)
+        self.sy += sy
+        self.yy += ys.pow(2).sum((0, 2, 3)).double()
+        self.n += len(y)
+        if x is not None:
+            self._add_gram(x)
 
     @torch.no_grad()
     def solve(self, ridge: float) -> Affine:
@@ -141,9 +228,13 @@ class NormalEquations:
         Keeps the factorisation for :meth:`step`."""
         if not self.n:
             raise ValueError("no rows to solve on")
-        n, d = self.n, self.xx.shape[0]
-        mx, my = self.sx / n, self.sy / n  # means of the shifted rows
-        self.cxx = self.xx / n - torch.outer(mx, mx)  # (D, D)
+        g, n = self.gram, self.n
+        if g.n != n:  # a shared Gram of other rows: a caller's bug, never a silent misfit
+            raise ValueError(f"the shared Gram has {g.n} rows, the targets {n}")
+        d = g.xx.shape[0]
+        mx, my = g.sx / n, self.sy / n  # means of the shifted rows
+        xx = g.xx.triu() + g.xx.triu(1).T  # (D, D) the upper blocks, mirrored
+        self.cxx = xx / n - torch.outer(mx, mx)  # (D, D)
         cxy = self.xy / n - torch.outer(mx, my)  # (D, C)
         cyy = self.yy / n - my.pow(2)  # (C,)
         self.mean_x = mx + self.x0.double()  # (D,) unshifted

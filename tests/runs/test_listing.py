@@ -153,7 +153,7 @@ def test_a_long_history_is_thinned_for_curves_and_keeps_its_newest_epoch(tmp_pat
     assert epochs == sorted(epochs) and len(Run(run).metrics()) == 10_000
 
 
-APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+APP = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 
 
 def test_every_page_renders_beside_the_malformed_runs(junk_root: Path, monkeypatch):

@@ -15,10 +15,10 @@ from fcfd_viz.runs.layout import Run
 _default_configs = defaults.default_configs
 
 
-def tiny_configs(runs_dir, epochs=None):
+def tiny_configs(runs_dir, epochs=None, demo=defaults.DIGITS):
     from fcfd_viz.experiments.experiment import replace
 
-    cfgs = _default_configs(runs_dir, epochs=1)
+    cfgs = _default_configs(runs_dir, epochs=1, demo=demo)
     cfgs["teacher"] = replace(cfgs["teacher"], student="resnet8", data={"subset": 0.1})
     return {k: replace(c, train={"device": "cpu"}) for k, c in cfgs.items()}
 
@@ -73,3 +73,28 @@ def test_ensure_defaults_reports_progress_and_is_instant_later(tmp_path, monkeyp
     other.join()
     assert "waiting for it to end" in seen[0][1], seen
     assert "another process built them while this one waited" in seen[-1][1], seen
+
+
+def test_the_pairs_demo_is_the_papers_setting_on_digit_pairs(tmp_path):
+    """The second demo: the pairs-resnet56-resnet20 preset's teacher on digit-pairs with the
+    schedule `fcfd train-teacher --dataset digit-pairs` uses, and one seed of ce / kd / fcfd
+    students on the preset's schedule, in RUNS/pairs (apart from the first launch's runs)."""
+    from fcfd_viz.data import digit_pairs
+
+    pairs = defaults.DEMOS["pairs"]
+    cfgs = defaults.default_configs(tmp_path, demo=pairs)
+    assert list(cfgs) == ["teacher", "ce", "kd", "fcfd"]
+    teacher = cfgs["teacher"]
+    assert teacher.student == "resnet56" and teacher.data.dataset == "digit-pairs"
+    train = teacher.train
+    assert {k: getattr(train, k) for k in digit_pairs.TEACHER_TRAIN} == digit_pairs.TEACHER_TRAIN
+    for m in ("ce", "kd", "fcfd"):
+        c = cfgs[m]
+        assert c.student == "resnet20" and c.data.dataset == "digit-pairs" and c.method == m
+        assert c.train.epochs == 20 and c.train.warmup_epochs == 1 and c.train.seed == 0
+    assert cfgs["kd"].teacher == str((tmp_path / "pairs" / "teacher").resolve())
+    assert cfgs["ce"].teacher is None
+    names = defaults.default_names(pairs)
+    assert set(names.values()) == {f"pairs/{k}" for k in ("teacher", "ce", "kd", "fcfd")}
+    assert not defaults.defaults_ready(tmp_path, pairs)
+    assert defaults.default_names() == defaults.default_names(defaults.DIGITS)  # unchanged

@@ -21,7 +21,7 @@ from fcfd_viz.training.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-DATA = Path(__file__).parent / "data" / "run_before_12"
+DATA = Path(__file__).parents[1] / "fixtures" / "run_before_12"
 FAST = ["--device", "cpu", "--no-progress"]
 KNOBS = {  # the fcfd run's method entry in its files, less the name
     "ce_weight": 1.0,
@@ -50,7 +50,7 @@ def checkpoint_tensors(entries: dict, teacher) -> tuple[dict, object]:
 
 @pytest.fixture
 def old_root(tmp_path, monkeypatch) -> Path:
-    """A copy of ``tests/data/run_before_12`` with its checkpoints rebuilt: every entry as
+    """A copy of ``tests/fixtures/run_before_12`` with its checkpoints rebuilt: every entry as
     fcfd-viz 30740ac saved it, plus tensors of the shapes it held. The cwd is the copy (the
     fcfd run names its teacher ``teacher/best.pt``)."""
     root = tmp_path / "old"

@@ -117,6 +117,21 @@ def test_probe_and_gap_with_gaps_kept_on_disk(runs_root, tmp_path, monkeypatch):
     assert reading in again and figures(again) == 1 + 3 + GAP_FIGURES
 
 
+def test_the_gap_section_carries_the_error_spectrum_when_asked(runs_root, tmp_path):
+    paths = runs(runs_root, "kd", "fcfd")
+    options = StudyOptions(probe=False, fit_epochs=1, spectrum=4)
+    cache = tmp_path / "cache"
+    page = study_report(paths, options=options, root=runs_root, cache_dir=cache)
+    assert figures(page) == 1 + 3 + GAP_FIGURES + 2  # the share and the predictor figures
+    assert "Error spectrum on 4 test images" in page and "Spearman with the measured KL" in page
+    assert "--bn eval --spectrum 4" in page
+    assert gap_kept(load_study(paths, root=runs_root), options, cache)
+    plain = StudyOptions(probe=False, fit_epochs=1)  # kept apart from the plain gap
+    assert not gap_kept(load_study(paths, root=runs_root), plain, cache)
+    with pytest.raises(UserError, match="--spectrum"):
+        StudyOptions(spectrum=0).validate()
+
+
 def test_missing_teacher_and_students_are_said_on_the_page(runs_root):
     # ce records no teacher: neither probe nor gap, and the page says why
     page = study_report(runs(runs_root, "ce"))
