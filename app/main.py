@@ -15,6 +15,8 @@ _APP = str(Path(__file__).resolve().parent)
 if _APP not in sys.path:  # `import state` from the pages, whatever the working directory
     sys.path.insert(0, _APP)
 
+import gap_state  # noqa: E402
+import models_state  # noqa: E402
 import state  # noqa: E402
 import streamlit as st  # noqa: E402
 
@@ -45,9 +47,9 @@ def home() -> None:
         groups = defaults.default_groups(root)
         cols = st.columns(len(groups))
         for col, (k, paths) in zip(cols, groups.items()):
-            finals = [m[-1]["test_top1"] for m in map(state.metrics, paths) if m]
+            finals = [m[-1]["test_top1"] for m in map(models_state.metrics, paths) if m]
             col.metric(k, _mean_std(finals), help="\n".join(map(str, paths)))
-        seed0 = {k: state.metrics(ps[0]) for k, ps in groups.items()}
+        seed0 = {k: models_state.metrics(ps[0]) for k, ps in groups.items()}
         st.plotly_chart(viz.accuracy_curves_figure(seed0), key="home_acc")
         if defaults_gap.default_gap_running(root):
             st.info(
@@ -55,7 +57,7 @@ def home() -> None:
                 "are being fitted for the nine default students (a few minutes on 2 cores, "
                 "within the build's progress): that page will open on them at once."
             )
-            state.default_gap_progress()
+            gap_state.default_gap_progress()
     elif demo_build.building(root):
         st.info("Building the default digits teacher and ce / kd / fcfd students (3 seeds) ...")
         _build_progress()

@@ -1,5 +1,7 @@
 """Functional gap: does a student's feature work like the teacher's, or only look like it?"""
 
+import gap_state
+import models_state
 import state
 import streamlit as st
 
@@ -27,7 +29,7 @@ st.caption(
     "mean ± std and compared seed by seed."
 )
 root = state.runs_dir()
-ckpts = state.checkpoints(root)
+ckpts = models_state.checkpoints(root)
 if len(ckpts) < 2:
     st.info(f"Need a teacher and a student in `{root}`: build the default runs on Home.")
     st.stop()
@@ -57,7 +59,7 @@ if not s_labels:
     st.stop()
 students = [by_label[s] for s in s_labels]
 try:
-    cached = state.gap_cached(root, teacher["path"], students, bn, epochs)
+    cached = gap_state.gap_cached(root, teacher["path"], students, bn, epochs)
 except Exception as e:  # noqa: BLE001 - e.g. a checkpoint deleted meanwhile
     state.show_error(e)
     st.stop()
@@ -69,7 +71,7 @@ if not (cached or st.session_state.get("g_auto")):
             "The default students' connectors are being fitted in the background (started by "
             "the default runs' build); this page fills in when they are done."
         )
-        state.default_gap_progress()
+        gap_state.default_gap_progress()
     else:
         st.info(
             "Fitting the connectors takes seconds per student (closed form, digits students: "
@@ -81,7 +83,7 @@ if not (cached or st.session_state.get("g_auto")):
 
 with st.spinner("fitting connectors and measuring the gap (kept afterwards) ..."):
     try:
-        gap = state.gap(root, teacher["path"], students, bn, epochs)
+        gap = gap_state.gap(root, teacher["path"], students, bn, epochs)
     except Exception as e:  # noqa: BLE001 - e.g. a student of another dataset
         state.show_error(e)
         st.stop()
@@ -130,16 +132,16 @@ st.caption(
     "connector. A small KL: the student's feature *works* like the teacher's for this image."
 )
 by_seed: dict[int, dict[str, dict]] = {}
-for c, label in zip(students, state.gap_labels(students)):
+for c, label in zip(students, gap_state.gap_labels(students)):
     by_seed.setdefault(gap.inputs[label].get("seed") or 0, {})[label] = c
 i1, i2, i3 = st.columns(3)
 seed = i1.selectbox("Students of seed", sorted(by_seed), key="g_img_seed")
 first = next(iter(by_seed[seed].items()))
-n_images = state.test_images(root, teacher["path"], *first, epochs)
+n_images = gap_state.test_images(root, teacher["path"], *first, epochs)
 index = i2.number_input("Test image", 0, n_images - 1, 0, key="g_img")
 stage = i3.selectbox("Stage", result.stages, index=len(result.stages) // 2, key="g_img_stage")
 try:
-    image, pred = state.one_image(root, teacher["path"], by_seed[seed], epochs, index, stage)
+    image, pred = gap_state.one_image(root, teacher["path"], by_seed[seed], epochs, index, stage)
 except Exception as e:  # noqa: BLE001 - shown, the rest of the page stays
     state.show_error(e)
     st.stop()

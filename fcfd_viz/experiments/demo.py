@@ -135,13 +135,15 @@ def default_configs(
     from fcfd_viz.data.datasets import DataConfig
     from fcfd_viz.experiments import presets
     from fcfd_viz.experiments.experiment import ExperimentConfig
-    from fcfd_viz.experiments.teachers import teacher_defaults
+    from fcfd_viz.experiments.tasks import task
     from fcfd_viz.training.config import TrainConfig
 
     paths = default_paths(runs_dir, demo)
     p = presets.load(demo.preset)
     # the schedule `fcfd train-teacher --dataset D` uses, on the preset's teacher arch
-    teacher_train = TrainConfig(**teacher_defaults("classification", demo.teacher_dataset)["train"])
+    teacher_train = TrainConfig(
+        **task("classification").teacher_defaults(demo.teacher_dataset)["train"]
+    )
     teacher_train.epochs = epochs or teacher_train.epochs
     cfgs = {
         "teacher": ExperimentConfig(
