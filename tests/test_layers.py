@@ -199,3 +199,41 @@ def test_the_tests_mirror_the_package():
     folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
     packages = {name.split(".")[0] for name in DECLARED}
     assert folders - packages <= {"app", "fixtures"}, folders - packages - {"app", "fixtures"}
+
+
+def cross_test_imports(tests: Path) -> list[str]:
+    """Imports, by any file under ``tests``, of a test module or a conftest (or of ``tests.``
+    as a package): helpers two test modules share live in tests/helpers.py, fixtures in a
+    conftest.py, which pytest finds without an import."""
+    local = {f.stem for f in tests.rglob("test_*.py")} | {"conftest", "tests"}
+    out = []
+    for f in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = ["." * node.level + (node.module or "")]
+            else:
+                continue
+            for name in names:
+                if name.startswith(".") or name.split(".")[0] in local:
+                    out.append(f"{f.relative_to(tests)}:{node.lineno}: imports {name}")
+    return out
+
+
+def test_no_test_module_imports_another():
+    bad = cross_test_imports(Path(__file__).parent)
+    assert not bad, "import these from tests/helpers.py (or make them fixtures):\n" + "\n".join(bad)
+
+
+def test_the_cross_import_check_sees_one(tmp_path: Path):
+    (tmp_path / "cli").mkdir()
+    (tmp_path / "helpers.py").write_text("def ok(): ...\n")
+    (tmp_path / "cli" / "test_a.py").write_text("from helpers import ok\n\ndef fails(): ...\n")
+    (tmp_path / "cli" / "test_b.py").write_text("import os\nfrom test_a import fails\n")
+    (tmp_path / "test_c.py").write_text("def f():\n    import conftest\n    from . import x\n")
+    assert cross_test_imports(tmp_path) == [
+        "cli/test_b.py:2: imports test_a",
+        "test_c.py:2: imports conftest",
+        "test_c.py:3: imports .",
+    ]

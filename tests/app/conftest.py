@@ -1,16 +1,17 @@
 """The app tests' views of the tiny runs folder (``runs_root``, tests/conftest.py): a private
-copy a test may change, and the environment pointing the app at it."""
+copy a test may change, the environment pointing the app at it,
+and a streamlit server of the app."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-
-APP = Path(__file__).resolve().parents[2] / "app"
+from helpers import free_port, start_server, stop_server, wait_healthy
 
 
 def copy_runs(src: Path, dst: Path) -> Path:
@@ -56,3 +57,17 @@ def app_env(monkeypatch, runs_root) -> Path:
     """Point the app at the shared runs folder."""
     monkeypatch.setenv("FCFD_RUNS_DIR", str(runs_root))
     return runs_root
+
+
+@pytest.fixture
+def server(gap_runs, tmp_path) -> Iterator[str]:
+    """The URL of a streamlit server of the app on ``gap_runs`` (stopped afterwards)."""
+    port = free_port()
+    # the fit budget gap_runs' kept results were computed with
+    proc = start_server(gap_runs, port, tmp_path / "streamlit.log", FCFD_GAP_FIT_EPOCHS="10")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, proc)
+        yield url
+    finally:
+        stop_server(proc)

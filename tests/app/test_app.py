@@ -5,34 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import APP, DETECTION, DISTILL, GAP, RUNS, SENS, open_page, rerun, specs
 from streamlit.testing.v1 import AppTest
 
 from fcfd_viz.jobs import control as jobs
 from fcfd_viz.jobs.records import job_record
-
-APP = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
-SENS, GAP = "pages/1_Sensitivity.py", "pages/2_Functional_gap.py"
-DISTILL, RUNS = "pages/3_Distill.py", "pages/4_Runs.py"
-DETECTION = "pages/6_Detection.py"
-
-
-def open_page(page: str | None = None, timeout: float = 240) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=timeout)
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def specs(at: AppTest) -> list[str]:
-    return [c.proto.spec for c in at.get("plotly_chart")]
-
-
-def rerun(at: AppTest) -> AppTest:
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def test_home_shows_the_default_runs(app_env):

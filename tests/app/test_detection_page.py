@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_app import open_page, rerun, specs
+from helpers import open_page, rerun, specs
 
 DET, RUNS = "pages/6_Detection.py", "pages/4_Runs.py"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_app import GAP, open_page, rerun, specs
+from helpers import GAP, open_page, rerun, specs
 
 pytestmark = pytest.mark.slow
 

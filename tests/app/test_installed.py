@@ -18,7 +18,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from test_browser import free_port, stop_server, wait_healthy
+from helpers import free_port, stop_server, wait_healthy
 
 from fcfd_viz.io.shipped import SHIPPED, shipped_files
 

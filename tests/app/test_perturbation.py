@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import time
 
+from helpers import APP, fresh_state, rerun, specs
 from streamlit.testing.v1 import AppTest
-from test_app import APP, rerun, specs
-from test_state_plugins import fresh_state
 
 PERTURB = "pages/5_Perturbation.py"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_browser import ARGS, CHROMIUM, SHOTS, server  # noqa: F401, F811 (a fixture)
+from helpers import ARGS, CHROMIUM, SHOTS
 
 from fcfd_viz.experiments.demo import default_names
 from fcfd_viz.reports.study import StudyOptions

@@ -5,9 +5,8 @@ torchvision models whose weights are in the hub cache, the user's registered arc
 from __future__ import annotations
 
 import torch
+from helpers import APP, SENS, fresh_state, rerun, specs
 from streamlit.testing.v1 import AppTest
-from test_app import APP, SENS, rerun, specs
-from test_state_plugins import fresh_state
 
 from fcfd_viz.models import crd, sources
 

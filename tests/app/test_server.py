@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import tomllib
-from test_browser import ARGS, CHROMIUM, free_port, stop_server, wait_healthy
+from helpers import ARGS, CHROMIUM, free_port, stop_server, wait_healthy
 
 from fcfd_viz.cli.app_cmds import LOCAL_HOSTS, SERVER_SETTINGS, allowed_hosts, app_command
 

@@ -3,24 +3,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
+from helpers import APP_DIR, fresh_state
 from streamlit.testing.v1 import AppTest
 
 from fcfd_viz import models
-
-APP = Path(__file__).resolve().parents[2] / "app"
-
-
-def fresh_state(monkeypatch):
-    """``app/state.py`` imported anew, as when the server starts (the pages' ``import state``
-    gets this one, and the old module is back after the test)."""
-    monkeypatch.delitem(sys.modules, "state", raising=False)
-    monkeypatch.syspath_prepend(str(APP))
-    import state
-
-    return state
 
 
 def test_the_app_registers_the_modules_fcfd_import_names(model_module, monkeypatch):
@@ -36,7 +22,7 @@ def test_home_shows_a_module_that_fails(model_module, monkeypatch, tmp_path):
     monkeypatch.setenv("FCFD_IMPORT", "user_app_bad")
     monkeypatch.setenv("FCFD_RUNS_DIR", str(tmp_path / "runs"))
     fresh_state(monkeypatch)
-    at = AppTest.from_file(str(APP / "main.py"), default_timeout=120)
+    at = AppTest.from_file(str(APP_DIR / "main.py"), default_timeout=120)
     at.run()
     assert not at.exception
     errors = [e.value for e in at.error]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_cli_train import FAST, fails, snapshot
+from helpers import FAST, fails, snapshot
 
 from fcfd_viz.cli import main
 from fcfd_viz.runs.checkpoints import save_checkpoint

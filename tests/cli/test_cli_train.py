@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import FAST, fails, ok, snapshot
 
 from fcfd_viz.cli import main
 from fcfd_viz.errors import UserError
@@ -17,7 +18,6 @@ from fcfd_viz.runs.checkpoints import model_from_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-FAST = ["--device", "cpu", "--no-progress"]
 SUMMARY_KEYS = {
     "top1",
     "best_top1",
@@ -32,34 +32,6 @@ SUMMARY_KEYS = {
     "dataset",
     "seed",
 }
-
-
-def ok(capsys, argv: list[str]) -> str:
-    code = main(argv)
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    return out
-
-
-def fails(capsys, argv: list[str], *needles: str) -> str:
-    """Run ``argv``; it must exit 2 with exactly one line on stderr (containing ``needles``)."""
-    code = main(argv)
-    out, err = capsys.readouterr()
-    assert code == 2, (out, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err and lines[0].startswith("fcfd ")
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    return lines[0]
-
-
-def snapshot(d: Path) -> dict[str, tuple[bytes, int]]:
-    return {
-        str(p.relative_to(d)): (p.read_bytes(), p.stat().st_mtime_ns)
-        for p in sorted(d.rglob("*"))
-        if p.is_file()
-    }
 
 
 def untouched_or_absent(d: Path) -> bool:

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import fails
 
 from fcfd_viz.cli import build_parser, main
 from fcfd_viz.cli.distill_cmds import build_config
@@ -23,15 +24,6 @@ TINY = ["--epochs", "1", "--subset", "0.1", "--device", "cpu", "--no-progress"]
 def run(capsys, argv: list[str]) -> None:
     code = main(argv)
     assert code == 0, capsys.readouterr().err
-
-
-def fails(capsys, argv: list[str], *needles: str) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for n in needles:
-        assert n in err, (n, err)
-    return err
 
 
 def metrics(run_dir: Path) -> list[dict]:

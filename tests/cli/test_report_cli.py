@@ -4,7 +4,7 @@ one error line (exit 2) for a missing or broken run directory."""
 from __future__ import annotations
 
 import pytest
-from test_cli_train import fails, ok
+from helpers import fails, ok
 
 from fcfd_viz.cli import build_parser, main
 

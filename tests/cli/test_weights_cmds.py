@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_cli_train import fails, ok
+from helpers import fails, imported, make_run, ok, randomised
 
 from fcfd_viz import models
 from fcfd_viz.models import crd
@@ -28,46 +28,9 @@ FACTS = json.loads(
 FAMILIES = ["resnet8", "resnet50", "wrn_16_1", "vgg8", "mobilenetv2", "shufflev1", "shufflev2"]
 
 
-def randomised(arch: str, num_classes: int = 100, seed: int = 0) -> models.StagedNet:
-    """A net whose every BatchNorm has its own random affine and statistics (a mapping that
-    swapped two of them would change the logits) and a random classifier bias."""
-    torch.manual_seed(seed)
-    net = models.create(arch, num_classes=num_classes)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5), m.bias.normal_(0, 0.2)
-                m.running_mean.normal_(0, 0.2), m.running_var.uniform_(0.5, 2.0)
-                m.num_batches_tracked.fill_(seed + 7)
-        net.head.fc.bias.normal_(0, 1)
-    return net.eval()
-
-
-def constant(arch: str, label: int, num_classes: int) -> models.StagedNet:
-    """A net that predicts ``label`` for every image (its accuracy is that label's share)."""
-    net = randomised(arch, num_classes)
-    with torch.no_grad():
-        net.head.fc.weight.zero_(), net.head.fc.bias.zero_()
-        net.head.fc.bias[label] = 1.0
-    return net
-
-
-def make_run(root: Path) -> Path:
-    """An imported resnet8 run directory (cifar100) in ``root``, made without training."""
-    from fcfd_viz.weights.interop import import_teacher
-
-    torch.save(randomised("resnet8").state_dict(), root / "w.pt")
-    import_teacher(root / "w.pt", "resnet8", root / "resnet8")
-    return root / "resnet8"
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     return make_run(tmp_path_factory.mktemp("run"))
-
-
-def imported(capsys, file: Path, arch: str, out: Path, *extra: str) -> str:
-    return ok(capsys, ["import-teacher", str(file), "--arch", arch, "--out", str(out), *extra])
 
 
 @pytest.mark.parametrize("arch", FAMILIES)

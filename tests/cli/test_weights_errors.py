@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_cli_train import fails, snapshot
-from test_weights_cmds import make_run, randomised
+from helpers import fails, make_run, randomised, snapshot
 
 from fcfd_viz import models
 from fcfd_viz.models import crd

@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_cli_train import FAST, ok
-from test_weights_cmds import constant, imported
+from helpers import FAST, constant, imported, ok
 
 from fcfd_viz.data.digits import DigitsDataset
 from fcfd_viz.models import crd

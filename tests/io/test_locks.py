@@ -6,9 +6,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
+from helpers import wait_for
 
 from fcfd_viz.io.locks import LockBusy, file_lock
 
@@ -35,14 +35,15 @@ def test_a_lock_held_by_another_process_is_busy_until_it_dies(tmp_path):
     finally:
         proc.kill()  # SIGKILL: the kernel drops the flock
         proc.wait()
-    deadline = time.monotonic() + 10
-    while True:
+
+    def free() -> bool:
         try:
             with file_lock(path, wait=False):
-                break
+                return True
         except LockBusy:
-            assert time.monotonic() < deadline, "the lock outlived its holder"
-            time.sleep(0.05)
+            return False
+
+    wait_for(free, 10, what="the lock to go with its killed holder", every=0.05)
     assert path.exists()  # the lock file stays (deleting it would let two holders in)
 
 

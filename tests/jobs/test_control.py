@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import wait_for
 
 from fcfd_viz.errors import UserError
 from fcfd_viz.io.files import write_json
@@ -20,13 +21,11 @@ from fcfd_viz.runs.listing import list_runs
 
 
 def wait_state(root, name, states, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def reached():
         job = jobs.get_job(root, name)
-        if job is not None and job.state in states:
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"{name} never reached {states}: {jobs.get_job(root, name)}")
+        return job if job is not None and job.state in states else None
+
+    return wait_for(reached, timeout, what=f"{name} to reach {states}", every=0.2)
 
 
 def fake_active(root: Path, name: str) -> subprocess.Popen:
@@ -57,9 +56,10 @@ def test_launch_is_idempotent_and_a_normal_run(tmp_path):
 def test_stop_then_resume_from_the_cli_state(tmp_path):
     root = tmp_path / "runs"
     jobs.launch(root, JobSpec("long", method="ce", epochs=12))
-    deadline = time.monotonic() + 120  # one epoch done, so last.pt exists to resume from
-    while (jobs.get_job(root, "long").epoch or 0) < 1 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    # one epoch done, so last.pt exists to resume from
+    wait_for(
+        lambda: (jobs.get_job(root, "long").epoch or 0) >= 1, what="the first epoch", every=0.2
+    )
     assert jobs.stop(root, "long").state in ("stopping", "stopped")
     stopped = wait_state(root, "long", {"stopped"}, timeout=60)
     assert Run(stopped.path).summary()["stopped"] is True

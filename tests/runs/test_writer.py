@@ -15,11 +15,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import wait_for
 
 from fcfd_viz.cli import main
 from fcfd_viz.jobs import control as jobs
@@ -71,13 +71,6 @@ def one_line(err: str, *needles: str) -> str:
     for n in needles:
         assert n in lines[0], (n, lines[0])
     return lines[0]
-
-
-def wait_for(cond, timeout: float = 120, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def epochs(run: Path) -> list[int]:
