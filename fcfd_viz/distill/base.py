@@ -163,8 +163,15 @@ class Distiller(nn.Module):
         load back into the same config on ``--resume``. The name is kept apart, in ``method``."""
         return asdict(self.cfg)
 
+    def need_teacher(self) -> StagedNet:
+        """The teacher, for methods that distil from one (:meth:`check_teacher` made sure)."""
+        if self.teacher is None:
+            raise UserError(f"method {self.method!r} needs a teacher")
+        return self.teacher
+
     @torch.no_grad()
     def teacher_outputs(self, images: Tensor) -> tuple[list[Tensor], Tensor]:
         """Teacher stage features and logits (no graph: the teacher is frozen)."""
-        feats = self.teacher.forward_features(images)
-        return feats, self.teacher.head(feats[-1])
+        teacher = self.need_teacher()
+        feats = teacher.forward_features(images)
+        return feats, teacher.head(feats[-1])

@@ -13,6 +13,7 @@ Any other size ratio is an error that names the stage and the shapes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -27,6 +28,7 @@ class Bridge(nn.Sequential):
 
     def __init__(self, src: Shape, dst: Shape, leaky: bool, stage: int | None = None) -> None:
         (cin, hs, ws), (cout, ht, wt) = tuple(src), tuple(dst)
+        conv: nn.Conv2d | nn.ConvTranspose2d
         if (hs, ws) == (ht, wt):
             conv = nn.Conv2d(cin, cout, 3, stride=1, padding=1, bias=False)
         elif (hs, ws) == (2 * ht, 2 * wt):
@@ -51,13 +53,13 @@ class Bridge(nn.Sequential):
 
         Exact up to BatchNorm's eps in eval mode (running mean 0, var 1).
         """
-        conv = self[0]
+        conv = cast(nn.Conv2d, self[0])
         if self.src != self.dst or conv.stride != (1, 1):
             raise ValueError("identity needs equal source and target shapes")
         conv.weight.zero_()
         for c in range(conv.weight.shape[0]):
             conv.weight[c, c, 1, 1] = 1.0
-        bn = self[1]
+        bn = cast(nn.BatchNorm2d, self[1])
         bn.reset_parameters()  # weight 1, bias 0, running mean 0, running var 1
         return self
 

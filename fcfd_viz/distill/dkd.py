@@ -59,6 +59,7 @@ class DKD(Distiller):
 
     method = "dkd"
     Config = DKDConfig
+    cfg: DKDConfig
 
     def forward_train(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         _, t_logits = self.teacher_outputs(images)

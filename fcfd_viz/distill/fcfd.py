@@ -73,20 +73,20 @@ class FCFD(Distiller):
 
     method = "fcfd"
     Config = FCFDConfig
+    cfg: FCFDConfig
 
     def __init__(
         self, student, teacher=None, cfg: FCFDConfig | None = None, input_shape=(3, 32, 32)
     ):
         super().__init__(student, teacher, cfg, input_shape)
-        cfg = self.cfg
-        self.teacher_bn = cfg.teacher_bn
+        self.teacher_bn = self.cfg.teacher_bn
         s_shapes = student.feature_shapes(self.input_shape)
-        t_shapes = self.teacher.feature_shapes(self.input_shape)
+        t_shapes = self.need_teacher().feature_shapes(self.input_shape)
         n = len(s_shapes)
-        self.s2t = make_bridges(s_shapes, t_shapes, self.teacher.post_relu, range(1, n))
+        self.s2t = make_bridges(s_shapes, t_shapes, self.need_teacher().post_relu, range(1, n))
         # the t->s bridge of the last stage would feed no path: it is not built
         self.t2s = make_bridges(t_shapes, s_shapes, student.post_relu, range(1, n - 1))
-        self.paths = candidates(n, cfg.paths)
+        self.paths = candidates(n, self.cfg.paths)
         self.path_rng = torch.Generator()
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
@@ -113,7 +113,7 @@ class FCFD(Distiller):
         return sample_paths(self.paths, self.cfg.num_paths, self.path_rng)
 
     def forward_train(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        student, teacher, cfg = self.student, self.teacher, self.cfg
+        student, teacher, cfg = self.student, self.need_teacher(), self.cfg
         t_feats, t_logits = self.teacher_outputs(
             images
         )  # no graph: list of (N, C_k, H_k, W_k), (N, K)

@@ -24,6 +24,7 @@ class FCFDDKDConfig(DKDConfig, FCFDConfig):
 class FCFDDKD(FCFD):
     method = "fcfd+dkd"
     Config = FCFDDKDConfig
+    cfg: FCFDDKDConfig
 
     def logit_losses(self, s_logits: Tensor, t_logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
         c = self.cfg  # a DKDConfig too: DKD's loss reads its knobs from it

@@ -30,6 +30,7 @@ class FitNet(Distiller):
 
     method = "fitnet"
     Config = FitNetConfig
+    cfg: FitNetConfig
 
     def __init__(
         self, student, teacher=None, cfg: FitNetConfig | None = None, input_shape=(3, 32, 32)
@@ -43,8 +44,9 @@ class FitNet(Distiller):
                 f"hint_stage must be in 1..{n - 1} for this pair, got {self.cfg.hint_stage}"
             )
         self.hint_stage = k
+        teacher = self.need_teacher()
         self.s2t = make_bridges(
-            s_shapes, self.teacher.feature_shapes(self.input_shape), self.teacher.post_relu, [k]
+            s_shapes, teacher.feature_shapes(self.input_shape), teacher.post_relu, [k]
         )
 
     def forward_train(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:

@@ -24,6 +24,7 @@ class KD(Distiller):
 
     method = "kd"
     Config = KDConfig
+    cfg: KDConfig
 
     def forward_train(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         _, t_logits = self.teacher_outputs(images)

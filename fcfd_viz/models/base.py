@@ -10,11 +10,14 @@ LayerNorm, VGG's MLP) bring their own ``pool`` and ``fc``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
 
 from fcfd_viz.errors import UserError
+
+Shape3 = tuple[int, int, int]  # (C, H, W) of a stage's output
 
 
 class Head(nn.Module):
@@ -133,7 +136,7 @@ class StagedNet(nn.Module):
             try:
                 p = next(self.parameters())
                 x = torch.zeros(1, *key, device=p.device, dtype=p.dtype)
-                shapes = [tuple(f.shape[1:]) for f in self.forward_features(x)]
+                shapes = [cast(Shape3, tuple(f.shape[1:])) for f in self.forward_features(x)]
             finally:
                 self.train(was_training)
             self._shape_cache[key] = shapes

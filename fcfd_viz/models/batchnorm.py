@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Sequence
+from typing import TypeVar
 
 import torch
 from torch import nn
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 def batchnorms(nets: nn.Module | Iterable[nn.Module], training_only: bool = False) -> list:
@@ -30,7 +33,7 @@ def batchnorms(nets: nn.Module | Iterable[nn.Module], training_only: bool = Fals
     ]
 
 
-def freeze(net: nn.Module) -> nn.Module:
+def freeze(net: ModuleT) -> ModuleT:
     """Stop gradients into ``net``'s parameters; returns ``net``."""
     for p in net.parameters():
         p.requires_grad_(False)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import cast
 
 from torch import Tensor, nn
 
@@ -114,7 +115,7 @@ def _residual(unit_prefix: Callable[[int, int], str], shortcut: str, fc: str):
     """Families of residual units in stages (CIFAR ResNets, ResNet50, WRN, ShuffleNets)."""
 
     def names(net: StagedNet) -> dict[str, str]:
-        number, out, seen = _Numbering(), {"head.fc": fc}, {}
+        number, out, seen = _Numbering(), {"head.fc": fc}, dict[int, int]()
         for name, m in _leaves(net.stages):
             ours = f"stages.{name}"
             if isinstance(m, UNITS):
@@ -132,7 +133,7 @@ def _vgg(net: StagedNet) -> dict[str, str]:
     """``stages.s.k`` -> ``block{s}.{k - j}``, ``j`` the index of the stage's first conv
     (our stages start with the ReLU and pool that CRD applies between its blocks)."""
     out = {"head.fc": "classifier"}
-    for s, stage in enumerate(net.stages):
+    for s, stage in enumerate(cast(Iterable[nn.Sequential], net.stages)):
         first = next(k for k, m in enumerate(stage) if isinstance(m, nn.Conv2d))
         for k, m in enumerate(stage):
             if _has_state(m):

@@ -67,7 +67,7 @@ def mobilenetv2(
 ) -> StagedNet:
     """CRD's CIFAR MobileNetV2 (``mobile_half``) with width multiplier ``width``."""
     cin = int(32 * width)
-    stages: list[nn.Module] = [nn.Sequential(*conv_bn(3, cin, 3, 2))]  # (N, 16, H/2, W/2)
+    stages: list[nn.Sequential] = [nn.Sequential(*conv_bn(3, cin, 3, 2))]  # (N, 16, H/2, W/2)
     for i, group in enumerate(STAGE_SETTINGS):
         # the stem ends before its ReLU: stage 1 applies it (not in place: the stem's output
         # is a feature the losses still read)

@@ -89,7 +89,7 @@ class ShuffleV2Unit(nn.Module):
     def __init__(self, c: int) -> None:
         super().__init__()
         h = c // 2
-        self.half = h
+        self.split = h  # (not `half`: that is nn.Module.half())
         self.branch = nn.Sequential(
             *conv_bn(h, h, 1),
             nn.ReLU(inplace=True),
@@ -99,7 +99,7 @@ class ShuffleV2Unit(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        keep, work = x[:, : self.half], x[:, self.half :]
+        keep, work = x[:, : self.split], x[:, self.split :]
         return channel_shuffle(torch.cat([keep, self.branch(work)], 1), 2)
 
 
@@ -130,7 +130,7 @@ def shufflenet_v2(
     num_classes: int, arch: str, widths=(116, 232, 464), units=(3, 7, 3), last_channel: int = 1024
 ) -> StagedNet:
     """``units`` counts the stride-1 units after each stage's stride-2 unit (CRD's convention)."""
-    stages: list[nn.Module] = [nn.Sequential(*conv_bn(3, 24, 1), nn.ReLU(inplace=True))]
+    stages: list[nn.Sequential] = [nn.Sequential(*conv_bn(3, 24, 1), nn.ReLU(inplace=True))]
     cin = 24  # stem (1x1 conv): (N, 24, H, W)
     for cout, n in zip(widths, units):
         # (N, 116, H/2), (N, 232, H/4), (N, 464, H/8)

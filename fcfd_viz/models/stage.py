@@ -139,7 +139,7 @@ def stage(
     fc: nn.Module = nn.Identity()
     head_end = out
     if out.op == "call_module" and pos[out] > pos[last]:
-        linear = module.get_submodule(out.target)
+        linear = module.get_submodule(str(out.target))
         if isinstance(linear, nn.Linear) and isinstance(out.args[0], fx.Node):
             num_classes = linear.out_features if num_classes is None else num_classes
             fc, head_end = fit_classes(linear, num_classes), out.args[0]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
 from torch import nn
 
@@ -20,6 +21,10 @@ from fcfd_viz.errors import UserError
 from fcfd_viz.models import pretrained
 from fcfd_viz.models.base import Head, StagedNet
 from fcfd_viz.models.registry import no_weights, register
+
+# a torchvision classifier: torchvision ships no type information, and each stage_* below reads
+# the attributes of its family (fc, features, classifier, ...)
+TorchvisionModel = Any
 
 
 def fit_classes(fc: nn.Linear, num_classes: int) -> nn.Linear:
@@ -44,7 +49,7 @@ def _cut(seq: nn.Sequential, ends: Sequence[int]) -> list[nn.Sequential]:
     return [seq[a : b + 1] for a, b in zip(starts, ends)]
 
 
-def stage_torchvision_resnet(model: nn.Module, arch: str, num_classes: int) -> StagedNet:
+def stage_torchvision_resnet(model: TorchvisionModel, arch: str, num_classes: int) -> StagedNet:
     """Stage a torchvision ResNet: ``conv1+bn1+relu+maxpool``, layer1..layer4 (5 stages).
 
     The modules are shared with ``model``, not copied. Its ``fc`` becomes the head's linear
@@ -59,7 +64,7 @@ def stage_torchvision_resnet(model: nn.Module, arch: str, num_classes: int) -> S
 
 
 def stage_features_classifier(
-    model: nn.Module, arch: str, num_classes: int, ends: Sequence[int], post_relu: bool
+    model: TorchvisionModel, arch: str, num_classes: int, ends: Sequence[int], post_relu: bool
 ) -> StagedNet:
     """MobileNetV2/V3, EfficientNet: ``features`` cut after each index of ``ends``; the head
     is ``avgpool -> flatten`` then ``classifier`` (dropout + linear, or an MLP)."""
@@ -69,7 +74,7 @@ def stage_features_classifier(
     return _net(_cut(model.features, ends), head, arch, num_classes, post_relu)
 
 
-def stage_vgg(model: nn.Module, arch: str, num_classes: int) -> StagedNet:
+def stage_vgg(model: TorchvisionModel, arch: str, num_classes: int) -> StagedNet:
     """VGG: ``features`` cut after each max-pool (H/2 .. H/32, post-ReLU); the head is
     ``avgpool (7x7) -> flatten -> classifier`` (its 3-layer MLP)."""
     ends = [i for i, m in enumerate(model.features) if isinstance(m, nn.MaxPool2d)]
@@ -79,7 +84,7 @@ def stage_vgg(model: nn.Module, arch: str, num_classes: int) -> StagedNet:
     return _net(_cut(model.features, ends), head, arch, num_classes, post_relu=True)
 
 
-def stage_convnext(model: nn.Module, arch: str, num_classes: int) -> StagedNet:
+def stage_convnext(model: TorchvisionModel, arch: str, num_classes: int) -> StagedNet:
     """ConvNeXt: the patchify stem (H/4), then its 4 stages with their down-sampling
     (H/4 .. H/32); the head is ``avgpool -> LayerNorm2d -> flatten -> linear``."""
     norm, flatten, fc = model.classifier
@@ -89,7 +94,7 @@ def stage_convnext(model: nn.Module, arch: str, num_classes: int) -> StagedNet:
     return _net(stages, head, arch, num_classes, post_relu=False)
 
 
-def stage_regnet(model: nn.Module, arch: str, num_classes: int) -> StagedNet:
+def stage_regnet(model: TorchvisionModel, arch: str, num_classes: int) -> StagedNet:
     """RegNet: the stem (H/2), then block1..block4 of the trunk (H/4 .. H/32, post-ReLU);
     the head is ``avgpool -> flatten -> fc``."""
     pool = nn.Sequential(model.avgpool, nn.Flatten(1))

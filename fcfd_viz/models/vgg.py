@@ -14,6 +14,7 @@ are pre-activation (``post_relu=False``): bridges into a VGG end without a Leaky
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from torch import nn
 
@@ -64,7 +65,7 @@ def vgg(cfg: Sequence[Sequence[int]], num_classes: int, arch: str) -> StagedNet:
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
             nn.init.zeros_(m.bias)
-    nn.init.normal_(net.head.fc.weight, std=0.01)
+    nn.init.normal_(cast(nn.Linear, net.head.fc).weight, std=0.01)
     return net
 
 

@@ -31,20 +31,25 @@ bridge would be far from the solution.)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.grad import conv2d_weight
+
+Conv = nn.Conv2d | nn.ConvTranspose2d  # a bridge's conv
 
 CHUNK_ROWS = 8192  # rows per float32 product of the normal equations (see NormalEquations)
 
 
-def design(conv: nn.Module, x: Tensor) -> Tensor:
+def design(conv: Conv, x: Tensor) -> Tensor:
     """im2col rows (N * L, D) of ``conv`` (a bridge's Conv2d or ConvTranspose2d, no bias,
     no groups) on ``x`` (N, C_src, H, W): ``conv(x)`` viewed as (N * L, C_dst) equals
     ``design(conv, x) @ weight_matrix(conv)`` (L output positions, row-major)."""
-    k, s, p = conv.kernel_size, conv.stride, conv.padding
+    k, s, p = conv.kernel_size, conv.stride, cast(tuple[int, ...], conv.padding)
     if isinstance(conv, nn.ConvTranspose2d):
         # a transposed conv is a stride-1 conv over the input with s - 1 zeros inserted between
         # pixels, padded by k - 1 - p, with the kernel flipped and its in/out axes swapped
@@ -63,7 +68,7 @@ def target_rows(y: Tensor) -> Tensor:
     return y.flatten(2).transpose(1, 2).reshape(-1, y.shape[1])
 
 
-def weight_matrix(conv: nn.Module, w: Tensor | None = None) -> Tensor:
+def weight_matrix(conv: Conv, w: Tensor | None = None) -> Tensor:
     """``conv``'s weight (or ``w``, a tensor of its shape: its gradient) as the (D, C_dst)
     matrix of :func:`design`."""
     w = conv.weight if w is None else w
@@ -72,19 +77,19 @@ def weight_matrix(conv: nn.Module, w: Tensor | None = None) -> Tensor:
     return w.reshape(w.shape[0], -1).T
 
 
-def conv_weight_grad(conv: nn.Module, x: Tensor, g: Tensor) -> Tensor:
+def conv_weight_grad(conv: Conv, x: Tensor, g: Tensor) -> Tensor:
     """The gradient of ``sum(conv(x) * g)`` with respect to ``conv``'s weight (its shape),
     without autograd: ``x`` (B, C_src, H, W), ``g`` (B, C_dst, H', W'). As a matrix
     (:func:`weight_matrix`) it is ``design(conv, x)^T @ target_rows(g)``."""
-    kw = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation)
     if isinstance(conv, nn.ConvTranspose2d):
         # a transposed conv is the adjoint of the conv with its weight: sum(conv_t(x) * g)
         # = sum(x * conv(g)), whose weight gradient has the transposed conv's weight shape
-        return torch.nn.grad.conv2d_weight(g, conv.weight.shape, x, groups=conv.groups, **kw)
-    return torch.nn.grad.conv2d_weight(x, conv.weight.shape, g, groups=conv.groups, **kw)
+        x, g = g, x
+    return conv2d_weight(x, conv.weight.shape, g, conv.stride, conv.padding, conv.dilation,
+                         conv.groups)  # fmt: skip
 
 
-def set_weight_matrix(conv: nn.Module, wm: Tensor) -> None:
+def set_weight_matrix(conv: Conv, wm: Tensor) -> None:
     """Inverse of :func:`weight_matrix`: write the (D, C_dst) matrix ``wm`` into ``conv``."""
     if isinstance(conv, nn.ConvTranspose2d):
         c_src, c_dst, kh, kw = conv.weight.shape
@@ -154,28 +159,47 @@ class NormalEquations:
         self.shared = gram is not None
         self.gram = gram  # own (built by add) or shared (complete)
         self.n = 0  # rows added to this problem
-        self.y0 = self.sy = self.yy = self.xy = None  # (C,) shift, (C,), (C,), (D, C)
-        self.cxx = self.mean_x = self._solve = None  # set by solve()
+        # set by the first add: (C,) shift, (C,), (C,), (D, C)
+        self.y0: Tensor | None = None
+        self.sy = self.yy = self.xy = torch.zeros(0, dtype=torch.float64)
+        # set by solve()
+        self.cxx = self.mean_x = torch.zeros(0, dtype=torch.float64)
+        self._solve: Callable[[Tensor], Tensor] | None = None
 
     @property
     def x0(self) -> Tensor | None:
         return None if self.gram is None else self.gram.x0
 
-    def _begin(self, x: Tensor | None, y: Tensor, d: int) -> None:
-        """Zero the sums on the first rows (``x`` (R, D) or None with a shared Gram)."""
-        if self.y0 is not None:
-            return
-        c, dev = y.shape[1], y.device
-        f64 = dict(dtype=torch.float64, device=dev)
-        if self.gram is None:
-            self.gram = Gram(x.mean(0), 0, torch.zeros(d, **f64), torch.zeros(d, d, **f64))
-        self.y0 = y.mean(0)
-        self.sy, self.yy = torch.zeros(c, **f64), torch.zeros(c, **f64)
-        self.xy = torch.zeros(d, c, **f64)
+    def _begin(self, x: Tensor | None, y: Tensor, d: int) -> tuple[Gram, Tensor]:
+        """Zero the sums on the first rows (``x`` (R, D) or None with a shared Gram); the
+        Gram and the targets' shift ``y0``."""
+        if self.y0 is None:
+            c, dev, f64 = y.shape[1], y.device, torch.float64
+            if self.gram is None:
+                if x is None:
+                    raise ValueError("the first rows of an own Gram are needed")
+                zeros = (
+                    torch.zeros(d, dtype=f64, device=dev),
+                    torch.zeros(d, d, dtype=f64, device=dev),
+                )
+                self.gram = Gram(x.mean(0), 0, *zeros)
+            self.y0 = y.mean(0)
+            self.sy, self.yy = (
+                torch.zeros(c, dtype=f64, device=dev),
+                torch.zeros(c, dtype=f64, device=dev),
+            )
+            self.xy = torch.zeros(d, c, dtype=f64, device=dev)
+        assert self.gram is not None
+        return self.gram, self.y0
+
+    def _solved(self) -> Callable[[Tensor], Tensor]:
+        if self._solve is None:
+            raise RuntimeError("solve() first")
+        return self._solve
 
     def _add_gram(self, x: Tensor) -> None:
         """Own Gram only: ``x`` (R, D) into ``n``, ``sx``, ``X^T X``, chunk by chunk."""
-        if self.shared:
+        if self.shared or self.gram is None:
             return
         g = self.gram
         for i in range(0, len(x), self.chunk_rows):
@@ -187,10 +211,10 @@ class NormalEquations:
     @torch.no_grad()
     def add(self, x: Tensor, y: Tensor) -> None:
         """Accumulate rows ``x`` (R, D) with targets ``y`` (R, C)."""
-        self._begin(x, y, x.shape[1])
+        gram, y0 = self._begin(x, y, x.shape[1])
         for i in range(0, len(x), self.chunk_rows):
-            xs = x[i : i + self.chunk_rows] - self.gram.x0  # (r, D)
-            ys = y[i : i + self.chunk_rows] - self.y0  # (r, C)
+            xs = x[i : i + self.chunk_rows] - gram.x0  # (r, D)
+            ys = y[i : i + self.chunk_rows] - y0  # (r, C)
             self.n += len(xs)
             # chunk sums in the features' dtype over shifted (near-centred) rows: exact enough,
             # and converting whole chunks to float64 first would cost more than the products
@@ -200,7 +224,7 @@ class NormalEquations:
         self._add_gram(x)
 
     @torch.no_grad()
-    def add_conv(self, conv: nn.Module, src: Tensor, dst: Tensor) -> None:
+    def add_conv(self, conv: Conv, src: Tensor, dst: Tensor) -> None:
         """Accumulate a batch of a bridge's conv: source ``src`` (B, C_src, H, W), target
         ``dst`` (B, C_dst, H', W'); the same sums as ``add(design(conv, src), target_rows(dst))``.
 
@@ -210,12 +234,12 @@ class NormalEquations:
         """
         x = None if self.shared else design(conv, src)  # (R, D)
         y = target_rows(dst)  # (R, C)
-        self._begin(x, y, weight_matrix(conv).shape[0])  # D
-        ys = dst - self.y0[:, None, None]  # (B, C, H', W') centred targets
+        gram, y0 = self._begin(x, y, weight_matrix(conv).shape[0])  # D
+        ys = dst - y0[:, None, None]  # (B, C, H', W') centred targets
         xty = conv_weight_grad(conv, src, ys)  # sum X^T ys over the batch, weight-shaped
         sy = ys.sum((0, 2, 3)).double()  # (C,)
         # sum (x - x0)^T ys = sum x^T ys - x0 (sum ys)^T
-        self.xy += weight_matrix(conv, xty).double() - torch.outer(self.gram.x0.double(), sy)
+        self.xy += weight_matrix(conv, xty).double() - torch.outer(gram.x0.double(), sy)
         self.sy += sy
         self.yy += ys.pow(2).sum((0, 2, 3)).double()
         self.n += len(y)
@@ -226,7 +250,7 @@ class NormalEquations:
     def solve(self, ridge: float) -> Affine:
         """The ridge solution (``lambda = ridge * trace(Cov X) / D``; see the module docstring).
         Keeps the factorisation for :meth:`step`."""
-        if not self.n:
+        if not self.n or self.gram is None or self.y0 is None:
             raise ValueError("no rows to solve on")
         g, n = self.gram, self.n
         if g.n != n:  # a shared Gram of other rows: a caller's bug, never a silent misfit
@@ -237,7 +261,7 @@ class NormalEquations:
         self.cxx = xx / n - torch.outer(mx, mx)  # (D, D)
         cxy = self.xy / n - torch.outer(mx, my)  # (D, C)
         cyy = self.yy / n - my.pow(2)  # (C,)
-        self.mean_x = mx + self.x0.double()  # (D,) unshifted
+        self.mean_x = mx + g.x0.double()  # (D,) unshifted
         lam = ridge * float(self.cxx.diagonal().sum()) / d
         lam = lam if lam > 0 else (1.0 if ridge > 0 else 0.0)  # all-zero X: w = 0
         a = self.cxx + lam * torch.eye(d, dtype=self.cxx.dtype, device=self.cxx.device)
@@ -247,7 +271,7 @@ class NormalEquations:
         else:  # singular without a ridge (ridge=0): the minimum-norm solution
             pinv = torch.linalg.pinv(a, hermitian=True)
             self._solve = lambda rhs: pinv @ rhs
-        w = self._solve(cxy)
+        w = self._solved()(cxy)
         mse = float((cyy - 2 * (w * cxy).sum(0) + (w * (self.cxx @ w)).sum(0)).sum() / len(cyy))
         b = self.y0.double() + my - self.mean_x @ w  # back to unshifted coordinates
         return replace(self.affine(w, b), mse=max(mse, 0.0))
@@ -263,7 +287,7 @@ class NormalEquations:
         ``sum_xr = sum X^T r`` (D, C) and ``sum_r`` (C,) over these rows (after :meth:`solve`;
         the same ridge): ``dw = (Cov X + lambda I)^-1 Cov(X, r)``, ``db = mean(r) - mean(X) dw``."""
         mr = sum_r.double() / self.n
-        dw = self._solve(sum_xr.double() / self.n - torch.outer(self.mean_x, mr))
+        dw = self._solved()(sum_xr.double() / self.n - torch.outer(self.mean_x, mr))
         return dw, mr - self.mean_x @ dw
 
 
@@ -271,8 +295,10 @@ class NormalEquations:
 def load_affine(bridge: nn.Sequential, sol: Affine) -> None:
     """Write ``sol`` into ``bridge`` (conv, BN, optional LeakyReLU) so that its eval-mode
     pre-activation is ``X @ w + b`` exactly (the fold of the module docstring)."""
-    conv, bn = bridge[0], bridge[1]
+    conv, bn = cast(Conv, bridge[0]), cast(nn.BatchNorm2d, bridge[1])
     set_weight_matrix(conv, sol.w)
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("the bridge's BN keeps no running statistics")
     var = sol.z_var.to(bn.running_var)
     bn.running_mean.copy_(sol.z_mean)
     bn.running_var.copy_(var)
