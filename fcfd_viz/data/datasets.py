@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -21,6 +23,9 @@ from fcfd_viz.data.digits import DigitsDataset
 from fcfd_viz.errors import UserError
 from fcfd_viz.io import checks
 from fcfd_viz.io.checks import setting
+
+if TYPE_CHECKING:
+    from torchvision.datasets import ImageFolder
 
 DATASETS = ("digits", "digits-hard", "digit-pairs", "cifar10", "cifar100", "imagenet")
 # the datasets built into the package: generated in memory, nothing to download or load
@@ -163,12 +168,12 @@ def _cifar(name: str, train: bool, data_dir: str | None, download: bool) -> Data
         ) from None
 
 
-def _imagenet(train: bool, data_dir: str | None, image_size: int) -> Dataset:
+def _imagenet(train: bool, data_dir: str | None, image_size: int) -> ImageFolder:
     from torchvision import datasets, transforms
 
     reason = missing_data("imagenet", data_dir)
-    if reason:
-        raise UserError(reason)
+    if reason or data_dir is None:  # (no data_dir always has a reason)
+        raise UserError(reason or "imagenet needs --data-dir")
     split = os.path.join(data_dir, "train" if train else "val")
     mean, std = IMAGENET_STATS
     if train:
@@ -186,6 +191,8 @@ def build_datasets(cfg: DataConfig) -> tuple[Dataset, Dataset, DataInfo]:
         raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     subset = cfg.subset
     size = image_size(cfg)
+    train: Dataset
+    test: Dataset
     if name in ("digits", "digits-hard"):
         train, test = DigitsDataset(True, size), DigitsDataset(False, size)
         info = DataInfo(name, 10, (3, size, size))
@@ -199,10 +206,11 @@ def build_datasets(cfg: DataConfig) -> tuple[Dataset, Dataset, DataInfo]:
         test = _cifar(name, False, cfg.data_dir, cfg.download)
         info = DataInfo(name, 10 if name == "cifar10" else 100, (3, 32, 32))
     else:
-        train, test = _imagenet(True, cfg.data_dir, size), _imagenet(False, cfg.data_dir, size)
-        info = DataInfo(name, len(train.classes), (3, size, size))
+        folder = _imagenet(True, cfg.data_dir, size)
+        train, test = folder, _imagenet(False, cfg.data_dir, size)
+        info = DataInfo(name, len(folder.classes), (3, size, size))
     if subset is not None and subset < 1:
-        targets = train.targets
+        targets = cast(Any, train).targets  # every dataset above lists its labels
         train = Subset(train, stratified_subset(targets, subset, cfg.subset_seed or 0))
     return train, test, info
 
@@ -263,20 +271,18 @@ def make_loaders(
         else (0 if in_memory else min(4, os.cpu_count() or 1))
     )
     pin = device.startswith("cuda")
-    common = dict(num_workers=workers, pin_memory=pin, persistent_workers=workers > 0)
+    loader = partial(
+        DataLoader, num_workers=workers, pin_memory=pin, persistent_workers=workers > 0
+    )
     if world_size > 1:
         sampler = DistributedSampler(
             train, num_replicas=world_size, rank=rank, shuffle=True, seed=seed
         )
-        train_loader = DataLoader(
-            train, batch_size=per_rank, sampler=sampler, drop_last=False, **common
-        )
+        train_loader = loader(train, batch_size=per_rank, sampler=sampler, drop_last=False)
     else:
         gen = torch.Generator().manual_seed(seed)
-        train_loader = DataLoader(
-            train, batch_size=cfg.batch_size, shuffle=True, generator=gen, **common
-        )
-    test_loader = DataLoader(test, batch_size=max(cfg.batch_size, 256), shuffle=False, **common)
+        train_loader = loader(train, batch_size=cfg.batch_size, shuffle=True, generator=gen)
+    test_loader = loader(test, batch_size=max(cfg.batch_size, 256), shuffle=False)
     return train_loader, test_loader, info
 
 

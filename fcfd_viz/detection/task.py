@@ -9,6 +9,10 @@ with ``map``, ``map_50``, ``map_75`` (%) where classification has top-1 / top-5,
 
 from __future__ import annotations
 
+from collections.abc import Sized
+from functools import partial
+from typing import cast
+
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
@@ -81,25 +85,25 @@ def make_loaders(cfg: DataConfig, seed: int = 0, rank: int = 0, world_size: int 
     training canvases (per ``subset_seed``)."""
     per_rank = rank_batch_size(cfg.batch_size, world_size)
     train, test, _ = det_data.detection_datasets(cfg.dataset, cfg.data_dir, image_size(cfg))
+    n = len(cast(Sized, train))
     if cfg.subset is not None and cfg.subset < 1:
         g = torch.Generator().manual_seed(cfg.subset_seed or 0)
-        keep = torch.randperm(len(train), generator=g)[: max(1, round(cfg.subset * len(train)))]
+        keep = torch.randperm(n, generator=g)[: max(1, round(cfg.subset * n))]
         train = Subset(train, sorted(keep.tolist()))
+        n = len(keep)
     workers = cfg.num_workers if cfg.num_workers is not None else 0
-    common = dict(collate_fn=det_data.collate, num_workers=workers)
+    loader = partial(DataLoader, collate_fn=det_data.collate, num_workers=workers)
     # a last batch of one image would give BatchNorm a single value on the 1x1 p6 level
-    drop_last = len(train) % per_rank == 1
+    drop_last = n % per_rank == 1
     if world_size > 1:
         sampler = DistributedSampler(train, num_replicas=world_size, rank=rank, seed=seed)
-        train_loader = DataLoader(
-            train, batch_size=per_rank, sampler=sampler, drop_last=drop_last, **common
-        )
+        train_loader = loader(train, batch_size=per_rank, sampler=sampler, drop_last=drop_last)
     else:
         gen = torch.Generator().manual_seed(seed)
-        train_loader = DataLoader(
-            train, batch_size=per_rank, shuffle=True, generator=gen, drop_last=drop_last, **common
+        train_loader = loader(
+            train, batch_size=per_rank, shuffle=True, generator=gen, drop_last=drop_last
         )
-    test_loader = DataLoader(test, batch_size=2 * cfg.batch_size, shuffle=False, **common)
+    test_loader = loader(test, batch_size=2 * cfg.batch_size, shuffle=False)
     return train_loader, test_loader
 
 
