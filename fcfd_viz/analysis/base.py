@@ -26,7 +26,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 import torch
 from torch import Tensor
@@ -76,7 +76,7 @@ class Analysis(ABC, Generic[R]):
         super().__init_subclass__(**kwargs)
         own = cls.__dict__.get("compute")
         if own is not None and not getattr(own, "__isabstractmethod__", False):
-            cls.compute = _in_fp32(own)
+            cls.compute = _in_fp32(own)  # type: ignore[method-assign]
 
     @abstractmethod
     def compute(self, *args: Any, **kwargs: Any) -> R:
@@ -97,7 +97,7 @@ def finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
-def to_list(t: Tensor | None) -> list | None:
+def to_list(t: Tensor | None) -> list | float | int | None:
     """A tensor as nested lists, non-finite floats as None (the inverse: :func:`to_tensor`)."""
     if t is None:
         return None
@@ -108,6 +108,10 @@ def to_list(t: Tensor | None) -> list | None:
     return [to_list(r) for r in t]
 
 
+@overload
+def to_tensor(values: list, dtype: torch.dtype = ...) -> Tensor: ...
+@overload
+def to_tensor(values: None, dtype: torch.dtype = ...) -> None: ...
 def to_tensor(values: list | None, dtype: torch.dtype = torch.float64) -> Tensor | None:
     """Nested lists back to a tensor; None entries become NaN."""
     if values is None:

@@ -47,6 +47,7 @@ from torch import Tensor, nn
 
 from fcfd_viz.analysis.base import Analysis
 from fcfd_viz.analysis.gap.connectors import FeaturePairs, fit_bridges
+from fcfd_viz.analysis.gap.feature_pairs import FitTask
 from fcfd_viz.analysis.gap.fit_config import FitConfig, FitInfo, fit_plan
 from fcfd_viz.analysis.gap.functional import kl_rows
 from fcfd_viz.analysis.gap.result import FITTED, OWN
@@ -133,7 +134,7 @@ class DetectionGap(Analysis[DetGapResult]):
             torch.manual_seed(cfg.seed)
             cs, ct = student.backbone.out_channels, teacher.backbone.out_channels
             s2t = level_bridges(cs, ct, self.keys).to(device)
-        tasks = [(f"s2t/{LEVEL_NAMES[k]}", s2t[k], False, k) for k in self.keys]
+        tasks: list[FitTask] = [(f"s2t/{LEVEL_NAMES[k]}", s2t[k], False, k) for k in self.keys]
 
         def extract(batch):
             images = [im.to(device) for im in batch[0]]

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from fcfd_viz.analysis.base import Result
@@ -115,7 +117,8 @@ class DetGapInputs:
 
     def to(self, device) -> DetGapInputs:
         """Move the teacher, the students and their own bridges to ``device``."""
-        for m in (self.gap.teacher, *self.gap.students.values(), *self.gap.own.values()):
+        modules: list[nn.Module] = [self.gap.teacher, *self.gap.students.values()]
+        for m in (*modules, *self.gap.own.values()):
             m.to(device)
         return self
 
@@ -180,9 +183,9 @@ def det_gap_inputs(
     shape = t_ckpt.get("input_shape") or [3, det_data.CANVAS, det_data.CANVAS]
     dataset = t_ckpt.get("dataset") or "digit-boxes"
     train, test, _ = det_data.detection_datasets(dataset, data_dir, shape[-1])
-    common = dict(batch_size=batch_size, shuffle=False, collate_fn=det_data.collate)
-    test_loader = DataLoader(_first(test, test_images), **common)
-    train_loader = DataLoader(_first(train, fit_images), **common)
+    loader = partial(DataLoader, batch_size=batch_size, shuffle=False, collate_fn=det_data.collate)
+    test_loader = loader(_first(test, test_images))
+    train_loader = loader(_first(train, fit_images))
     info = {
         "teacher": t_ckpt["path"],
         "dataset": dataset,

@@ -45,11 +45,12 @@ def os_error_message(path: str | os.PathLike, e: OSError, flag: str = "--out") -
 def find_os_error(e: BaseException) -> OSError | None:
     """The ``OSError`` behind ``e`` (torch.save wraps a failed write in a RuntimeError)."""
     seen = set()
-    while e is not None and id(e) not in seen:
-        if isinstance(e, OSError):
-            return e
-        seen.add(id(e))
-        e = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, OSError):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or (None if cur.__suppress_context__ else cur.__context__)
     return None
 
 

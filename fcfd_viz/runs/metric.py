@@ -48,7 +48,7 @@ def task_columns(row: dict, tasks: Iterable[object]) -> dict:
     """The columns a table of runs of ``tasks`` adds for ``row`` beyond top-1 and top-5: the
     metric and best metric of each other task (``mAP``, ``best_mAP``), empty for another
     task's run."""
-    out = {}
+    out: dict[str, object] = {}
     # a malformed run's task (not a task's name) adds nothing: the table still shows
     names = {t for t in tasks if isinstance(t, str) and t in TASK_METRICS}
     for task in sorted(names - {"classification"}):

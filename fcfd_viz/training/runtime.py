@@ -202,7 +202,7 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device, amp_dtype=Non
     """Top-1 and top-5 accuracy of ``model`` on ``loader`` in eval mode (its mode is restored)."""
     was = model.training
     model.eval()
-    top1 = top5 = total = 0
+    top1, top5, total = 0.0, 0.0, 0
     k = TOP_K
     ctx = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
     for x, y in loader:

@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from fcfd_viz.errors import UserError
 from fcfd_viz.runs.layout import TB_DIR
 from fcfd_viz.training.callbacks import Callback, TrainerView
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 NOT_LOGGED = ("epoch", "steps")  # the step itself; the batch count
 
@@ -61,7 +65,7 @@ class TensorBoard(Callback):
     def __init__(self, run_dir: str | Path) -> None:
         _need("tensorboard", "TensorBoard logging (on unless --no-tensorboard)")
         self.folder = Path(run_dir) / TB_DIR
-        self.writer = None
+        self.writer: SummaryWriter | None = None
 
     def on_train_start(self, trainer: TrainerView) -> None:
         from torch.utils.tensorboard import SummaryWriter
@@ -74,7 +78,7 @@ class TensorBoard(Callback):
 
     def on_epoch_end(self, trainer: TrainerView, record: dict) -> None:
         self._log(record)
-        self.writer.flush()
+        self._writer().flush()
 
     def on_train_end(self, trainer: TrainerView, summary: dict) -> None:
         self.close()
@@ -85,11 +89,16 @@ class TensorBoard(Callback):
             self.writer.close()
             self.writer = None
 
+    def _writer(self) -> SummaryWriter:
+        if self.writer is None:
+            raise RuntimeError("TensorBoard: the event file is not open (on_train_start first)")
+        return self.writer
+
     def _log(self, record: dict, done: dict[str, set[int]] | None = None) -> None:
-        step = int(record["epoch"])
+        step, writer = int(record["epoch"]), self._writer()
         for tag, value in scalars(record).items():
             if step not in (done or {}).get(tag, ()):
-                self.writer.add_scalar(tag, value, step)
+                writer.add_scalar(tag, value, step)
 
 
 class WeightsAndBiases(Callback):
@@ -97,7 +106,8 @@ class WeightsAndBiases(Callback):
 
     def __init__(self, project: str, run_dir: str | Path) -> None:
         _need("wandb", "--wandb")
-        self.project, self.run_dir, self.wb = project, Path(run_dir), None
+        self.project, self.run_dir = project, Path(run_dir)
+        self.wb: Any = None  # a wandb Run (wandb ships no types)
 
     def on_train_start(self, trainer: TrainerView) -> None:
         import wandb

@@ -13,6 +13,7 @@ from fcfd_viz.analysis.base import Analysis, R
 from fcfd_viz.analysis.cuts.cut import Cut, Rest, StageCut, channel_axis, model_device
 from fcfd_viz.analysis.cuts.layer import LayerCut
 from fcfd_viz.errors import UserError
+from fcfd_viz.models.base import StagedNet
 
 __all__ = [
     "Cut",
@@ -32,8 +33,9 @@ def make_cut(model: nn.Module, stage: int | None = None, layer: str | None = Non
         raise UserError("name exactly one place to cut: a stage or a layer (--stage or --layer)")
     if layer is not None:
         return LayerCut(model, layer)
-    if not hasattr(model, "check_stage"):
+    if not isinstance(model, StagedNet):
         raise UserError(f"{type(model).__name__} has no stages; name a layer instead (layer=...)")
+    assert stage is not None  # exactly one of the two
     return StageCut(model, stage)
 
 

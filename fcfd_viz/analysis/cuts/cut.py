@@ -27,6 +27,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from fcfd_viz.models.base import StagedNet
+
 Rest = Callable[[Tensor], Tensor]  # replaced feature (B, ...) -> logits (B, K)
 
 
@@ -81,7 +83,10 @@ class Cut(ABC):
 class StageCut(Cut):
     """A :class:`~fcfd_viz.models.base.StagedNet` cut after ``stages[stage]``."""
 
-    def __init__(self, model, stage: int) -> None:
+    model: StagedNet
+    stage: int
+
+    def __init__(self, model: StagedNet, stage: int) -> None:
         self.model = model
         self.stage = model.check_stage(stage)
         self.module = model.stages[self.stage]

@@ -178,7 +178,7 @@ class LayerCut(Cut):
     # ---- the clean pass
     def _record(self, x: Tensor, stop: bool = True) -> tuple[_Recording, Any]:
         """The calls of one clean pass (to the layer with ``stop``), and the model's output."""
-        rec, counts, stack = _Recording(), Counter(), []
+        rec, counts, stack = _Recording(), Counter[int](), list[_Call]()
 
         def make(j: int, forward: Callable) -> Callable:
             is_target = self._modules[j] is self.module
@@ -261,7 +261,7 @@ class LayerCut(Cut):
         m = g.shape[0] // n
         if m not in inputs:  # the images, m times (only the code between modules reads them)
             inputs[m] = x.repeat(m, *[1] * (x.dim() - 1))
-        counts = Counter()
+        counts = Counter[int]()
         replayed = rec.replay if replay else {}
 
         def make(j: int, forward: Callable) -> Callable:

@@ -40,12 +40,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fcfd_viz.analysis.gap.feature_pairs import FeaturePairs, _rows
+from fcfd_viz.analysis.gap.feature_pairs import Feats, FeaturePairs, FitTask, _rows, feature
 from fcfd_viz.analysis.gap.fit_config import BridgeFit, FitConfig, FitInfo
 from fcfd_viz.analysis.gap.lstsq import (
     CHUNK_ROWS,
+    Conv,
     NormalEquations,
     conv_weight_grad,
+    integer_padding,
     load_affine,
     set_weight_matrix,
     weight_matrix,
@@ -56,9 +58,9 @@ from fcfd_viz.models.batchnorm import freeze
 OVERRELAX, MOMENTUM = 1.9, 0.5  # the refinement's step scale and heavy-ball momentum
 
 
-def _src_dst(task, t, s):
+def _src_dst(task: FitTask, t: Feats, s: Feats) -> tuple[Tensor, Tensor]:
     _, _, from_t, k = task
-    return (t[k], s[k]) if from_t else (s[k], t[k])
+    return (feature(t, k), feature(s, k)) if from_t else (feature(s, k), feature(t, k))
 
 
 @torch.no_grad()
@@ -87,11 +89,17 @@ def _slope(bridge: nn.Module) -> float | None:
     return next((m.negative_slope for m in bridge.modules() if isinstance(m, nn.LeakyReLU)), None)
 
 
-def _conv(conv: nn.Module, x: Tensor, bias: Tensor) -> Tensor:
+def _conv(conv: Conv, x: Tensor, bias: Tensor) -> Tensor:
     """``conv(x) + bias`` (a bridge's conv has no bias of its own), the add fused into it."""
     if isinstance(conv, nn.ConvTranspose2d):
         return F.conv_transpose2d(
-            x, conv.weight, bias, conv.stride, conv.padding, conv.output_padding, conv.groups
+            x,
+            conv.weight,
+            bias,
+            conv.stride,
+            integer_padding(conv),
+            conv.output_padding,
+            conv.groups,
         )
     return F.conv2d(x, conv.weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
@@ -165,7 +173,8 @@ def fit_closed_form(
     pass_key = f"{feats.t_key}/{feats.batch_size}" if share and feats.t_key else None
     keys = [gram_key(pass_key, task, CHUNK_ROWS) for task in tasks]
     # a teacher-source bridge whose rows an earlier fit summed reuses that Gram (exact)
-    eqs = [NormalEquations(CHUNK_ROWS, share.grams.get(k) if k else None) for k in keys]
+    grams = share.grams if share is not None else {}  # (no share: no keys either)
+    eqs = [NormalEquations(CHUNK_ROWS, grams.get(k) if k else None) for k in keys]
     batches = feats.epoch(shuffle=False)
     if progress:
         from tqdm.auto import tqdm
@@ -179,8 +188,8 @@ def fit_closed_form(
     jobs = []
     for task, eq, key in zip(tasks, eqs, keys):
         sol = eq.solve(cfg.ridge)
-        if key is not None:
-            share.grams[key] = eq.gram
+        if key is not None and eq.gram is not None:
+            grams[key] = eq.gram
         load_affine(task[1], sol)
         jobs.append({"task": task, "eq": eq, "w": sol.w, "b": sol.b, "slope": _slope(task[1])})
     # each step is one pass, as an epoch: with the solve's, at most max_epochs in the record

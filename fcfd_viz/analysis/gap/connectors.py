@@ -38,10 +38,16 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from fcfd_viz.analysis.gap.closed_form import fit_closed_form
-from fcfd_viz.analysis.gap.feature_pairs import FeaturePairs, _rows, _staged_pairs
+from fcfd_viz.analysis.gap.feature_pairs import (
+    FeaturePairs,
+    FitTask,
+    _rows,
+    _staged_pairs,
+    feature,
+)
 from fcfd_viz.analysis.gap.fit_config import BridgeFit, FitConfig, FitInfo
 from fcfd_viz.distill.bridges import make_bridges
 from fcfd_viz.io.files import atomic_write_with
@@ -90,10 +96,6 @@ def new_bridges(
     return s2t, t2s
 
 
-# one bridge to fit: (name, bridge, its source is the teacher?, stage index or level key)
-FitTask = tuple[str, nn.Module, bool, "int | str"]
-
-
 def fit_bridges(
     tasks: list[FitTask],
     feats: FeaturePairs,
@@ -138,13 +140,15 @@ def _fit_adam(
             count = 0
             for t, s in feats.epoch():
                 opt.zero_grad(set_to_none=True)
-                total = 0.0
+                total: Tensor | None = None
                 for j in active:
                     _, bridge, from_t, k = tasks[j]
-                    src, dst = (t[k], s[k]) if from_t else (s[k], t[k])
+                    src, dst = feature(t, k), feature(s, k)
+                    src, dst = (src, dst) if from_t else (dst, src)
                     loss = F.mse_loss(bridge(src), dst)
-                    total = total + loss
+                    total = loss if total is None else total + loss
                     sums[j] += loss.detach().double().cpu() * len(src)
+                assert total is not None  # (active is not empty)
                 total.backward()
                 opt.step()
                 count += _rows(t)
@@ -160,7 +164,7 @@ def _fit_adam(
     with cumulative_running_stats([b for _, b, _, _ in tasks]):
         for t, s in feats.epoch(shuffle=False):
             for _, bridge, from_t, k in tasks:
-                bridge(t[k] if from_t else s[k])
+                bridge(feature(t if from_t else s, k))
     for _, b, _, _ in tasks:
         freeze(b.eval())
     return FitInfo(

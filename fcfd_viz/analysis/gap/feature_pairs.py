@@ -8,13 +8,20 @@ import math
 from collections.abc import Iterator
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from fcfd_viz.analysis.gap.fit_config import FitConfig
 from fcfd_viz.analysis.gap.shared_teacher import active
 from fcfd_viz.errors import UserError
 
 Feats = list[Tensor] | dict[str, Tensor]  # one network's features, by stage or level
+# one bridge to fit: (name, bridge, its source is the teacher?, stage index or level key)
+FitTask = tuple[str, nn.Module, bool, int | str]
+
+
+def feature(f: Feats, k: int | str) -> Tensor:
+    """Feature ``k`` of ``f``: a stage index of a list, a level key of a dict."""
+    return f[str(k)] if isinstance(f, dict) else f[int(k)]
 
 
 def _keys(f) -> list:
@@ -37,7 +44,7 @@ class FeaturePairs:
     cache holds ``n * per_image`` floats when that fits ``cfg.cache_mb``).
     """
 
-    def __init__(self, extract, loader, per_image: int, cfg: FitConfig) -> None:
+    def __init__(self, extract, loader, per_image: float, cfg: FitConfig) -> None:
         self.extract, self.loader = extract, loader
         self.batch_size = cfg.batch_size
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -61,7 +68,7 @@ class FeaturePairs:
             self.n = _rows(self.t)
 
     @staticmethod
-    def fits_cache(loader, per_image: int, cfg: FitConfig) -> bool:
+    def fits_cache(loader, per_image: float, cfg: FitConfig) -> bool:
         """Whether the features of ``loader``'s dataset fit ``cfg.cache_mb`` (then cached)."""
         n = len(loader.dataset) if hasattr(loader, "dataset") else None
         return n is not None and n * per_image * 4 / 2**20 <= cfg.cache_mb
@@ -96,8 +103,8 @@ class FeaturePairs:
             return
         order = torch.randperm(self.n, generator=self.gen).to(self.t[_keys(self.t)[0]].device)
         for i in range(0, self.n, self.batch_size):
-            idx = order[i : i + self.batch_size]
-            yield _pick(self.t, idx), _pick(self.s, idx)
+            rows = order[i : i + self.batch_size]
+            yield _pick(self.t, rows), _pick(self.s, rows)
 
 
 def _staged_pairs(teacher, student, loader, input_shape, cfg: FitConfig, device) -> FeaturePairs:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from fcfd_viz.errors import UserError
 
@@ -144,7 +145,7 @@ class FitInfo:
         return all(b.converged for b in self.bridges.values())
 
     def to_dict(self, curves: bool = True) -> dict:
-        out = {
+        out: dict[str, Any] = {
             "epochs": self.epochs,
             "converged": self.converged,
             "num_images": self.num_images,

@@ -37,6 +37,7 @@ import contextlib
 import math
 import time
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -47,6 +48,7 @@ from fcfd_viz.analysis.gap.fit_config import FitConfig, FitInfo, fit_plan
 from fcfd_viz.analysis.gap.inputs import Bridges, check_pair
 from fcfd_viz.analysis.gap.result import FITTED, OWN, GapEntry, GapResult, check_regime
 from fcfd_viz.analysis.gap.shared_teacher import shared_teacher
+from fcfd_viz.distill.bridges import Bridge
 from fcfd_viz.distill.paths import MixedPath
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import StagedNet
@@ -105,9 +107,10 @@ class FunctionalGap(Analysis[GapResult]):
                     f"student {label!r}: s2t bridges must cover stages {sorted(want)}, got {sorted(s2t.keys())}"
                 )
             for k in s2t.keys():
-                if tuple(s2t[k].dst) != tuple(t_shapes[int(k)]):
+                bridge = cast(Bridge, s2t[k])
+                if tuple(bridge.dst) != tuple(t_shapes[int(k)]):
                     raise UserError(
-                        f"student {label!r}: the stage {k} bridge maps to {list(s2t[k].dst)}, "
+                        f"student {label!r}: the stage {k} bridge maps to {list(bridge.dst)}, "
                         f"but the teacher's feature is {list(t_shapes[int(k)])}: were the bridges trained with another teacher?"
                     )
             self.own[label] = (s2t, t2s)

@@ -45,11 +45,16 @@ Conv = nn.Conv2d | nn.ConvTranspose2d  # a bridge's conv
 CHUNK_ROWS = 8192  # rows per float32 product of the normal equations (see NormalEquations)
 
 
+def integer_padding(conv: Conv) -> tuple[int, ...]:
+    """``conv``'s padding as numbers (a bridge never pads by name, ``"same"``)."""
+    return cast(tuple[int, ...], conv.padding)
+
+
 def design(conv: Conv, x: Tensor) -> Tensor:
     """im2col rows (N * L, D) of ``conv`` (a bridge's Conv2d or ConvTranspose2d, no bias,
     no groups) on ``x`` (N, C_src, H, W): ``conv(x)`` viewed as (N * L, C_dst) equals
     ``design(conv, x) @ weight_matrix(conv)`` (L output positions, row-major)."""
-    k, s, p = conv.kernel_size, conv.stride, cast(tuple[int, ...], conv.padding)
+    k, s, p = conv.kernel_size, conv.stride, integer_padding(conv)
     if isinstance(conv, nn.ConvTranspose2d):
         # a transposed conv is a stride-1 conv over the input with s - 1 zeros inserted between
         # pixels, padded by k - 1 - p, with the kernel flipped and its in/out axes swapped

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from fcfd_viz.analysis.gap.lstsq import Gram
+from fcfd_viz.models.base import StagedNet
 
 _ACTIVE: list[SharedTeacher] = []  # the innermost shared_teacher() scope last
 
@@ -50,7 +51,7 @@ class SharedTeacher:
         return _digest(list(teacher.state_dict().values()), type(teacher).__name__)
 
     @torch.no_grad()
-    def forward(self, teacher: nn.Module, key: str, x: Tensor, trace: list[str]) -> list[Tensor]:
+    def forward(self, teacher: StagedNet, key: str, x: Tensor, trace: list[str]) -> list[Tensor]:
         """``teacher.forward_features(x)`` (x: (B, C, H, W)), computed once per (``key``,
         batch content); appends the batch's digest to ``trace`` (the pass, in order)."""
         bkey = _digest([x], str(x.device))
@@ -88,6 +89,6 @@ def gram_key(pass_key: str | None, task: tuple, chunk_rows: int) -> tuple | None
     if pass_key is None or not from_t:
         return None
     conv = bridge[0]
-    geometry = (type(conv).__name__, conv.in_channels, conv.kernel_size, conv.stride)
+    geometry: tuple = (type(conv).__name__, conv.in_channels, conv.kernel_size, conv.stride)
     geometry += (conv.padding, getattr(conv, "output_padding", None))
     return (pass_key, k, geometry, chunk_rows)

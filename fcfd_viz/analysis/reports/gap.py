@@ -163,9 +163,10 @@ def merge_gap_reports(reports: Sequence[GapReport]) -> GapReport:
     result = replace(first.result, entries=entries, seconds=seconds)
     inputs = {k: v for r in reports for k, v in r.inputs.items()}
     spectrum = None
-    if all(r.spectrum is not None for r in reports):  # every student's, side by side
-        spectra = {k: e for r in reports for k, e in r.spectrum.entries.items()}
-        spectrum = replace(first.spectrum, entries=spectra)
+    parts = [r.spectrum for r in reports if r.spectrum is not None]
+    if len(parts) == len(reports):  # every student's, side by side
+        spectra = {k: e for part in parts for k, e in part.entries.items()}
+        spectrum = replace(parts[0], entries=spectra)
     return replace(first, result=result, inputs=inputs, spectrum=spectrum)
 
 
@@ -217,7 +218,9 @@ def fitted_student(
         )
     except Exception:  # noqa: BLE001 - absent, unreadable or of an older layout: fit anew
         inputs.fit(config, progress=progress)
-        keep(saved, lambda p: save_connectors(p, *gap.fitted(label)))
+        fitted = gap.fitted(label)
+        assert fitted is not None  # (fit() fitted it)
+        keep(saved, lambda p: save_connectors(p, *fitted))
     return inputs, config
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -132,7 +133,7 @@ class ProbeReport(Result):
         importance}) and ``spearman``; ``full`` (the default, what :meth:`from_dict` reads)
         adds every part whole under ``"parts"``."""
         spec, attr = self.spectrum, self.attribution
-        out = {"ckpt": self.ckpt, "arch": self.arch, "dataset": self.dataset}
+        out: dict[str, Any] = {"ckpt": self.ckpt, "arch": self.arch, "dataset": self.dataset}
         out.update(self.anisotropy.to_dict(per_image=False))
         out["jacobian"] = None if spec is None else spec.to_dict(per_image=False)["jacobian"]
         out["attribution"] = (
