@@ -23,6 +23,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -133,7 +134,7 @@ def require(d: dict, key: str, what: str) -> Any:
     return d[key]
 
 
-def result_file(folder: str | Path, prefix: str, key: Any) -> Path:
+def result_file(folder: str | os.PathLike, prefix: str, key: Any) -> Path:
     """``folder/<prefix>-<hash of key>.json``: where :func:`stored` keeps a result."""
     digest = hashlib.sha1(json.dumps(key, default=str).encode()).hexdigest()[:16]
     return Path(folder) / f"{prefix}-{digest}.json"

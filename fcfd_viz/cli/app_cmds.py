@@ -7,6 +7,7 @@ import argparse
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from fcfd_viz.errors import UserError
@@ -78,14 +79,18 @@ LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 _ANY_ADDRESS = ("", "0.0.0.0", "::")
 
 
-def allowed_hosts(host: str, extra: list[str] = ()) -> list[str]:
+def allowed_hosts(host: str, extra: Sequence[str] = ()) -> list[str]:
     """Host names the websocket accepts: this machine's, the bound address, ``extra``."""
     names = [*LOCAL_HOSTS, *([host] if host not in _ANY_ADDRESS else []), *extra]
     return list(dict.fromkeys(n.strip().lower() for n in names if n.strip()))
 
 
 def app_command(
-    host: str, port: int | None, runs_dir: Path, allow: list[str] = (), script: Path | None = None
+    host: str,
+    port: int | None,
+    runs_dir: Path,
+    allow: Sequence[str] = (),
+    script: Path | None = None,
 ) -> list[str]:
     """The ``streamlit run`` command line of ``fcfd app``."""
     cmd = [sys.executable, "-m", "streamlit", "run", str(script or app_script())]

@@ -39,6 +39,15 @@ def _dest(f: dataclasses.Field) -> str:
     return _flag(f)[2:].replace("-", "_")
 
 
+def _default(f: dataclasses.Field) -> typing.Any:
+    """A dataclass field's default (its factory's value), None without one."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
 def add_setting_args(
     p: argparse.ArgumentParser, section: str, title: str, description: str | None = None
 ) -> None:
@@ -52,7 +61,7 @@ def add_setting_args(
         typ = hints[f.name]
         if isinstance(typ, types.UnionType):  # X | None
             typ = next(a for a in typing.get_args(typ) if a is not type(None))
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = _default(f)
         text = f.metadata["help"]
         if default is not None and "default" not in text:
             text += f" (default: {default})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from fcfd_viz.cli.common import (
     add_config_arg,
@@ -72,6 +73,7 @@ def add_knob_args(p: argparse.ArgumentParser) -> None:
         # argparse formats help with %: a literal one must be doubled
         bounds = "" if k.choices else f"{k.describe()}, "  # argparse lists the choices
         text = f"{k.help} ({bounds}default {default})".replace("%", "%%")
+        kind: dict[str, Any]
         if k.type is bool:
             kind = {"action": argparse.BooleanOptionalAction}
         else:

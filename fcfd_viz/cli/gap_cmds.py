@@ -135,7 +135,7 @@ def _cmd_classification_gap(args: argparse.Namespace) -> int:
 
     knobs = _fit_knobs(args)
     fit = False if args.no_fit else FitConfig(seed=args.seed, **knobs)
-    if fit:
+    if isinstance(fit, FitConfig):
         fit.validate()
     inputs = gap_inputs(
         args.student, args.teacher, args.label, args.fit_data, args.data_dir, args.batch_size

@@ -33,7 +33,9 @@ def _args(action: argparse.Action) -> str:
     shapes = {None: m, "?": f"[{m}]", "*": f"[{m} ...]", "+": f"{m} [{m} ...]"}
     if action.nargs in shapes:
         return shapes[action.nargs]
-    return " ".join([m] * int(action.nargs))  # a fixed count
+    if isinstance(action.nargs, int):  # a fixed count
+        return " ".join([m] * action.nargs)
+    return "..." if action.nargs == argparse.REMAINDER else f"{m} ..."  # argparse.PARSER
 
 
 def _help(action: argparse.Action, prog: str) -> str:

@@ -8,6 +8,7 @@ Nothing is downloaded unless the user asks for it (``download=True`` / ``--downl
 from __future__ import annotations
 
 import os
+from collections.abc import Sized
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
@@ -184,6 +185,12 @@ def _imagenet(train: bool, data_dir: str | None, image_size: int) -> ImageFolder
     return datasets.ImageFolder(split, transform=tf)
 
 
+def dataset_size(data: Dataset) -> int:
+    """The number of examples of ``data`` (every dataset here has a length; torch's
+    ``Dataset`` does not declare one)."""
+    return len(cast(Sized, data))
+
+
 def build_datasets(cfg: DataConfig) -> tuple[Dataset, Dataset, DataInfo]:
     """Training and test datasets plus :class:`DataInfo` for ``cfg``."""
     name = cfg.dataset
@@ -275,7 +282,7 @@ def make_loaders(
         DataLoader, num_workers=workers, pin_memory=pin, persistent_workers=workers > 0
     )
     if world_size > 1:
-        sampler = DistributedSampler(
+        sampler: DistributedSampler[Any] = DistributedSampler(
             train, num_replicas=world_size, rank=rank, shuffle=True, seed=seed
         )
         train_loader = loader(train, batch_size=per_rank, sampler=sampler, drop_last=False)

@@ -16,7 +16,7 @@ extras are trained with the student and saved in its checkpoints, as in classifi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,9 @@ from torchvision.models.detection.roi_heads import fastrcnn_loss
 from fcfd_viz.distill.base import Distiller, MethodConfig, kd_loss
 from fcfd_viz.distill.knob import knob
 from fcfd_viz.errors import UserError
+
+if TYPE_CHECKING:
+    from fcfd_viz.detection.models import Detector
 
 Features = dict[str, Tensor]  # FPN level name ("0".."3", "pool") -> (B, C, H_l, W_l)
 
@@ -89,6 +92,8 @@ class DetectionDistiller(Distiller):
     method: ClassVar[str] = "det-base"
     Config: ClassVar[type] = DetectionConfig
     task: ClassVar[str] = "detection"
+    student: Detector
+    teacher: Detector | None
 
     def __init__(self, student, teacher=None, cfg=None, input_shape=(3, 64, 64)) -> None:
         super().__init__(student, teacher, cfg, input_shape)
@@ -96,6 +101,9 @@ class DetectionDistiller(Distiller):
             from fcfd_viz.detection.models import check_pair
 
             check_pair(teacher, student)
+
+    def need_teacher(self) -> Detector:
+        return cast("Detector", super().need_teacher())
 
     @classmethod
     def check_teacher(cls, teacher) -> None:
@@ -134,8 +142,9 @@ class DetectionDistiller(Distiller):
     def teacher_pass(self, p: StudentPass) -> tuple[Features, Tensor, Tensor]:
         """The teacher's FPN on the student's batch and its head at the student's proposals:
         (features, logits (R, K), deltas (R, 4K)); no graph."""
-        feats = self.teacher.backbone(p.images)
-        return (feats, *run_head(self.teacher, feats, p.proposals, p.image_sizes))
+        teacher = self.need_teacher()
+        feats = teacher.backbone(p.images)
+        return (feats, *run_head(teacher, feats, p.proposals, p.image_sizes))
 
 
 class DetectionCE(DetectionDistiller):

@@ -94,9 +94,9 @@ def render(train: bool, n: int, canvas: int = CANVAS, seed: int = SPLIT_SEED):
         for (x, y), s, j in zip(_place(rng, sizes, canvas), sizes, picks):
             digit = torch.from_numpy(digits.images[j].astype(np.float32) / 16.0)[None, None]
             patch = F.interpolate(digit, size=(s, s), mode="bilinear", align_corners=False)
-            patch = patch[0, 0].clamp(0, 1).numpy()  # (s, s)
-            patch[patch < 0.05] = 0.0  # bilinear tails: no faint ink outside the drawn digit
-            imgs[i, y : y + s, x : x + s] = patch
+            ink = patch[0, 0].clamp(0, 1).numpy()  # (s, s)
+            ink[ink < 0.05] = 0.0  # bilinear tails: no faint ink outside the drawn digit
+            imgs[i, y : y + s, x : x + s] = ink
             rows, cols = np.nonzero(patch)
             b.append([x + cols.min(), y + rows.min(), x + cols.max() + 1, y + rows.max() + 1])
             lab.append(int(digits.target[j]) + 1)

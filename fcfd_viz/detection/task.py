@@ -9,14 +9,18 @@ with ``map``, ``map_50``, ``map_75`` (%) where classification has top-1 / top-5,
 
 from __future__ import annotations
 
-from collections.abc import Sized
 from functools import partial
-from typing import cast
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from fcfd_viz.data.datasets import DETECTION_DATASETS, DataConfig, rank_batch_size
+from fcfd_viz.data.datasets import (
+    DETECTION_DATASETS,
+    DataConfig,
+    dataset_size,
+    rank_batch_size,
+)
 from fcfd_viz.detection import data as det_data
 from fcfd_viz.detection import methods
 from fcfd_viz.detection import models as det_models
@@ -85,7 +89,7 @@ def make_loaders(cfg: DataConfig, seed: int = 0, rank: int = 0, world_size: int 
     training canvases (per ``subset_seed``)."""
     per_rank = rank_batch_size(cfg.batch_size, world_size)
     train, test, _ = det_data.detection_datasets(cfg.dataset, cfg.data_dir, image_size(cfg))
-    n = len(cast(Sized, train))
+    n = dataset_size(train)
     if cfg.subset is not None and cfg.subset < 1:
         g = torch.Generator().manual_seed(cfg.subset_seed or 0)
         keep = torch.randperm(n, generator=g)[: max(1, round(cfg.subset * n))]
@@ -96,7 +100,9 @@ def make_loaders(cfg: DataConfig, seed: int = 0, rank: int = 0, world_size: int 
     # a last batch of one image would give BatchNorm a single value on the 1x1 p6 level
     drop_last = n % per_rank == 1
     if world_size > 1:
-        sampler = DistributedSampler(train, num_replicas=world_size, rank=rank, seed=seed)
+        sampler: DistributedSampler[Any] = DistributedSampler(
+            train, num_replicas=world_size, rank=rank, seed=seed
+        )
         train_loader = loader(train, batch_size=per_rank, sampler=sampler, drop_last=drop_last)
     else:
         gen = torch.Generator().manual_seed(seed)

@@ -119,7 +119,9 @@ def is_done(path: str | os.PathLike) -> bool:
     """A run directory whose training completed (summary written, not stopped)."""
     run = Run(path)
     summ = run.summary()
-    return bool(summ) and not summ.get("stopped") and run.status().get("state") != "running"
+    if not summ:
+        return False
+    return not summ.get("stopped") and run.status().get("state") != "running"
 
 
 def defaults_ready(runs_dir: str | os.PathLike, demo: Demo = DIGITS) -> bool:
@@ -276,7 +278,9 @@ def read_progress(file: Path) -> dict | None:
     """A progress file of :func:`progress_writer` (fraction clamped to [0, 1]), or None when
     absent or junk."""
     p = read_object(file)[0]
-    fraction = p.get("fraction") if p else None
+    if not p:
+        return None
+    fraction = p.get("fraction")
     if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or fraction != fraction:
         return None  # absent or junk: no build to report
     return {**p, "fraction": min(1.0, max(0.0, float(fraction))), "message": str(p.get("message"))}

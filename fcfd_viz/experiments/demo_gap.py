@@ -103,4 +103,4 @@ def default_gap_running(runs_dir: str | os.PathLike, demo: Demo = DIGITS) -> boo
     from fcfd_viz.io.procs import record_alive
 
     p = default_gap_progress(runs_dir, demo)
-    return bool(p) and p["fraction"] < 1 and record_alive(p)
+    return bool(p and p["fraction"] < 1 and record_alive(p))

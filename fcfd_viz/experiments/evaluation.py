@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from fcfd_viz.data.datasets import DataConfig, make_loaders
+from fcfd_viz.data.datasets import DataConfig, dataset_size, make_loaders
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.input_size import checkpoint_input_size
 from fcfd_viz.runs.checkpoints import model_from_checkpoint
@@ -50,5 +50,5 @@ def evaluate_classifier(
         "top1": acc.top1,
         "top5": acc.top5,
         "top5_k": acc.k,  # min(5, classes): with 5 classes or fewer top-5 is 100 by definition
-        "n": len(test_loader.dataset),
+        "n": dataset_size(test_loader.dataset),
     }

@@ -30,7 +30,7 @@ from fcfd_viz.runs.writer import check_target, open_run
 from fcfd_viz.training.callbacks import Callback
 from fcfd_viz.training.config import TrainConfig, upgrade_train
 from fcfd_viz.training.runtime import dist_info, resolve_device, seed_everything
-from fcfd_viz.training.task import CLASSIFICATION
+from fcfd_viz.training.task import CLASSIFICATION, Task
 from fcfd_viz.training.tracking import tracking_callbacks
 from fcfd_viz.training.trainer import Trainer
 
@@ -204,14 +204,15 @@ def run_experiment(
             raise UserError("--resume needs --out DIR of the run to continue")
         cfg = resume_config(out)
         cfg.train.device = device or cfg.train.device  # another machine may continue it
-    writes = out is not None and rank == 0
+    out_dir = Path(out) if out is not None else None
+    target = out_dir if rank == 0 else None  # where this process writes the run, if anywhere
     protect = [cfg.teacher] if cfg.teacher else []
-    if writes:  # before any work: a refused --out costs nothing
-        check_target(Path(out), resume=resume, overwrite=overwrite, protect=protect, force=force)
+    if target is not None:  # before any work: a refused --out costs nothing
+        check_target(target, resume=resume, overwrite=overwrite, protect=protect, force=force)
     teacher_sha = None
     if cfg.teacher and not resume:  # valid from any working directory, and its file pinned
         cfg.teacher, teacher_sha = teacher_record(cfg.teacher)
-    logs = tracking_callbacks(out, tensorboard, wandb) if writes else []  # packages there?
+    logs = tracking_callbacks(target, tensorboard, wandb) if target is not None else []
     validate(cfg)
     if cfg.data.subset_seed is None:
         cfg.data.subset_seed = cfg.train.seed  # the student's subset is fixed per seed
@@ -221,7 +222,8 @@ def run_experiment(
         if cfg.train.device != "auto"
         else ("cuda" if torch.cuda.is_available() else "cpu")
     )
-    task, shape = CLASSIFICATION, None
+    task: Task = CLASSIFICATION
+    shape = None
     if cfg.task == "detection":
         from fcfd_viz.detection import task as det
 
@@ -239,8 +241,8 @@ def run_experiment(
         "seed": cfg.train.seed,
         "input_shape": shape,
     }
-    if resume:  # the checkpoint it continues has the teacher's hash (or none: older runs)
-        teacher_sha = (read_object(Path(out) / "config.json")[0] or {}).get(SHA_KEY)
+    if resume and out_dir is not None:  # the run it continues has the teacher's hash (or none)
+        teacher_sha = (read_object(out_dir / "config.json")[0] or {}).get(SHA_KEY)
     if teacher_sha:
         meta[SHA_KEY] = teacher_sha
     # the trainer (device, precision, compile) is built before the run directory is
@@ -257,8 +259,8 @@ def run_experiment(
         task=task,
     )
     opened = (
-        open_run(out, resume=resume, overwrite=overwrite, protect=protect, force=force)
-        if writes
+        open_run(target, resume=resume, overwrite=overwrite, protect=protect, force=force)
+        if target is not None
         else contextlib.nullcontext()
     )
     with opened as run:
@@ -272,8 +274,8 @@ def run_experiment(
             run.write_config(
                 {**record, "distributed": batch_record(cfg.data, world), "runtime": trainer.runtime}
             )
-        if resume:
-            trainer.resume(load_checkpoint(Path(out) / "last.pt"))
+        if resume and out_dir is not None:
+            trainer.resume(load_checkpoint(out_dir / "last.pt"))
         try:
             return trainer.fit()
         except BaseException as e:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from typing import TypeGuard
 
 import psutil
 
@@ -69,7 +70,7 @@ def describe(record: dict) -> str:
     return f"pid {record.get('pid')}{when}"
 
 
-def record_alive(rec: dict | None) -> bool:
+def record_alive(rec: dict | None) -> TypeGuard[dict]:
     """Whether the process a record names (pid, create_time, time) still runs."""
     rec = rec or {}
     return pid_alive(rec.get("pid"), rec.get("create_time"), rec.get("time"))

@@ -171,6 +171,14 @@ def get_job(runs_dir: str | os.PathLike, name: str) -> Job | None:
     return _job(runs_dir, path, listing.run_row(path))
 
 
+def _started(runs_dir: Path, name: str) -> Job:
+    """The job just spawned as ``name`` (its record is written before the spawn returns)."""
+    job = get_job(runs_dir, name)
+    if job is None:
+        raise RuntimeError(f"job {name!r} left no record when it started")
+    return job
+
+
 # ---------------------------------------------------------------- actions
 def launch(
     runs_dir: str | os.PathLike, spec: JobSpec, limit: int | None = None
@@ -190,7 +198,7 @@ def launch(
         check_limit(runs_dir, limit)
         out = (runs_dir / spec.name).resolve()
         spawn(runs_dir, spec.name, ["distill", *spec.argv(), "--out", str(out), "--no-progress"])
-    return get_job(runs_dir, spec.name), True
+    return _started(runs_dir, spec.name), True
 
 
 def resume(runs_dir: str | os.PathLike, name: str, limit: int | None = None) -> Job:
@@ -213,7 +221,7 @@ def resume(runs_dir: str | os.PathLike, name: str, limit: int | None = None) -> 
         (job.path / STOP_FILE).unlink(missing_ok=True)
         out = str(job.path.resolve())
         spawn(runs_dir, name, ["distill", "--resume", "--out", out, "--no-progress"])
-    return get_job(runs_dir, name)
+    return _started(runs_dir, name)
 
 
 def stop(runs_dir: str | os.PathLike, name: str) -> Job:
@@ -256,8 +264,11 @@ def delete(runs_dir: str | os.PathLike, name: str) -> None:
             (runs_dir / JOBS_DIR / f"{record_key(name)}{ext}").unlink(missing_ok=True)
 
 
-def wait(runs_dir: str | os.PathLike, name: str, timeout: float = 300.0, poll: float = 0.5) -> Job:
-    """Block until job ``name`` is no longer active (or ``timeout`` seconds passed)."""
+def wait(
+    runs_dir: str | os.PathLike, name: str, timeout: float = 300.0, poll: float = 0.5
+) -> Job | None:
+    """Block until job ``name`` is no longer active (or ``timeout`` seconds passed); None
+    when there is no such job."""
     deadline = time.monotonic() + timeout
     while True:
         job = get_job(runs_dir, name)

@@ -42,4 +42,4 @@ def building(runs_dir: str | os.PathLike) -> bool:
     if record_alive(job_record(Path(runs_dir), DEFAULTS)):
         return True
     p = defaults_progress(runs_dir)
-    return bool(p) and p["fraction"] < 1 and record_alive(p)
+    return bool(p and p["fraction"] < 1 and record_alive(p))

@@ -86,7 +86,7 @@ def validate(spec: JobSpec) -> None:
     checks.number("lr", spec.lr, 0, strict=True)
     make_config(spec.method, **spec.knobs)  # unknown knobs, values out of bounds
     method.check_teacher(spec.teacher or None)
-    if method.needs_teacher:
+    if method.needs_teacher and spec.teacher:  # (check_teacher refused no teacher)
         data = DataConfig(dataset=preset.dataset, data_dir=spec.data_dir, **preset.data)
         check_compatible(load_checkpoint(spec.teacher), data)
 

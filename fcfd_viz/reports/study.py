@@ -225,7 +225,7 @@ def load_study(
     if len({r.row["task"] for r in loaded.values()}) > 1:
         raise UserError("the runs mix detection and classification runs; report one task at a time")
     if teacher is None:
-        recorded = {}
+        recorded: dict[str, str] = {}
         for run in loaded.values():
             t = run.config.get("teacher")
             if isinstance(t, str) and t:

@@ -189,6 +189,8 @@ def spectrum_figures(report) -> list:
 def _gap_body(study: Study, labels: list[str], reading: str, about: str, flags: list[str]) -> str:
     """A gap section's text: its reading, what it measured and the ``fcfd gap`` command
     (the students under ``labels``, then ``flags``) that measures it alone."""
+    if study.teacher is None:
+        raise ValueError("a gap section needs the study's teacher")
     argv = ["fcfd", "gap", "--teacher", study.teacher]
     for run, label in zip(study.students, labels):
         argv += ["--student", str(run.path), "--label", label]

@@ -69,7 +69,7 @@ def runs_below(path: str | os.PathLike, depth: int = 3) -> Iterator[Path]:
     if depth <= 0:
         return
     try:
-        with os.scandir(path) as it:
+        with os.scandir(os.fspath(path)) as it:
             dirs = [Path(e.path) for e in it if e.is_dir(follow_symlinks=False)]
     except OSError:
         return
@@ -169,9 +169,10 @@ def common_teacher(ckpts: list[dict], teacher: str | os.PathLike | None = None):
     or when the teacher's file is no longer the one a student recorded (its sha256)."""
     if teacher is None:
         recorded = {c.get("teacher") for c in ckpts}
-        if None in recorded or len(recorded) != 1:
+        named = [t for t in recorded if t is not None]
+        if len(named) != 1 or len(recorded) != 1:
             raise UserError("the students record no single common teacher; pass --teacher CKPT")
-        teacher = recorded.pop()
+        teacher = named[0]
     # a teacher replaced since (train-teacher --overwrite) is another network: refused
     check_recorded_teacher(ckpts, teacher)
     return teacher

@@ -59,7 +59,14 @@ def _need(module: str, flag: str) -> None:
         raise UserError(f"{flag} needs the {module} package: pip install {module}")
 
 
-class TensorBoard(Callback):
+class Tracker(Callback):
+    """A callback writing the run's scalars somewhere; :meth:`close` releases it (the run
+    calls it after training, a failed or interrupted one too)."""
+
+    def close(self) -> None: ...
+
+
+class TensorBoard(Tracker):
     """Event files in ``run_dir/tb``, flushed after every epoch."""
 
     def __init__(self, run_dir: str | Path) -> None:
@@ -101,7 +108,7 @@ class TensorBoard(Callback):
                 writer.add_scalar(tag, value, step)
 
 
-class WeightsAndBiases(Callback):
+class WeightsAndBiases(Tracker):
     """The same scalars in a W&B run of ``project`` named after the run directory."""
 
     def __init__(self, project: str, run_dir: str | Path) -> None:
@@ -137,10 +144,10 @@ class WeightsAndBiases(Callback):
 
 def tracking_callbacks(
     run_dir: str | Path, tensorboard: bool = True, wandb: str | None = None
-) -> list[Callback]:
+) -> list[Tracker]:
     """The logging callbacks asked for (rank 0's, for a run writing ``run_dir``); a missing
     package is a one-line UserError before any work."""
-    out: list[Callback] = [TensorBoard(run_dir)] if tensorboard else []
+    out: list[Tracker] = [TensorBoard(run_dir)] if tensorboard else []
     if wandb:
         out.append(WeightsAndBiases(wandb, run_dir))
     return out

@@ -11,10 +11,11 @@ import sys
 import time
 from collections import defaultdict
 from contextlib import nullcontext
+from typing import cast
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from fcfd_viz.data.datasets import set_epoch
@@ -80,7 +81,7 @@ class Trainer:
             nesterov=cfg.nesterov,
             weight_decay=cfg.weight_decay,
         )
-        self.model = self.distiller
+        self.model: nn.Module = self.distiller  # or its DDP / compiled wrapper
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -89,7 +90,7 @@ class Trainer:
             # FCFD samples a few paths per step, so some bridges get no gradient in a step
             self.model = DDP(self.distiller, device_ids=ids, find_unused_parameters=True)
         if cfg.compile:
-            self.model = torch.compile(self.model)
+            self.model = cast(nn.Module, torch.compile(self.model))  # an OptimizedModule
         self.start_epoch, self.elapsed = 0, 0.0
         self.best = task.initial_best()  # best_top1, best_top5 (classification)
         self.history: list[dict] = []

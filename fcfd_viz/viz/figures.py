@@ -130,8 +130,11 @@ def jacobian_spectrum_figure(result: AnisotropyResult) -> go.Figure:
 
 def sensitivity_vs_attribution_figure(report: ProbeReport, method: str) -> go.Figure:
     """One point per channel: perturbation sensitivity against ``method``'s importance."""
-    sens = report.anisotropy.channel_sensitivity.tolist()
-    attr = report.attribution.channels[method].tolist()
+    sensitivity, attribution = report.anisotropy.channel_sensitivity, report.attribution
+    if sensitivity is None or attribution is None:
+        raise ValueError("the report has no per-channel sensitivity or no attribution")
+    sens = sensitivity.tolist()
+    attr = attribution.channels[method].tolist()
     hover = "channel %{customdata}<br>attribution %{x:.3g}<br>sensitivity %{y:.3g}<extra></extra>"
     points = go.Scatter(
         x=attr,

@@ -16,7 +16,14 @@ import os
 from pathlib import Path
 
 from fcfd_viz import distill, models
-from fcfd_viz.data.datasets import DATASETS, EMBEDDED, DataConfig, data_info, make_loaders
+from fcfd_viz.data.datasets import (
+    DATASETS,
+    EMBEDDED,
+    DataConfig,
+    data_info,
+    dataset_size,
+    make_loaders,
+)
 from fcfd_viz.errors import UserError
 from fcfd_viz.experiments.experiment import ExperimentConfig
 from fcfd_viz.io.files import atomic_write_with, user_os_errors
@@ -46,7 +53,7 @@ def measure_top1(
     dev = resolve_device(device)
     top1 = evaluate(net.to(dev), test_loader, dev).top1
     net.cpu()
-    return top1, len(test_loader.dataset)
+    return top1, dataset_size(test_loader.dataset)
 
 
 def import_teacher(

@@ -15,6 +15,7 @@ one-line reading). Students measured apart (the app caches each on its own) are 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -193,7 +194,7 @@ def fitted_student(
     max_epochs: int,
     data_dir: str | None = None,
     progress: bool = False,
-    folder: str | Path | None = None,
+    folder: str | os.PathLike | None = None,
     method: str = FIT_METHOD,
 ) -> tuple[GapInputs, FitConfig]:
     """One student's gap inputs with its connectors fitted on the training split
@@ -225,7 +226,7 @@ def fitted_student(
 
 
 def gap_file(
-    folder: str | Path,
+    folder: str | os.PathLike,
     teacher: tuple,
     student: tuple,
     label: str,
@@ -249,7 +250,7 @@ def student_gap(
     label: str,
     bn: str = "eval",
     max_epochs: int = 100,
-    folder: str | Path | None = None,
+    folder: str | os.PathLike | None = None,
     data_dir: str | None = None,
     progress: bool = False,
     fitted: Callable[[], tuple[GapInputs, FitConfig]] | None = None,
