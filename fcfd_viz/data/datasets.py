@@ -186,8 +186,7 @@ def _imagenet(train: bool, data_dir: str | None, image_size: int) -> ImageFolder
 
 
 def dataset_size(data: Dataset) -> int:
-    """The number of examples of ``data`` (every dataset here has a length; torch's
-    ``Dataset`` does not declare one)."""
+    """The length of ``data`` (torch's ``Dataset`` declares none; every one here has one)."""
     return len(cast(Sized, data))
 
 

@@ -35,6 +35,7 @@ import copy
 import math
 import time
 from dataclasses import replace
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +48,6 @@ from fcfd_viz.analysis.gap.lstsq import (
     Conv,
     NormalEquations,
     conv_weight_grad,
-    integer_padding,
     load_affine,
     set_weight_matrix,
     weight_matrix,
@@ -97,7 +97,7 @@ def _conv(conv: Conv, x: Tensor, bias: Tensor) -> Tensor:
             conv.weight,
             bias,
             conv.stride,
-            integer_padding(conv),
+            cast(tuple[int, ...], conv.padding),
             conv.output_padding,
             conv.groups,
         )

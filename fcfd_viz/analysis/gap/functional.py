@@ -37,7 +37,6 @@ import contextlib
 import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -45,10 +44,9 @@ from torch import Tensor, nn
 from fcfd_viz.analysis.base import Analysis
 from fcfd_viz.analysis.gap.connectors import fit_connectors
 from fcfd_viz.analysis.gap.fit_config import FitConfig, FitInfo, fit_plan
-from fcfd_viz.analysis.gap.inputs import Bridges, check_pair
+from fcfd_viz.analysis.gap.inputs import Bridges, check_bridges, check_pair
 from fcfd_viz.analysis.gap.result import FITTED, OWN, GapEntry, GapResult, check_regime
 from fcfd_viz.analysis.gap.shared_teacher import shared_teacher
-from fcfd_viz.distill.bridges import Bridge
 from fcfd_viz.distill.paths import MixedPath
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import StagedNet
@@ -101,18 +99,7 @@ class FunctionalGap(Analysis[GapResult]):
             if label not in self.students:
                 raise UserError(f"bridges given for unknown student {label!r}")
             s2t, t2s = b
-            want = {str(k) for k in range(1, self.n)}
-            if set(s2t.keys()) != want:
-                raise UserError(
-                    f"student {label!r}: s2t bridges must cover stages {sorted(want)}, got {sorted(s2t.keys())}"
-                )
-            for k in s2t.keys():
-                bridge = cast(Bridge, s2t[k])
-                if tuple(bridge.dst) != tuple(t_shapes[int(k)]):
-                    raise UserError(
-                        f"student {label!r}: the stage {k} bridge maps to {list(bridge.dst)}, "
-                        f"but the teacher's feature is {list(t_shapes[int(k)])}: were the bridges trained with another teacher?"
-                    )
+            check_bridges(label, s2t, t_shapes)
             self.own[label] = (s2t, t2s)
         self._fits: dict[str, tuple[FitConfig, nn.ModuleDict, nn.ModuleDict, FitInfo]] = {}
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from torch import nn
 
 from fcfd_viz.analysis.gap.fit_config import FitConfig
+from fcfd_viz.distill.bridges import Bridge
 from fcfd_viz.errors import UserError
 from fcfd_viz.models import legacy
 from fcfd_viz.models.base import StagedNet
@@ -26,6 +27,23 @@ def check_pair(teacher: StagedNet, student: StagedNet, label: str = "student") -
             f"teacher ({getattr(teacher, 'arch', '?')}) has {teacher.num_stages}; the functional gap "
             "needs networks split into the same number of stages"
         )
+
+
+def check_bridges(label: str, s2t: nn.ModuleDict, t_shapes: Sequence[Sequence[int]]) -> None:
+    """``s2t`` (student ``label``'s own bridges) covers stages 1 .. n-1 of the teacher, whose
+    stage features have shapes ``t_shapes``, each mapping to its stage's shape."""
+    want = {str(k) for k in range(1, len(t_shapes))}
+    if set(s2t.keys()) != want:
+        raise UserError(
+            f"student {label!r}: s2t bridges must cover stages {sorted(want)}, got {sorted(s2t.keys())}"
+        )
+    for k in s2t.keys():
+        dst = tuple(cast(Bridge, s2t[k]).dst)
+        if dst != tuple(t_shapes[int(k)]):
+            raise UserError(
+                f"student {label!r}: the stage {k} bridge maps to {list(dst)}, "
+                f"but the teacher's feature is {list(t_shapes[int(k)])}: were the bridges trained with another teacher?"
+            )
 
 
 class _Loaded(NamedTuple):

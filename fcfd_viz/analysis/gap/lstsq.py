@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import cast
 
 import torch
@@ -45,16 +46,11 @@ Conv = nn.Conv2d | nn.ConvTranspose2d  # a bridge's conv
 CHUNK_ROWS = 8192  # rows per float32 product of the normal equations (see NormalEquations)
 
 
-def integer_padding(conv: Conv) -> tuple[int, ...]:
-    """``conv``'s padding as numbers (a bridge never pads by name, ``"same"``)."""
-    return cast(tuple[int, ...], conv.padding)
-
-
 def design(conv: Conv, x: Tensor) -> Tensor:
     """im2col rows (N * L, D) of ``conv`` (a bridge's Conv2d or ConvTranspose2d, no bias,
     no groups) on ``x`` (N, C_src, H, W): ``conv(x)`` viewed as (N * L, C_dst) equals
     ``design(conv, x) @ weight_matrix(conv)`` (L output positions, row-major)."""
-    k, s, p = conv.kernel_size, conv.stride, integer_padding(conv)
+    k, s, p = conv.kernel_size, conv.stride, cast(tuple[int, ...], conv.padding)  # never "same"
     if isinstance(conv, nn.ConvTranspose2d):
         # a transposed conv is a stride-1 conv over the input with s - 1 zeros inserted between
         # pixels, padded by k - 1 - p, with the kernel flipped and its in/out axes swapped
@@ -179,28 +175,15 @@ class NormalEquations:
         """Zero the sums on the first rows (``x`` (R, D) or None with a shared Gram); the
         Gram and the targets' shift ``y0``."""
         if self.y0 is None:
-            c, dev, f64 = y.shape[1], y.device, torch.float64
+            c, zeros = y.shape[1], partial(torch.zeros, dtype=torch.float64, device=y.device)
             if self.gram is None:
                 if x is None:
                     raise ValueError("the first rows of an own Gram are needed")
-                zeros = (
-                    torch.zeros(d, dtype=f64, device=dev),
-                    torch.zeros(d, d, dtype=f64, device=dev),
-                )
-                self.gram = Gram(x.mean(0), 0, *zeros)
+                self.gram = Gram(x.mean(0), 0, zeros(d), zeros(d, d))
             self.y0 = y.mean(0)
-            self.sy, self.yy = (
-                torch.zeros(c, dtype=f64, device=dev),
-                torch.zeros(c, dtype=f64, device=dev),
-            )
-            self.xy = torch.zeros(d, c, dtype=f64, device=dev)
+            self.sy, self.yy, self.xy = zeros(c), zeros(c), zeros(d, c)
         assert self.gram is not None
         return self.gram, self.y0
-
-    def _solved(self) -> Callable[[Tensor], Tensor]:
-        if self._solve is None:
-            raise RuntimeError("solve() first")
-        return self._solve
 
     def _add_gram(self, x: Tensor) -> None:
         """Own Gram only: ``x`` (R, D) into ``n``, ``sx``, ``X^T X``, chunk by chunk."""
@@ -276,7 +259,7 @@ class NormalEquations:
         else:  # singular without a ridge (ridge=0): the minimum-norm solution
             pinv = torch.linalg.pinv(a, hermitian=True)
             self._solve = lambda rhs: pinv @ rhs
-        w = self._solved()(cxy)
+        w = self._solve(cxy)
         mse = float((cyy - 2 * (w * cxy).sum(0) + (w * (self.cxx @ w)).sum(0)).sum() / len(cyy))
         b = self.y0.double() + my - self.mean_x @ w  # back to unshifted coordinates
         return replace(self.affine(w, b), mse=max(mse, 0.0))
@@ -291,8 +274,10 @@ class NormalEquations:
         """The least-squares change ``(dw (D, C), db (C,))`` that fits residuals with sums
         ``sum_xr = sum X^T r`` (D, C) and ``sum_r`` (C,) over these rows (after :meth:`solve`;
         the same ridge): ``dw = (Cov X + lambda I)^-1 Cov(X, r)``, ``db = mean(r) - mean(X) dw``."""
+        if self._solve is None:
+            raise RuntimeError("solve() first")
         mr = sum_r.double() / self.n
-        dw = self._solved()(sum_xr.double() / self.n - torch.outer(self.mean_x, mr))
+        dw = self._solve(sum_xr.double() / self.n - torch.outer(self.mean_x, mr))
         return dw, mr - self.mean_x @ dw
 
 
