@@ -1,4 +1,5 @@
-"""Shared fixtures for the whole suite. Keep this small: per-area helpers live in the test files."""
+"""Shared fixtures for the whole suite. Keep this small: per-area fixtures live in a folder's
+conftest.py, helpers that test modules share in tests/helpers.py."""
 
 from __future__ import annotations
 
