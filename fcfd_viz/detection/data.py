@@ -97,7 +97,7 @@ def render(train: bool, n: int, canvas: int = CANVAS, seed: int = SPLIT_SEED):
             ink = patch[0, 0].clamp(0, 1).numpy()  # (s, s)
             ink[ink < 0.05] = 0.0  # bilinear tails: no faint ink outside the drawn digit
             imgs[i, y : y + s, x : x + s] = ink
-            rows, cols = np.nonzero(patch)
+            rows, cols = np.nonzero(ink)
             b.append([x + cols.min(), y + rows.min(), x + cols.max() + 1, y + rows.max() + 1])
             lab.append(int(digits.target[j]) + 1)
             src.append(int(j))
