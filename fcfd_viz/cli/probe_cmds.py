@@ -76,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--classes",
         default="auto",
         help="output classes of the Jacobian / Fisher metric: M (each image's top M plus a "
-        "merged rest class, a lower bound), all, or auto (all up to 100 classes, else 16)",
+        "merged rest class, a lower bound), all, or auto (all up to 100 classes, else 32)",
     )
     p.add_argument(
         "--attribution",

@@ -142,7 +142,7 @@ class Anisotropy(CutAnalysis[AnisotropyResult]):
             progress: show a tqdm bar over forward passes (exact mode).
             top_classes: the output space of the Jacobian and of the Fisher mode (their cost
                 grows with the number of classes ``K``): ``"auto"`` (all classes up to 100,
-                else the top 16), ``"all"`` / None, or ``m``: each image's ``m`` most probable
+                else the top 32), ``"all"`` / None, or ``m``: each image's ``m`` most probable
                 classes plus one merged "rest" class (``kl``; a lower bound of the full
                 metric, :mod:`~fcfd_viz.analysis.probe.classes`). The exact mode's KL is
                 always over all classes. ``res.neglected_mass`` is the clean mass left out.

@@ -35,7 +35,7 @@ from torch import Tensor
 from fcfd_viz.errors import UserError
 
 AUTO_ALL = 100  # "auto": networks with at most this many classes keep them all (exact)
-AUTO_TOP = 16  # "auto": larger heads keep their top AUTO_TOP classes (plus "rest" under kl)
+AUTO_TOP = 32  # "auto": larger heads keep their top AUTO_TOP classes (plus "rest" under kl)
 
 
 def parse_top_classes(value: int | str | None) -> int | str | None:
