@@ -44,13 +44,14 @@ def parse_top_classes(value: int | str | None) -> int | str | None:
         return None
     if value == "auto":
         return "auto"
+    given = value
     if isinstance(value, str):
         try:
             value = int(value)
         except ValueError:
             value = None
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise UserError(f"classes must be auto, all or a positive integer, got {value!r}")
+        raise UserError(f"classes must be auto, all or a positive integer, got {given!r}")
     return value
 
 
