@@ -165,7 +165,7 @@ def markdown(r: dict, heading: str) -> str:
         f"Top {r['top_classes']} of {r['num_classes']} classes kept for the Jacobian / Fisher "
         f"metric (Lanczos steps {r['jacobian_steps']['full']} -> "
         f"{r['jacobian_steps']['shortcut']}); neglected mass mean {r['neglected_mass']:.3g}, "
-        f"max {r['neglected_mass_max']:.3g} (merged into the \"rest\" class, not dropped).",
+        f'max {r["neglected_mass_max"]:.3g} (merged into the "rest" class, not dropped).',
     ]
     return "\n".join(lines)
 
@@ -178,7 +178,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--image-dir", default=None, help="default: generated PNGs")
     ap.add_argument("--no-fisher", dest="fisher", action="store_false")
-    ap.add_argument("--quick", action="store_true", help="1 image at 64 px, 1 repeat; records nothing")
+    ap.add_argument(
+        "--quick", action="store_true", help="1 image at 64 px, 1 repeat; records nothing"
+    )
     add_section_args(ap, "probe_classes", "Probe of a 1000-class network (#26)")
     args = ap.parse_args()
     if args.quick:
