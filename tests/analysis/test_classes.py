@@ -86,7 +86,6 @@ def test_fisher_metric_lower_bound_and_ranking_on_200_classes():
     assert red.top_classes == AUTO_TOP and red.num_classes == 200
     assert (red.channel_per_image <= full.channel_per_image * (1 + 1e-6) + 1e-12).all()
     rho = spearman(red.channel_sensitivity, full.channel_sensitivity)
-    print("rho", rho)
     assert rho >= 0.9, rho
     d = red.to_dict()
     assert d["top_classes"] == AUTO_TOP and 0 < d["neglected_mass"] < 1
