@@ -30,6 +30,7 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.channels import AsyncZMQSocketChannel
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from traitlets import Type
 
@@ -162,6 +163,8 @@ def execute(
         client.execute(env=kernel_env())
     finally:
         seconds = time.perf_counter() - t0
+        if km.has_kernel:  # nbclient leaves a kernel it was given running (a timed-out cell
+            run_sync(km.shutdown_kernel)(now=True)  # would compute on): shut it down here
         nbformat.write(nb, out_dir / path.name)  # the executed copy, for a look after a failure
         print(f"{path.name}: executed in {seconds:.0f} s")
     return nb, text_of(nb), seconds

@@ -260,8 +260,8 @@ def test_a_comm_sent_while_the_reply_is_in_flight_does_not_delay_it(kernel_specs
 FULL = {
     "01_quickstart": {"EPOCHS": 1},
     "02_anisotropy": {"EPOCHS": 1},
-    "03_functional_gap": {"EPOCHS": 1, "FIT_EPOCHS": 2},
-    "04_bring_your_own_model": {"EPOCHS": 1},
+    "03_functional_gap": {"EPOCHS": 1, "FIT_EPOCHS": 2, "FIT_DATA": "student"},
+    "04_bring_your_own_model": {"EPOCHS": 1, "SUBSET": 0.2},
     "05_cifar100_reproduction": {"EPOCHS": 1},
     "06_detection": {"EPOCHS": 1, "FIT_EPOCHS": 2, "TEST_IMAGES": 8, "FIT_IMAGES": 16},
 }
