@@ -103,17 +103,21 @@ def kernel_specs(kdir: Path) -> KernelSpecManager:
     return KernelSpecManager(kernel_dirs=[str(kdir)])
 
 
-def kernel_env() -> dict[str, str]:
+def kernel_env(plotly_renderer: str | None = "json") -> dict[str, str]:
+    """The kernel's environment; ``plotly_renderer=None`` keeps plotly's own default, whose
+    outputs (plotly.js in the first, HTML beside each figure) papermill runs also carry."""
     env = dict(os.environ)
     env.update(
         # 2 cores; 1 under pytest-xdist (tests/conftest.py), where the other worker has one
         OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"),
         MKL_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"),
-        PLOTLY_RENDERER="json",  # small outputs: no plotly.js bundle in every executed copy
         TQDM_DISABLE="1",
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
     )
     env.pop("FCFD_DATA_DIR", None)
+    env.pop("PLOTLY_RENDERER", None)
+    if plotly_renderer:  # "json": small outputs, no plotly.js bundle in every executed copy
+        env["PLOTLY_RENDERER"] = plotly_renderer
     return env
 
 
@@ -131,6 +135,7 @@ def execute(
     timeout: int,
     cells: dict | None = None,
     client_class: type = ReplySafeKernelClient,
+    plotly_renderer: str | None = "json",
 ):
     """Run a parameterised copy of ``path``; returns (executed notebook, its text, seconds).
 
@@ -160,7 +165,7 @@ def execute(
     )
     t0 = time.perf_counter()
     try:
-        client.execute(env=kernel_env())
+        client.execute(env=kernel_env(plotly_renderer))
     finally:
         seconds = time.perf_counter() - t0
         if km.has_kernel:  # nbclient leaves a kernel it was given running (a timed-out cell
