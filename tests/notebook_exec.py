@@ -17,6 +17,8 @@ pyzmq re-reads ``ZMQ_EVENTS`` after the send and wakes the waiting poll.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import json
 import os
@@ -24,8 +26,10 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from queue import Empty
 
 import nbformat
+import zmq
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.channels import AsyncZMQSocketChannel
 from jupyter_client.kernelspec import KernelSpecManager
@@ -173,3 +177,49 @@ def execute(
         nbformat.write(nb, out_dir / path.name)  # the executed copy, for a look after a failure
         print(f"{path.name}: executed in {seconds:.0f} s")
     return nb, text_of(nb), seconds
+
+
+async def _reply_wait(km: AsyncKernelManager, timeout: float) -> tuple[bool, float]:
+    """One execute_request; while its reply is in flight, the loop is busy (as nbclient is
+    with outputs to copy) and a comm_msg goes out on the shell channel, as nbclient's
+    Output-widget mirror sends one. Returns (the reply is ours, seconds the get waited)."""
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=120)
+        with contextlib.suppress(Empty):  # kernel_info replies wait_for_ready left behind
+            while True:
+                await kc.shell_channel.get_msg(timeout=1)
+        msg_id = kc.execute("pass")
+        pending = asyncio.ensure_future(kc.shell_channel.get_msg(timeout=timeout))
+        await asyncio.sleep(0)  # the get now polls the shell socket
+        # without yielding to the loop: wait for the kernel's idle (sent after its reply) on
+        # a blocking view of iopub, so the reply's wake-up is there when the comm goes out
+        iopub = zmq.Socket.shadow(kc.iopub_channel.socket.underlying)
+        while True:
+            assert iopub.poll(60_000), "the kernel never went idle"
+            _, msg = kc.session.recv(iopub)
+            content, parent = msg["content"], msg["parent_header"]
+            if parent.get("msg_id") == msg_id and content.get("execution_state") == "idle":
+                break
+        time.sleep(0.2)
+        kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": "none", "data": {}}))
+        t0 = time.perf_counter()
+        reply = await pending
+        return reply["parent_header"].get("msg_id") == msg_id, time.perf_counter() - t0
+    finally:
+        kc.stop_channels()
+
+
+async def reply_waits(specs) -> dict[str, tuple[bool, float]]:
+    """The stall of issue #29 made certain, on one kernel: ``_reply_wait`` with the tests'
+    shell channel ("fixed") and with jupyter_client's own ("stock", a 4 s timeout)."""
+    km = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
+    await km.start_kernel(env=kernel_env())
+    try:
+        km.client_factory = ReplySafeKernelClient
+        fixed = await _reply_wait(km, timeout=30)
+        km.client_factory = AsyncKernelClient
+        return {"fixed": fixed, "stock": await _reply_wait(km, timeout=4)}
+    finally:
+        await km.shutdown_kernel(now=True)

@@ -17,27 +17,19 @@ trained (each trains them itself when run alone). Every notebook also runs in fu
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
-import time
 from pathlib import Path
-from queue import Empty
 
 import nbformat
 import pytest
-import zmq
-from jupyter_client.asynchronous import AsyncKernelClient
-from jupyter_client.manager import AsyncKernelManager
 from notebook_exec import (
     INJECTED_TAG,
-    KERNEL_NAME,
     NOTEBOOK_DIR,
-    ReplySafeKernelClient,
     execute,
     inject_parameters,
-    kernel_env,
     parameters_index,
     read,
+    reply_waits,
 )
 from notebook_exec import kernel_specs as make_kernel_specs
 
@@ -145,8 +137,9 @@ def test_02_anisotropy(kernel_specs, runs_dir, tmp_path):
 
 @pytest.mark.slow
 def test_03_functional_gap(kernel_specs, runs_dir, tmp_path):
+    # full mode at reduced size (FULL): smoke mode would differ only in FIT_EPOCHS 3 vs 2
     path = NOTEBOOK_DIR / "03_functional_gap.ipynb"
-    _, text, _ = execute(path, smoke_params(runs_dir), kernel_specs, tmp_path, CELL_TIMEOUT)
+    text = execute_full(path, kernel_specs, runs_dir, tmp_path)
     assert "has the smallest functional gap" in text
     assert re.search(r"\b5 student views\b", text)  # ce, kd, fitnet fitted; fcfd own + fitted
     assert re.search(r"^eval : With the teacher's tail in eval-mode BN", text, re.M)
@@ -170,9 +163,10 @@ def test_04_bring_your_own_model(kernel_specs, runs_dir, tmp_path):
 
 @pytest.mark.slow
 def test_05_cifar100_reproduction(kernel_specs, runs_dir, tmp_path):
+    # full mode at reduced size (FULL): without CIFAR-100 and a GPU it takes the random-data
+    # slice, as smoke mode does (4 steps of 16 images instead of 2 of 8)
     path = NOTEBOOK_DIR / "05_cifar100_reproduction.ipynb"
-    params = smoke_params(runs_dir, DATA_DIR=str(tmp_path / "no-cifar"))
-    _, text, _ = execute(path, params, kernel_specs, tmp_path, CELL_TIMEOUT)
+    text = execute_full(path, kernel_specs, runs_dir, tmp_path)
     assert "a tiny slice on random data" in text
     assert "CIFAR-100 loader: cifar100 not found" in text
     for who in ("teacher resnet32x4 (ce)", "student resnet8x4 (kd)", "student resnet8x4 (fcfd)"):
@@ -200,53 +194,9 @@ LATE_BOUND = 10  # s: how long after the kernel's execute_reply the client may f
 CELL_BOUND = 240  # s: the slowest full-mode cell computes about a minute here on a busy CPU
 
 
-async def _reply_wait(km: AsyncKernelManager, timeout: float) -> tuple[bool, float]:
-    """One execute_request; while its reply is in flight, the loop is busy (as nbclient is
-    with outputs to copy) and a comm_msg goes out on the shell channel, as nbclient's
-    Output-widget mirror sends one. Returns (the reply is ours, seconds the get waited)."""
-    kc = km.client()
-    kc.start_channels()
-    try:
-        await kc.wait_for_ready(timeout=120)
-        with contextlib.suppress(Empty):  # kernel_info replies wait_for_ready left behind
-            while True:
-                await kc.shell_channel.get_msg(timeout=1)
-        msg_id = kc.execute("pass")
-        pending = asyncio.ensure_future(kc.shell_channel.get_msg(timeout=timeout))
-        await asyncio.sleep(0)  # the get now polls the shell socket
-        # without yielding to the loop: wait for the kernel's idle (sent after its reply) on
-        # a blocking view of iopub, so the reply's wake-up is there when the comm goes out
-        iopub = zmq.Socket.shadow(kc.iopub_channel.socket.underlying)
-        while True:
-            assert iopub.poll(60_000), "the kernel never went idle"
-            _, msg = kc.session.recv(iopub)
-            content, parent = msg["content"], msg["parent_header"]
-            if parent.get("msg_id") == msg_id and content.get("execution_state") == "idle":
-                break
-        time.sleep(0.2)
-        kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": "none", "data": {}}))
-        t0 = time.perf_counter()
-        reply = await pending
-        return reply["parent_header"].get("msg_id") == msg_id, time.perf_counter() - t0
-    finally:
-        kc.stop_channels()
-
-
-async def _both_channels(specs) -> dict[str, tuple[bool, float]]:
-    km = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
-    await km.start_kernel(env=kernel_env())
-    try:
-        km.client_factory = ReplySafeKernelClient
-        fixed = await _reply_wait(km, timeout=30)
-        km.client_factory = AsyncKernelClient
-        return {"fixed": fixed, "stock": await _reply_wait(km, timeout=4)}
-    finally:
-        await km.shutdown_kernel(now=True)
-
-
 def test_a_comm_sent_while_the_reply_is_in_flight_does_not_delay_it(kernel_specs):
     """The stall of issue #29, deterministically (tests/notebook_exec.py says why)."""
-    waits = asyncio.run(_both_channels(kernel_specs))
+    waits = asyncio.run(reply_waits(kernel_specs))
     ours, waited = waits["fixed"]
     assert ours and waited < 2, f"the reply came {waited:.1f} s after the comm"
     # jupyter_client's own channel sleeps through it; when this fails, it no longer does,
@@ -273,22 +223,41 @@ FULL = {
 }
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_full_mode_waits_on_no_timeout(path, kernel_specs, runs_dir, tmp_path):
+# these run in full mode in their own tests above (with their checks of the text)
+OWN_TEST = ("03_functional_gap", "05_cifar100_reproduction")
+
+
+def execute_full(path, kernel_specs, runs_dir, tmp_path) -> str:
     """Issue #29: run top to bottom with SMOKE = False, as papermill, CI or "Run all" would,
-    the widget cells of 02 waited out the whole cell timeout. Every cell must finish within
-    CELL_BOUND (the client's timeout too) and be done within LATE_BOUND of the kernel's
-    reply: a reply the client sleeps through is late by a whole timeout."""
+    the widget cells of 02 waited out the whole cell timeout. Full mode at reduced size
+    (FULL): every cell must finish within CELL_BOUND (the client's timeout too) and be done
+    within LATE_BOUND of the kernel's reply (a reply the client sleeps through is late by a
+    whole timeout). Returns the notebook's text."""
     params = {"SMOKE": False, "DEVICE": "cpu", "RUNS_DIR": str(runs_dir), **FULL[path.stem]}
     if path.stem == "05_cifar100_reproduction":
         params["DATA_DIR"] = str(tmp_path / "no-cifar")
     cells: dict[int, dict] = {}
     # plotly's default renderer, as a papermill run has it: the larger outputs keep the client
     # busier while replies arrive
-    execute(path, params, kernel_specs, tmp_path, CELL_BOUND, cells=cells, plotly_renderer=None)
+    _, text, _ = execute(
+        path, params, kernel_specs, tmp_path, CELL_BOUND, cells=cells, plotly_renderer=None
+    )
     print({i: f"{c['wall']:.1f}/{c['late']:.2f}" for i, c in cells.items()})
     late = {i: round(c["late"], 1) for i, c in cells.items() if c["late"] > LATE_BOUND}
     slow = {i: round(c["wall"]) for i, c in cells.items() if c["wall"] > CELL_BOUND}
     assert not late, f"cells done long after the kernel's reply (s): {late}"
     assert not slow, f"cells slower than {CELL_BOUND} s: {slow}"
+    return text
+
+
+def test_every_notebook_runs_in_full_mode():
+    assert sorted(FULL) == [p.stem for p in NOTEBOOKS]
+    assert set(OWN_TEST) <= set(FULL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "path", [p for p in NOTEBOOKS if p.stem not in OWN_TEST], ids=lambda p: p.stem
+)
+def test_full_mode_waits_on_no_timeout(path, kernel_specs, runs_dir, tmp_path):
+    execute_full(path, kernel_specs, runs_dir, tmp_path)
