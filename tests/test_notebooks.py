@@ -10,8 +10,9 @@ has installed does not matter. The helpers live in ``tests/notebook_exec.py``, w
 shell channel that keeps a widget cell from waiting out its timeout (issue #29).
 
 All notebooks of one session share a runs folder: 02 and 03 reuse the digits runs that 01
-trained (each trains them itself when run alone). Every notebook also runs in full mode
-(``SMOKE = False``) at reduced size, each cell within a bound.
+trained (each trains them itself when run alone). Every notebook runs in full mode
+(``SMOKE = False``) at reduced size, each cell within a bound; 03 and 05 only so (their smoke
+settings differ in sizes alone).
 """
 
 from __future__ import annotations
@@ -216,6 +217,7 @@ FULL = {
     "06_detection": {
         "EPOCHS": 1,
         "SUBSET": 0.008,
+        "EVAL_CANVASES": 8,
         "FIT_EPOCHS": 2,
         "TEST_IMAGES": 8,
         "FIT_IMAGES": 16,
