@@ -12,7 +12,9 @@ behind on the outputs), its wake-up is gone, and pyzmq's poller, which re-reads
 then finds the reply and goes on, a whole cell timeout late and without an error. The same
 bug class as ipykernel#1554 on the kernel's side (fixed there by sending through the stream,
 ipykernel#1529). ``ReplySafeShellChannel`` sends through the asyncio socket instead, so
-pyzmq re-reads ``ZMQ_EVENTS`` after the send and wakes the waiting poll.
+pyzmq re-reads ``ZMQ_EVENTS`` after the send and wakes the waiting poll. (These tests used
+to hand nbclient a blocking ``KernelManager``, whose client polls synchronously: it cannot
+show the stall, nor does papermill run that way.)
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class ReplySafeShellChannel(AsyncZMQSocketChannel):
 
 
 class ReplySafeKernelClient(AsyncKernelClient):
+    """nbclient's usual asyncio kernel client with ``ReplySafeShellChannel``."""
+
     shell_channel_class = Type(ReplySafeShellChannel)
 
 
