@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import state
 import streamlit as st
 
-from fcfd_viz.runs import CACHE_DIR
+from fcfd_viz.runs.layout import CACHE_DIR
 
 if TYPE_CHECKING:
     from fcfd_viz.detection.gap_report import DetGapReport

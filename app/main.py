@@ -18,9 +18,12 @@ if _APP not in sys.path:  # `import state` from the pages, whatever the working 
 import state  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from fcfd_viz import defaults, defaults_gap, viz  # noqa: E402
-from fcfd_viz.job_records import last_log_line  # noqa: E402
-from fcfd_viz.runs import JOBS_DIR  # noqa: E402
+from fcfd_viz.experiments import demo as defaults  # noqa: E402
+from fcfd_viz.experiments import demo_gap as defaults_gap  # noqa: E402
+from fcfd_viz.jobs import demo_build  # noqa: E402
+from fcfd_viz.jobs.records import last_log_line  # noqa: E402
+from fcfd_viz.runs.layout import JOBS_DIR  # noqa: E402
+from fcfd_viz.viz import figures as viz  # noqa: E402
 
 # no error details in the browser however the server was started (a Streamlit too old to
 # read app/.streamlit/config.toml, a config of the working directory): a client option,
@@ -53,7 +56,7 @@ def home() -> None:
                 "within the build's progress): that page will open on them at once."
             )
             state.default_gap_progress()
-    elif defaults.building(root):
+    elif demo_build.building(root):
         st.info("Building the default digits teacher and ce / kd / fcfd students (3 seeds) ...")
         _build_progress()
     else:
@@ -70,7 +73,7 @@ def home() -> None:
         )
         if st.button("Build the default runs", type="primary"):
             try:
-                defaults.start_defaults(root)
+                demo_build.start_defaults(root)
             except Exception as e:  # noqa: BLE001 - shown to the user, the app goes on
                 state.show_error(e)
             else:
@@ -106,7 +109,7 @@ def _build_progress() -> None:
     root = state.runs_dir()
     p = defaults.defaults_progress(root) or {"fraction": 0.0, "message": "starting"}
     st.progress(p["fraction"], text=p["message"])
-    if not defaults.building(root):
+    if not demo_build.building(root):
         st.rerun()  # done (or failed): redraw the whole page once
 
 

@@ -3,7 +3,7 @@
 Networks and the model list come from :mod:`probe_state`. A run's image is picked by its
 index in the run's own test split; other models get digits test images (as the Sensitivity
 page does without an image folder). The prepared
-:class:`~fcfd_viz.analysis.perturb.PerturbationExplorer` (feature, channel ranking,
+:class:`~fcfd_viz.analysis.probe.perturb.PerturbationExplorer` (feature, channel ranking,
 directions, Jacobian direction) is cached on the network, the cut and the image, so moving
 eps runs only the rest of the network on the four perturbed features.
 """
@@ -17,8 +17,8 @@ import state
 import streamlit as st
 
 if TYPE_CHECKING:
-    from fcfd_viz.analysis.perturb import PerturbationExplorer
-    from fcfd_viz.analysis.perturb_result import PerturbationResult
+    from fcfd_viz.analysis.probe.perturb import PerturbationExplorer
+    from fcfd_viz.analysis.probe.perturb_result import PerturbationResult
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -32,7 +32,7 @@ def _test_split(path: str, mtime: float):
 
 @st.cache_resource(show_spinner=False)
 def _digits_count() -> int:
-    from fcfd_viz.data import DigitsDataset
+    from fcfd_viz.data.datasets import DigitsDataset
 
     return len(DigitsDataset(False, 16, augment=False))
 
@@ -62,7 +62,7 @@ def test_image(key: tuple, index: int):
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _explorer(net: tuple, cut: tuple, images: tuple, index: int) -> PerturbationExplorer:
-    from fcfd_viz.analysis.perturb import PerturbationExplorer
+    from fcfd_viz.analysis.probe.perturb import PerturbationExplorer
 
     stage, layer = cut
     explorer = PerturbationExplorer(probe_state._network(net), stage, layer=layer)

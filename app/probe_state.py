@@ -18,8 +18,8 @@ import state
 import streamlit as st
 
 if TYPE_CHECKING:
-    from fcfd_viz.analysis.anisotropy_result import AnisotropyResult
-    from fcfd_viz.analysis.attribution import AttributionResult
+    from fcfd_viz.analysis.probe.anisotropy_result import AnisotropyResult
+    from fcfd_viz.analysis.probe.attribution import AttributionResult
     from fcfd_viz.analysis.reports.probe import ProbeReport
 
 N_RANDOM = 32  # random directions per probe
@@ -137,7 +137,7 @@ def _jacobian(net: tuple, cut: tuple, images: tuple) -> AnisotropyResult:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _attribution(net: tuple, cut: tuple, images: tuple, method: str) -> AttributionResult:
-    from fcfd_viz.analysis.attribution import Attribution
+    from fcfd_viz.analysis.probe.attribution import Attribution
 
     stage, layer = cut
     return Attribution(_network(net), stage, layer=layer).compute(_images(images), [method])

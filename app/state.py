@@ -18,18 +18,19 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from fcfd_viz import jobs, plugins
-from fcfd_viz.checkpoints import (
+from fcfd_viz.errors import UserError
+from fcfd_viz.experiments.demo import default_paths
+from fcfd_viz.experiments.networks import network_from_checkpoint
+from fcfd_viz.io import plugins
+from fcfd_viz.jobs import control as jobs
+from fcfd_viz.jobs.records import max_jobs
+from fcfd_viz.runs.checkpoints import (
     checkpoint_file,
     checkpoint_key,
     load_checkpoint,
-    network_from_checkpoint,
 )
-from fcfd_viz.defaults import default_paths
-from fcfd_viz.errors import UserError
-from fcfd_viz.job_records import max_jobs
-from fcfd_viz.listing import list_runs
-from fcfd_viz.runs import CACHE_DIR, default_runs_dir
+from fcfd_viz.runs.layout import CACHE_DIR, default_runs_dir
+from fcfd_viz.runs.listing import list_runs
 
 if TYPE_CHECKING:
     from fcfd_viz.analysis.reports.gap import GapReport
@@ -148,7 +149,7 @@ CURVE_POINTS = 2000  # a curve needs no more; a huge metrics file stays cheap to
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def _metrics(path: str, key: tuple) -> list[dict]:
-    from fcfd_viz.runs import Run
+    from fcfd_viz.runs.layout import Run
 
     return Run(path).metrics(max_points=CURVE_POINTS)
 
@@ -194,9 +195,9 @@ def _gap_one(root: str, t: tuple, s: tuple, label: str, bn: str, epochs: int) ->
 @st.fragment(run_every=2.0)
 def default_gap_progress() -> None:
     """A progress bar of the background fits of the default students' connectors
-    (:mod:`fcfd_viz.defaults_gap`), redrawn every 2 s; the page reruns once they are done."""
-    from fcfd_viz.defaults_gap import default_gap_progress as progress
-    from fcfd_viz.defaults_gap import default_gap_running
+    (:mod:`fcfd_viz.experiments.demo_gap`), redrawn every 2 s; the page reruns once they are done."""
+    from fcfd_viz.experiments.demo_gap import default_gap_progress as progress
+    from fcfd_viz.experiments.demo_gap import default_gap_running
 
     root = runs_dir()
     p = progress(root) or {"fraction": 0.0, "message": "starting"}
@@ -217,16 +218,17 @@ def gap(root: Path, teacher: str, students: list[dict], bn: str, epochs: int) ->
     report per student (memory and RUNS/.cache, keyed by checkpoint paths + mtimes, BN
     regime and fit budget), merged by the library; a new selection computes only new
     students."""
+    from fcfd_viz.analysis.gap.shared_teacher import shared_teacher
     from fcfd_viz.analysis.reports.gap import merge_gap_reports
 
     t = ckpt_file(teacher)
     labels = gap_labels(students)
-    return merge_gap_reports(
-        [
+    with shared_teacher():  # the students' fits share the teacher's features and Grams
+        reports = [
             _gap_one(str(root), t, ckpt_file(c["path"]), lab, bn, epochs)
             for c, lab in zip(students, labels)
         ]
-    )
+    return merge_gap_reports(reports)
 
 
 def gap_cached(root: Path, teacher: str, students: list[dict], bn: str, epochs: int) -> bool:
@@ -241,10 +243,10 @@ def gap_cached(root: Path, teacher: str, students: list[dict], bn: str, epochs: 
 def one_image(
     root: Path, teacher: str, students: dict[str, dict], epochs: int, index: int, stage: int
 ):
-    """(image, :class:`~fcfd_viz.analysis.one_image.ImagePredictions`) of test image ``index``
+    """(image, :class:`~fcfd_viz.analysis.gap.one_image.ImagePredictions`) of test image ``index``
     at ``stage`` through the fitted connectors of ``students`` (label -> checkpoint row, the
     labels :func:`gap` used: the fits are shared with it and kept in RUNS/.cache)."""
-    from fcfd_viz.analysis.one_image import bridged_predictions
+    from fcfd_viz.analysis.gap.one_image import bridged_predictions
 
     t, pred, image = ckpt_file(teacher), None, None
     for label, c in students.items():
@@ -266,9 +268,10 @@ def test_images(root: Path, teacher: str, label: str, student: dict, epochs: int
 
 def report_download(root: Path, names: list[str]) -> None:
     """The Runs page's report of runs ``names`` of ``root``: what to include, then a download
-    button whose page (:func:`~fcfd_viz.analysis.reports.study.study_report`) is built when
+    button whose page (:func:`~fcfd_viz.reports.study_page.study_report`) is built when
     clicked. The gap reuses what the Functional gap page kept (eval BN, its default budget)."""
-    from fcfd_viz.analysis.reports import study as sr
+    from fcfd_viz.reports import study as sr
+    from fcfd_viz.reports import study_page
 
     paths = [root / n for n in names]
     try:
@@ -276,7 +279,7 @@ def report_download(root: Path, names: list[str]) -> None:
     except Exception as e:  # noqa: BLE001 - a run deleted or broken meanwhile
         show_error(e)
         return
-    from fcfd_viz.defaults_gap import fit_epochs
+    from fcfd_viz.experiments.demo_gap import fit_epochs
 
     epochs = fit_epochs()
     teacher = study.teacher is not None and Path(study.teacher).exists()
@@ -292,12 +295,13 @@ def report_download(root: Path, names: list[str]) -> None:
         disabled=not (teacher and students),
         key="r_rep_gap",
         help="kept results of the Functional gap page are reused; otherwise connectors are "
-        "fitted first (closed form: about 15 s of CPU per student)",
+        "fitted first (closed form: about 15 s of CPU for the first student, about 10 s "
+        "for each further one: they share the teacher's side)",
     )
     options = sr.StudyOptions(probe=probe and probes, gap=gap and teacher, fit_epochs=epochs)
 
     def page() -> bytes:  # runs when the button is clicked, in a thread of its own
-        return sr.study_report(paths, None, options, root=root, cache_dir=cache).encode()
+        return study_page.study_report(paths, None, options, root=root, cache_dir=cache).encode()
 
     c3.download_button(
         "Download report (HTML)",

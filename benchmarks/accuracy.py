@@ -34,10 +34,10 @@ from benchmarks.common import (  # noqa: E402
     write_json,
     write_section,
 )
-from fcfd_viz.data import DataConfig  # noqa: E402
-from fcfd_viz.pipeline import ExperimentConfig, run_experiment  # noqa: E402
-from fcfd_viz.runs import Run  # noqa: E402
-from fcfd_viz.train_config import TrainConfig  # noqa: E402
+from fcfd_viz.data.datasets import DataConfig  # noqa: E402
+from fcfd_viz.experiments.experiment import ExperimentConfig, run_experiment  # noqa: E402
+from fcfd_viz.runs.layout import Run  # noqa: E402
+from fcfd_viz.training.config import TrainConfig  # noqa: E402
 
 RUNS = ROOT / "benchmarks" / "runs" / "accuracy"
 FCFD = {"temperature": 4.0, "feat_weight": 0.02, "feat_warmup_epochs": 20, "mix_weight": 1.0}

@@ -2,7 +2,7 @@
 
 1. first launch: ``fcfd defaults`` into a fresh runs folder (the Home page's button runs the
    same command in the background), wall time until the runs are built (every page works)
-   and until its second phase has fitted the gap page's connectors (fcfd_viz.defaults_gap);
+   and until its second phase has fitted the gap page's connectors (fcfd_viz.experiments.demo_gap);
 2. ``streamlit run app/main.py`` to the Home page rendered with its chart, defaults cached
    (Chromium already started, so browser start-up is not counted);
 3. a Sensitivity interaction: change eps, time until the new sensitivity chart is drawn
@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import RESULTS, ROOT, machine, table, write_json, write_section  # noqa: E402
-from fcfd_viz.defaults_gap import fit_epochs  # noqa: E402
+from fcfd_viz.experiments.demo_gap import fit_epochs  # noqa: E402
 from tests.app.test_browser import ARGS, CHROMIUM, free_port, start_server, stop_server  # noqa: E402
 
 TARGETS = {"build_defaults_s": 180, "first_page_s": 5, "sensitivity_interaction_s": 2}
@@ -40,7 +40,7 @@ TARGETS = {"build_defaults_s": 180, "first_page_s": 5, "sensitivity_interaction_
 def build_defaults(runs_dir: Path, gap: bool) -> tuple[float | None, float | None]:
     """(seconds until ``fcfd defaults`` reported the runs ready, seconds until it exited after
     the gap phase); ``(None, None)`` when the runs were there already."""
-    from fcfd_viz.defaults import defaults_ready
+    from fcfd_viz.experiments.demo import defaults_ready
 
     if defaults_ready(runs_dir):
         return None, None

@@ -23,6 +23,7 @@ folder.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -37,19 +38,20 @@ from benchmarks.common import (  # noqa: E402
     ROOT,
     add_section_args,
     machine,
-    table,
     write_json,
     write_section,
 )
+from benchmarks.connector_fit_report import markdown  # noqa: E402
 from fcfd_viz.analysis import FitConfig, FunctionalGap  # noqa: E402
-from fcfd_viz.analysis.closed_form import eval_mse  # noqa: E402
-from fcfd_viz.analysis.connectors import fit_connectors  # noqa: E402
-from fcfd_viz.analysis.feature_pairs import _staged_pairs  # noqa: E402
-from fcfd_viz.analysis.gap_models import gap_loaders, load_students  # noqa: E402
+from fcfd_viz.analysis.gap.closed_form import eval_mse  # noqa: E402
+from fcfd_viz.analysis.gap.connectors import fit_connectors  # noqa: E402
+from fcfd_viz.analysis.gap.feature_pairs import _staged_pairs  # noqa: E402
+from fcfd_viz.analysis.gap.inputs import gap_loaders, load_students  # noqa: E402
+from fcfd_viz.analysis.gap.shared_teacher import shared_teacher  # noqa: E402
 from fcfd_viz.analysis.reports.gap import FIT_DATA  # noqa: E402
-from fcfd_viz.bn import frozen  # noqa: E402
-from fcfd_viz.defaults import default_paths, ensure_defaults  # noqa: E402
-from fcfd_viz.defaults_gap import default_gap_students  # noqa: E402
+from fcfd_viz.experiments.demo import default_paths, ensure_defaults  # noqa: E402
+from fcfd_viz.experiments.demo_gap import default_gap_students  # noqa: E402
+from fcfd_viz.models.batchnorm import frozen  # noqa: E402
 
 HEADING = "Connector fit: closed form vs the Adam loop"
 
@@ -64,43 +66,45 @@ def fit_mse(loaded, label: str, s2t, t2s, loader, shape) -> dict[str, float]:
         return dict(zip([t[0] for t in tasks], eval_mse(tasks, feats)))
 
 
-def measure(path: Path, teacher: Path, label: str, methods: dict, repeats: int) -> dict:
-    """One student: every method's fit (time, MSE per bridge) and its functional KL."""
-    loaded = load_students([path], teacher, [label])
-    test_loader, train = gap_loaders(loaded, FIT_DATA)
-    shape = tuple(loaded.info["input_shape"])
-    out = {"path": str(path), "methods": {}}
-    for method, cfg in methods.items():
-        times, cpu = [], []
-        for _ in range(repeats):
+def fit_round(loaded: dict, labels: list[str], cfg: FitConfig, share: bool) -> dict:
+    """One fit of each student, in order (``loaded[label]``: its ``(students, loaders)``),
+    in one :func:`shared_teacher` scope when ``share`` (each student alone otherwise):
+    ``{label: (wall s, CPU s, s2t, t2s, info)}``."""
+    out = {}
+    with shared_teacher() if share else contextlib.nullcontext():
+        for label in labels:
+            ld, (_, train) = loaded[label]
+            shape = tuple(ld.info["input_shape"])
             t0, c0 = time.perf_counter(), time.process_time()
-            s2t, t2s, info = fit_connectors(
-                loaded.teacher, loaded.students[label], train[label], shape, cfg
-            )
-            times.append(time.perf_counter() - t0)
-            cpu.append(time.process_time() - c0)
-        gap = FunctionalGap(loaded.teacher, loaded.students, input_shape=shape)
-        gap.set_fitted(label, s2t, t2s, info)
-        kl = {}
-        for bn in ("eval", "batch"):
-            res = gap.compute(test_loader, train, bn=bn, fit=cfg)
-            kl[bn] = res.entries[f"{label} (fitted)"].functional.tolist()
-        out["methods"][method] = {
-            "seconds": statistics.median(times),
-            "cpu_seconds": statistics.median(cpu),  # this process's CPU time: what a
-            "all_seconds": times,  # shared machine's other jobs do not inflate
-            "epochs": {k: b.epochs for k, b in info.bridges.items()},
-            "mse": fit_mse(loaded, label, s2t, t2s, train[label], shape),
-            "functional": kl,
-        }
-        mse = out["methods"][method]["mse"]
-        print(
-            f"  {label} {method}: {statistics.median(times):.1f} s "
-            f"(CPU {statistics.median(cpu):.1f} s), MSE "
-            + ", ".join(f"{k} {v:.4g}" for k, v in mse.items()),
-            flush=True,
-        )
+            fit = fit_connectors(ld.teacher, ld.students[label], train[label], shape, cfg)
+            out[label] = (time.perf_counter() - t0, time.process_time() - c0, *fit)
+            print(f"  {label} {cfg.method}: {out[label][0]:.1f} s (CPU {out[label][1]:.1f} s)")
     return out
+
+
+def evaluate(loaded: dict, label: str, rounds: list[dict], cfg: FitConfig) -> dict:
+    """A method's record for one student: times (medians over ``rounds``), the last fit's
+    per-bridge MSE and functional KL in both BN regimes."""
+    ld, (test_loader, train) = loaded[label]
+    shape = tuple(ld.info["input_shape"])
+    times = [r[label][0] for r in rounds]
+    _, _, s2t, t2s, info = rounds[-1][label]
+    gap = FunctionalGap(ld.teacher, ld.students, input_shape=shape)
+    gap.set_fitted(label, s2t, t2s, info)
+    kl = {}
+    for bn in ("eval", "batch"):
+        res = gap.compute(test_loader, train, bn=bn, fit=cfg)
+        kl[bn] = res.entries[f"{label} (fitted)"].functional.tolist()
+    return {
+        "seconds": statistics.median(times),
+        # this process's CPU time: what a shared machine's other jobs inflate least
+        "cpu_seconds": statistics.median(r[label][1] for r in rounds),
+        "all_seconds": times,
+        "epochs": {k: b.epochs for k, b in info.bridges.items()},
+        "curves": {k: b.curve for k, b in info.bridges.items()},  # lstsq: MSE after k steps
+        "mse": fit_mse(ld, label, s2t, t2s, train[label], shape),
+        "functional": kl,
+    }
 
 
 def end_to_end(threads: int) -> dict:
@@ -126,97 +130,14 @@ def end_to_end(threads: int) -> dict:
     return {"seconds": total, "cpu_seconds": cpu, "rc": proc.returncode, "phases": lines}
 
 
-def markdown(result: dict) -> str:
-    m, studs = result["machine"], result["students"]
-    if not studs:
-        return _e2e_markdown(result)
-    lines = [
-        f"## {result['heading']}",
-        "",
-        f"`python benchmarks/connector_fit.py` on {m['cpu']}, {m['threads']} thread(s), torch "
-        f"{m['torch']}; load average {result['load_average']} at the start, "
-        f"{result.get('load_average_end')} at the end (a shared 2-core machine: other jobs "
-        "ran beside it, so wall times are inflated; compare CPU times). The nine default students of `fcfd defaults` "
-        "against the default teacher, connectors fitted on digits' whole training split as "
-        f"the Functional gap page fits them; Adam at the page's budget of "
-        f"{result['adam_epochs']} epochs, the closed form with its defaults (ridge "
-        f"{result['lstsq']['ridge']}, then at most {result['lstsq'].get('refine_steps', 8)} "
-        "full-batch refinement steps of the LeakyReLU bridges, which all of these bridges "
-        "are). Both fits of a student run one after the other in the same process. MSE: "
-        "each bridge's eval-mode MSE over the fit data.",
-        "",
-    ]
-    rows = []
-    for label, s in studs.items():
-        mt = s["methods"]
-        q = mt["lstsq"]
-        row = [label, q["seconds"], q["cpu_seconds"]]
-        if "adam" in mt:
-            a = mt["adam"]
-            ratios = [q["mse"][k] / a["mse"][k] for k in a["mse"]]
-            row += [a["seconds"], a["cpu_seconds"], a["cpu_seconds"] / q["cpu_seconds"]]
-            row += [f"{max(ratios):.4f}"]
-        else:
-            row += ["-", "-", "-", "-"]
-        rows.append(row)
-    head = ["student", "lstsq wall s", "lstsq CPU s", "adam wall s", "adam CPU s"]
-    head += ["speed-up (CPU)", "max MSE ratio lstsq/adam"]
-    lines += [table(head, rows), ""]
-    wall = sum(s["methods"]["lstsq"]["seconds"] for s in studs.values())
-    cpu = sum(s["methods"]["lstsq"]["cpu_seconds"] for s in studs.values())
-    lines += [
-        f"All {len(studs)} students fitted by lstsq in **{wall:.0f} s wall, {cpu:.0f} s of "
-        "CPU** (one fit per student serves both BN regimes, as `fcfd defaults` and the page "
-        "share it). On a shared machine the CPU time is the better estimate of the wall time "
-        "on an idle core.",
-        "",
-        "Per-bridge final training MSE (eval-mode bridge over the fit data):",
-        "",
-    ]
-    mse_rows = []
-    for label, s in studs.items():
-        for method, mt in s["methods"].items():
-            mse_rows.append([label, method, *mt["mse"].values()])
-    bridges = list(next(iter(studs.values()))["methods"]["lstsq"]["mse"])
-    lines += [table(["student", "fit", *bridges], mse_rows), ""]
-    kl_rows = []
-    for label, s in studs.items():
-        for method, mt in s["methods"].items():
-            for bn in ("eval", "batch"):
-                kl_rows.append([label, method, bn, *mt["functional"][bn]])
-    n = len(next(iter(studs.values()))["methods"]["lstsq"]["functional"]["eval"])
-    lines += ["Functional KL per stage:", ""]
-    lines += [table(["student", "fit", "BN", *[f"stage {k + 1}" for k in range(n)]], kl_rows)]
-    if result.get("end_to_end"):
-        lines += ["", _e2e_line(result["end_to_end"])]
-    return "\n".join(lines)
-
-
-def _e2e_line(e: dict) -> str:
-    return (
-        f"`fcfd defaults` from scratch (runs, then the gap phase: nine students' connectors "
-        f"and gap reports in both BN regimes): **{e['seconds']:.0f} s wall, "
-        f"{e['cpu_seconds']:.0f} s of CPU** ({'; '.join(e['phases'])})."
-    )
-
-
-def _e2e_markdown(result: dict) -> str:
-    m = result["machine"]
-    return "\n".join(
-        [
-            f"## {result['heading']}",
-            "",
-            f"`python benchmarks/connector_fit.py --students --end-to-end` on {m['cpu']}, "
-            f"{result['threads']} thread(s); load average {result['load_average']} at the "
-            f"start, {result['load_average_end']} at the end (a shared machine).",
-            "",
-            _e2e_line(result["end_to_end"]),
-            "",
-            "The issue's target is <= 240 s on 2 cores. One thread's CPU time is under it; the "
-            "wall time is not, on a machine whose other jobs kept the load average far above "
-            "its 2 cores: an idle machine was not available to confirm the wall time.",
-        ]
-    )
+def _argv_without_note(argv: list[str]) -> list[str]:
+    """The command line as shown in the section: the note is shown as itself."""
+    out, skip = [], False
+    for a in argv:
+        if not skip and a != "--note" and not a.startswith("--note="):
+            out.append(a)
+        skip = a == "--note"
+    return out
 
 
 def main() -> None:
@@ -232,6 +153,10 @@ def main() -> None:
     ap.add_argument("--adam-epochs", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--no-share", action="store_true", help="fit each student alone (no shared teacher)"
+    )
+    ap.add_argument("--note", default="", help="a paragraph added under the totals")
     ap.add_argument("--end-to-end", action="store_true", help="also time `fcfd defaults`")
     ap.add_argument("--dry-run", action="store_true", help="print the section, write nothing")
     add_section_args(ap, "connector_fit", HEADING)
@@ -260,6 +185,10 @@ def main() -> None:
         "load_average": [round(v, 2) for v in load],
         "adam_epochs": args.adam_epochs,
         "threads": args.threads,
+        "repeats": args.repeats,
+        "shared": not args.no_share,
+        "argv": " ".join(_argv_without_note(sys.argv[1:])),
+        "note": args.note,
         "lstsq": {
             "ridge": lstsq.ridge,
             "refine_steps": lstsq.refine_steps,
@@ -267,9 +196,20 @@ def main() -> None:
         },
         "students": {},
     }
+    loaded = {}
     for label in labels:
-        methods = {"lstsq": lstsq, **({"adam": adam} if label in args.adam_students else {})}
-        result["students"][label] = measure(students[label], teacher, label, methods, args.repeats)
+        ld = load_students([students[label]], teacher, [label])
+        loaded[label] = (ld, gap_loaders(ld, FIT_DATA))
+    rounds = [fit_round(loaded, labels, lstsq, not args.no_share) for _ in range(args.repeats)]
+    slow = [la for la in labels if la in args.adam_students]
+    adam_rounds = (
+        [fit_round(loaded, slow, adam, False) for _ in range(args.repeats)] if slow else []
+    )
+    for label in labels:
+        methods = {"lstsq": evaluate(loaded, label, rounds, lstsq)}
+        if label in slow:
+            methods["adam"] = evaluate(loaded, label, adam_rounds, adam)
+        result["students"][label] = {"path": str(students[label]), "methods": methods}
     if args.end_to_end:
         result["end_to_end"] = end_to_end(args.threads)
     result["load_average_end"] = [round(v, 2) for v in os.getloadavg()]

@@ -38,10 +38,10 @@ from benchmarks.common import (  # noqa: E402
     write_json,
     write_section,
 )
-from fcfd_viz.defaults import is_done  # noqa: E402
-from fcfd_viz.detection.study import det_configs  # noqa: E402
-from fcfd_viz.pipeline import ExperimentConfig, run_experiment  # noqa: E402
-from fcfd_viz.runs import Run  # noqa: E402
+from fcfd_viz.experiments.demo import is_done  # noqa: E402
+from fcfd_viz.experiments.detection_study import det_configs  # noqa: E402
+from fcfd_viz.experiments.experiment import ExperimentConfig, run_experiment  # noqa: E402
+from fcfd_viz.runs.layout import Run  # noqa: E402
 
 RUNS = ROOT / "benchmarks" / "runs" / "detection"
 METHODS = ("ce", "kd", "fcfd")

@@ -2,7 +2,7 @@
 
 One FCFD (and KD) training step of each pair (``frcnn_r101 -> frcnn_r18``, ``-> frcnn_r50``,
 ``frcnn_r50 -> frcnn_mbv2``: Faster R-CNN + FPN, 256 channels) through the shared
-:class:`~fcfd_viz.train.Trainer` with the detection task, on random COCO-sized images (the
+:class:`~fcfd_viz.training.trainer.Trainer` with the detection task, on random COCO-sized images (the
 detectors' transform resizes them to 800 px on the short side, as for COCO) carrying random
 boxes: the cost of the method, not of data loading. On CUDA with ``--precision auto``
 (bf16 autocast); the authors train these in fp16 AMP at batch 8. Run by
@@ -25,8 +25,8 @@ from benchmarks.common import machine, table, write_json, write_section  # noqa:
 from benchmarks.gpu_throughput import _Loader, time_steps  # noqa: E402
 from fcfd_viz.detection import methods, models  # noqa: E402
 from fcfd_viz.detection.task import DETECTION  # noqa: E402
-from fcfd_viz.train import Trainer  # noqa: E402
-from fcfd_viz.train_config import TrainConfig  # noqa: E402
+from fcfd_viz.training.config import TrainConfig  # noqa: E402
+from fcfd_viz.training.trainer import Trainer  # noqa: E402
 
 COCO_CLASSES = 81  # 80 categories + background
 

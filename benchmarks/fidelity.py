@@ -43,8 +43,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import ROOT, machine, table, write_json, write_section  # noqa: E402
 from fcfd_viz import distill, models  # noqa: E402
-from fcfd_viz.distill import presets  # noqa: E402
 from fcfd_viz.distill.paths import candidates  # noqa: E402
+from fcfd_viz.experiments import presets  # noqa: E402
 
 DOC = ROOT / "docs" / "fidelity.md"
 # our arch name -> the authors' factory name in classification/models

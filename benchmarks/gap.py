@@ -8,7 +8,7 @@ Per seed, with ce / kd / fitnet / fcfd students (final weights, ``last.pt``):
 * connectors fitted post hoc on digits' whole training split (``--fit-data student``: on
   each student's own 10% subset, where the wide stage-3 connector overfits), both networks
   frozen, FCFD's bridge architecture, Adam until the loss plateaus (see
-  fcfd_viz.analysis.connectors); FCFD is measured with its own bridges too. Each student is
+  fcfd_viz.analysis.gap.connectors); FCFD is measured with its own bridges too. Each student is
   fitted as soon as its run exists, and fits are cached under benchmarks/runs/gap;
 * per stage, the appearance gap (MSE) and functional gap (KL) through an eval-mode teacher
   tail and through a batch-statistics tail, the reverse gap and the mixed-path accuracies;
@@ -43,14 +43,14 @@ from benchmarks.common import (  # noqa: E402
 )
 from fcfd_viz import models  # noqa: E402
 from fcfd_viz.analysis import Anisotropy, FitConfig  # noqa: E402
-from fcfd_viz.analysis.connectors import load_connectors, save_connectors  # noqa: E402
-from fcfd_viz.analysis.gap_result import GapResult  # noqa: E402
-from fcfd_viz.analysis.gap_seeds import paired_gap  # noqa: E402
+from fcfd_viz.analysis.gap.connectors import load_connectors, save_connectors  # noqa: E402
+from fcfd_viz.analysis.gap.result import GapResult  # noqa: E402
+from fcfd_viz.analysis.gap.seeds import paired_gap  # noqa: E402
 from fcfd_viz.analysis.reports.gap import gap_inputs, gap_report  # noqa: E402
-from fcfd_viz.bn import cumulative_running_stats  # noqa: E402
-from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
-from fcfd_viz.data import DataConfig, make_loaders  # noqa: E402
-from fcfd_viz.runs import Run  # noqa: E402
+from fcfd_viz.data.datasets import DataConfig, make_loaders  # noqa: E402
+from fcfd_viz.models.batchnorm import cumulative_running_stats  # noqa: E402
+from fcfd_viz.runs.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
+from fcfd_viz.runs.layout import Run  # noqa: E402
 
 RUNS = ROOT / "benchmarks" / "runs" / "accuracy"
 CACHE = ROOT / "benchmarks" / "runs" / "gap"
@@ -206,7 +206,7 @@ def gap_result(d: dict) -> GapResult:
 
 def paired(per_seed: dict[int, dict], bn: str, a: str, b: str) -> dict:
     """Seeds where entry ``a`` has a smaller functional KL than ``b``, and by how much
-    (:func:`fcfd_viz.analysis.gap_seeds.paired_gap`, as the app's gap page reads it)."""
+    (:func:`fcfd_viz.analysis.gap.seeds.paired_gap`, as the app's gap page reads it)."""
     results = {s: gap_result(r[bn]) for s, r in per_seed.items()}
     return paired_gap(results, a, b).to_dict()
 

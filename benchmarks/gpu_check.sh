@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one prepared GPU check (about 6 minutes on an H100, run from anywhere):
-#   1. tests/test_cuda.py: an FCFD run on CUDA with bf16 autocast + channels_last, probes on CUDA
+#   1. tests/training/test_cuda.py: an FCFD run on CUDA with bf16 autocast + channels_last, probes on CUDA
 #   2. training throughput and peak memory of ce / kd / fcfd (eager)
 #   3. probe speed on the GPU: batched exact vs the naive loop vs captum, Fisher
 #   4. with a checkout of the authors' code (FCFD_OFFICIAL, default .official/FCFD when present,
@@ -19,7 +19,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 status=0
 mkdir -p benchmarks/results
 $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" || exit 1
-$PY -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee benchmarks/results/gpu_tests.log \
+$PY -m pytest -q -p no:cacheprovider tests/training/test_cuda.py 2>&1 | tee benchmarks/results/gpu_tests.log \
   || status=1
 $PY benchmarks/gpu_throughput.py --device cuda --batch 256 --steps 50 || status=1
 $PY benchmarks/probe_speed.py --device cuda || status=1

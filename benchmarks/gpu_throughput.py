@@ -21,8 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import machine, table, write_json, write_section  # noqa: E402
 from fcfd_viz import distill, models  # noqa: E402
-from fcfd_viz.train import Trainer  # noqa: E402
-from fcfd_viz.train_config import TrainConfig  # noqa: E402
+from fcfd_viz.training.config import TrainConfig  # noqa: E402
+from fcfd_viz.training.trainer import Trainer  # noqa: E402
 
 
 class _Loader(list):

@@ -37,7 +37,7 @@ import contextlib, io, json, os, sys, time
 root, what, app = sys.argv[1:4]
 t0 = time.perf_counter()
 if what in ("cli", "jobs"):
-    from fcfd_viz import jobs
+    from fcfd_viz.jobs import control as jobs
     from fcfd_viz.cli import main
     call = (lambda: main(["runs", root])) if what == "cli" else (lambda: jobs.list_jobs(root))
     with contextlib.redirect_stdout(io.StringIO()):

@@ -4,7 +4,7 @@
 The target (issue #25): the paper's regime, i.e. the resnet32x4 teacher at >= 85% test top-1
 and a CE-trained resnet8x4 at least 5 points below it (CIFAR-100: 79.4 vs 72.5). A trial
 trains one arch with cross-entropy alone on one named style
-(:data:`fcfd_viz.digit_pairs.STYLES`) in memory, without run directories, so that a level can
+(:data:`fcfd_viz.data.digit_pairs.STYLES`) in memory, without run directories, so that a level can
 be tried in minutes: ``--n`` training canvases drawn at random with replacement into batches
 of 64, SGD (momentum 0.9, Nesterov, weight decay 5e-4) under a one-cycle lr (5% warm-up, then
 cosine) for ``--steps`` steps, bf16 autocast where the CPU has it; train and test top-1 (on
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from contextlib import nullcontext
@@ -29,11 +30,13 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import RESULTS, ROOT, machine, table, write_json, write_section  # noqa: E402
-from fcfd_viz import digit_pairs, models  # noqa: E402
-from fcfd_viz.runtime import cpu_has_fast_bf16  # noqa: E402
+from fcfd_viz import models
+from fcfd_viz.data import digit_pairs  # noqa: E402
+from fcfd_viz.training.runtime import cpu_has_fast_bf16  # noqa: E402
 
 NAME = "pairs_calibration"
 CHECK = 2000  # canvases of each split the top-1 is measured on
+PLATEAU_LOSS = 4.0  # a run has left the early plateau (loss ~ln 100 = 4.61) below this
 
 
 def top1(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cast) -> float:
@@ -67,17 +70,24 @@ def trial(
     seed: int,
     warmup: float = 0.05,
     augment: bool = False,
+    norm: str = "canvas",
 ) -> dict:
     """One CE trial; returns its record (curve of (step, loss, train top-1, test top-1)).
     ``warmup``: the share of the steps the one-cycle lr ramps over (0: cosine from the start,
-    as the trainer's cosine schedule); ``augment``: DigitPairs' random shift."""
+    as the trainer's cosine schedule); ``augment``: DigitPairs' random shift; ``norm``: "canvas"
+    (:func:`fcfd_viz.data.digit_pairs.standardise`) or "split" (one mean and std per channel).
+    ``plateau_exit``: the first step at which the running mean of the training loss (decay
+    0.98) is below :data:`PLATEAU_LOSS`."""
     torch.manual_seed(seed)
     st = digit_pairs.STYLES[style]
     images, labels, _ = digit_pairs.render(True, n, size, style=st)
     test_images, test_labels, _ = digit_pairs.render(False, CHECK, size, style=st)
-    x = images.float() / 255  # (n, 3, S, S)
-    mean, std = x.mean((0, 2, 3), keepdim=True), x.std((0, 2, 3), keepdim=True)
-    x, tx = (x - mean) / std, (test_images.float() / 255 - mean) / std
+    if norm == "canvas":  # the dataset's own: each canvas standardised on its own
+        x, tx = digit_pairs.standardise(images), digit_pairs.standardise(test_images)
+    else:  # "split": one per-channel mean and std for all (CIFAR's way; the first trials')
+        x = images.float() / 255  # (n, 3, S, S)
+        mean, std = x.mean((0, 2, 3), keepdim=True), x.std((0, 2, 3), keepdim=True)
+        x, tx = (x - mean) / std, (test_images.float() / 255 - mean) / std
     net = models.create(arch, num_classes=100)
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     if warmup > 0:
@@ -92,6 +102,7 @@ def trial(
         net = net.to(memory_format=torch.channels_last)
     gen = torch.Generator().manual_seed(seed)
     curve, t0 = [], time.perf_counter()
+    running, plateau_exit = math.log(100), None
     for i in range(steps):
         idx = torch.randint(0, n, (64,), generator=gen)
         batch = shift(x[idx], gen) if augment else x[idx]
@@ -101,6 +112,9 @@ def trial(
         loss.backward()
         opt.step()
         sched.step()
+        running = 0.98 * running + 0.02 * float(loss.detach())
+        if plateau_exit is None and running < PLATEAU_LOSS:
+            plateau_exit = i + 1
         if (i + 1) % (steps // 6) == 0:
             point = [i + 1, float(loss), top1(net, x[:CHECK], labels[:CHECK], cast)]
             curve.append([*point, top1(net, tx, test_labels, cast)])
@@ -117,6 +131,8 @@ def trial(
         "bf16": bf16,
         "warmup": warmup,
         "augment": augment,
+        "norm": norm,
+        "plateau_exit": plateau_exit,
         "curve": curve,  # [step, loss, train top-1, test top-1]
         "test_top1": curve[-1][3],
         "seconds": time.perf_counter() - t0,
@@ -126,8 +142,8 @@ def trial(
 def confirmation() -> list[list]:
     """Rows of the real runs that confirm the chosen level: the study's teacher and its
     seed-0 CE student (benchmarks/pairs_study.py), when they have finished."""
-    from fcfd_viz.distill import presets
-    from fcfd_viz.runs import Run
+    from fcfd_viz.experiments import presets
+    from fcfd_viz.runs.layout import Run
 
     preset = presets.load("pairs-resnet32x4-resnet8x4")
     runs = ROOT / "benchmarks" / "runs" / "pairs" / "resnet32x4-resnet8x4"
@@ -152,6 +168,7 @@ def section(result: dict) -> str:
         warm = t.get("warmup", 0.05)  # the first trials predate the knob: one-cycle, 5%
         ramp = f"{warm:.0%} one-cycle" if warm else "none (cosine)"
         aug = "shift" if t.get("augment") else "-"
+        norm = t.get("norm", "split")  # the first trials predate per-canvas standardisation
         rows.append(
             [
                 t["style"],
@@ -162,6 +179,8 @@ def section(result: dict) -> str:
                 t["lr"],
                 ramp,
                 aug,
+                norm,
+                t.get("plateau_exit") or "-",
                 f"{last[2]:.1f}",
                 shown,
                 stopped,
@@ -188,6 +207,8 @@ def section(result: dict) -> str:
                 "lr",
                 "warm-up",
                 "aug",
+                "norm",
+                "plateau exit (step)",
                 "train top-1",
                 "test top-1",
                 "note",
@@ -219,6 +240,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--warmup", type=float, default=0.05, help="one-cycle ramp share; 0: cosine")
     p.add_argument("--augment", action="store_true", help="DigitPairs' random shift")
+    p.add_argument("--norm", default="canvas", choices=["canvas", "split"])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--report", action="store_true", help="write the section, train nothing")
     args = p.parse_args()
@@ -236,6 +258,7 @@ def main() -> None:
             args.seed,
             args.warmup,
             args.augment,
+            args.norm,
         )
         # read again: trials of other processes may have finished meanwhile
         earlier = json.loads(path.read_text())["trials"] if path.exists() else []

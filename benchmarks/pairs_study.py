@@ -1,6 +1,6 @@
 """The paper's claim on digit-pairs, paired by seed (docs/results.md, "digit-pairs study").
 
-The teacher (the pair's teacher arch, :data:`fcfd_viz.digit_pairs.TEACHER_TRAIN`) trains
+The teacher (the pair's teacher arch, :data:`fcfd_viz.data.digit_pairs.TEACHER_TRAIN`) trains
 once; every student method then trains per seed with the same budget (the ``pairs-*``
 preset's schedule, the same training canvases for every method, initialised from the seed),
 so methods are paired by seed. Every run is cached under ``benchmarks/runs/pairs/<pair>``: a
@@ -31,13 +31,13 @@ from benchmarks.common import (  # noqa: E402
     write_json,
     write_section,
 )
-from fcfd_viz import digit_pairs  # noqa: E402
-from fcfd_viz.data import DataConfig  # noqa: E402
-from fcfd_viz.defaults import is_done  # noqa: E402
-from fcfd_viz.distill import presets  # noqa: E402
-from fcfd_viz.pipeline import ExperimentConfig, run_experiment  # noqa: E402
-from fcfd_viz.runs import Run  # noqa: E402
-from fcfd_viz.train_config import TrainConfig  # noqa: E402
+from fcfd_viz.data import digit_pairs  # noqa: E402
+from fcfd_viz.data.datasets import DataConfig  # noqa: E402
+from fcfd_viz.experiments import presets  # noqa: E402
+from fcfd_viz.experiments.demo import is_done  # noqa: E402
+from fcfd_viz.experiments.experiment import ExperimentConfig, run_experiment  # noqa: E402
+from fcfd_viz.runs.layout import Run  # noqa: E402
+from fcfd_viz.training.config import TrainConfig  # noqa: E402
 
 RUNS = ROOT / "benchmarks" / "runs" / "pairs"
 # label -> (method, knobs over the preset's): every method the issue names, FCFD in both
@@ -66,7 +66,7 @@ PAIRS = [
 
 def ensure_run(cfg: ExperimentConfig, out: Path) -> dict:
     """The summary of the run in ``out``: read back when it completed (a stopped run's
-    summary does not count: :func:`~fcfd_viz.defaults.is_done`), resumed when a checkpoint
+    summary does not count: :func:`~fcfd_viz.experiments.demo.is_done`), resumed when a checkpoint
     is there, trained from scratch otherwise."""
     if is_done(out):
         return Run(out).summary()

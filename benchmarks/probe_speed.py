@@ -42,8 +42,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import machine, timed, write_section  # noqa: E402
 from fcfd_viz import models  # noqa: E402
 from fcfd_viz.analysis import Anisotropy, spearman  # noqa: E402
-from fcfd_viz.analysis.anisotropy import divergence_fn  # noqa: E402
-from fcfd_viz.bn import cumulative_running_stats  # noqa: E402
+from fcfd_viz.analysis.probe.anisotropy import divergence_fn  # noqa: E402
+from fcfd_viz.models.batchnorm import cumulative_running_stats  # noqa: E402
 
 STAGE = 2
 LAYER = f"stages.{STAGE}"  # the same cut, through hooks

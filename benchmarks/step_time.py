@@ -28,7 +28,7 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]
 from benchmarks.common import machine, table, write_json, write_section  # noqa: E402
 from fcfd_viz import distill, models  # noqa: E402
 from fcfd_viz.distill.paths import candidates  # noqa: E402
-from fcfd_viz.runtime import runtime_record  # noqa: E402
+from fcfd_viz.training.runtime import runtime_record  # noqa: E402
 
 PAIRS = [("resnet32x4", "resnet8x4"), ("resnet56", "resnet20")]
 VARIANTS = {  # name -> (method, knobs)

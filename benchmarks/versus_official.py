@@ -52,7 +52,7 @@ from benchmarks.fidelity import (  # noqa: E402
 from benchmarks.step_time import make_step  # noqa: E402
 from fcfd_viz import models  # noqa: E402
 from fcfd_viz.distill.paths import candidates  # noqa: E402
-from fcfd_viz.runtime import runtime_record  # noqa: E402
+from fcfd_viz.training.runtime import runtime_record  # noqa: E402
 
 PAIRS = [("resnet32x4", "resnet8x4"), ("resnet56", "resnet20")]
 

@@ -1,10 +1,12 @@
 """fcfd-viz: an interactive toolkit around Function-Consistent Feature Distillation (FCFD).
 
-The package is organised along the data flow::
+One subpackage per layer; a layer imports only the layers below it (each package's docstring
+says which, and tests/test_layers.py holds the code to it)::
 
-    data -> models (staged nets) -> distill (one file per method) -> train/runs
-         -> analysis (probe, gap, attribution) -> viz (plotly) -> cli
+    io -> data -> models -> distill -> runs -> training -> analysis -> detection
+       -> viz -> reports -> experiments -> weights -> jobs -> cli
 
+The root holds only this file, ``errors`` (the one exception a user reads) and ``__main__``.
 It never imports streamlit or ipywidgets; ``app/`` and ``notebooks/`` are thin shells over it.
 """
 

@@ -19,7 +19,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 else:
     torch.set_num_threads(2)
 # --precision auto as on a CPU without bf16 (fp32), here and in the CLI subprocesses, so runs
-# give the same numbers on every machine; tests of bf16 ask for it (fcfd_viz.runtime.cpu_flags)
+# give the same numbers on every machine; tests of bf16 ask for it (fcfd_viz.training.runtime.cpu_flags)
 os.environ["FCFD_CPU_FLAGS"] = ""
 
 
@@ -70,9 +70,9 @@ def digits_teacher(tmp_path_factory) -> Path:
     Good enough to be a real checkpoint with the right metadata (arch, num_classes, dataset,
     input_shape); not meant to be a strong teacher.
     """
-    from fcfd_viz.data import DataConfig
-    from fcfd_viz.pipeline import ExperimentConfig, run_experiment
-    from fcfd_viz.train_config import TrainConfig
+    from fcfd_viz.data.datasets import DataConfig
+    from fcfd_viz.experiments.experiment import ExperimentConfig, run_experiment
+    from fcfd_viz.training.config import TrainConfig
 
     out = tmp_path_factory.mktemp("teacher") / "resnet8-digits"
     cfg = ExperimentConfig(
@@ -90,8 +90,8 @@ def build_runs(root: Path) -> Path:
     """Train tiny runs into ``root`` laid out like the real defaults
     (``RUNS/defaults/{teacher,ce,kd,fcfd}``): a resnet8 teacher on 10% of digits and the
     ce / kd / fcfd students of the digits preset, 1 epoch each."""
-    from fcfd_viz.defaults import default_configs, default_paths
-    from fcfd_viz.pipeline import replace, run_experiment
+    from fcfd_viz.experiments.demo import default_configs, default_paths
+    from fcfd_viz.experiments.experiment import replace, run_experiment
 
     paths = default_paths(root)
     cfgs = default_configs(root, epochs=1)
@@ -115,10 +115,10 @@ DET_RUNS = ("teacher", "kd", "fcfd")  # RUNS/det/<name>: a detection teacher and
 def build_det_runs(root: Path) -> Path:
     """Tiny detection runs in ``root/det``: a det_resnet10 teacher (ce) and its kd and fcfd
     det_resnet10 students, 1 epoch on 8 canvases (batch 4), evaluated on 8 test canvases."""
-    from fcfd_viz.data import DataConfig
+    from fcfd_viz.data.datasets import DataConfig
     from fcfd_viz.detection import data as det_data
-    from fcfd_viz.pipeline import ExperimentConfig, run_experiment
-    from fcfd_viz.train_config import TrainConfig
+    from fcfd_viz.experiments.experiment import ExperimentConfig, run_experiment
+    from fcfd_viz.training.config import TrainConfig
 
     def cfg(method: str, teacher: Path | None = None) -> ExperimentConfig:
         return ExperimentConfig(

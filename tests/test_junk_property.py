@@ -22,12 +22,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fcfd_viz import defaults, jobs
 from fcfd_viz.cli import main
 from fcfd_viz.errors import UserError
-from fcfd_viz.job_spec import record_key
-from fcfd_viz.listing import STATES, list_runs
-from fcfd_viz.writer import check_target
+from fcfd_viz.experiments import demo as defaults
+from fcfd_viz.jobs import control as jobs
+from fcfd_viz.jobs import demo_build
+from fcfd_viz.jobs.spec import record_key
+from fcfd_viz.runs.listing import STATES, list_runs
+from fcfd_viz.runs.writer import check_target
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 PAGES = ["pages/1_Sensitivity.py", "pages/2_Functional_gap.py", "pages/3_Distill.py",
@@ -132,7 +134,7 @@ def check_library(root: Path) -> None:
     for job in jobs.list_jobs(root):
         assert jobs.get_job(root, job.name) is not None
     jobs.active_count(root)
-    defaults.defaults_ready(root), defaults.building(root), defaults.defaults_progress(root)
+    defaults.defaults_ready(root), demo_build.building(root), defaults.defaults_progress(root)
 
 
 def check_writer_and_delete(root: Path, spec: dict) -> None:

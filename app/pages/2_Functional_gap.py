@@ -3,10 +3,11 @@
 import state
 import streamlit as st
 
-from fcfd_viz import viz, viz_gap
-from fcfd_viz.analysis.gap_result import BN_REGIMES
-from fcfd_viz.analysis.gap_seeds import group_over_seeds, paired_gap, split_by_seed, without_own
-from fcfd_viz.defaults_gap import FIT_BUDGETS, default_gap_running, fit_epochs
+from fcfd_viz.analysis.gap.result import BN_REGIMES
+from fcfd_viz.analysis.gap.seeds import group_over_seeds, paired_gap, split_by_seed, without_own
+from fcfd_viz.experiments.demo_gap import FIT_BUDGETS, default_gap_running, fit_epochs
+from fcfd_viz.viz import figures as viz
+from fcfd_viz.viz import gap as viz_gap
 
 OWN_BRIDGES_NOTE = (
     "Hatched: FCFD's own bridges, the ones it trained. Compare students on the fitted bars "
@@ -71,8 +72,9 @@ if not (cached or st.session_state.get("g_auto")):
         state.default_gap_progress()
     else:
         st.info(
-            "Fitting the connectors takes seconds per student (closed form: about 15 s of one "
-            "CPU core each for the digits students); results are kept in the runs folder. "
+            "Fitting the connectors takes seconds per student (closed form, digits students: "
+            "about 15 s of one CPU core for the first, about 10 s for each further one); "
+            "results are kept in the runs folder. "
             "Press Compute."
         )
     st.stop()

@@ -10,12 +10,16 @@ import os
 import state
 import streamlit as st
 
-from fcfd_viz import jobs, models, viz, viz_app
-from fcfd_viz.defaults import default_names
-from fcfd_viz.distill import knobs, method_names, presets
+from fcfd_viz import models
+from fcfd_viz.distill import knobs, method_names
 from fcfd_viz.distill.knob import Knob
-from fcfd_viz.job_records import max_jobs
-from fcfd_viz.job_spec import JobSpec, default_teacher, device_choices, preset_status
+from fcfd_viz.experiments import presets
+from fcfd_viz.experiments.demo import default_names
+from fcfd_viz.jobs import control as jobs
+from fcfd_viz.jobs.records import max_jobs
+from fcfd_viz.jobs.spec import JobSpec, default_teacher, device_choices, preset_status
+from fcfd_viz.viz import app as viz_app
+from fcfd_viz.viz import figures as viz
 
 
 def knob_input(where, k: Knob, value, key: str):

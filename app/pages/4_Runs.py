@@ -5,8 +5,10 @@ from pathlib import Path
 import state
 import streamlit as st
 
-from fcfd_viz import jobs, viz, viz_app
-from fcfd_viz.defaults import DEFAULTS
+from fcfd_viz.experiments.demo import DEFAULTS
+from fcfd_viz.jobs import control as jobs
+from fcfd_viz.viz import app as viz_app
+from fcfd_viz.viz import figures as viz
 
 st.title("Runs")
 root = state.runs_dir()

@@ -5,7 +5,7 @@ import probe_state
 import state
 import streamlit as st
 
-from fcfd_viz import viz_perturb
+from fcfd_viz.viz import perturb as viz_perturb
 
 
 @st.fragment

@@ -7,7 +7,7 @@ import det_state
 import state
 import streamlit as st
 
-from fcfd_viz import viz_detection
+from fcfd_viz.viz import detection as viz_detection
 
 st.title("Detection")
 st.caption(

@@ -12,7 +12,7 @@ people and the CLI, which ``from_dict`` does not read.
 >>> result = probe.compute(images, eps=0.05)            # doctest: +SKIP
 >>> same = AnisotropyResult.from_dict(result.to_dict()) # doctest: +SKIP
 
-Figures (:mod:`fcfd_viz.viz`) take results, never dicts; the app caches results and the
+Figures (:mod:`fcfd_viz.viz.figures`) take results, never dicts; the app caches results and the
 CLI prints ``to_dict()``. A new analysis copies this shape: a ``Result`` dataclass, an
 ``Analysis`` subclass, a figure in ``viz`` taking the result, and a test of its round trip.
 """
@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from fcfd_viz.errors import UserError
-from fcfd_viz.runtime import full_precision
+from fcfd_viz.training.runtime import full_precision
 
 R = TypeVar("R", bound="Result")
 
@@ -51,14 +51,14 @@ class Result(ABC):
 
     def save(self, path: str | Path) -> None:
         """Write :meth:`to_dict` as JSON, atomically."""
-        from fcfd_viz.fsio import write_json
+        from fcfd_viz.io.files import write_json
 
         write_json(path, self.to_dict())
 
     @classmethod
     def load(cls: type[R], path: str | Path) -> R:
         """Read a result :meth:`save` wrote."""
-        from fcfd_viz.fsio import read_json
+        from fcfd_viz.io.files import read_json
 
         return cls.from_dict(read_json(path))
 
@@ -68,7 +68,7 @@ class Analysis(ABC, Generic[R]):
 
     Subclasses document their one call, ``compute(...)``, which returns their result type.
     ``compute`` always runs in fp32: an enclosing autocast (a bf16 training step, a bf16
-    evaluation) is switched off inside it (:func:`fcfd_viz.runtime.full_precision`), as the
+    evaluation) is switched off inside it (:func:`fcfd_viz.training.runtime.full_precision`), as the
     small KL divergences and finite differences of probes and gaps need it.
     """
 

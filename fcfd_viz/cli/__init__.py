@@ -2,6 +2,14 @@
 
 Every sub-command handler returns an exit code; a :class:`~fcfd_viz.errors.UserError`
 anywhere becomes one line on stderr and exit status 2, never a traceback.
+
+Modules: ``common`` (argument groups and table printing shared by sub-commands),
+``config_file`` (``--config FILE``: defaults < preset < file < flags), and one per command group:
+``train_cmds``, ``distill_cmds``, ``probe_cmds``, ``gap_cmds``, ``report_cmds``,
+``weights_cmds``, ``app_cmds``; ``reference`` renders the command reference of docs/cli.md
+from the parser.
+
+May import: every layer above (it is the top).
 """
 
 from __future__ import annotations
@@ -97,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with _terminate_as_interrupt():
-            from fcfd_viz.plugins import load_plugins
+            from fcfd_viz.io.plugins import load_plugins
 
             load_plugins(args.imports)
             code = int(args.func(args) or 0)

@@ -27,6 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="only train the runs: the Functional gap page fits its connectors when asked",
     )
+    p.add_argument(
+        "--demo",
+        choices=["digits", "pairs"],
+        default="digits",
+        help="digits (default: the first launch's teacher and students, 10 classes) or pairs "
+        "(the paper's setting: resnet56 -> resnet20 on the 100-class digit-pairs, one seed)",
+    )
     p.set_defaults(func=cmd_defaults)
 
     p = sub.add_parser("app", help="start the Streamlit dashboard (app/main.py)")
@@ -95,11 +102,11 @@ def app_command(
 def cmd_defaults(args: argparse.Namespace) -> int:
     """Train the missing default runs, printing one progress line per epoch, then (unless
     ``--no-gap``) compute the Functional gap page's default results for them."""
-    from fcfd_viz.defaults import DEFAULTS, PROGRESS_FILE, ensure_defaults, progress_writer
-    from fcfd_viz.defaults_gap import RUNS_SHARE, ensure_default_gap
-    from fcfd_viz.runs import default_runs_dir
+    from fcfd_viz.experiments.demo import DEMOS, PROGRESS_FILE, ensure_defaults, progress_writer
+    from fcfd_viz.experiments.demo_gap import RUNS_SHARE, ensure_default_gap
+    from fcfd_viz.runs.layout import default_runs_dir
 
-    runs_dir = default_runs_dir(args.runs_dir)
+    runs_dir, demo = default_runs_dir(args.runs_dir), DEMOS[args.demo]
 
     def show(fraction: float, message: str) -> None:
         print(f"[{100 * fraction:5.1f}%] {message}", flush=True)
@@ -107,18 +114,20 @@ def cmd_defaults(args: argparse.Namespace) -> int:
     # one progress for both phases: the build (RUNS/defaults/progress.json, the Home page's bar)
     # ends when the gap page's results are there too
     share = 1.0 if args.no_gap else RUNS_SHARE
-    paths = ensure_defaults(runs_dir, progress=show, share=share)
+    paths = ensure_defaults(runs_dir, progress=show, share=share, demo=demo)
     for key, path in paths.items():
         print(f"{key:8s} {path}")
     if not args.no_gap:  # every page works already; this spares the gap page its wait
-        build = progress_writer(Path(runs_dir) / DEFAULTS / PROGRESS_FILE, show)
-        ensure_default_gap(runs_dir, progress=lambda f, m: build(share + (1 - share) * f, m))
+        build = progress_writer(Path(runs_dir) / demo.folder / PROGRESS_FILE, show)
+        ensure_default_gap(
+            runs_dir, progress=lambda f, m: build(share + (1 - share) * f, m), demo=demo
+        )
     return 0
 
 
 def app_script() -> Path:
     """``main.py`` of the dashboard: the installed wheel's copy, else the source checkout's."""
-    from fcfd_viz.shipped import app_script
+    from fcfd_viz.io.shipped import app_script
 
     return app_script()
 
@@ -126,8 +135,8 @@ def app_script() -> Path:
 def cmd_notebooks(args: argparse.Namespace) -> int:
     """Copy every tutorial notebook into ``DIR``; a notebook already there stops the command
     (nothing copied) unless ``--overwrite``."""
-    from fcfd_viz.fsio import atomic_write, user_os_errors
-    from fcfd_viz.shipped import notebooks_dir, shipped_files
+    from fcfd_viz.io.files import atomic_write, user_os_errors
+    from fcfd_viz.io.shipped import notebooks_dir, shipped_files
 
     source, dest = notebooks_dir(), Path(args.dir).expanduser()
     names = shipped_files(source, "notebooks")
@@ -152,8 +161,8 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
 def cmd_app(args: argparse.Namespace) -> int:
     """Run ``streamlit run app/main.py`` bound to ``--host`` (127.0.0.1 unless given), with
     :data:`SERVER_SETTINGS` and the host allow-list, whatever the working directory."""
-    from fcfd_viz import plugins
-    from fcfd_viz.runs import default_runs_dir
+    from fcfd_viz.io import plugins
+    from fcfd_viz.runs.layout import default_runs_dir
 
     if args.port is not None and not 1 <= args.port <= 65535:
         raise UserError(f"--port must be a TCP port from 1 to 65535, got {args.port}")

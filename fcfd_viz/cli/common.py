@@ -11,12 +11,12 @@ from fcfd_viz.errors import UserError
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    """A flag per :class:`~fcfd_viz.data.DataConfig` field (help group ``data``)."""
+    """A flag per :class:`~fcfd_viz.data.datasets.DataConfig` field (help group ``data``)."""
     add_setting_args(p, "data", "data")
 
 
 def add_train_args(p: argparse.ArgumentParser, description: str | None = None) -> None:
-    """A flag per :class:`~fcfd_viz.train_config.TrainConfig` field (group ``training``)."""
+    """A flag per :class:`~fcfd_viz.training.config.TrainConfig` field (group ``training``)."""
     add_setting_args(p, "train", "training", description)
 
 
@@ -67,10 +67,10 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(cfg, out: str, args: argparse.Namespace) -> dict:
-    """:func:`~fcfd_viz.pipeline.run_experiment` of ``cfg`` into ``out`` with the output
+    """:func:`~fcfd_viz.experiments.experiment.run_experiment` of ``cfg`` into ``out`` with the output
     flags of :func:`add_run_args` (resume, overwrite, progress, TensorBoard, W&B)."""
-    from fcfd_viz.callbacks import Callback
-    from fcfd_viz.pipeline import run_experiment
+    from fcfd_viz.experiments.experiment import run_experiment
+    from fcfd_viz.training.callbacks import Callback
 
     class ResumeNote(Callback):
         # said once training really starts: a resume that cannot start (a bad checkpoint, a
@@ -178,9 +178,9 @@ def write_html(path: str, figures: list, title: str) -> None:
     """The figures in one self-contained HTML file, written atomically (``--html OUT``)."""
     from pathlib import Path
 
-    from fcfd_viz import viz
     from fcfd_viz.errors import UserError
-    from fcfd_viz.fsio import atomic_write
+    from fcfd_viz.io.files import atomic_write
+    from fcfd_viz.viz import figures as viz
 
     target = Path(path)
     try:

@@ -14,9 +14,9 @@ import dataclasses
 import types
 import typing
 
-from fcfd_viz.data import DataConfig
+from fcfd_viz.data.datasets import DataConfig
 from fcfd_viz.errors import UserError
-from fcfd_viz.train_config import TrainConfig, upgrade_train
+from fcfd_viz.training.config import TrainConfig, upgrade_train
 
 SECTIONS = {"data": DataConfig, "train": TrainConfig}
 TOP = ("method", "student", "teacher", "weights", "method_config", "task")
@@ -43,7 +43,7 @@ def add_setting_args(
     p: argparse.ArgumentParser, section: str, title: str, description: str | None = None
 ) -> None:
     """A flag per field of ``SECTIONS[section]`` in a help group ``title``: its help line, type,
-    choices and default come from the field (:func:`fcfd_viz.checks.setting`). Every flag
+    choices and default come from the field (:func:`fcfd_viz.io.checks.setting`). Every flag
     defaults to None, so a preset or a config file fills what the user left out."""
     cls = SECTIONS[section]
     hints = typing.get_type_hints(cls)
@@ -97,7 +97,7 @@ def read_config_file(path: str, extra: tuple[str, ...] = ()) -> dict:
     """
     import yaml
 
-    from fcfd_viz.runs import method_fields
+    from fcfd_viz.runs.layout import method_fields
 
     raw = _load(path, yaml)
     if not isinstance(raw, dict):
@@ -250,9 +250,9 @@ def check_knobs(
 
 
 def experiment(layer: dict):
-    """The :class:`~fcfd_viz.pipeline.ExperimentConfig` of a merged layer (values are checked
-    when the run starts: :func:`fcfd_viz.pipeline.validate`)."""
-    from fcfd_viz.pipeline import ExperimentConfig
+    """The :class:`~fcfd_viz.experiments.experiment.ExperimentConfig` of a merged layer (values are checked
+    when the run starts: :func:`fcfd_viz.experiments.experiment.validate`)."""
+    from fcfd_viz.experiments.experiment import ExperimentConfig
 
     return ExperimentConfig(
         method=layer["method"],

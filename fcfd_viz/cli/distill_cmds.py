@@ -103,13 +103,13 @@ def add_knob_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_config(args: argparse.Namespace):
-    """defaults < preset < --config file < flags -> :class:`~fcfd_viz.pipeline.ExperimentConfig`
+    """defaults < preset < --config file < flags -> :class:`~fcfd_viz.experiments.experiment.ExperimentConfig`
     and the preset (None without one). ``--preset`` overrides the file's ``preset:``."""
     from fcfd_viz import distill
     from fcfd_viz.cli.config_file import check_knobs, experiment, flags_layer, merge
     from fcfd_viz.detection import methods as det_methods
-    from fcfd_viz.distill import presets
     from fcfd_viz.errors import UserError
+    from fcfd_viz.experiments import presets
 
     file = file_layer(args, extra=("preset",))
     name = args.preset or file.pop("preset", None)
@@ -157,7 +157,7 @@ def build_config(args: argparse.Namespace):
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from fcfd_viz.checkpoints import load_checkpoint
+    from fcfd_viz.runs.checkpoints import load_checkpoint
 
     cfg, preset = build_config(args)
     if preset and cfg.teacher and not args.resume:
@@ -174,7 +174,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from fcfd_viz.distill import presets
+    from fcfd_viz.experiments import presets
 
     for name in presets.names() + presets.detection_names():
         p = presets.load(name)

@@ -7,7 +7,12 @@ parsing and printing; the work is :func:`~fcfd_viz.analysis.reports.gap.gap_repo
 ``method``, ``appearance``, ``functional``, ``reverse`` ({stage: value}, reverse null without
 a t2s bridge), ``path_accuracy`` ({path: top-1 %}), ``accuracy``, ``fit`` (convergence, null
 for own bridges)}}; plus ``teacher``, ``dataset``, ``input_shape``, ``inputs`` (per student
-label: path, method, dataset, seed) and ``reading`` (one plain-English line).
+label: path, method, dataset, seed) and ``reading`` (one plain-English line). With
+``--spectrum``: ``spectrum``: {``bn``, ``stages``, ``images``, ``entries``: {entry: {``student``,
+``bridges``, ``method``, ``means`` ({``l2`` | ``fisher`` | ``kl``: one value per stage}),
+``share`` and ``isotropic`` (per stage, the error-energy share in the top-1..k sensitive
+directions, and an isotropic error's), ``channel_share``}}, ``predictors`` ({``l2`` |
+``fisher``: {``spearman``, ``low``, ``high``}, ``points``}; null for one student)}.
 
 Detector checkpoints (``--task detection`` runs) get the detection gap instead
 (:mod:`fcfd_viz.detection.gap`): ``--json`` prints :meth:`DetGapReport.to_dict()
@@ -21,6 +26,7 @@ import argparse
 from pathlib import Path
 
 from fcfd_viz.cli.common import add_output_args, report_out
+from fcfd_viz.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -99,15 +105,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="detection: fit connectors on the first N training images (default: all)",
     )
+    p.add_argument(
+        "--spectrum",
+        nargs="?",
+        type=int,
+        const=128,
+        default=None,
+        metavar="IMAGES",
+        help="also where each student's error lies along the teacher's sensitive directions, "
+        "and whether its Fisher metric predicts the KL better than its L2 norm, on the first "
+        "IMAGES test images (default 128)",
+    )
     add_output_args(p)
     p.set_defaults(func=cmd_gap)
 
 
 def cmd_gap(args: argparse.Namespace) -> int:
-    from fcfd_viz import viz
-    from fcfd_viz.analysis.fit_config import FitConfig
+    from fcfd_viz.analysis.gap.fit_config import FitConfig
     from fcfd_viz.analysis.reports.gap import gap_inputs, gap_report
     from fcfd_viz.detection.gap_report import checkpoints_task
+    from fcfd_viz.viz import figures as viz
 
     if checkpoints_task(args.student, args.teacher) == "detection":
         return _cmd_det_gap(args)
@@ -119,10 +136,24 @@ def cmd_gap(args: argparse.Namespace) -> int:
         args.student, args.teacher, args.label, args.fit_data, args.data_dir, args.batch_size
     )
     progress = not args.no_progress and not args.json
-    report = gap_report(inputs, bn=args.bn, fit=fit, progress=progress)
+    if args.spectrum is not None and args.spectrum < 1:
+        raise UserError(f"--spectrum takes a number of images >= 1, got {args.spectrum}")
+    report = gap_report(inputs, bn=args.bn, fit=fit, progress=progress, spectrum=args.spectrum)
     out = report.to_dict()
     title = f"fcfd gap: {Path(out['teacher']).parent.name or out['teacher']} ({out['bn']} BN)"
-    return report_out(args, out, lambda: viz.gap_figures(report.result), title, _print_gap)
+
+    def figures() -> list:
+        figs = viz.gap_figures(report.result)
+        if report.spectrum is not None:
+            from fcfd_viz.viz import spectrum as viz_spectrum
+
+            figs.append(viz_spectrum.share_figure([report.spectrum]))
+            if out["spectrum"]["predictors"]:
+                pred = out["spectrum"]["predictors"]
+                figs.append(viz_spectrum.predictor_figure([report.spectrum], pred))
+        return figs
+
+    return report_out(args, out, figures, title, _print_gap)
 
 
 def _fit_knobs(args: argparse.Namespace) -> dict:
@@ -160,18 +191,43 @@ def _print_gap(out: dict, html: str | None) -> None:
                 f"final MSE "
                 + ", ".join(f"{b} {v['final_loss']:.3g}" for b, v in f["bridges"].items())
             )
+    if out.get("spectrum"):
+        _print_spectrum(out["spectrum"])
     print(out["reading"])
     if html:
         print(f"  figures -> {html}")
+
+
+def _print_spectrum(spec: dict) -> None:
+    print(
+        f"error spectrum ({spec['images']} test images; share: in the top-5 sensitive directions)"
+    )
+    for name, e in spec["entries"].items():
+        for j, k in enumerate(spec["stages"]):
+            top = min(5, len(e["share"][j]))
+            print(
+                f"  {name} stage {k}: l2 {e['means']['l2'][j]:.4g}  fisher "
+                f"{e['means']['fisher'][j]:.4g}  KL {e['means']['kl'][j]:.4g}  share "
+                f"{e['share'][j][top - 1]:.3f} (isotropic {e['isotropic'][j][top - 1]:.3f})"
+            )
+    p = spec.get("predictors")
+    if p:
+        print(
+            "  Spearman with the KL over students and stages: "
+            + ", ".join(
+                f"{m} {p[m]['spearman']:.2f} [{p[m]['low']:.2f}, {p[m]['high']:.2f}]"
+                for m in ("l2", "fisher")
+            )
+        )
 
 
 def _cmd_det_gap(args: argparse.Namespace) -> int:
     """``fcfd gap`` of detector checkpoints (eval-mode BN, connectors on the full split)."""
     from dataclasses import replace
 
-    from fcfd_viz import viz_detection
     from fcfd_viz.detection.gap import DET_FIT
     from fcfd_viz.detection.gap_report import check_det_regime, det_gap_inputs, det_gap_report
+    from fcfd_viz.viz import detection as viz_detection
 
     check_det_regime(args.bn, args.fit_data)
     knobs = _fit_knobs(args)

@@ -24,7 +24,7 @@ import argparse
 from pathlib import Path
 
 from fcfd_viz.cli.common import add_output_args, report_out
-from fcfd_viz.data import DATASETS
+from fcfd_viz.data.datasets import DATASETS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -91,7 +91,7 @@ def _network(args: argparse.Namespace):
     if (args.ckpt is None) == (args.model is None):
         raise UserError("name one network: a checkpoint (fcfd probe RUN) or --model ARCH")
     if args.model is None:
-        from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint
+        from fcfd_viz.runs.checkpoints import load_checkpoint, model_from_checkpoint
 
         if args.weights or args.num_classes:
             raise UserError("--weights and --num-classes go with --model, not a checkpoint")
@@ -107,12 +107,12 @@ def _network(args: argparse.Namespace):
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from fcfd_viz import viz
-    from fcfd_viz.analysis.anisotropy import check_options, parse_directions
-    from fcfd_viz.analysis.attribution import parse_methods
-    from fcfd_viz.analysis.cut import make_cut
+    from fcfd_viz.analysis.cuts import make_cut
+    from fcfd_viz.analysis.probe.anisotropy import check_options, parse_directions
+    from fcfd_viz.analysis.probe.attribution import parse_methods
     from fcfd_viz.analysis.reports.image_folder import folder_images, image_transform
     from fcfd_viz.analysis.reports.probe import probe_images, probe_report
+    from fcfd_viz.viz import figures as viz
 
     check_options(args.eps, args.mode, args.divergence)
     directions = parse_directions(args.directions)

@@ -1,5 +1,5 @@
 """``fcfd report``: one self-contained HTML page of a study's runs (argument parsing and
-writing; the page is :func:`~fcfd_viz.analysis.reports.study.study_report`).
+writing; the page is :func:`~fcfd_viz.reports.study.study_report`).
 
 The page holds every run's test / train top-1 and loss curves, the teacher's probe (as
 ``fcfd probe``), the students' functional gap (as ``fcfd gap --fit-data full``; a gap the
@@ -67,6 +67,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="cap on the post-hoc connector fit of each student (default 100, as in the app)",
     )
+    g.add_argument(
+        "--spectrum",
+        nargs="?",
+        type=int,
+        const=128,
+        default=None,
+        metavar="IMAGES",
+        help="also each student's error spectrum (as fcfd gap --spectrum) on IMAGES test images",
+    )
     p.add_argument(
         "--data-dir", default=None, metavar="DIR", help="folder with CIFAR / ImageNet data"
     )
@@ -84,7 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _check_out(out: Path, force: bool) -> None:
     from fcfd_viz.errors import UserError
-    from fcfd_viz.provenance import enclosing_run
+    from fcfd_viz.runs.provenance import enclosing_run
 
     if out.is_dir():
         raise UserError(f"--out {out} is a directory; name an HTML file")
@@ -99,9 +108,10 @@ def _check_out(out: Path, force: bool) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from fcfd_viz.analysis.reports.study import StudyOptions, study_report
-    from fcfd_viz.fsio import atomic_write, user_os_errors
-    from fcfd_viz.runs import CACHE_DIR, default_runs_dir
+    from fcfd_viz.io.files import atomic_write, user_os_errors
+    from fcfd_viz.reports.study import StudyOptions
+    from fcfd_viz.reports.study_page import study_report
+    from fcfd_viz.runs.layout import CACHE_DIR, default_runs_dir
 
     out = Path(args.out)
     _check_out(out, args.force)  # before any work
@@ -113,6 +123,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         bn=args.bn,
         fit_epochs=args.fit_max_epochs,
         data_dir=args.data_dir,
+        spectrum=args.spectrum,
     )
     root = default_runs_dir(args.runs_dir)
     page = study_report(

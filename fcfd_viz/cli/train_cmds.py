@@ -83,24 +83,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_models)
 
 
-def teacher_defaults(dataset: str) -> dict:
-    """A teacher's default arch and training: resnet8x4 for a short cosine run on digits,
-    resnet32x4 for the calibrated schedule on digit-pairs, resnet8x4 for the paper's 240-epoch
-    step schedule on CIFAR / ImageNet."""
-    from fcfd_viz import digit_pairs, pipeline
-
-    if dataset == "digit-pairs":
-        return {"student": digit_pairs.TEACHER_ARCH, "train": dict(digit_pairs.TEACHER_TRAIN)}
-    if dataset.startswith("digits"):
-        train = {"epochs": pipeline.DEFAULT_TEACHER_EPOCHS}
-    else:
-        train = {"epochs": 240, "schedule": "step", "milestones": [150, 180, 210]}
-    return {"student": pipeline.DEFAULT_TEACHER_ARCH, "train": train}
-
-
 def cmd_train_teacher(args: argparse.Namespace) -> int:
     from fcfd_viz import models
     from fcfd_viz.cli.config_file import check_knobs, experiment, flags_layer, merge
+    from fcfd_viz.experiments.teachers import teacher_defaults
 
     file = file_layer(args)
     if file.get("method", "ce") != "ce" or file.get("teacher"):
@@ -114,13 +100,10 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
     flags = {**flags_layer(args), "student": args.arch, "weights": args.weights, "task": task}
     given = flags["data"].get("dataset") or file.get("data", {}).get("dataset")
     if task == "detection":
-        from fcfd_viz.detection import task as det
-
         dataset = given or (presets_dataset(args.preset) if args.preset else "digit-boxes")
-        defaults = det.teacher_defaults(dataset, args.preset)
     else:
         dataset = given or "digits"
-        defaults = {"method": "ce", **teacher_defaults(dataset)}
+    defaults = teacher_defaults(task, dataset, args.preset)
     layer = merge(defaults, file, flags)
     layer["method_config"] = check_knobs(
         "ce", layer["method_config"], f"--config {args.config}", "train-teacher", task
@@ -145,14 +128,14 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
 
 def presets_dataset(name: str) -> str:
     """The dataset a preset trains on."""
-    from fcfd_viz.distill import presets
+    from fcfd_viz.experiments import presets
 
     return presets.load(name).dataset
 
 
 def _check_teacher_preset(name: str, task: str) -> None:
     """A one-line error unless ``name`` is a detection preset and the task detection."""
-    from fcfd_viz.distill import presets
+    from fcfd_viz.experiments import presets
 
     if presets.load(name).task != "detection" or task != "detection":
         raise UserError(
@@ -175,9 +158,9 @@ def _note_new_classifier(show):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint
-    from fcfd_viz.data import DataConfig, make_loaders
-    from fcfd_viz.runtime import evaluate, resolve_device
+    from fcfd_viz.data.datasets import DataConfig, make_loaders
+    from fcfd_viz.runs.checkpoints import load_checkpoint, model_from_checkpoint
+    from fcfd_viz.training.runtime import evaluate, resolve_device
 
     ckpt = load_checkpoint(args.ckpt)
     if ckpt["model"].get("task") == "detection":
@@ -239,7 +222,7 @@ def _eval_detection(ckpt: dict, args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from fcfd_viz.listing import group_runs, list_runs
+    from fcfd_viz.runs.listing import group_runs, list_runs
 
     root = args.dir or os.environ.get("FCFD_RUNS_DIR", "runs")
     if args.group:
@@ -262,7 +245,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def _cell(row: dict, col: str) -> str:
     """A table cell; a detection run's top1 / best_top1 cells show its mAP / best mAP."""
-    from fcfd_viz.listing import shown_metric
+    from fcfd_viz.runs.listing import shown_metric
 
     shown = shown_metric(row.get("task"), col)
     if shown != col and row.get(shown) is not None:
@@ -272,7 +255,7 @@ def _cell(row: dict, col: str) -> str:
 
 
 def _print_groups(groups: list[dict], root, as_json: bool) -> int:
-    from fcfd_viz.listing import METRICS, shown_metric
+    from fcfd_viz.runs.listing import METRICS, shown_metric
 
     if as_json:
         print_json(groups)

@@ -9,7 +9,7 @@ from fcfd_viz.cli.common import print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from fcfd_viz.interop import EXPORT_FORMATS, IMPORT_DATASETS
+    from fcfd_viz.weights.interop import EXPORT_FORMATS, IMPORT_DATASETS
 
     p = sub.add_parser(
         "import-teacher",
@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_import_teacher(args: argparse.Namespace) -> int:
-    from fcfd_viz.interop import import_teacher
+    from fcfd_viz.weights.interop import import_teacher
 
     s = import_teacher(
         args.file,
@@ -82,7 +82,7 @@ def cmd_import_teacher(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from fcfd_viz.interop import export_weights
+    from fcfd_viz.weights.interop import export_weights
 
     r = export_weights(args.run, args.format, args.out, overwrite=args.overwrite)
     print(f"wrote {r['arch']} ({r['tensors']} tensors, {r['format']} format) -> {r['out']}")

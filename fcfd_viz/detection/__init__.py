@@ -3,5 +3,11 @@
 ``data`` (the embedded digit canvases, COCO), ``models`` (detector builders by name, the
 paper's pairs), ``base`` / ``fcfd`` / ``kd`` (distillers with the classification
 ``forward_train -> (output, losses)`` contract), ``metrics`` (COCO mAP through torchmetrics)
-and ``task`` (how the shared :class:`~fcfd_viz.train.Trainer` runs them).
+and ``task`` (how the shared :class:`~fcfd_viz.training.trainer.Trainer` runs them).
+
+``methods`` (detection methods by name and their knobs), and the functional gap per FPN
+level: ``gap`` (DetectionGap), ``gap_result`` and ``gap_report`` (detectors and loaders from
+checkpoints; what ``fcfd gap`` prints for them).
+
+May import: errors, io, data, models, distill, runs, training, analysis.
 """

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from fcfd_viz.data import DETECTION_DATASETS
+from fcfd_viz.data.datasets import DETECTION_DATASETS
 from fcfd_viz.errors import UserError
 
 # Why 64x64 canvases with 1-3 digits of 12-24 px, 1000 train / 300 test: at stride 4 the

@@ -24,7 +24,7 @@ reads) has no functional gap (NaN), only an appearance gap.
 
 Students without bridges get post-hoc connectors: FCFD's bridge architecture per level
 (:func:`~fcfd_viz.detection.fcfd.level_bridges`), both networks frozen, fitted to the MSE on
-the training split by :func:`~fcfd_viz.analysis.connectors.fit_bridges`, the classification
+the training split by :func:`~fcfd_viz.analysis.gap.connectors.fit_bridges`, the classification
 gap's fit: by default solved in closed form (ridge least squares; a level bridge has no
 LeakyReLU, so the solve is the whole fit), or with ``method="adam"`` by the loop under
 :data:`DET_FIT`'s small epoch budget. Every network and bridge
@@ -46,16 +46,16 @@ import torch
 from torch import Tensor, nn
 
 from fcfd_viz.analysis.base import Analysis
-from fcfd_viz.analysis.connectors import FeaturePairs, fit_bridges
-from fcfd_viz.analysis.fit_config import FitConfig, FitInfo, fit_plan
-from fcfd_viz.analysis.gap import kl_rows
-from fcfd_viz.analysis.gap_result import FITTED, OWN
-from fcfd_viz.bn import freeze, frozen
+from fcfd_viz.analysis.gap.connectors import FeaturePairs, fit_bridges
+from fcfd_viz.analysis.gap.fit_config import FitConfig, FitInfo, fit_plan
+from fcfd_viz.analysis.gap.functional import kl_rows
+from fcfd_viz.analysis.gap.result import FITTED, OWN
 from fcfd_viz.detection.base import run_head
 from fcfd_viz.detection.fcfd import level_bridges
 from fcfd_viz.detection.gap_result import DetGapEntry, DetGapResult
 from fcfd_viz.detection.models import LEVEL_NAMES, Detector, check_pair
 from fcfd_viz.errors import UserError
+from fcfd_viz.models.batchnorm import freeze, frozen
 
 # closed form by default; with method="adam", a small budget: five 3x3 convolutions on cached
 # features plateau within tens of epochs

@@ -21,8 +21,8 @@ from pathlib import Path
 from torch.utils.data import DataLoader, Subset
 
 from fcfd_viz.analysis.base import Result
-from fcfd_viz.analysis.fit_config import FitConfig
-from fcfd_viz.analysis.gap_models import student_labels
+from fcfd_viz.analysis.gap.fit_config import FitConfig
+from fcfd_viz.analysis.gap.inputs import student_labels
 from fcfd_viz.detection.gap import DetectionGap, bridges_of
 from fcfd_viz.detection.gap_result import DetGapResult, det_gap_reading
 from fcfd_viz.errors import UserError
@@ -37,7 +37,7 @@ def _task(ckpt: dict) -> str:
 def checkpoints_task(students: Sequence[str | Path], teacher: str | Path | None = None) -> str:
     """``"detection"`` or ``"classification"``: the task of the students and the teacher
     (the recorded one when None); a one-line :class:`UserError` when they mix tasks."""
-    from fcfd_viz.checkpoints import load_checkpoint
+    from fcfd_viz.runs.checkpoints import load_checkpoint
 
     if not students:
         raise UserError("pass at least one student checkpoint")
@@ -140,10 +140,11 @@ def det_gap_inputs(
     """Teacher and students from detection checkpoints bound in a :class:`DetectionGap`,
     with loaders of the teacher's dataset: the first ``test_images`` test images (all when
     None) and the first ``fit_images`` training images for post-hoc connectors."""
-    from fcfd_viz.checkpoints import common_teacher, load_checkpoint
     from fcfd_viz.detection import data as det_data
     from fcfd_viz.detection import models as det_models
-    from fcfd_viz.runs import method_fields
+    from fcfd_viz.runs.checkpoints import load_checkpoint
+    from fcfd_viz.runs.layout import method_fields
+    from fcfd_viz.runs.provenance import common_teacher
 
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from fcfd_viz.analysis.base import Result, finite
-from fcfd_viz.analysis.fit_config import FitInfo
+from fcfd_viz.analysis.gap.fit_config import FitInfo
 
 PROPOSALS = "teacher RPN on the teacher's FPN (eval mode), the same for every student and level"
 

@@ -199,6 +199,6 @@ def check_pair(teacher: Detector, student: Detector) -> None:
 
 def from_checkpoint(ckpt: dict) -> Detector:
     """The detector a checkpoint dict holds (spec and ``state_dict``), in eval mode."""
-    from fcfd_viz.checkpoints import rebuild
+    from fcfd_viz.runs.checkpoints import rebuild
 
     return rebuild(ckpt, create)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from fcfd_viz.data import DETECTION_DATASETS, DataConfig, rank_batch_size
+from fcfd_viz.data.datasets import DETECTION_DATASETS, DataConfig, rank_batch_size
 from fcfd_viz.detection import data as det_data
 from fcfd_viz.detection import methods
 from fcfd_viz.detection import models as det_models
 from fcfd_viz.detection.metrics import KEYS, evaluate_detector
 from fcfd_viz.errors import UserError
-from fcfd_viz.tasks import Task
+from fcfd_viz.training.task import Task
 
 DEFAULT_TEACHER = "det_resnet18"
 DEFAULT_STUDENT = "det_resnet10"
@@ -79,7 +79,7 @@ def check(cfg) -> None:
 
 
 def make_loaders(cfg: DataConfig, seed: int = 0, rank: int = 0, world_size: int = 1):
-    """Train and test loaders of (images, targets) batches, as :func:`fcfd_viz.data.
+    """Train and test loaders of (images, targets) batches, as :func:`fcfd_viz.data.datasets.
     make_loaders` shards and reseeds them; ``subset`` keeps a fixed random fraction of the
     training canvases (per ``subset_seed``)."""
     per_rank = rank_batch_size(cfg.batch_size, world_size)
@@ -109,8 +109,8 @@ def make_loaders(cfg: DataConfig, seed: int = 0, rank: int = 0, world_size: int 
 def build_distiller(cfg):
     """Student (seeded by ``cfg.train.seed``), teacher (from its checkpoint) and the
     detection distiller of an ExperimentConfig ``cfg``."""
-    from fcfd_viz.checkpoints import load_checkpoint
-    from fcfd_viz.runtime import seed_everything
+    from fcfd_viz.runs.checkpoints import load_checkpoint
+    from fcfd_viz.training.runtime import seed_everything
 
     methods.method_class(cfg.method).check_teacher(cfg.teacher or None)
     kwargs = {"image_size": image_size(cfg.data)} if cfg.student.startswith("det_") else {}
@@ -139,17 +139,6 @@ def input_shape(cfg: DataConfig) -> list[int] | None:
     return [3, image_size(cfg), image_size(cfg)] if cfg.dataset == "digit-boxes" else None
 
 
-def teacher_defaults(dataset: str, preset: str | None = None) -> dict:
-    """``fcfd train-teacher --task detection``'s defaults (a config layer): the teacher arch,
-    data and schedule of ``preset``, by default the ``det-digits`` preset (digit-boxes) or
-    the paper's R101 COCO schedule (``coco-r101-r18``)."""
-    from fcfd_viz.distill import presets
-
-    p = presets.load(preset or ("det-digits" if dataset == "digit-boxes" else "coco-r101-r18"))
-    data = {"dataset": dataset, **{k: v for k, v in p.data.items() if k != "subset"}}
-    return {"method": "ce", "student": p.teacher, "data": data, "train": dict(p.train)}
-
-
 def evaluate_checkpoint(
     ckpt: dict,
     arch=None,
@@ -162,7 +151,7 @@ def evaluate_checkpoint(
 ) -> dict:
     """``fcfd eval`` of a detector checkpoint dict: ckpt, arch, dataset, map, map_50,
     map_75 (%) and n (test images) on its dataset's test split (or ``dataset``'s)."""
-    from fcfd_viz.runtime import resolve_device
+    from fcfd_viz.training.runtime import resolve_device
 
     net = det_models.from_checkpoint(ckpt)
     if arch is not None and net.arch != arch:

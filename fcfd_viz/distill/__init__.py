@@ -4,6 +4,13 @@
 :class:`Distiller` subclass added with :func:`register`; its knobs are the fields of its
 ``Config`` dataclass (declared with :func:`~fcfd_viz.distill.knob.knob`), and
 :func:`knobs` is the one place the CLI flags, the app's inputs and the presets read them from.
+
+Modules: ``base`` (the Distiller contract: ``forward_train(x, y) -> (logits, {named
+losses})``), ``knob`` (a method's knobs), one file per method (``ce``, ``kd``, ``fitnet``,
+``dkd``, ``fcfd``, ``fcfd_dkd``), ``bridges`` (s2t / t2s connectors) and ``paths`` (FCFD's
+mixed-path plan).
+
+May import: errors, io, models.
 """
 
 from __future__ import annotations

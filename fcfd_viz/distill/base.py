@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fcfd_viz.bn import freeze, keep_running_stats
 from fcfd_viz.distill.knob import config_knobs, knob
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import StagedNet
+from fcfd_viz.models.batchnorm import freeze, keep_running_stats
 
 
 @dataclass

@@ -24,12 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fcfd_viz.bn import running_stats_frozen
 from fcfd_viz.distill.base import Distiller, kd_loss
 from fcfd_viz.distill.bridges import make_bridges
 from fcfd_viz.distill.kd import KDConfig
 from fcfd_viz.distill.knob import knob
 from fcfd_viz.distill.paths import MODES, MixedPath, candidates, sample_paths
+from fcfd_viz.models.batchnorm import running_stats_frozen
 
 
 @dataclass

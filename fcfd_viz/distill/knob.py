@@ -14,8 +14,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from fcfd_viz import checks
 from fcfd_viz.errors import UserError
+from fcfd_viz.io import checks
 
 TYPES = (float, int, str, bool)  # what a flag, a form input and config.json can all carry
 

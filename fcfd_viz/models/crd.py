@@ -8,7 +8,7 @@ are derived from the network itself, not listed: in a residual unit CRD numbers 
 ``conv1, conv2, ...`` and its BatchNorms ``bn1, bn2, ...`` in the order they run, which is
 the order our units register them; convs and BNs outside units (stem, WRN's final BN,
 ShuffleNetV2's last 1x1) are numbered the same way at network level; VGG and MobileNetV2
-keep CRD's ``nn.Sequential`` indices. ``tests/data/crd_state_dict_keys.json`` holds the keys
+keep CRD's ``nn.Sequential`` indices. ``tests/fixtures/crd_state_dict_keys.json`` holds the keys
 and shapes of CRD's own models, and the tests check every map against it.
 """
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -97,42 +96,4 @@ def say_new_classifier(w, arch: str, num_classes: int) -> None:
         "last classifier layer is new (random init), the rest is pretrained",
         NewClassifierWarning,
         stacklevel=3,
-    )
-
-
-def imagenet_arch(name: str) -> bool:
-    """Whether ``name`` is an ImageNet architecture whose preprocessing
-    :func:`image_transform` knows (``tv_*`` and ``mobilenet_v1``)."""
-    from fcfd_viz.models import torchvision_zoo
-
-    return name in torchvision_zoo.TORCHVISION or name == "mobilenet_v1"
-
-
-def image_transform(name: str, weights: str | None = None) -> Callable:
-    """What a ``name`` network expects of an image: a callable PIL.Image -> float tensor
-    (C, H, W). With ``weights``: the weights' own transforms (``weights.transforms()``);
-    without: resize 256, center-crop 224 and ImageNet normalisation (tv_* archs and
-    mobilenet_v1). Other architectures raise a :class:`UserError`."""
-    from torchvision import transforms
-
-    from fcfd_viz.data import IMAGENET_STATS
-    from fcfd_viz.models import registry, torchvision_zoo
-
-    registry.check_name(name)
-    if weights is not None:
-        builder = torchvision_zoo.builder_of(name)
-        return resolve_weights(name, builder, weights).transforms()
-    if not imagenet_arch(name):
-        raise UserError(
-            f"image_transform knows ImageNet architectures (tv_*, mobilenet_v1), not {name}: "
-            "transform images as the data it was trained on (fcfd_viz.data)"
-        )
-    mean, std = IMAGENET_STATS
-    return transforms.Compose(
-        [
-            transforms.Resize(256),
-            transforms.CenterCrop(224),
-            transforms.ToTensor(),  # (3, 224, 224) in [0, 1]
-            transforms.Normalize(mean, std),
-        ]
     )

@@ -20,7 +20,7 @@ def register(name: str) -> Callable[[Callable[..., StagedNet]], Callable[..., St
     their checkpoints load by name; a function with a ``weights`` parameter takes
     pretrained weights (``create(name, weights=...)``, ``fcfd train-teacher --weights``).
     Modules of yours reach the CLI and the app through ``fcfd --import MODULE``,
-    ``FCFD_IMPORT`` or an entry point (:mod:`fcfd_viz.plugins`).
+    ``FCFD_IMPORT`` or an entry point (:mod:`fcfd_viz.io.plugins`).
     """
 
     def deco(fn: Callable[..., StagedNet]) -> Callable[..., StagedNet]:
@@ -64,7 +64,7 @@ def check_name(name: str) -> None:
     """Raise a :class:`UserError` listing close matches when ``name`` is unknown (after
     importing the modules ``FCFD_IMPORT`` and the ``fcfd_viz.models`` entry points name)."""
     if name not in _REGISTRY:
-        from fcfd_viz.plugins import load_plugins
+        from fcfd_viz.io.plugins import load_plugins
 
         load_plugins()
     if name not in _REGISTRY:

@@ -16,6 +16,7 @@ from functools import partial
 
 from torch import nn
 
+from fcfd_viz.errors import UserError
 from fcfd_viz.models import pretrained
 from fcfd_viz.models.base import Head, StagedNet
 from fcfd_viz.models.registry import no_weights, register
@@ -163,3 +164,39 @@ def build_torchvision(arch: str, num_classes: int = 1000, weights: str | None = 
 
 for _arch in TORCHVISION:
     register(_arch)(partial(build_torchvision, _arch))
+
+
+def imagenet_arch(name: str) -> bool:
+    """Whether ``name`` is an ImageNet architecture whose preprocessing
+    :func:`image_transform` knows (``tv_*`` and ``mobilenet_v1``)."""
+    return name in TORCHVISION or name == "mobilenet_v1"
+
+
+def image_transform(name: str, weights: str | None = None) -> Callable:
+    """What a ``name`` network expects of an image: a callable PIL.Image -> float tensor
+    (C, H, W). With ``weights``: the weights' own transforms (``weights.transforms()``);
+    without: resize 256, center-crop 224 and ImageNet normalisation (tv_* archs and
+    mobilenet_v1). Other architectures raise a :class:`UserError`."""
+    from torchvision import transforms
+
+    from fcfd_viz.data.datasets import IMAGENET_STATS
+    from fcfd_viz.models import registry
+
+    registry.check_name(name)
+    if weights is not None:
+        builder = builder_of(name)
+        return pretrained.resolve_weights(name, builder, weights).transforms()
+    if not imagenet_arch(name):
+        raise UserError(
+            f"image_transform knows ImageNet architectures (tv_*, mobilenet_v1), not {name}: "
+            "transform images as the data it was trained on (fcfd_viz.data.datasets)"
+        )
+    mean, std = IMAGENET_STATS
+    return transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),  # (3, 224, 224) in [0, 1]
+            transforms.Normalize(mean, std),
+        ]
+    )

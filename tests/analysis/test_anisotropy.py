@@ -11,8 +11,8 @@ from torch import nn
 
 from fcfd_viz import models
 from fcfd_viz.analysis import Anisotropy, AnisotropyResult
-from fcfd_viz.analysis.anisotropy import pass_plan
-from fcfd_viz.analysis.jacobian import jacobian_svd
+from fcfd_viz.analysis.probe.anisotropy import pass_plan
+from fcfd_viz.analysis.probe.jacobian import jacobian_svd
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import Head, StagedNet
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from fcfd_viz import models
 from fcfd_viz.analysis import Attribution, AttributionResult, spearman
-from fcfd_viz.analysis.attribution import METHODS, parse_methods
+from fcfd_viz.analysis.probe.attribution import METHODS, parse_methods
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import Head, StagedNet
 

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from fcfd_viz import models
 from fcfd_viz.analysis import FitConfig, FitInfo
-from fcfd_viz.analysis.connectors import fit_connectors
+from fcfd_viz.analysis.gap.connectors import fit_connectors
 from fcfd_viz.errors import UserError
 
 SHAPE = (3, 16, 16)
@@ -75,9 +75,9 @@ def test_refinement_lowers_the_leaky_bridges_mse_and_keeps_the_best(teacher, loa
 
 def test_recovers_a_known_leaky_bridge():
     """Targets made by a LeakyReLU bridge: the refinement goes far below the linear start."""
-    from fcfd_viz.analysis.closed_form import fit_closed_form
-    from fcfd_viz.analysis.connectors import _fit_adam
-    from fcfd_viz.analysis.feature_pairs import FeaturePairs
+    from fcfd_viz.analysis.gap.closed_form import fit_closed_form
+    from fcfd_viz.analysis.gap.connectors import _fit_adam
+    from fcfd_viz.analysis.gap.feature_pairs import FeaturePairs
     from fcfd_viz.distill.bridges import Bridge
 
     torch.manual_seed(5)
@@ -113,3 +113,28 @@ def test_recovers_a_known_leaky_bridge():
 def test_bad_fit_settings_are_refused(change, match):
     with pytest.raises(UserError, match=match):
         FitConfig(**change).validate()
+
+
+@pytest.mark.parametrize(
+    "src, dst", [((3, 6, 6), (5, 6, 6)), ((3, 6, 6), (5, 3, 3)), ((3, 3, 3), (5, 6, 6))]
+)
+def test_refinement_pass_by_hand_equals_autograd(src, dst):
+    from fcfd_viz.analysis.gap.closed_form import _refine_batch
+    from fcfd_viz.distill.bridges import Bridge
+
+    torch.manual_seed(4)
+    bridge = Bridge(src, dst, leaky=True)
+    x, y = torch.randn(6, *src).relu(), torch.randn(6, *dst).relu()
+    bias = torch.randn(dst[0]) * 0.1
+    j = {"task": ("b", bridge, False, 0), "slope": 0.1, "bias": bias, "sse": 0.0, "count": 0}
+    j.update(gw=None, gb=0.0)
+    _refine_batch(j, x, y)
+    w = bridge[0].weight.detach().clone().requires_grad_(True)
+    b = bias.clone().requires_grad_(True)
+    conv = copy.deepcopy(bridge[0])
+    z = torch.func.functional_call(conv, {"weight": w}, (x,)) + b[:, None, None]
+    sse = (torch.nn.functional.leaky_relu(z, 0.1) - y).pow(2).sum()
+    (0.5 * sse).backward()
+    assert j["sse"] == pytest.approx(float(sse.detach()), rel=1e-5) and j["count"] == y.numel()
+    torch.testing.assert_close(j["gw"], w.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(j["gb"], b.grad, rtol=1e-4, atol=1e-5)

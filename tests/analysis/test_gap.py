@@ -21,10 +21,10 @@ from fcfd_viz.analysis import (
     gap_reading,
     load_students,
 )
-from fcfd_viz.analysis.connectors import _Plateau, fit_connectors, new_bridges
-from fcfd_viz.checkpoints import save_checkpoint
+from fcfd_viz.analysis.gap.connectors import _Plateau, fit_connectors, new_bridges
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import StagedNet
+from fcfd_viz.runs.checkpoints import save_checkpoint
 
 SHAPE = (3, 16, 16)
 
@@ -308,7 +308,7 @@ def test_load_students(ckpts):
 
 
 def test_reading_and_figures(teacher, data):
-    from fcfd_viz import viz
+    from fcfd_viz.viz import figures as viz
 
     a, b = copy.deepcopy(teacher), copy.deepcopy(teacher)
     ba = identity_bridges(teacher, b)

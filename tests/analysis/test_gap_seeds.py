@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fcfd_viz import viz_gap
-from fcfd_viz.analysis.gap_result import FITTED, OWN, GapEntry, GapResult
-from fcfd_viz.analysis.gap_seeds import (
+from fcfd_viz.analysis.gap.result import FITTED, OWN, GapEntry, GapResult
+from fcfd_viz.analysis.gap.seeds import (
     group_over_seeds,
     paired_gap,
     split_by_seed,
     without_own,
 )
+from fcfd_viz.viz import gap as viz_gap
 
 STAGES = [1, 2, 3]
 

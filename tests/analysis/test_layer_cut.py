@@ -9,8 +9,8 @@ from torch import nn
 
 from fcfd_viz import models
 from fcfd_viz.analysis import Anisotropy, Attribution
-from fcfd_viz.analysis.anisotropy import divergence_fn
-from fcfd_viz.analysis.cut import StageCut, channel_axis, make_cut
+from fcfd_viz.analysis.cuts import StageCut, channel_axis, make_cut
+from fcfd_viz.analysis.probe.anisotropy import divergence_fn
 from fcfd_viz.errors import UserError
 
 # tiny tensors: one thread avoids OpenMP spin-waits when the CPU is shared; a warning that a
@@ -128,8 +128,8 @@ def test_transformer_block_channels_are_hidden_dims_across_tokens(vit):
 
 
 def test_report_and_figures_of_a_transformer_block(vit):
-    from fcfd_viz import viz
     from fcfd_viz.analysis import ProbeReport, probe_report
+    from fcfd_viz.viz import figures as viz
 
     x = torch.randn(2, 3, 16, 16, generator=gen(11))
     layer = "encoder.layers.encoder_layer_1"

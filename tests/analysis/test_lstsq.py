@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fcfd_viz.analysis.lstsq import (
+from fcfd_viz.analysis.gap.lstsq import (
     NormalEquations,
     design,
     load_affine,

@@ -9,11 +9,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from fcfd_viz import models, viz_gap
+from fcfd_viz import models
 from fcfd_viz.analysis import FunctionalGap
-from fcfd_viz.analysis.connectors import new_bridges
-from fcfd_viz.analysis.one_image import ImagePredictions, bridged_predictions
+from fcfd_viz.analysis.gap.connectors import new_bridges
+from fcfd_viz.analysis.gap.one_image import ImagePredictions, bridged_predictions
 from fcfd_viz.errors import UserError
+from fcfd_viz.viz import gap as viz_gap
 
 SHAPE = (3, 16, 16)
 pytestmark = pytest.mark.usefixtures("one_thread_module")

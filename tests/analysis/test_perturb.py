@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from fcfd_viz.analysis.anisotropy import Anisotropy
-from fcfd_viz.analysis.perturb import DIRECTIONS, PerturbationExplorer, channel_direction
-from fcfd_viz.analysis.perturb_result import PerturbationResult
+from fcfd_viz.analysis.probe.anisotropy import Anisotropy
+from fcfd_viz.analysis.probe.perturb import DIRECTIONS, PerturbationExplorer, channel_direction
+from fcfd_viz.analysis.probe.perturb_result import PerturbationResult
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.base import Head, StagedNet
 
@@ -137,7 +137,7 @@ def test_the_jacobian_direction_has_the_largest_first_order_change():
 
 
 def test_the_dense_top_direction_is_the_lanczos_one(monkeypatch):
-    from fcfd_viz.analysis import perturb
+    from fcfd_viz.analysis.probe import perturb
 
     net, f = tanh_net(), image(4)[None]
     dense, value = perturb.top_direction(lambda g: net.forward_from(g, 1), f, K)

@@ -10,8 +10,8 @@ import torch
 
 from fcfd_viz import distill, models
 from fcfd_viz.analysis import GapReport, gap_inputs, gap_report, merge_gap_reports
-from fcfd_viz.checkpoints import save_checkpoint
 from fcfd_viz.errors import UserError
+from fcfd_viz.runs.checkpoints import save_checkpoint
 
 SHAPE = [3, 16, 16]
 pytestmark = pytest.mark.usefixtures("one_thread_module")

@@ -4,6 +4,8 @@ Spearman and feature maps, the round trip of its dict, and test images for a che
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,7 +24,7 @@ from fcfd_viz.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("one_thread_module")
 
-# the keys of `fcfd probe --json` (README, Analysis)
+# the keys of `fcfd probe --json`, as docs/analysis.md lists them (section "Probe and gap")
 CLI_KEYS = {
     "stage", "eps", "relative", "mode", "divergence", "feature_shape", "num_images",
     "feature_norm_mean", "channel_sensitivity", "anisotropy_ratio", "p95_p5_ratio",
@@ -30,6 +32,15 @@ CLI_KEYS = {
     "ckpt", "arch", "dataset", "attribution", "spearman", "layer",
 }  # fmt: skip
 OPTIONS = dict(eps=0.1, mode="fisher", n_random=6, k_jacobian=2)
+
+
+def test_docs_list_the_cli_keys():
+    """docs/analysis.md's paragraph on ``fcfd probe --json`` names every key, no other."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "analysis.md").read_text()
+    section = doc.split("## Probe and gap", 1)[1].split("## ", 1)[0]
+    para = next(p for p in section.split("\n\n") if p.startswith("`fcfd probe CKPT"))
+    named = set(re.findall(r"`(\w+)`", para.split("prints, with", 1)[1]))
+    assert CLI_KEYS <= named, sorted(CLI_KEYS - named)
 
 
 @pytest.fixture(scope="module")

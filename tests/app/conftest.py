@@ -39,7 +39,7 @@ def gap_runs(runs_root, tmp_path_factory) -> Path:
     page's default results (every default student, both BN regimes, 10-epoch fits) in
     ``.cache``. Read-only: the kept results are keyed by the checkpoints' absolute paths, so a
     copy of this folder would not find them."""
-    from fcfd_viz.defaults_gap import ensure_default_gap
+    from fcfd_viz.experiments.demo_gap import ensure_default_gap
 
     dst = copy_runs(runs_root, tmp_path_factory.mktemp("gap-runs") / "runs")
     before = torch.get_num_threads()

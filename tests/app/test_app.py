@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from fcfd_viz import jobs
-from fcfd_viz.job_records import job_record
+from fcfd_viz.jobs import control as jobs
+from fcfd_viz.jobs.records import job_record
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 SENS, GAP = "pages/1_Sensitivity.py", "pages/2_Functional_gap.py"
@@ -43,11 +43,11 @@ def test_home_shows_the_default_runs(app_env):
 
 
 def test_home_offers_to_build_defaults_in_an_empty_folder(monkeypatch, tmp_path):
-    from fcfd_viz import defaults
+    from fcfd_viz.jobs import demo_build
 
     calls = []
     monkeypatch.setenv("FCFD_RUNS_DIR", str(tmp_path / "empty"))
-    monkeypatch.setattr(defaults, "start_defaults", lambda root: calls.append(root) or True)
+    monkeypatch.setattr(demo_build, "start_defaults", lambda root: calls.append(root) or True)
     at = open_page()
     assert "No default runs" in at.warning[0].value
     at.button[0].click()
@@ -79,7 +79,7 @@ def test_sensitivity_widgets_change_the_figures(app_env):
 
 def test_sensitivity_eps_change_recomputes_only_the_probe(app_env, monkeypatch):
     # the spectrum and the attribution depend on neither eps nor the mode: cached apart
-    from fcfd_viz.analysis import attribution
+    from fcfd_viz.analysis.probe import attribution
     from fcfd_viz.analysis.reports import probe
 
     calls = {"probe": 0, "spectrum": 0, "attribution": 0}
@@ -139,7 +139,7 @@ def test_functional_gap_rejects_a_student_of_another_dataset(runs_copy, monkeypa
 
     import torch
 
-    from fcfd_viz.checkpoints import load_checkpoint, save_checkpoint
+    from fcfd_viz.runs.checkpoints import load_checkpoint, save_checkpoint
 
     monkeypatch.setenv("FCFD_RUNS_DIR", str(runs_copy))
     other = runs_copy / "cifar-student"
@@ -282,7 +282,8 @@ def test_home_page_modules_do_not_import_torch():
 
     code = (
         "import sys; sys.path.insert(0, 'app'); import state; "
-        "from fcfd_viz import defaults, jobs, viz; "
+        "from fcfd_viz.experiments import demo; from fcfd_viz.jobs import control, demo_build; "
+        "from fcfd_viz.viz import figures; "
         "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
     )
     root = Path(APP).parents[1]

@@ -65,8 +65,8 @@ def test_the_default_students_gap_opens_without_fitting(gap_runs, monkeypatch):
 def test_the_page_shows_the_background_fits_while_they_run(runs_copy, monkeypatch):
     """While `fcfd defaults` fits the default connectors, the page says so with its progress
     instead of asking for Compute (this process plays the build: it writes the progress)."""
-    from fcfd_viz.defaults import DEFAULTS, progress_writer
-    from fcfd_viz.defaults_gap import PROGRESS_FILE
+    from fcfd_viz.experiments.demo import DEFAULTS, progress_writer
+    from fcfd_viz.experiments.demo_gap import PROGRESS_FILE
 
     monkeypatch.setenv("FCFD_RUNS_DIR", str(runs_copy))
     progress_writer(runs_copy / DEFAULTS / PROGRESS_FILE, None)(0.5, "gap: fitting kd (eval BN)")
@@ -84,7 +84,7 @@ def test_fcfd_defaults_finds_the_default_gap_kept(gap_runs):
     import subprocess
     import sys
 
-    from fcfd_viz.defaults_gap import default_gap_progress, default_gap_running
+    from fcfd_viz.experiments.demo_gap import default_gap_progress, default_gap_running
 
     out = subprocess.run(
         [sys.executable, "-m", "fcfd_viz", "defaults", "--runs-dir", str(gap_runs)],
@@ -100,8 +100,8 @@ def test_fcfd_defaults_finds_the_default_gap_kept(gap_runs):
 
 
 def test_home_says_the_gap_fits_run_in_the_background(runs_copy, monkeypatch):
-    from fcfd_viz.defaults import DEFAULTS, progress_writer
-    from fcfd_viz.defaults_gap import PROGRESS_FILE
+    from fcfd_viz.experiments.demo import DEFAULTS, progress_writer
+    from fcfd_viz.experiments.demo_gap import PROGRESS_FILE
 
     monkeypatch.setenv("FCFD_RUNS_DIR", str(runs_copy))
     progress_writer(runs_copy / DEFAULTS / PROGRESS_FILE, None)(0.25, "gap: fitting ce (eval BN)")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from test_browser import free_port, stop_server, wait_healthy
 
-from fcfd_viz.shipped import SHIPPED, shipped_files
+from fcfd_viz.io.shipped import SHIPPED, shipped_files
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # ~30-60 s: a wheel build, a pip install, a Streamlit start
@@ -71,7 +71,7 @@ def test_wheel_ships_the_app_and_notebooks_and_they_run_without_a_checkout(tmp_p
     work = tmp_path / "elsewhere"  # outside the source tree
     work.mkdir()
     where = run(
-        [bin_ / "python", "-c", "import fcfd_viz.shipped as s; print(s.app_script())"], work
+        [bin_ / "python", "-c", "import fcfd_viz.io.shipped as s; print(s.app_script())"], work
     )
     assert where.returncode == 0, where.stderr
     app = Path(where.stdout.strip())
@@ -94,7 +94,7 @@ def test_wheel_ships_the_app_and_notebooks_and_they_run_without_a_checkout(tmp_p
     # the installed pages render (Home, Perturbation with its helper module, Runs) with the
     # installed fcfd_viz
     render = (
-        "from streamlit.testing.v1 import AppTest; import fcfd_viz.shipped as s\n"
+        "from streamlit.testing.v1 import AppTest; import fcfd_viz.io.shipped as s\n"
         "at = AppTest.from_file(str(s.app_script()), default_timeout=120).run()\n"
         "at.switch_page('pages/5_Perturbation.py').run()\n"
         "assert not at.exception, at.exception\n"

@@ -14,7 +14,7 @@ PERTURB = "pages/5_Perturbation.py"
 
 def counting_prepare(monkeypatch) -> list:
     """Count the real ``PerturbationExplorer.prepare`` calls (the work eps must not redo)."""
-    from fcfd_viz.analysis.perturb import PerturbationExplorer
+    from fcfd_viz.analysis.probe.perturb import PerturbationExplorer
 
     calls, prepare = [], PerturbationExplorer.prepare
 

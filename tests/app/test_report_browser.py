@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from test_browser import ARGS, CHROMIUM, SHOTS, server  # noqa: F401, F811 (a fixture)
 
-from fcfd_viz.analysis.reports.study import StudyOptions, study_report
-from fcfd_viz.defaults import default_names
+from fcfd_viz.experiments.demo import default_names
+from fcfd_viz.reports.study import StudyOptions
+from fcfd_viz.reports.study_page import study_report
 
 pytestmark = [
     pytest.mark.browser,

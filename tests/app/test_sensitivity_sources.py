@@ -66,7 +66,7 @@ def test_a_missing_image_folder_is_an_error_line(model_module, monkeypatch, tmp_
 
 def test_an_imported_teacher_run_is_probed_by_stage(monkeypatch, tmp_path):
     from fcfd_viz import models
-    from fcfd_viz.interop import import_teacher
+    from fcfd_viz.weights.interop import import_teacher
 
     torch.manual_seed(0)
     net = models.create("resnet8", num_classes=10)

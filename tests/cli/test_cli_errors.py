@@ -13,8 +13,8 @@ import pytest
 import torch
 from test_cli_train import FAST, fails, snapshot
 
-from fcfd_viz.checkpoints import save_checkpoint
 from fcfd_viz.cli import main
+from fcfd_viz.runs.checkpoints import save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -138,7 +138,7 @@ def _other_network(best: Path) -> None:
 def test_the_teacher_is_pinned_by_path_and_hash(capsys, teacher: Path, monkeypatch):
     """Issue #29: the teacher was recorded as typed (``runs/teacher``), so a resume from
     another directory distilled from another network; and a replaced teacher went unseen."""
-    from fcfd_viz.provenance import file_sha256
+    from fcfd_viz.runs.provenance import file_sha256
 
     monkeypatch.chdir(teacher.parent)
     student = teacher.parent / "kd"

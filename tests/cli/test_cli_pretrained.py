@@ -9,8 +9,8 @@ import json
 import pytest
 import torch
 
-from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint
 from fcfd_viz.cli import main
+from fcfd_viz.runs.checkpoints import load_checkpoint, model_from_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

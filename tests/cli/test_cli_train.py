@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fcfd_viz.checkpoints import model_from_checkpoint
 from fcfd_viz.cli import main
 from fcfd_viz.errors import UserError
+from fcfd_viz.runs.checkpoints import model_from_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -13,7 +13,7 @@ import pytest
 from fcfd_viz.cli import build_parser, main
 from fcfd_viz.cli.distill_cmds import build_config
 from fcfd_viz.errors import UserError
-from fcfd_viz.train_config import TrainConfig
+from fcfd_viz.training.config import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

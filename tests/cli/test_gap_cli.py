@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from fcfd_viz import distill, models
-from fcfd_viz.checkpoints import save_checkpoint
 from fcfd_viz.cli import main
+from fcfd_viz.runs.checkpoints import save_checkpoint
 
 SHAPE = [3, 16, 16]
 FAST = ["--fit-max-epochs", "3", "--fit-data", "student", "--no-progress"]
@@ -154,10 +154,39 @@ def test_gap_errors_exit_2(ckpts, capsys, extra, match):
 
 
 def test_fit_data_choice(ckpts):
-    from fcfd_viz.analysis.gap_models import gap_loaders, load_students
+    from fcfd_viz.analysis.gap.inputs import gap_loaders, load_students
 
     loaded = load_students([ckpts["kd"]], ckpts["teacher"])
     test, full = gap_loaders(loaded)
     _, own = gap_loaders(loaded, "student")
     assert len(test.dataset) == 360 and len(full["kd"].dataset) == 1437
     assert len(own["kd"].dataset) < 200  # the student's 10% digits-hard subset
+
+
+def test_gap_spectrum_json_text_and_html(ckpts, capsys, tmp_path):
+    """``--spectrum N``: the error spectrum of every entry (kd fitted; fcfd fitted and through
+    its own bridges) on N images, the predictor comparison, two more figures; none without it."""
+    args = ["gap", "--teacher", str(ckpts["teacher"]), "--student", str(ckpts["kd"])]
+    args += ["--student", str(ckpts["fcfd"]), *FAST]
+    html = tmp_path / "gap.html"
+    assert main([*args, "--json", "--spectrum", "8", "--html", str(html)]) == 0
+    d = json.loads(capsys.readouterr().out)
+    spec = d["spectrum"]
+    assert spec["images"] == 8 and spec["stages"] == d["stages"]
+    assert set(spec["entries"]) == set(d["students"])
+    for e in spec["entries"].values():
+        assert set(e["means"]) == {"l2", "fisher", "kl"}
+        assert all(len(e["means"][m]) == len(d["stages"]) for m in e["means"])
+        # the cumulative share runs up to the rank of the tail's Fisher metric: K - 1 = 9
+        assert all(len(s) == 9 and s == sorted(s) for s in e["share"])
+    assert set(spec["predictors"]) == {"l2", "fisher", "points"}
+    page = html.read_text()
+    assert "Where the appearance error lies" in page and "predicts function" in page
+    assert main([*args, "--spectrum", "8"]) == 0
+    text = capsys.readouterr().out
+    assert "error spectrum (8 test images" in text and "Spearman with the KL" in text
+    assert main([*args, "--json"]) == 0
+    assert "spectrum" not in json.loads(capsys.readouterr().out)
+    assert main([*args, "--spectrum", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--spectrum" in err

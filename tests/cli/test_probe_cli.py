@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from fcfd_viz import models
-from fcfd_viz.checkpoints import save_checkpoint
 from fcfd_viz.cli import main
+from fcfd_viz.runs.checkpoints import save_checkpoint
 
 FAST = ["--images", "4", "--n-random", "6", "--k-jacobian", "2", "--no-progress"]
 

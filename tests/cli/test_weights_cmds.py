@@ -3,7 +3,7 @@
 Round trips go through the real command line and files: our state_dict -> import -> export
 crd -> import -> export state_dict, with the same tensors and the same logits (bit for bit)
 for one arch of every family. The exported CRD keys are the ones recorded from CRD's own
-classes (``tests/data/crd_state_dict_keys.json``).
+classes (``tests/fixtures/crd_state_dict_keys.json``).
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ import torch
 from test_cli_train import fails, ok
 
 from fcfd_viz import models
-from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint
 from fcfd_viz.models import crd
+from fcfd_viz.runs.checkpoints import load_checkpoint, model_from_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-FACTS = json.loads((Path(__file__).parents[1] / "data" / "crd_state_dict_keys.json").read_text())
+FACTS = json.loads(
+    (Path(__file__).parents[1] / "fixtures" / "crd_state_dict_keys.json").read_text()
+)
 FAMILIES = ["resnet8", "resnet50", "wrn_16_1", "vgg8", "mobilenetv2", "shufflev1", "shufflev2"]
 
 
@@ -52,7 +54,7 @@ def constant(arch: str, label: int, num_classes: int) -> models.StagedNet:
 
 def make_run(root: Path) -> Path:
     """An imported resnet8 run directory (cifar100) in ``root``, made without training."""
-    from fcfd_viz.interop import import_teacher
+    from fcfd_viz.weights.interop import import_teacher
 
     torch.save(randomised("resnet8").state_dict(), root / "w.pt")
     import_teacher(root / "w.pt", "resnet8", root / "resnet8")

@@ -10,8 +10,8 @@ from test_cli_train import fails, snapshot
 from test_weights_cmds import make_run, randomised
 
 from fcfd_viz import models
-from fcfd_viz.checkpoints import save_checkpoint
 from fcfd_viz.models import crd
+from fcfd_viz.runs.checkpoints import save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -15,7 +15,7 @@ import torch
 from test_cli_train import FAST, ok
 from test_weights_cmds import constant, imported
 
-from fcfd_viz.digits import DigitsDataset
+from fcfd_viz.data.digits import DigitsDataset
 from fcfd_viz.models import crd
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,7 +9,7 @@ import pytest
 
 from fcfd_viz.cli import main
 from fcfd_viz.detection import data as det_data
-from fcfd_viz.distill import presets
+from fcfd_viz.experiments import presets
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = ["--subset", "0.008", "--batch-size", "4", "--epochs", "1", "--device", "cpu"]

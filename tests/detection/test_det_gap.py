@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.ops import MultiScaleRoIAlign
 
-from fcfd_viz.analysis.fit_config import FitConfig
+from fcfd_viz.analysis.gap.fit_config import FitConfig
 from fcfd_viz.detection import data, models
 from fcfd_viz.detection.gap import DetectionGap
 from fcfd_viz.detection.gap_result import DetGapResult, det_gap_reading

@@ -16,7 +16,7 @@ TINY = ["--images", "4", "--fit-images", "8", "--fit-max-epochs", "2", "--no-pro
 
 def classifier(path: Path) -> Path:
     from fcfd_viz import models
-    from fcfd_viz.checkpoints import save_checkpoint
+    from fcfd_viz.runs.checkpoints import save_checkpoint
 
     net = models.create("resnet8", num_classes=10)
     save_checkpoint(

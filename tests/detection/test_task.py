@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from fcfd_viz.callbacks import Callback
-from fcfd_viz.data import DataConfig
+from fcfd_viz.data.datasets import DataConfig
 from fcfd_viz.detection import data as det_data
 from fcfd_viz.detection import models as det_models
 from fcfd_viz.errors import UserError
-from fcfd_viz.pipeline import ExperimentConfig, run_experiment
-from fcfd_viz.runs import Run
-from fcfd_viz.train_config import TrainConfig
+from fcfd_viz.experiments.experiment import ExperimentConfig, run_experiment
+from fcfd_viz.runs.layout import Run
+from fcfd_viz.training.callbacks import Callback
+from fcfd_viz.training.config import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread", "few_test_canvases")
 
@@ -98,7 +98,7 @@ def test_teacher_run_directory(det_teacher: Path):
     ckpt = torch.load(det_teacher / "last.pt", weights_only=True)
     assert ckpt["best_map"] == summary["best_map"] and ckpt["model"]["task"] == "detection"
     det_models.from_checkpoint(ckpt)  # the student rebuilds from its spec
-    from fcfd_viz.listing import run_row
+    from fcfd_viz.runs.listing import run_row
 
     row = run_row(det_teacher)  # the runs table lists it (no top-1: a detection run)
     assert row["state"] == "completed" and row["method"] == "ce" and row["top1"] is None
@@ -116,7 +116,7 @@ def test_fcfd_resume_equals_uninterrupted(tmp_path: Path, det_teacher: Path):
     rec = Run(tmp_path / "full").metrics()[-1]
     assert {"app/p2", "app/p6", "roi_kd/st", "roi_kd/ts", "roi_l2/s"} <= set(rec["losses"])
     assert list((tmp_path / "full" / "tb").glob("events.out.tfevents.*"))  # TensorBoard
-    from fcfd_viz.tracking import logged
+    from fcfd_viz.training.tracking import logged
 
     tags = logged(tmp_path / "resumed" / "tb")
     assert tags["map"] == {1, 2} and tags["losses/roi_kd/ts"] == {1, 2}

@@ -23,11 +23,11 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from fcfd_viz import distill
-from fcfd_viz.callbacks import Callback
-from fcfd_viz.data import DataConfig, make_loaders
+from fcfd_viz.data.datasets import DataConfig, make_loaders
 from fcfd_viz.models.base import Head, StagedNet
-from fcfd_viz.train import Trainer
-from fcfd_viz.train_config import TrainConfig
+from fcfd_viz.training.callbacks import Callback
+from fcfd_viz.training.config import TrainConfig
+from fcfd_viz.training.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

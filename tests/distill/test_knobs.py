@@ -168,8 +168,8 @@ def test_a_new_method_appears_on_the_distill_page_and_its_knobs_go_to_the_run(
 ):
     from streamlit.testing.v1 import AppTest
 
-    from fcfd_viz import jobs
-    from fcfd_viz.job_records import job_record
+    from fcfd_viz.jobs import control as jobs
+    from fcfd_viz.jobs.records import job_record
 
     root = tmp_path / "runs"
     monkeypatch.setenv("FCFD_RUNS_DIR", str(root))

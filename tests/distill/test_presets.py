@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from fcfd_viz import distill, models
-from fcfd_viz.data import DataConfig, data_info
-from fcfd_viz.distill import presets
+from fcfd_viz.data.datasets import DataConfig, data_info
 from fcfd_viz.errors import UserError
-from fcfd_viz.train_config import TrainConfig
+from fcfd_viz.experiments import presets
+from fcfd_viz.training.config import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

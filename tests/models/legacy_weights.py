@@ -4,7 +4,7 @@ The stage cuts of VGG, WRN, MobileNetV2, ShuffleNetV1 and the ImageNet MobileNet
 FCFD authors' points. That must not change any network's *function*. To check it, the
 networks of the zoo *before* the change were given synthetic weights (a pure function of each
 parameter's name and shape, so they can be rebuilt from the names alone), run on a fixed
-input, and their names, shapes and logits stored in ``data/logits_before_cut_change.json``
+input, and their names, shapes and logits stored in ``tests/fixtures/logits_before_cut_change.json``
 (by ``python tests/models/legacy_weights.py`` at commit c91fb37, before the change).
 ``test_legacy.py`` rebuilds those weights, converts them to today's layout and checks that
 today's networks give the same logits.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-DATA = Path(__file__).parent / "data" / "logits_before_cut_change.json"
+DATA = Path(__file__).parents[1] / "fixtures" / "logits_before_cut_change.json"
 NUM_CLASSES = 10
 # one or two architectures of every family, the ones the presets use first
 ARCHS = {

@@ -1,5 +1,5 @@
 """The CRD name maps: for every arch with a CRD layout, our state_dict under CRD's names is
-exactly the keys, shapes and order of CRD's own model (``tests/data/crd_state_dict_keys.json``,
+exactly the keys, shapes and order of CRD's own model (``tests/fixtures/crd_state_dict_keys.json``,
 recorded from the authors' classes; their code is not imported here)."""
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from fcfd_viz import models
 from fcfd_viz.errors import UserError
 from fcfd_viz.models import crd
 
-FACTS = json.loads((Path(__file__).parents[1] / "data" / "crd_state_dict_keys.json").read_text())
+FACTS = json.loads(
+    (Path(__file__).parents[1] / "fixtures" / "crd_state_dict_keys.json").read_text()
+)
 
 
 def test_the_facts_cover_every_arch_with_a_crd_layout():

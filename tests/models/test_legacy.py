@@ -11,10 +11,10 @@ import torch
 from legacy_weights import DATA, NUM_CLASSES, fixed_input, synthetic_state
 
 from fcfd_viz import distill, models
-from fcfd_viz.checkpoints import load_checkpoint, model_from_checkpoint
 from fcfd_viz.cli import main
 from fcfd_viz.errors import UserError
 from fcfd_viz.models import legacy
+from fcfd_viz.runs.checkpoints import load_checkpoint, model_from_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -20,10 +20,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fcfd_viz.analysis.base import Result, keep, result_file, stored
-from fcfd_viz.analysis.fit_config import FitConfig, FitInfo
-from fcfd_viz.analysis.gap import FunctionalGap
-from fcfd_viz.analysis.gap_models import gap_loaders, load_students
-from fcfd_viz.analysis.gap_result import GapResult, gap_reading
+from fcfd_viz.analysis.gap.fit_config import FitConfig, FitInfo
+from fcfd_viz.analysis.gap.functional import FunctionalGap
+from fcfd_viz.analysis.gap.inputs import gap_loaders, load_students
+from fcfd_viz.analysis.gap.result import GapResult, gap_reading
+from fcfd_viz.analysis.gap.spectra import SpectrumResult, gap_spectra, predictors
 from fcfd_viz.errors import UserError
 
 INPUT_KEYS = ("path", "method", "dataset", "seed")  # what a report keeps of each student
@@ -38,6 +39,7 @@ class GapReport(Result):
     dataset: str | None
     input_shape: list[int]
     inputs: dict[str, dict]  # student label -> path, method, dataset, seed
+    spectrum: SpectrumResult | None = None  # where the errors lie (``fcfd gap --spectrum``)
 
     @property
     def reading(self) -> str:
@@ -47,7 +49,7 @@ class GapReport(Result):
     def to_dict(self, curves: bool = True) -> dict:
         """The keys of ``fcfd gap --json``: :meth:`GapResult.to_dict`'s plus ``teacher``,
         ``dataset``, ``input_shape``, ``reading`` and ``inputs``."""
-        return {
+        out = {
             **self.result.to_dict(curves),
             "teacher": self.teacher,
             "dataset": self.dataset,
@@ -55,12 +57,20 @@ class GapReport(Result):
             "reading": self.reading,
             "inputs": {k: dict(v) for k, v in self.inputs.items()},
         }
+        if self.spectrum is not None:  # the key only when asked: older reports stay as they were
+            out["spectrum"] = self.spectrum.to_dict()
+            entries = self.spectrum.entries
+            out["spectrum"]["predictors"] = (
+                predictors([self.spectrum]) if len(entries) > 1 else None
+            )
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> GapReport:
         inputs = {k: dict(v) for k, v in d["inputs"].items()}
         shape = list(d["input_shape"])
-        return cls(GapResult.from_dict(d), d["teacher"], d.get("dataset"), shape, inputs)
+        spectrum = SpectrumResult.from_dict(d["spectrum"]) if d.get("spectrum") else None
+        return cls(GapResult.from_dict(d), d["teacher"], d.get("dataset"), shape, inputs, spectrum)
 
 
 @dataclass
@@ -98,7 +108,7 @@ def gap_inputs(
 ) -> GapInputs:
     """Teacher and students from checkpoints (files or run directories), bound in a
     :class:`FunctionalGap` with each student's method, and the loaders of
-    :func:`~fcfd_viz.analysis.gap_models.gap_loaders` (``fit_data``: ``"full"`` training
+    :func:`~fcfd_viz.analysis.gap.inputs.gap_loaders` (``fit_data``: ``"full"`` training
     split or each ``"student"``'s own subset)."""
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
@@ -116,14 +126,21 @@ def gap_report(
     bn: str = "eval",
     fit: FitConfig | bool | None = None,
     progress: bool = False,
+    spectrum: int | None = None,
 ) -> GapReport:
     """Measure ``inputs`` in BN regime ``bn``; ``fit`` as in :meth:`FunctionalGap.compute`
-    (False: only students with their own bridges, nothing fitted)."""
+    (False: only students with their own bridges, nothing fitted). ``spectrum``: also the
+    error spectrum (:func:`~fcfd_viz.analysis.gap.spectra.gap_spectra`) on that many test
+    images."""
     train = None if fit is False else inputs.train_loaders
     res = inputs.gap.compute(inputs.test_loader, train, bn=bn, fit=fit, progress=progress)
+    spec = None
+    if spectrum is not None:
+        spec = gap_spectra(inputs.gap, inputs.test_loader, bn=bn, images=spectrum)
     info = inputs.info
     sources = {k: {f: v.get(f) for f in INPUT_KEYS} for k, v in info["students"].items()}
-    return GapReport(res, info["teacher"], info["dataset"], list(info["input_shape"]), sources)
+    shape = list(info["input_shape"])
+    return GapReport(res, info["teacher"], info["dataset"], shape, sources, spec)
 
 
 def merge_gap_reports(reports: Sequence[GapReport]) -> GapReport:
@@ -145,7 +162,11 @@ def merge_gap_reports(reports: Sequence[GapReport]) -> GapReport:
     seconds = sum(r.result.seconds for r in reports)
     result = replace(first.result, entries=entries, seconds=seconds)
     inputs = {k: v for r in reports for k, v in r.inputs.items()}
-    return replace(first, result=result, inputs=inputs)
+    spectrum = None
+    if all(r.spectrum is not None for r in reports):  # every student's, side by side
+        spectra = {k: e for r in reports for k, e in r.spectrum.entries.items()}
+        spectrum = replace(first.spectrum, entries=spectra)
+    return replace(first, result=result, inputs=inputs, spectrum=spectrum)
 
 
 # ---------------------------------------------------------------- one student at a time
@@ -177,9 +198,9 @@ def fitted_student(
     """One student's gap inputs with its connectors fitted on the training split
     (:data:`FIT_DATA`) by ``method`` for at most ``max_epochs``, and the fit's config. With ``folder``, the
     connectors are read from it when fitted before and kept there otherwise
-    (:func:`~fcfd_viz.analysis.connectors.save_connectors`): a later session skips the fit."""
-    from fcfd_viz.analysis.connectors import load_connectors, save_connectors
-    from fcfd_viz.checkpoints import checkpoint_key
+    (:func:`~fcfd_viz.analysis.gap.connectors.save_connectors`): a later session skips the fit."""
+    from fcfd_viz.analysis.gap.connectors import load_connectors, save_connectors
+    from fcfd_viz.runs.checkpoints import checkpoint_key
 
     config = FitConfig(max_epochs=max_epochs, method=method)
     config.validate()
@@ -208,11 +229,14 @@ def gap_file(
     bn: str,
     max_epochs: int,
     method: str = FIT_METHOD,
+    spectrum: int | None = None,
 ) -> Path:
     """``folder/gap-<hash>.json``: where :func:`student_gap` keeps a report, keyed by the
-    teacher's and the student's :func:`~fcfd_viz.checkpoints.checkpoint_key`, the label, the
-    BN regime, the fit budget, the fit data and the fit method."""
+    teacher's and the student's :func:`~fcfd_viz.runs.checkpoints.checkpoint_key`, the label, the
+    BN regime, the fit budget, the fit data, the fit method and (when measured) the error
+    spectrum's image count."""
     key = [teacher, student, label, bn, max_epochs, FIT_DATA, method, "report"]
+    key += [] if spectrum is None else [f"spectrum {spectrum}"]  # reports without: same key
     return result_file(folder, "gap", key)
 
 
@@ -227,11 +251,13 @@ def student_gap(
     progress: bool = False,
     fitted: Callable[[], tuple[GapInputs, FitConfig]] | None = None,
     method: str = FIT_METHOD,
+    spectrum: int | None = None,
 ) -> GapReport:
     """The gap report of one student (connectors from :func:`fitted_student`, or ``fitted()``
     when given: the app shares fitted connectors between BN regimes), read from and kept in
-    ``folder`` (:func:`gap_file`) when one is given."""
-    from fcfd_viz.checkpoints import checkpoint_key
+    ``folder`` (:func:`gap_file`) when one is given; ``spectrum``: with the error spectrum on
+    that many test images (kept under its own key)."""
+    from fcfd_viz.runs.checkpoints import checkpoint_key
 
     def compute() -> GapReport:
         if fitted is not None:
@@ -240,9 +266,10 @@ def student_gap(
             inputs, config = fitted_student(
                 teacher, student, label, max_epochs, data_dir, progress, folder, method
             )
-        return gap_report(inputs, bn, config, progress=progress)
+        return gap_report(inputs, bn, config, progress=progress, spectrum=spectrum)
 
     if folder is None:
         return compute()
     keys = checkpoint_key(teacher), checkpoint_key(student)
-    return stored(GapReport, gap_file(folder, *keys, label, bn, max_epochs, method), compute)
+    file = gap_file(folder, *keys, label, bn, max_epochs, method, spectrum)
+    return stored(GapReport, file, compute)

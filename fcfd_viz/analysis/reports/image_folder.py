@@ -31,13 +31,13 @@ def image_transform(arch: str, weights: str | None, size: int, own: bool = True)
     ``size``, centre-crops ``size`` x ``size`` and normalises with the ImageNet mean and std.
     """
     from fcfd_viz import models
-    from fcfd_viz.models.pretrained import imagenet_arch
+    from fcfd_viz.models.torchvision_zoo import imagenet_arch
 
     if own and (weights is not None or imagenet_arch(arch)):
         return models.image_transform(arch, weights)
     from torchvision import transforms
 
-    from fcfd_viz.data import IMAGENET_STATS
+    from fcfd_viz.data.datasets import IMAGENET_STATS
 
     mean, std = IMAGENET_STATS
     return transforms.Compose(
@@ -67,7 +67,7 @@ def digits_images(n: int, size: int) -> Tensor:
     A stand-in when a model has no dataset of its own and no image folder is given."""
     import torch.nn.functional as F
 
-    from fcfd_viz.data import DigitsDataset
+    from fcfd_viz.data.datasets import DigitsDataset
 
     if n < 1:
         raise UserError(f"the probe needs at least one image, got {n}")
@@ -81,7 +81,7 @@ def digits_test_image(index: int, size: int) -> tuple[Tensor, int]:
     as :func:`digits_images` prepares it."""
     import torch.nn.functional as F
 
-    from fcfd_viz.data import DigitsDataset
+    from fcfd_viz.data.datasets import DigitsDataset
 
     test = DigitsDataset(False, 16, augment=False)
     if not 0 <= index < len(test):

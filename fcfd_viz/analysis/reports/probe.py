@@ -23,12 +23,12 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from fcfd_viz.analysis.anisotropy import Anisotropy
-from fcfd_viz.analysis.anisotropy_result import AnisotropyResult
-from fcfd_viz.analysis.attribution import Attribution, AttributionResult, parse_methods
 from fcfd_viz.analysis.base import Result, finite, require, to_list, to_tensor
-from fcfd_viz.bn import frozen
+from fcfd_viz.analysis.probe.anisotropy import Anisotropy
+from fcfd_viz.analysis.probe.anisotropy_result import AnisotropyResult
+from fcfd_viz.analysis.probe.attribution import Attribution, AttributionResult, parse_methods
 from fcfd_viz.errors import UserError
+from fcfd_viz.models.batchnorm import frozen
 
 MAP_IMAGES = 3  # images shown beside their channels' maps
 MAP_CHANNELS = 2  # channels at each end: the most and the least sensitive
@@ -173,7 +173,7 @@ def test_split(ckpt: dict, dataset: str | None = None, data_dir: str | None = No
     """``(test dataset, data info)``: the test split of the checkpoint's dataset (or
     ``dataset``) at the checkpoint's image size; a :class:`UserError` when its number of
     classes is not the checkpoint's."""
-    from fcfd_viz.data import DataConfig, build_datasets
+    from fcfd_viz.data.datasets import DataConfig, build_datasets
 
     name = dataset or ckpt.get("dataset")
     if name is None:
