@@ -18,6 +18,7 @@ settings differ in sizes alone).
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 
@@ -138,13 +139,25 @@ def test_02_anisotropy(kernel_specs, runs_dir, tmp_path):
 
 @pytest.mark.slow
 def test_03_functional_gap(kernel_specs, runs_dir, tmp_path):
-    # full mode at reduced size (FULL): smoke mode would differ only in FIT_EPOCHS 3 vs 2
+    # full mode at reduced size (FULL): smoke mode would differ only in sizes (FIT_EPOCHS 3
+    # vs 2, SPECTRUM_IMAGES 16 vs 32)
     path = NOTEBOOK_DIR / "03_functional_gap.ipynb"
-    text = execute_full(path, kernel_specs, runs_dir, tmp_path)
+    nb, text = execute_full(path, kernel_specs, runs_dir, tmp_path)
     assert "has the smallest functional gap" in text
     assert re.search(r"\b5 student views\b", text)  # ce, kd, fitnet fitted; fcfd own + fitted
     assert re.search(r"^eval : With the teacher's tail in eval-mode BN", text, re.M)
     assert re.search(r"^batch: With the teacher's tail in batch-statistics BN", text, re.M)
+    # "Where the error lies": each appearance metric's rank correlation with the measured KL,
+    # a 95% bootstrap interval, and the two figures
+    for name in ("l2", "fisher"):
+        m = re.search(rf"^{name}\s+vs KL: Spearman (\S+) \[(\S+), (\S+)\]$", text, re.M)
+        assert m, f"no Spearman line for {name}:\n{text[-3000:]}"
+        rho, low, high = map(float, m.groups())
+        assert -1 <= rho <= 1 and -1 <= low <= high <= 1, m.group(0)
+    (cell,) = [c for c in nb.cells if "gap_spectra(" in c.source]
+    figures = json.dumps([o.get("data", {}) for o in cell.outputs])
+    for title in ("Where the appearance error lies", "Which appearance metric predicts function?"):
+        assert title in figures, f"no figure {title!r} in the spectrum cell's outputs"
 
 
 @pytest.mark.slow
@@ -167,7 +180,7 @@ def test_05_cifar100_reproduction(kernel_specs, runs_dir, tmp_path):
     # full mode at reduced size (FULL): without CIFAR-100 and a GPU it takes the random-data
     # slice, as smoke mode does (4 steps of 16 images instead of 2 of 8)
     path = NOTEBOOK_DIR / "05_cifar100_reproduction.ipynb"
-    text = execute_full(path, kernel_specs, runs_dir, tmp_path)
+    _, text = execute_full(path, kernel_specs, runs_dir, tmp_path)
     assert "a tiny slice on random data" in text
     assert "CIFAR-100 loader: cifar100 not found" in text
     for who in ("teacher resnet32x4 (ce)", "student resnet8x4 (kd)", "student resnet8x4 (fcfd)"):
@@ -211,7 +224,12 @@ def test_a_comm_sent_while_the_reply_is_in_flight_does_not_delay_it(kernel_specs
 FULL = {
     "01_quickstart": {"EPOCHS": 1},
     "02_anisotropy": {"EPOCHS": 1},
-    "03_functional_gap": {"EPOCHS": 1, "FIT_EPOCHS": 2, "FIT_DATA": "student"},
+    "03_functional_gap": {
+        "EPOCHS": 1,
+        "FIT_EPOCHS": 2,
+        "FIT_DATA": "student",
+        "SPECTRUM_IMAGES": 32,
+    },
     "04_bring_your_own_model": {"EPOCHS": 1, "SUBSET": 0.2},
     "05_cifar100_reproduction": {"EPOCHS": 1},
     "06_detection": {
@@ -229,19 +247,19 @@ FULL = {
 OWN_TEST = ("03_functional_gap", "05_cifar100_reproduction")
 
 
-def execute_full(path, kernel_specs, runs_dir, tmp_path) -> str:
+def execute_full(path, kernel_specs, runs_dir, tmp_path) -> tuple[nbformat.NotebookNode, str]:
     """Issue #29: run top to bottom with SMOKE = False, as papermill, CI or "Run all" would,
     the widget cells of 02 waited out the whole cell timeout. Full mode at reduced size
     (FULL): every cell must finish within CELL_BOUND (the client's timeout too) and be done
     within LATE_BOUND of the kernel's reply (a reply the client sleeps through is late by a
-    whole timeout). Returns the notebook's text."""
+    whole timeout). Returns the executed notebook and its text."""
     params = {"SMOKE": False, "DEVICE": "cpu", "RUNS_DIR": str(runs_dir), **FULL[path.stem]}
     if path.stem == "05_cifar100_reproduction":
         params["DATA_DIR"] = str(tmp_path / "no-cifar")
     cells: dict[int, dict] = {}
     # plotly's default renderer, as a papermill run has it: the larger outputs keep the client
     # busier while replies arrive
-    _, text, _ = execute(
+    nb, text, _ = execute(
         path, params, kernel_specs, tmp_path, CELL_BOUND, cells=cells, plotly_renderer=None
     )
     print({i: f"{c['wall']:.1f}/{c['late']:.2f}" for i, c in cells.items()})
@@ -249,7 +267,7 @@ def execute_full(path, kernel_specs, runs_dir, tmp_path) -> str:
     slow = {i: round(c["wall"]) for i, c in cells.items() if c["wall"] > CELL_BOUND}
     assert not late, f"cells done long after the kernel's reply (s): {late}"
     assert not slow, f"cells slower than {CELL_BOUND} s: {slow}"
-    return text
+    return nb, text
 
 
 def test_every_notebook_runs_in_full_mode():
