@@ -2,8 +2,9 @@
 
 Detectors come from ``st.cache_resource`` (one shared, read-only instance per checkpoint file
 and mtime); a test image's detections and the gap report from ``st.cache_data``. The gap
-report is also kept on disk in RUNS/.cache (keyed by the checkpoints' paths and mtimes and
-every setting), like the Functional gap page's, so a restarted app shows it at once.
+report is also kept on disk in RUNS/.cache by the library
+(:mod:`fcfd_viz.detection.gap_cache`), like the Functional gap page's, so a restarted app
+shows it at once.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import state
+import gap_state
+import models_state
 import streamlit as st
 
 from fcfd_viz.runs.layout import CACHE_DIR
@@ -32,83 +34,63 @@ fcfd distill --task detection --preset det-digits --method kd --teacher {root}/d
 
 
 def detector(path: str | Path):
-    """(eval-mode detector, checkpoint metadata) shared by all sessions (:func:`state.model`,
-    which rebuilds any task's network); never modify it."""
-    return state.model(path)
+    """(eval-mode detector, checkpoint metadata) shared by all sessions
+    (:func:`models_state.model`, which rebuilds any task's network); never modify it."""
+    return models_state.model(path)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def _test_split(dataset: str, size: int):
-    from fcfd_viz.detection.data import detection_datasets
+def cached_test_split(path: str, mtime: float):
+    """The test split of the checkpoint file ``path`` (of modification time ``mtime``)."""
+    from fcfd_viz.detection.gap_cache import checkpoint_test_split
 
-    return detection_datasets(dataset, None, size)[1]
+    return checkpoint_test_split(models_state.cached_model(path, mtime)[1])
 
 
 def test_split(path: str | Path):
     """The test split of the dataset a detector checkpoint was trained on."""
-    meta = detector(path)[1]
-    shape = meta.get("input_shape") or [3, 64, 64]
-    return _test_split(meta.get("dataset") or "digit-boxes", int(shape[-1]))
+    return cached_test_split(*models_state.ckpt_file(path))
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def _detections(path: str, mtime: float, index: int) -> dict:
-    import torch
+def cached_detections(path: str, mtime: float, index: int) -> dict:
+    """:func:`detections` of the checkpoint file ``path`` of modification time ``mtime``."""
+    from fcfd_viz.detection.gap_cache import detections as detect
 
-    net = state._model(path, mtime)[0]
-    image, _ = test_split(path)[index]
-    with torch.no_grad():
-        (out,) = net([image])
-    return {k: v.detach().cpu() for k, v in out.items()}
+    image, _ = cached_test_split(path, mtime)[index]
+    return detect(models_state.cached_model(path, mtime)[0], image)
 
 
 def detections(path: str | Path, index: int) -> dict:
     """``{"boxes", "labels", "scores"}`` of a detector on test image ``index``."""
-    return _detections(*state.ckpt_file(path), index)
+    return cached_detections(*models_state.ckpt_file(path), index)
 
 
 # ---------------------------------------------------------------- the gap
-def _gap_path(root: str, key: list) -> Path:
-    from fcfd_viz.analysis.base import result_file
-
-    return result_file(Path(root) / CACHE_DIR, "detgap", key)
-
-
-def _key(teacher: str, students: list[dict], settings: tuple) -> list:
-    labels = state.gap_labels(students)
-    return [
-        state.ckpt_file(teacher),
-        [[lab, *state.ckpt_file(c["path"])] for lab, c in zip(labels, students)],
-        list(settings),
-    ]
+def _pairs(students: list[dict]) -> tuple[tuple[str, str], ...]:
+    return tuple(zip(gap_state.gap_labels(students), (c["path"] for c in students)))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _gap(root: str, key: list, teacher: str, paths: tuple, labels: tuple, settings: tuple):
-    from dataclasses import replace
+def cached_gap(root: str, key: str, teacher: str, students: tuple, settings: tuple):
+    """The kept or measured gap (``key``: its disk file, which names the checkpoints' mtimes)."""
+    from fcfd_viz.detection.gap_cache import det_gap_kept
 
-    from fcfd_viz.analysis.base import stored
-    from fcfd_viz.detection.gap import DET_FIT
-    from fcfd_viz.detection.gap_report import DetGapReport, det_gap_inputs, det_gap_report
-
-    test_images, fit_images, epochs = settings
-
-    def compute() -> DetGapReport:
-        inputs = det_gap_inputs(list(paths), teacher, list(labels), None, 16, *settings[:2])
-        return det_gap_report(inputs, fit=replace(DET_FIT, max_epochs=epochs))
-
-    return stored(DetGapReport, _gap_path(root, key), compute)
+    return det_gap_kept(Path(root) / CACHE_DIR, teacher, students, settings)
 
 
 def gap(root: Path, teacher: str, students: list[dict], settings: tuple) -> DetGapReport:
     """The detection gap of ``students`` against ``teacher``; ``settings``: (test images,
     fit images, fit epochs). Cached in memory and in RUNS/.cache."""
-    labels = tuple(state.gap_labels(students))
-    paths = tuple(c["path"] for c in students)
-    key = _key(teacher, students, settings)
-    return _gap(str(root), key, teacher, paths, labels, tuple(settings))
+    from fcfd_viz.detection.gap_cache import det_gap_file
+
+    pairs, settings = _pairs(students), tuple(settings)
+    key = str(det_gap_file(root / CACHE_DIR, teacher, pairs, settings))
+    return cached_gap(str(root), key, teacher, pairs, settings)
 
 
 def gap_cached(root: Path, teacher: str, students: list[dict], settings: tuple) -> bool:
     """Whether :func:`gap` would answer from the disk cache (no fitting)."""
-    return _gap_path(str(root), _key(teacher, students, settings)).exists()
+    from fcfd_viz.detection.gap_cache import det_gap_file
+
+    return det_gap_file(root / CACHE_DIR, teacher, _pairs(students), tuple(settings)).exists()

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import models_state
 import probe_state
-import state
 import streamlit as st
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ def _test_split(path: str, mtime: float):
     """(test dataset, class names or None) of a run's checkpoint; never modify it."""
     from fcfd_viz.analysis.reports.probe import test_split
 
-    test, _ = test_split(state._model(path, mtime)[1])
+    test, _ = test_split(models_state.cached_model(path, mtime)[1])
     return test, getattr(test, "classes", None)
 
 
@@ -41,12 +41,12 @@ def images_of(src: probe_state.Source) -> tuple[tuple, int, list[str] | None]:
     """``(key, number of test images, class names)`` of the images ``src`` is shown on:
     its run's test split, else the digits test split at the model's input size."""
     if src.kind == "run":
-        file = state.ckpt_file(src.name)
+        file = models_state.ckpt_file(src.name)
         test, names = _test_split(*file)
         return ("run", *file), len(test), names
-    from fcfd_viz.models.torchvision_zoo import TORCHVISION
+    from fcfd_viz.models.input_size import model_input_size
 
-    size = probe_state.TV_SIZE if src.name in TORCHVISION else probe_state.USER_SIZE
+    size = model_input_size(src.name)
     return ("digits", size), _digits_count(), None
 
 
@@ -65,7 +65,7 @@ def _explorer(net: tuple, cut: tuple, images: tuple, index: int) -> Perturbation
     from fcfd_viz.analysis.probe.perturb import PerturbationExplorer
 
     stage, layer = cut
-    explorer = PerturbationExplorer(probe_state._network(net), stage, layer=layer)
+    explorer = PerturbationExplorer(probe_state.cached_network(net), stage, layer=layer)
     return explorer.prepare(test_image(images, index)[0])
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import state
+import models_state
 import streamlit as st
 
 if TYPE_CHECKING:
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from fcfd_viz.analysis.reports.probe import ProbeReport
 
 N_RANDOM = 32  # random directions per probe
-TV_SIZE, USER_SIZE = 224, 32  # image size of torchvision models / of the user's models
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ def sources(root: Path) -> list[Source]:
     from fcfd_viz.models.registry import user_names
     from fcfd_viz.models.sources import pretrained_in_cache
 
-    out = [Source(c["label"], "run", c["path"]) for c in state.checkpoints(root)]
+    out = [Source(c["label"], "run", c["path"]) for c in models_state.checkpoints(root)]
     for arch, w in pretrained_in_cache():
         out.append(Source(f"{arch} · {w} (cached)", "pretrained", arch, w))
     out += [Source(f"{a} (your model, random init)", "user", a) for a in user_names()]
@@ -53,14 +52,15 @@ def sources(root: Path) -> list[Source]:
 def network_key(src: Source) -> tuple:
     """What the network of ``src`` is cached on."""
     if src.kind == "run":
-        return ("run", *state.ckpt_file(src.name))
+        return ("run", *models_state.ckpt_file(src.name))
     return (src.kind, src.name, src.weights)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _network(key: tuple):
+def cached_network(key: tuple):
+    """The eval-mode network a :func:`network_key` names (shared; never modify it)."""
     if key[0] == "run":
-        return state._model(key[1], key[2])[0]
+        return models_state.cached_model(key[1], key[2])[0]
     from fcfd_viz.models.sources import probe_network
 
     return probe_network(key[1], key[2], staged=False)
@@ -68,17 +68,17 @@ def _network(key: tuple):
 
 def network(src: Source):
     """The eval-mode network of ``src``, shared by all sessions; never modify it."""
-    return _network(network_key(src))
+    return cached_network(network_key(src))
 
 
 def image_key(src: Source, folder: str, n: int) -> tuple:
     """What ``n`` images of ``src`` are cached on: a run's test split, the PNG / JPEG files
     of ``folder`` (with its mtime) or, for a model without a dataset, digits test images."""
     if src.kind == "run":
-        return ("run", *state.ckpt_file(src.name), n)
-    from fcfd_viz.models.torchvision_zoo import TORCHVISION
+        return ("run", *models_state.ckpt_file(src.name), n)
+    from fcfd_viz.models.input_size import model_input_size
 
-    size = TV_SIZE if src.name in TORCHVISION else USER_SIZE
+    size = model_input_size(src.name)
     if folder.strip():
         path = Path(folder.strip()).expanduser()
         mtime = path.stat().st_mtime if path.is_dir() else 0.0
@@ -108,7 +108,7 @@ def _images(key: tuple):
     if kind == "run":
         from fcfd_viz.analysis.reports.probe import probe_images
 
-        return probe_images(state._model(*args)[1], n)[0]
+        return probe_images(models_state.cached_model(*args)[1], n)[0]
     if kind == "folder":
         folder, _, arch, weights, size = args
         tf = image_folder.image_transform(arch, weights, size)
@@ -123,7 +123,7 @@ def _probe(net: tuple, cut: tuple, images: tuple, eps, directions, mode) -> Prob
 
     options = dict(eps=eps, directions=directions, mode=mode, n_random=N_RANDOM)
     stage, layer = cut
-    model, x = _network(net), _images(images)
+    model, x = cached_network(net), _images(images)
     return probe_report(model, x, stage, layer=layer, maps=MAP_IMAGES, **options)
 
 
@@ -132,7 +132,7 @@ def _jacobian(net: tuple, cut: tuple, images: tuple) -> AnisotropyResult:
     from fcfd_viz.analysis.reports.probe import jacobian_spectrum
 
     stage, layer = cut
-    return jacobian_spectrum(_network(net), stage, _images(images), layer=layer)
+    return jacobian_spectrum(cached_network(net), stage, _images(images), layer=layer)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -140,7 +140,7 @@ def _attribution(net: tuple, cut: tuple, images: tuple, method: str) -> Attribut
     from fcfd_viz.analysis.probe.attribution import Attribution
 
     stage, layer = cut
-    return Attribution(_network(net), stage, layer=layer).compute(_images(images), [method])
+    return Attribution(cached_network(net), stage, layer=layer).compute(_images(images), [method])
 
 
 def probe(src: Source, cut: tuple, images: tuple, eps: float, directions, mode, attribution):
@@ -162,41 +162,3 @@ def probe(src: Source, cut: tuple, images: tuple, eps: float, directions, mode, 
     if attribution and "channel" in others:
         attr = _attribution(net, cut, images, attribution)
     return combine_probe(report, jac, attr)
-
-
-def cut_picker(src: Source, net, column, key: str) -> tuple[int | None, str | None]:
-    """The cut of ``net`` picked in ``column``: a stage of a run's staged network (widget key
-    ``{key}_stage``), else a layer of any other model (``{key}_layer``); ``(stage, layer)``."""
-    from fcfd_viz.models.sources import default_layer, layer_names
-
-    if src.kind == "run":
-        shape = state.model(src.name)[1].get("input_shape") or [3, 32, 32]
-        chans = net.stage_channels(shape)
-        stage = column.selectbox(
-            "Stage (cut after)",
-            list(range(net.num_stages)),
-            index=min(2, net.num_stages - 1),
-            format_func=lambda i: f"{i} ({chans[i]} ch)",
-            key=f"{key}_stage",
-        )
-        return stage, None
-    layers = layer_names(net)
-    state.keep_valid(f"{key}_layer", layers)
-    index = layers.index(default_layer(net))
-    return None, column.selectbox("Layer (cut after)", layers, index=index, key=f"{key}_layer")
-
-
-def pick_source(root: Path, column, key: str) -> Source:
-    """The model picked in ``column`` (widget key ``key``), the default teacher first; stops
-    the page with a hint when ``root`` holds nothing to probe."""
-    srcs = sources(root)
-    if not srcs:
-        st.info(
-            f"No checkpoints in `{root}` yet: build the default runs on the Home page (pretrained "
-            "torchvision weights in the torch hub cache and your `--import` models show here too)."
-        )
-        st.stop()
-    labels = [s.label for s in srcs]
-    teacher = (root / state.default_runs(root)["teacher"]).resolve()
-    first = next((i for i, s in enumerate(srcs) if Path(s.name).resolve() == teacher), 0)
-    return srcs[labels.index(column.selectbox("Model", labels, index=first, key=key))]

@@ -164,6 +164,34 @@ def test_every_package_docstring_names_its_modules():
     assert not missing, "package docstrings that do not name these modules:\n" + "\n".join(missing)
 
 
+ROOT = PKG.parent
+LINE_LIMITS = {"fcfd_viz": 300, "app": 200}  # a file one reads whole; the app a thin shell
+
+
+def long_files(folder: Path, limit: int) -> list[str]:
+    """The Python files under ``folder`` longer than ``limit`` lines, with their length."""
+    out = []
+    for f in sorted(folder.rglob("*.py")):
+        n = len(f.read_text().splitlines())
+        if n > limit:
+            out.append(f"{f.relative_to(folder.parent)}: {n} lines (limit {limit})")
+    return out
+
+
+@pytest.mark.parametrize("folder", sorted(LINE_LIMITS))
+def test_no_file_is_too_long(folder: str):
+    long = long_files(ROOT / folder, LINE_LIMITS[folder])
+    assert not long, "split these by concern:\n" + "\n".join(long)
+
+
+def test_the_length_check_sees_a_long_file(tmp_path: Path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "ok.py").write_text("x = 1\n" * 3)
+    (pkg / "sub" / "long.py").write_text("x = 1\n" * 4)
+    assert long_files(pkg, 3) == ["pkg/sub/long.py: 4 lines (limit 3)"]
+
+
 def test_the_tests_mirror_the_package():
     """Every folder of tests/ is a layer of the package (tests of ``fcfd_viz/runs`` live in
     ``tests/runs``), the app's, or the fixtures'."""

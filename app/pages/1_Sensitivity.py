@@ -1,5 +1,6 @@
 """Sensitivity: how differently does the output react to same-size feature perturbations?"""
 
+import pickers
 import probe_state
 import state
 import streamlit as st
@@ -17,10 +18,10 @@ st.caption(
 )
 root = state.runs_dir()
 c1, c2, c3 = st.columns([3, 1, 1])
-src = probe_state.pick_source(root, c1, "sens_ckpt")
+src = pickers.pick_source(root, c1, "sens_ckpt")
 try:
     net = probe_state.network(src)
-    cut = probe_state.cut_picker(src, net, c2, "sens")
+    cut = pickers.cut_picker(src, net, c2, "sens")
 except Exception as e:  # noqa: BLE001 - a corrupt checkpoint must not take the app down
     state.show_error(e)
     st.stop()

@@ -7,6 +7,7 @@ folder; the page only reads that folder, so a reload or a second tab shows the s
 
 import os
 
+import models_state
 import state
 import streamlit as st
 
@@ -83,7 +84,7 @@ st.caption(f"`{preset_name}`: {preset.description}. Source: {preset.source}")
 if status[preset_name]:
     st.warning(f"{preset_name} cannot run here: {status[preset_name]}")
 
-teachers = state.checkpoints(root)
+teachers = models_state.checkpoints(root)
 with st.form("launch"):
     c1, c2, c3, c4 = st.columns(4)
     archs = models.names()
@@ -170,14 +171,14 @@ def live(polling: bool) -> None:
         state.keep_valid(key, names)
     left, right = st.columns(2)
     pick = left.selectbox("Loss terms of", names, key="d_live")
-    left.plotly_chart(viz.loss_curves_figure(state.metrics(root / pick)), key="d_loss")
+    left.plotly_chart(viz.loss_curves_figure(models_state.metrics(root / pick)), key="d_loss")
     by_name = {j.name: j for j in all_jobs}
     default = [n for n in names if by_name[n].active or n == pick]
     default += [
         n for n in (DEFAULT_RUNS["kd"], DEFAULT_RUNS["fcfd"]) if n in names and n not in default
     ]
     chosen = right.multiselect("Compare test accuracy", names, default=default[:4], key="d_cmp")
-    runs = {state.run_label(by_name[n]): state.metrics(root / n) for n in chosen}
+    runs = {state.run_label(by_name[n]): models_state.metrics(root / n) for n in chosen}
     right.plotly_chart(viz.accuracy_curves_figure(runs), key="d_acc")
 
 

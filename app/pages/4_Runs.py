@@ -2,11 +2,14 @@
 
 from pathlib import Path
 
+import models_state
+import report_state
 import state
 import streamlit as st
 
 from fcfd_viz.experiments.demo import DEFAULTS
 from fcfd_viz.jobs import control as jobs
+from fcfd_viz.runs.metric import task_columns
 from fcfd_viz.viz import app as viz_app
 from fcfd_viz.viz import figures as viz
 
@@ -30,7 +33,8 @@ def short(path: str | None) -> str | None:
     return p.relative_to(r).as_posix() if r in p.parents else path
 
 
-detection = any(j.row.get("task") == "detection" for j in all_jobs)
+# runs of another task (detection) add its metric's columns (mAP, best_mAP)
+tasks = [j.row.get("task") for j in all_jobs]
 rows = [
     {
         "run": j.name,
@@ -42,17 +46,15 @@ rows = [
         "top1": j.top1,
         "best_top1": j.row.get("best_top1"),
         "top5": j.row.get("top5"),
-        # detection runs (--task detection): mAP % where classification has top-1
-        **({"mAP": j.row.get("map"), "best_mAP": j.row.get("best_map")} if detection else {}),
+        **task_columns(j.row, tasks),
         "seconds": j.row.get("seconds"),
         "teacher": short(j.row.get("teacher")),
     }
     for j in all_jobs
 ]
 num = st.column_config.NumberColumn
-cols = {k: num(format="%.2f") for k in ("top1", "best_top1", "top5", "mAP", "best_mAP")} | {
-    "seconds": num(format="%.0f")
-}
+results = ["top1", "best_top1", "top5", *task_columns({}, tasks)]
+cols = {k: num(format="%.2f") for k in results} | {"seconds": num(format="%.0f")}
 st.dataframe(rows, hide_index=True, width="stretch", column_config=cols)
 
 st.subheader("Compare")
@@ -62,7 +64,7 @@ c1, c2 = st.columns([3, 1])
 default = [n for n in names if n.startswith(f"{DEFAULTS}/")] or names[:3]
 state.keep_valid("r_cmp", names)
 chosen = c1.multiselect("Runs", names, default=default, key="r_cmp")
-runs = {state.run_label(by_name[n]): state.metrics(root / n) for n in chosen}
+runs = {state.run_label(by_name[n]): models_state.metrics(root / n) for n in chosen}
 terms = sorted({k for m in runs.values() for r in m for k in (r.get("losses") or {})})
 maps = ["map", "map_50"] if any("map" in r for m in runs.values() for r in m) else []
 metric = c2.selectbox("Second metric", ["loss", *maps, *terms, "train_top1"], key="r_metric")
@@ -79,7 +81,7 @@ st.caption(
 if not chosen:
     st.info("Pick runs under Compare to download them as one report.")
 else:
-    state.report_download(root, chosen)
+    report_state.report_download(root, chosen)
 
 st.subheader("Resume or delete")
 idle = [j.name for j in all_jobs if not j.active]

@@ -1,6 +1,7 @@
 """Perturbation explorer: one image, four perturbations of the same L2 norm, side by side."""
 
 import perturb_state
+import pickers
 import probe_state
 import state
 import streamlit as st
@@ -52,11 +53,11 @@ st.caption(
 )
 root = state.runs_dir()
 c1, c2 = st.columns([3, 1])
-src = probe_state.pick_source(root, c1, "pt_ckpt")
+src = pickers.pick_source(root, c1, "pt_ckpt")
 try:
     net = probe_state.network(src)
     images, count, class_names = perturb_state.images_of(src)
-    cut = probe_state.cut_picker(src, net, c2, "pt")
+    cut = pickers.cut_picker(src, net, c2, "pt")
 except Exception as e:  # noqa: BLE001 - a corrupt checkpoint must not take the app down
     state.show_error(e)
     st.stop()

@@ -4,6 +4,8 @@ appearance vs functional gap of their FPN features."""
 from pathlib import Path
 
 import det_state
+import gap_state
+import models_state
 import state
 import streamlit as st
 
@@ -17,7 +19,7 @@ st.caption(
     "FPN with that one level bridged and on its own FPN, at the teacher's own proposals."
 )
 root = state.runs_dir()
-ckpts = state.checkpoints(root, task="detection")
+ckpts = models_state.checkpoints(root, task="detection")
 if not ckpts:
     st.info(det_state.HOW_TO_TRAIN.format(root=root))
     st.stop()
@@ -65,7 +67,7 @@ image, truth = test[int(index)]
 panels = {"ground truth": truth}
 try:
     panels[f"teacher ({teacher['student']})"] = det_state.detections(teacher["path"], int(index))
-    for c, lab in zip(students, state.gap_labels(students)):
+    for c, lab in zip(students, gap_state.gap_labels(students)):
         panels[lab] = det_state.detections(c["path"], int(index))
 except Exception as e:  # noqa: BLE001 - a checkpoint deleted meanwhile
     state.show_error(e)

@@ -3,11 +3,12 @@
 Every sub-command handler returns an exit code; a :class:`~fcfd_viz.errors.UserError`
 anywhere becomes one line on stderr and exit status 2, never a traceback.
 
-Modules: ``common`` (argument groups and table printing shared by sub-commands),
-``config_file`` (``--config FILE``: defaults < preset < file < flags), and one per command group:
-``train_cmds``, ``distill_cmds``, ``probe_cmds``, ``gap_cmds``, ``report_cmds``,
-``weights_cmds``, ``app_cmds``; ``reference`` renders the command reference of docs/cli.md
-from the parser.
+Modules: ``common`` (argument groups shared by sub-commands and a training command's result
+line), ``tables`` (``--json`` and the text tables: the one place results are printed as
+either), ``config_file`` (``--config FILE``: defaults < preset < file < flags), and one per
+command group: ``train_cmds``, ``eval_cmds``, ``runs_cmds``, ``models_cmds``,
+``distill_cmds``, ``probe_cmds``, ``gap_cmds``, ``report_cmds``, ``weights_cmds``, ``app_cmds``;
+``reference`` renders the command reference of docs/cli.md from the parser.
 
 May import: every layer above (it is the top).
 """
@@ -29,9 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     from fcfd_viz.cli import (
         app_cmds,
         distill_cmds,
+        eval_cmds,
         gap_cmds,
+        models_cmds,
         probe_cmds,
         report_cmds,
+        runs_cmds,
         train_cmds,
         weights_cmds,
     )
@@ -52,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    cmds = (train_cmds, distill_cmds, probe_cmds, gap_cmds, report_cmds, weights_cmds, app_cmds)
+    cmds = (train_cmds, eval_cmds, runs_cmds, models_cmds, distill_cmds, probe_cmds, gap_cmds,
+            report_cmds, weights_cmds, app_cmds)  # fmt: skip
     for mod in cmds:
         mod.register(sub)
     return parser

@@ -1,12 +1,13 @@
-"""Argument groups shared by sub-commands (data, training, output) and how results print."""
+"""Argument groups shared by sub-commands (data, training, output) and the result line of
+a training command (JSON and tables: :mod:`fcfd_viz.cli.tables`)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from fcfd_viz.cli.config_file import PRECEDENCE, add_setting_args, read_config_file
+from fcfd_viz.cli.tables import print_json
 from fcfd_viz.errors import UserError
 
 
@@ -32,11 +33,13 @@ def add_config_arg(p: argparse.ArgumentParser, precedence: str = PRECEDENCE) -> 
 
 
 def add_task_arg(p: argparse.ArgumentParser) -> None:
-    """``--task classification|detection`` (detection: :mod:`fcfd_viz.detection`)."""
+    """``--task classification|detection`` (:data:`fcfd_viz.experiments.tasks.TASKS`)."""
+    from fcfd_viz.experiments.tasks import TASKS
+
     p.add_argument(
         "--task",
         default=None,
-        choices=("classification", "detection"),
+        choices=tuple(TASKS),
         help="classification (default; top-1) or detection (Faster R-CNN + FPN, mAP; "
         "datasets digit-boxes, coco)",
     )
@@ -133,33 +136,21 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def print_json(obj) -> None:
-    json.dump(obj, sys.stdout, indent=2, sort_keys=True, default=str)
-    sys.stdout.write("\n")
-
-
 def print_summary(summary: dict, out) -> None:
     """The one result line of a training command (rank 0 only under torchrun)."""
     import os
 
+    from fcfd_viz.experiments import tasks
+
     if int(os.environ.get("RANK", 0)) != 0:
         return
     what = f"{summary['method']} {summary['student']} on {summary['dataset']}"
-    if summary.get("task") == "detection" and summary.get("map") is not None:
-        state = f"stopped after {summary['epochs']} epochs, " if summary.get("stopped") else ""
-        print(
-            f"{what}: {state}test mAP {summary['map']:.2f}% (AP50 {summary['map_50']:.2f}%, "
-            f"best mAP {summary['best_map']:.2f}%) in {summary['seconds']:.0f} s -> {out}"
-        )
-        return
-    if summary.get("top1") is None and summary.get("map") is None:
+    task = tasks.task(summary.get("task"))
+    if summary.get(task.metric.key) is None:
         print(f"{what}: stopped before the first epoch ended -> {out}")
         return
     state = f"stopped after {summary['epochs']} epochs, " if summary.get("stopped") else ""
-    print(
-        f"{what}: {state}test top-1 {summary['top1']:.2f}% (best {summary['best_top1']:.2f}%) "
-        f"in {summary['seconds']:.0f} s -> {out}"
-    )
+    print(f"{what}: {state}{task.result_line(summary)} in {summary['seconds']:.0f} s -> {out}")
 
 
 def report_out(args: argparse.Namespace, out: dict, figures, title: str, text) -> int:

@@ -224,15 +224,13 @@ def check_knobs(
 ) -> dict:
     """The knobs of ``knobs`` that ``method`` takes; a note names those it lacks (knobs of
     other methods), a UserError a name no method has. ``origin`` names where they come from;
-    ``task`` which methods (``detection``: :mod:`fcfd_viz.detection.methods`)."""
+    ``task`` whose methods (:data:`fcfd_viz.experiments.tasks.TASKS`)."""
     import sys
 
-    from fcfd_viz import distill
-    from fcfd_viz.detection import methods as det_methods
+    from fcfd_viz.experiments import tasks
 
-    everyone = {k.name for k in distill.knobs()} | {k.name for k in det_methods.knobs()}
-    registry = det_methods if task == "detection" else distill
-    own = {k.name: k for k in registry.knobs(method)}
+    everyone = {k.name for k in tasks.all_knobs()}
+    own = {k.name: k for k in tasks.task(task).methods.knobs(method)}
     for name in knobs:
         if name not in everyone:
             valid = ", ".join(sorted(own)) or "none"

@@ -51,33 +51,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_presets)
 
 
-def all_knobs() -> list:
-    """Every knob of classification's and detection's methods, once each by name."""
-    from fcfd_viz.detection import methods as det_methods
-    from fcfd_viz.distill import knobs
-
-    seen = {k.name: k for k in knobs()}
-    for k in det_methods.knobs():
-        seen.setdefault(k.name, k)
-    return list(seen.values())
-
-
 def add_knob_args(p: argparse.ArgumentParser) -> None:
-    """A flag per method knob (:func:`fcfd_viz.distill.knobs`, then the detection-only ones
-    of :func:`fcfd_viz.detection.methods.knobs`), grouped by the methods that take it, each
-    with its help, type, bounds and default. Defaults are None here, so a preset or the
-    method's config fills what the user left out."""
-    from fcfd_viz.detection import methods as det_methods
-    from fcfd_viz.distill import knobs, method_names
+    """A flag per method knob (classification's :func:`fcfd_viz.distill.knobs`, then the
+    ones only another task's methods take), grouped by the methods that take it, each with
+    its help, type, bounds and default. Defaults are None here, so a preset or the method's
+    config fills what the user left out."""
+    from fcfd_viz.experiments import tasks
 
-    everyone = tuple(method_names())
+    first, *others = tasks.TASKS.values()
+    everyone = tuple(first.methods.names())
     groups: dict[tuple, argparse._ArgumentGroup] = {}
-    classification = {k.name for k in knobs()}
-    for k in knobs():
+    for k in first.methods.knobs():
         if k.methods not in groups:
             who = "every method" if k.methods == everyone else ", ".join(k.methods)
             groups[k.methods] = p.add_argument_group(f"method knobs of {who}")
-        defaults = {d.default for m in k.methods for d in knobs(m) if d.name == k.name}
+        defaults = {
+            d.default for m in k.methods for d in first.methods.knobs(m) if d.name == k.name
+        }
         default = k.default if len(defaults) == 1 else "per method"
         # argparse formats help with %: a literal one must be doubled
         bounds = "" if k.choices else f"{k.describe()}, "  # argparse lists the choices
@@ -88,9 +78,13 @@ def add_knob_args(p: argparse.ArgumentParser) -> None:
             metavar = None if k.choices else k.type.__name__.upper()
             kind = {"type": k.type, "choices": k.choices, "metavar": metavar}
         groups[k.methods].add_argument(k.flag, dest=k.name, default=None, help=text, **kind)
-    g = p.add_argument_group("method knobs of --task detection only")
-    for k in det_methods.knobs():
-        if k.name not in classification:  # shared names (temperature, kd_weight): one flag
+    taken = {k.name for k in first.methods.knobs()}
+    for task in others:
+        g = p.add_argument_group(f"method knobs of --task {task.name} only")
+        for k in task.methods.knobs():
+            if k.name in taken:  # shared names (temperature, kd_weight): one flag
+                continue
+            taken.add(k.name)
             text = f"{k.help} ({k.describe()}, default {k.default})".replace("%", "%%")
             g.add_argument(
                 k.flag,
@@ -104,25 +98,24 @@ def add_knob_args(p: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace):
     """defaults < preset < --config file < flags -> :class:`~fcfd_viz.experiments.experiment.ExperimentConfig`
-    and the preset (None without one). ``--preset`` overrides the file's ``preset:``."""
-    from fcfd_viz import distill
+    and the preset (None without one). ``--preset`` overrides the file's ``preset:``. The
+    defaults are the task's (:meth:`~fcfd_viz.experiments.tasks.TaskProfile.student_defaults`):
+    ``--task detection`` alone trains on the det-digits preset's schedule."""
     from fcfd_viz.cli.config_file import check_knobs, experiment, flags_layer, merge
-    from fcfd_viz.detection import methods as det_methods
     from fcfd_viz.errors import UserError
-    from fcfd_viz.experiments import presets
+    from fcfd_viz.experiments import presets, tasks
 
     file = file_layer(args, extra=("preset",))
     name = args.preset or file.pop("preset", None)
     preset = presets.load(name) if name else None
-    task = args.task or file.get("task") or (preset.task if preset else "classification")
-    if preset and preset.task != task:
+    task = tasks.task(args.task or file.get("task") or (preset.task if preset else None))
+    if preset and preset.task != task.name:
         raise UserError(
-            f"preset {name} is a {preset.task} preset, but the task is {task}; drop --task "
-            f"or pick a {task} preset (`fcfd presets`)"
+            f"preset {name} is a {preset.task} preset, but the task is {task.name}; drop --task "
+            f"or pick a {task.name} preset (`fcfd presets`)"
         )
     method = args.method or file.get("method") or (preset.method if preset else "fcfd")
-    registry = det_methods if task == "detection" else distill
-    registry.method_class(method)  # --task detection --method fitnet: one line, now
+    task.methods.method_class(method)  # --task detection --method fitnet: one line, now
     from_preset = {}
     if preset:
         data = {"dataset": preset.dataset, **preset.data}
@@ -131,11 +124,11 @@ def build_config(args: argparse.Namespace):
     if file:
         knobs = file.get("method_config", {})
         origin = f"--config {args.config}"
-        file["method_config"] = check_knobs(method, knobs, origin, "distill", task)
+        file["method_config"] = check_knobs(method, knobs, origin, "distill", task.name)
     flags = {**flags_layer(args), "student": args.student, "teacher": args.teacher}
-    own = {k.name: k for k in registry.knobs(method)}
+    own = {k.name: k for k in task.methods.knobs(method)}
     flags["method_config"] = {}
-    for k in all_knobs():
+    for k in tasks.all_knobs():
         value = getattr(args, k.name)
         if value is None:
             continue
@@ -146,13 +139,10 @@ def build_config(args: argparse.Namespace):
             continue
         own[k.name].check(value, k.flag)  # the error names the flag the user typed
         flags["method_config"][k.name] = value
-    if task == "detection":
-        from fcfd_viz.detection.task import DEFAULT_STUDENT
-
-        defaults = {"student": DEFAULT_STUDENT, "data": {"dataset": "digit-boxes", "batch_size": 8}}
-    else:
-        defaults = {"student": "resnet8"}
-    layer = merge(defaults, from_preset, file, flags, {"method": method, "task": task})
+    given = flags["data"].get("dataset") or file.get("data", {}).get("dataset")
+    dataset = given or (preset.dataset if preset else task.default_dataset())
+    defaults = task.student_defaults(dataset)
+    layer = merge(defaults, from_preset, file, flags, {"method": method, "task": task.name})
     return experiment(layer), preset
 
 

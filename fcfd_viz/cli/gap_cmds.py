@@ -121,13 +121,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_gap(args: argparse.Namespace) -> int:
+    from fcfd_viz.detection.gap_report import checkpoints_task
+
+    # each task measures its own gap: a classifier's per stage, a detector's per FPN level
+    commands = {"classification": _cmd_classification_gap, "detection": _cmd_det_gap}
+    return commands[checkpoints_task(args.student, args.teacher)](args)
+
+
+def _cmd_classification_gap(args: argparse.Namespace) -> int:
     from fcfd_viz.analysis.gap.fit_config import FitConfig
     from fcfd_viz.analysis.reports.gap import gap_inputs, gap_report
-    from fcfd_viz.detection.gap_report import checkpoints_task
     from fcfd_viz.viz import figures as viz
 
-    if checkpoints_task(args.student, args.teacher) == "detection":
-        return _cmd_det_gap(args)
     knobs = _fit_knobs(args)
     fit = False if args.no_fit else FitConfig(seed=args.seed, **knobs)
     if fit:

@@ -99,19 +99,22 @@ def _network(args: argparse.Namespace):
     if (args.ckpt is None) == (args.model is None):
         raise UserError("name one network: a checkpoint (fcfd probe RUN) or --model ARCH")
     if args.model is None:
+        from fcfd_viz.models.input_size import checkpoint_input_size
         from fcfd_viz.runs.checkpoints import load_checkpoint, model_from_checkpoint
 
         if args.weights or args.num_classes:
             raise UserError("--weights and --num-classes go with --model, not a checkpoint")
         ckpt = load_checkpoint(args.ckpt)
-        return model_from_checkpoint(ckpt), ckpt, (ckpt.get("input_shape") or [3, 16, 16])[-1]
+        return model_from_checkpoint(ckpt), ckpt, checkpoint_input_size(ckpt)
     if args.image_dir is None:
         raise UserError("--model needs --image-dir DIR, a folder of PNG/JPEG images to probe")
+    from fcfd_viz.models.input_size import model_input_size
     from fcfd_viz.models.sources import probe_network
 
     # with --layer, a tv_* arch is the torchvision model itself (its own names: layer3.1)
     staged = args.layer is None
-    return probe_network(args.model, args.weights, args.num_classes, staged), None, 224
+    net = probe_network(args.model, args.weights, args.num_classes, staged)
+    return net, None, model_input_size(args.model)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from fcfd_viz.cli.common import print_json
+from fcfd_viz.cli.tables import print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:

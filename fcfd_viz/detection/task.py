@@ -20,9 +20,6 @@ from fcfd_viz.detection.metrics import KEYS, evaluate_detector
 from fcfd_viz.errors import UserError
 from fcfd_viz.training.task import Task
 
-DEFAULT_TEACHER = "det_resnet18"
-DEFAULT_STUDENT = "det_resnet10"
-
 
 class Detection(Task):
     """mAP: batches are (list of images, list of targets); no training metric."""
@@ -157,8 +154,10 @@ def evaluate_checkpoint(
     if arch is not None and net.arch != arch:
         raise UserError(f"checkpoint {ckpt.get('path')} holds a {net.arch}, not a {arch}")
     dataset = dataset or ckpt.get("dataset")
-    shape = ckpt.get("input_shape") or [3, 16, 16]
-    cfg = DataConfig(dataset, data_dir, image_size=size or shape[-1], batch_size=batch_size or 16)
+    from fcfd_viz.models.input_size import checkpoint_input_size
+
+    size = size or checkpoint_input_size(ckpt)
+    cfg = DataConfig(dataset, data_dir, image_size=size, batch_size=batch_size or 16)
     cfg.num_workers = workers
     _, test_loader = make_loaders(cfg)
     dev = resolve_device(device)

@@ -1,21 +1,21 @@
 """Distillation methods, one file each, all on :class:`Distiller`.
 
 ``create(method, student, teacher, **knobs)`` builds one by name. A method is a
-:class:`Distiller` subclass added with :func:`register`; its knobs are the fields of its
-``Config`` dataclass (declared with :func:`~fcfd_viz.distill.knob.knob`), and
-:func:`knobs` is the one place the CLI flags, the app's inputs and the presets read them from.
+:class:`Distiller` subclass added with :func:`register` to :data:`REGISTRY` (a
+:class:`~fcfd_viz.distill.registry.MethodRegistry`; detection's methods have their own); its
+knobs are the fields of its ``Config`` dataclass (declared with
+:func:`~fcfd_viz.distill.knob.knob`), and :func:`knobs` is the one place the CLI flags, the
+app's inputs and the presets read them from.
 
 Modules: ``base`` (the Distiller contract: ``forward_train(x, y) -> (logits, {named
-losses})``), ``knob`` (a method's knobs), one file per method (``ce``, ``kd``, ``fitnet``,
-``dkd``, ``fcfd``, ``fcfd_dkd``), ``bridges`` (s2t / t2s connectors) and ``paths`` (FCFD's
-mixed-path plan).
+losses})``), ``knob`` (a method's knobs), ``registry`` (methods by name: the one registry
+class of both tasks), one file per method (``ce``, ``kd``, ``fitnet``, ``dkd``, ``fcfd``,
+``fcfd_dkd``), ``bridges`` (s2t / t2s connectors) and ``paths`` (FCFD's mixed-path plan).
 
 May import: errors, io, models.
 """
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 from fcfd_viz.distill.base import Distiller, MethodConfig, kd_loss
 from fcfd_viz.distill.ce import CE
@@ -24,91 +24,50 @@ from fcfd_viz.distill.fcfd import FCFD
 from fcfd_viz.distill.fcfd_dkd import FCFDDKD
 from fcfd_viz.distill.fitnet import FitNet
 from fcfd_viz.distill.kd import KD
-from fcfd_viz.distill.knob import Knob, config_knobs
-from fcfd_viz.errors import UserError
+from fcfd_viz.distill.knob import Knob
+from fcfd_viz.distill.registry import MethodRegistry
 
-METHODS: dict[str, type[Distiller]] = {}
+REGISTRY = MethodRegistry(
+    Distiller,
+    unknown="unknown method {method!r}; choose one of {choices}",
+    methods=(CE, KD, FitNet, DKD, FCFD, FCFDDKD),
+)
+METHODS: dict[str, type[Distiller]] = REGISTRY.methods
 
 
 def register(cls: type[Distiller]) -> type[Distiller]:
     """Add the method ``cls`` (a :class:`Distiller` subclass setting ``method``, ``Config``
     and ``needs_teacher``) under ``cls.method``; usable as a class decorator. Its knobs then
-    appear in ``fcfd distill --help``, the app and the presets with no other edit.
-
-    Raises ``TypeError`` for a config field that is not a :func:`~.knobs.knob` or a knob that
-    another method has with another type (one flag cannot carry two types), ``ValueError``
-    for a name taken by another class.
-    """
-    if not (isinstance(cls, type) and issubclass(cls, Distiller)):
-        raise TypeError(f"{cls!r} is not a Distiller subclass")
-    if METHODS.get(cls.method, cls) is not cls:
-        raise ValueError(f"method {cls.method!r} is registered already")
-    types = {k.name: (k.type, m) for m in METHODS for k in config_knobs(METHODS[m].Config)}
-    for k in config_knobs(cls.Config):
-        typ, other = types.get(k.name, (k.type, None))
-        if typ is not k.type:
-            raise TypeError(
-                f"{cls.method}: knob {k.name!r} is a {k.type.__name__}, but a {typ.__name__} "
-                f"in {other}"
-            )
-    METHODS[cls.method] = cls
-    return cls
+    appear in ``fcfd distill --help``, the app and the presets with no other edit
+    (:meth:`MethodRegistry.register`, which says what it raises)."""
+    return REGISTRY.register(cls)
 
 
 def unregister(method: str) -> None:
     """Remove a method added with :func:`register` (tests add throwaway methods)."""
-    METHODS.pop(method, None)
-
-
-for _cls in (CE, KD, FitNet, DKD, FCFD, FCFDDKD):
-    register(_cls)
+    REGISTRY.unregister(method)
 
 
 def method_names() -> list[str]:
-    return list(METHODS)
+    """The classification methods' names."""
+    return REGISTRY.names()
 
 
 def method_class(method: str) -> type[Distiller]:
     """The registered class of ``method``; a :class:`UserError` naming the choices if none."""
-    if method not in METHODS:
-        raise UserError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    return METHODS[method]
+    return REGISTRY.method_class(method)
 
 
 def knobs(method: str | None = None) -> list[Knob]:
-    """The knobs of ``method`` (of every registered method when None), read from the config
-    dataclasses: name, type, default, help, bounds, choices and the methods that take each.
-
-    With ``method`` the defaults are that method's; without, a knob several methods share
-    appears once, with the first method's default.
-    """
-    per_method = {m: config_knobs(cls.Config) for m, cls in METHODS.items()}
-    takers: dict[str, list[str]] = {}
-    for m, ks in per_method.items():
-        for k in ks:
-            takers.setdefault(k.name, []).append(m)
-    if method is not None:
-        method_class(method)  # an unknown method is a UserError
-    out: dict[str, Knob] = {}
-    for m in [method] if method else per_method:
-        for k in per_method[m]:
-            out.setdefault(k.name, replace(k, methods=tuple(takers[k.name])))
-    return list(out.values())
+    """The knobs of ``method`` (of every registered method when None):
+    :meth:`MethodRegistry.knobs`."""
+    return REGISTRY.knobs(method)
 
 
 def make_config(method: str, **knobs) -> MethodConfig:
     """The method's config filled from ``knobs`` and validated: unknown knobs and values of
     the wrong type or out of bounds are a :class:`UserError` naming the knob."""
-    cls = method_class(method).Config
-    fields = [k.name for k in config_knobs(cls)]
-    unknown = sorted(set(knobs) - set(fields))
-    if unknown:
-        raise UserError(
-            f"method {method!r} has no option(s) {', '.join(unknown)}; it takes {', '.join(sorted(fields))}"
-        )
-    cfg = cls(**knobs)
-    cfg.validate()
-    return cfg
+    return REGISTRY.make_config(method, **knobs)
 
 
 def create(method: str, student, teacher=None, input_shape=(3, 32, 32), **knobs) -> Distiller:
@@ -116,8 +75,7 @@ def create(method: str, student, teacher=None, input_shape=(3, 32, 32), **knobs)
 
     ``input_shape`` (C, H, W) lets methods with bridges size them from the feature shapes.
     """
-    cfg = make_config(method, **knobs)
-    return METHODS[method](student, teacher, cfg, input_shape=input_shape)
+    return REGISTRY.create(method, student, teacher, input_shape, **knobs)
 
 
 __all__ = [
@@ -130,6 +88,8 @@ __all__ = [
     "Distiller",
     "MethodConfig",
     "METHODS",
+    "REGISTRY",
+    "MethodRegistry",
     "create",
     "kd_loss",
     "knobs",

@@ -14,7 +14,8 @@ Modules: ``base`` (StagedNet: stem, stages, head), ``registry`` (name -> constru
 families ``cifar_resnet``, ``cifar_resnet50``, ``wrn``, ``vgg``, ``mobilenetv2``,
 ``shufflenet``, ``adapters`` (your own stages; ImageNet MobileNet v1) and ``torchvision_zoo``
 (tv_* nets, their image transforms), ``pretrained`` (torchvision weights from the hub cache),
-``sources`` (what a probe can open), ``crd`` (CRD / RepDistiller parameter names <-> ours),
+``sources`` (what a probe can open), ``input_size`` (the one rule for the image size a network
+is shown), ``crd`` (CRD / RepDistiller parameter names <-> ours),
 ``legacy`` (checkpoints of the old format) and ``batchnorm`` (BatchNorm regimes and freezing).
 
 May import: errors, io, data.

@@ -20,23 +20,17 @@ from fcfd_viz.io.checks import is_number
 from fcfd_viz.io.files import cached, is_regular, read_object, tail_lines
 from fcfd_viz.io.procs import pid_alive
 from fcfd_viz.runs.layout import method_fields, parse_record
+from fcfd_viz.runs.metric import TASK_METRICS, TaskMetric, shown_metric, task_columns, task_metric
 
 STATES = ("running", "completed", "stopped", "interrupted", "failed", "diverged")
 FINAL = ("completed", "stopped", "interrupted", "failed", "diverged")
 METRICS = ("top1", "best_top1", "top5", "best_top5")  # a run's results, last and best epoch
 DET_METRICS = ("map", "best_map")  # a detection run's (--task detection), in percent
-DET_FOR_TOP1 = {"top1": "map", "best_top1": "best_map"}  # shown in a detection run's top-1 cells
 _TAIL_MAX = 1 << 20  # look at most this far back for the last well-formed metrics line
 
 
 class Unreadable(Exception):
     """Why a run directory cannot be described."""
-
-
-def shown_metric(task: str | None, column: str) -> str:
-    """The result a table shows in ``column`` for a run (or group) of ``task``: a detection
-    run's mAP / best mAP in the top-1 / best top-1 columns, else ``column`` itself."""
-    return DET_FOR_TOP1.get(column, column) if task == "detection" else column
 
 
 def _field(obj: dict, key: str, kinds: tuple, where: str, default=None):
@@ -251,6 +245,8 @@ __all__ = [
     "FINAL",
     "METRICS",
     "STATES",
+    "TASK_METRICS",
+    "TaskMetric",
     "config_key",
     "group_runs",
     "last_record",
@@ -258,4 +254,7 @@ __all__ = [
     "live_state",
     "mean_std",
     "run_row",
+    "shown_metric",
+    "task_columns",
+    "task_metric",
 ]

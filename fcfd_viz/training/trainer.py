@@ -23,17 +23,9 @@ from fcfd_viz.errors import Diverged
 from fcfd_viz.io.files import fault_point
 from fcfd_viz.runs.checkpoints import save_checkpoint
 from fcfd_viz.runs.layout import Run
+from fcfd_viz.training import runtime
 from fcfd_viz.training.callbacks import Callback
 from fcfd_viz.training.config import LOSS_LIMIT, TrainConfig, lr_at
-from fcfd_viz.training.runtime import (
-    autocast_dtype,
-    dist_info,
-    join_process_group,
-    resolve_device,
-    runtime_line,
-    runtime_record,
-    seed_everything,
-)
 from fcfd_viz.training.task import CLASSIFICATION, Task
 
 
@@ -65,21 +57,21 @@ class Trainer:
         self.cfg, self.run, self.meta = cfg, run, dict(meta or {})
         self.callbacks = list(callbacks or [])
         self.train_loader, self.test_loader = train_loader, test_loader
-        self.rank, self.world, local_rank = dist_info()
+        self.rank, self.world, local_rank = runtime.dist_info()
         dev = cfg.device
         if self.world > 1 and dev in ("auto", "cuda") and torch.cuda.is_available():
             dev = f"cuda:{local_rank}"
-        self.device = resolve_device(dev)
+        self.device = runtime.resolve_device(dev)
         if self.device.type == "cuda" and self.device.index is not None:
             torch.cuda.set_device(self.device)  # plain "cuda" keeps the current device
         if self.device.type == "cuda" and task.fixed_input_shape:
             torch.backends.cudnn.benchmark = True  # one batch shape: time cuDNN's kernels once
         self.distiller = distiller.to(self.device)
-        self.runtime = runtime_record(self.device, cfg.precision, cfg.channels_last)
+        self.runtime = runtime.runtime_record(self.device, cfg.precision, cfg.channels_last)
         self.channels_last = self.runtime["channels_last"]
         if self.channels_last:
             self.distiller.to(memory_format=torch.channels_last)
-        self.amp_dtype = autocast_dtype(cfg.precision, self.device)
+        self.amp_dtype = runtime.autocast_dtype(cfg.precision, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.optimizer = torch.optim.SGD(
             distiller.trainable_parameters(),
@@ -92,7 +84,7 @@ class Trainer:
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            join_process_group(self.device)  # torchrun sets the env vars
+            runtime.join_process_group(self.device)  # torchrun sets the env vars
             ids = [self.device.index] if self.device.type == "cuda" else None
             # FCFD samples a few paths per step, so some bridges get no gradient in a step
             self.model = DDP(self.distiller, device_ids=ids, find_unused_parameters=True)
@@ -169,7 +161,7 @@ class Trainer:
             g["lr"] = lr
         # every random draw of the epoch (shuffle, augmentation, FCFD paths) is a function of
         # (seed, epoch), so a resumed run replays exactly what an uninterrupted one would do
-        seed_everything(cfg.seed * 100_003 + epoch)
+        runtime.seed_everything(cfg.seed * 100_003 + epoch)
         set_epoch(self.train_loader, cfg.seed, epoch)
         self.distiller.start_epoch(epoch, cfg.epochs)
         self.model.train()
@@ -229,7 +221,7 @@ class Trainer:
         cfg = self.cfg
         if self.rank == 0 and self.progress:  # with the bars: what auto resolved to (the
             # run's config.json records it always; --no-progress keeps stderr for errors only)
-            print(runtime_line(self.runtime), file=sys.stderr)
+            print(runtime.runtime_line(self.runtime), file=sys.stderr)
         for cb in self.callbacks:
             cb.on_train_start(self)
         writer = self.run if self.rank == 0 else None
@@ -252,8 +244,7 @@ class Trainer:
             tested = self.task.evaluate(student, *at) if self.rank == 0 else self.task.no_eval()
             seconds = time.perf_counter() - t0
             self.elapsed += seconds
-            rec = {"epoch": epoch + 1, **rec, **tested}
-            rec["seconds"] = seconds
+            rec = {"epoch": epoch + 1, **rec, **tested, "seconds": seconds}
             self.task.track(self.best, rec)
             self.history.append(rec)
             if writer is not None:

@@ -47,7 +47,7 @@ def test_home_offers_to_build_defaults_in_an_empty_folder(monkeypatch, tmp_path)
 
     calls = []
     monkeypatch.setenv("FCFD_RUNS_DIR", str(tmp_path / "empty"))
-    monkeypatch.setattr(demo_build, "start_defaults", lambda root: calls.append(root) or True)
+    monkeypatch.setattr(demo_build, "start_defaults", lambda root, demo: calls.append(root) or True)
     at = open_page()
     assert "No default runs" in at.warning[0].value
     at.button[0].click()
@@ -269,9 +269,19 @@ def test_every_page_loads(app_env, page):
 
 
 def test_pages_use_the_library_not_the_cli():
-    for page in (Path(APP).parent / "pages").glob("*.py"):
+    for page in Path(APP).parent.rglob("*.py"):
         assert "fcfd_viz.cli" not in page.read_text(), page.name
-    assert "fcfd_viz.cli" not in (Path(APP).parent / "state.py").read_text()
+
+
+def test_no_app_module_reaches_into_another_modules_privates():
+    # a cached function another module calls is public (state.cached_model, not _model)
+    import re
+
+    app = Path(APP).parent
+    names = {f.stem for f in app.glob("*.py")}
+    for f in app.rglob("*.py"):
+        used = re.findall(r"\b(\w+)\._[a-z]\w*", f.read_text())
+        assert not [m for m in used if m in names], (f.name, used)
 
 
 def test_home_page_modules_do_not_import_torch():
@@ -281,7 +291,7 @@ def test_home_page_modules_do_not_import_torch():
     import sys
 
     code = (
-        "import sys; sys.path.insert(0, 'app'); import state; "
+        "import sys; sys.path.insert(0, 'app'); import state, models_state, gap_state; "
         "from fcfd_viz.experiments import demo; from fcfd_viz.jobs import control, demo_build; "
         "from fcfd_viz.viz import figures; "
         "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"

@@ -95,3 +95,21 @@ def test_train_teacher_takes_a_detection_preset(tmp_path: Path, monkeypatch, cap
         assert main(["train-teacher", *extra, "--out", str(tmp_path / "x"), *QUIET]) == 2
         err = capsys.readouterr().err
         assert "takes a detection preset" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_task_detection_alone_trains_on_the_detection_defaults(tmp_path: Path, det_runs, capsys):
+    # without a preset this trained at the classification lr 0.05 (no warm-up, wd 5e-4):
+    # at that lr a kd student diverged in epoch 1 (loss 2.7e7 on 50 canvases, 8.8e17 on all)
+    out = tmp_path / "s"
+    argv = ["distill", "--task", "detection", "--method", "kd"]
+    argv += ["--teacher", str(det_runs / "det" / "teacher"), "--out", str(out)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(det_data, "TEST_CANVASES", 4)
+        assert main([*argv, *TINY, *QUIET]) == 0, capsys.readouterr().err
+    config = json.loads((out / "config.json").read_text())
+    schedule = presets.load("det-digits").train
+    assert config["train"]["lr"] == schedule["lr"] == 0.02
+    assert config["train"]["warmup_epochs"] == schedule["warmup_epochs"] == 1
+    assert config["train"]["weight_decay"] == schedule["weight_decay"]
+    assert config["data"]["image_size"] == 64 and config["student"] == "det_resnet10"
+    assert json.loads((out / "summary.json").read_text())["best_map"] >= 0
