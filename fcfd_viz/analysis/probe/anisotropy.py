@@ -19,8 +19,7 @@ outputs (``"kl"``) or the Euclidean norm of the logit change (``"l2"``); ``eps``
 along the batch; ``mode="fisher"`` uses the second-order expansion and needs only a fixed
 number of backward passes (see :mod:`fcfd_viz.analysis.probe.fisher`).
 
->>> probe = Anisotropy(model, stage=2)                       # doctest: +SKIP
->>> res = probe.compute(images, eps=0.05, mode="fisher")     # doctest: +SKIP
+>>> res = Anisotropy(model, stage=2).compute(images, eps=0.05, mode="fisher")  # doctest: +SKIP
 >>> Anisotropy(vit, layer="encoder.layers.encoder_layer_0").compute(images)  # doctest: +SKIP
 >>> res.anisotropy_ratio, res.to_dict()["p95_p5_ratio"]      # doctest: +SKIP
 
