@@ -1,6 +1,6 @@
 """The Functional gap page's cached results: each student's connectors fitted once (memory
-and RUNS/.cache), its gap report per BN regime, and one test image through the fitted
-connectors."""
+and RUNS/.cache), its gap report per BN regime (with the error spectrum when asked), and one
+test image through the fitted connectors."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import streamlit as st
 from fcfd_viz.runs.layout import CACHE_DIR
 
 if TYPE_CHECKING:
+    from fcfd_viz.analysis.gap.spectra import SpectrumResult
     from fcfd_viz.analysis.reports.gap import GapReport
 
 
@@ -26,21 +27,23 @@ def _fitted(root: str, t: tuple, s: tuple, label: str, epochs: int):
     return fitted_student(t[0], s[0], label, epochs, folder=Path(root) / CACHE_DIR)
 
 
-def _gap_file(root, t: tuple, s: tuple, label: str, bn: str, epochs: int) -> Path:
+def _gap_file(root, t: tuple, s: tuple, label: str, bn: str, epochs: int, spectrum=None) -> Path:
     """RUNS/.cache/gap-<hash>.json: a restarted app (and `fcfd report`) shows a computed gap
-    at once."""
+    at once (a report with the error spectrum on ``spectrum`` images under its own key)."""
     from fcfd_viz.analysis.reports.gap import gap_file
 
-    return gap_file(Path(root) / CACHE_DIR, t, s, label, bn, epochs)
+    return gap_file(Path(root) / CACHE_DIR, t, s, label, bn, epochs, spectrum=spectrum)
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
-def _gap_one(root: str, t: tuple, s: tuple, label: str, bn: str, epochs: int) -> GapReport:
+def _gap_one(
+    root: str, t: tuple, s: tuple, label: str, bn: str, epochs: int, spectrum: int | None
+) -> GapReport:
     from fcfd_viz.analysis.reports.gap import student_gap
 
     folder = Path(root) / CACHE_DIR
     fitted = lambda: _fitted(root, t, s, label, epochs)  # noqa: E731
-    return student_gap(t[0], s[0], label, bn, epochs, folder, fitted=fitted)
+    return student_gap(t[0], s[0], label, bn, epochs, folder, fitted=fitted, spectrum=spectrum)
 
 
 @st.fragment(run_every=2.0)
@@ -64,11 +67,13 @@ def gap_labels(students: list[dict]) -> list[str]:
     return labels([c["method"] for c in students], [c["name"] for c in students])
 
 
-def gap(root: Path, teacher: str, students: list[dict], bn: str, epochs: int) -> GapReport:
+def gap(
+    root: Path, teacher: str, students: list[dict], bn: str, epochs: int, spectrum: int | None
+) -> GapReport:
     """Functional gap of ``students`` (checkpoint rows) against ``teacher``: one cached
     report per student (memory and RUNS/.cache, keyed by checkpoint paths + mtimes, BN
-    regime and fit budget), merged by the library; a new selection computes only new
-    students."""
+    regime, fit budget and the error spectrum's image count, None: no spectrum), merged by
+    the library; a new selection computes only new students."""
     from fcfd_viz.analysis.gap.shared_teacher import shared_teacher
     from fcfd_viz.analysis.reports.gap import merge_gap_reports
 
@@ -76,19 +81,31 @@ def gap(root: Path, teacher: str, students: list[dict], bn: str, epochs: int) ->
     labels = gap_labels(students)
     with shared_teacher():  # the students' fits share the teacher's features and Grams
         reports = [
-            _gap_one(str(root), t, models_state.ckpt_file(c["path"]), lab, bn, epochs)
+            _gap_one(str(root), t, models_state.ckpt_file(c["path"]), lab, bn, epochs, spectrum)
             for c, lab in zip(students, labels)
         ]
     return merge_gap_reports(reports)
 
 
-def gap_cached(root: Path, teacher: str, students: list[dict], bn: str, epochs: int) -> bool:
+def gap_cached(
+    root: Path, teacher: str, students: list[dict], bn: str, epochs: int, spectrum: int | None
+) -> bool:
     """Whether :func:`gap` would answer from the disk cache (no fitting)."""
     t = models_state.ckpt_file(teacher)
     return all(
-        _gap_file(root, t, models_state.ckpt_file(c["path"]), label, bn, epochs).exists()
+        _gap_file(root, t, models_state.ckpt_file(c["path"]), label, bn, epochs, spectrum).exists()
         for c, label in zip(students, gap_labels(students))
     )
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def spectrum_predictors(spectrum: SpectrumResult) -> dict | None:
+    """Whether fisher or l2 predicts the KL across ``spectrum``'s views and stages
+    (:func:`~fcfd_viz.analysis.gap.spectra.predictors`: Spearman with bootstrap intervals);
+    None for fewer than two views."""
+    from fcfd_viz.analysis.gap.spectra import predictors
+
+    return predictors([spectrum]) if len(spectrum.entries) > 1 else None
 
 
 def one_image(

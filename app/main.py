@@ -23,8 +23,7 @@ import streamlit as st  # noqa: E402
 from fcfd_viz.experiments import demo as defaults  # noqa: E402
 from fcfd_viz.experiments import demo_gap as defaults_gap  # noqa: E402
 from fcfd_viz.jobs import demo_build  # noqa: E402
-from fcfd_viz.jobs.records import last_log_line  # noqa: E402
-from fcfd_viz.runs.layout import JOBS_DIR  # noqa: E402
+from fcfd_viz.jobs.records import last_log_line, log_path  # noqa: E402
 from fcfd_viz.viz import figures as viz  # noqa: E402
 
 # no error details in the browser however the server was started (a Streamlit too old to
@@ -60,26 +59,17 @@ def home() -> None:
             gap_state.default_gap_progress()
     elif demo_build.building(root):
         st.info("Building the default digits teacher and ce / kd / fcfd students (3 seeds) ...")
-        _build_progress()
+        _build_progress(defaults.DIGITS.name)
     else:
-        p = defaults.defaults_progress(root)
-        if p and p["fraction"] < 1:  # a build that died: say why before offering another
-            log = root / JOBS_DIR / "defaults.log"
-            st.error(f"The last build stopped at: {p['message']}. {last_log_line(log)}")
+        _stopped_build(root, defaults.DIGITS)
         st.warning(f"No default runs in `{root}` yet.")
         st.markdown(
             "Every page needs trained networks. Build a digits teacher and its ce, kd and fcfd "
             "students, three seeds each, and the Functional gap page's connectors for them "
-            "(about four minutes on 2 idle CPU cores, once: later launches reuse them), "
-            "or run `fcfd defaults` in a terminal."
+            "(once: later launches reuse them), or run `fcfd defaults` in a terminal."
         )
-        if st.button("Build the default runs", type="primary"):
-            try:
-                demo_build.start_defaults(root)
-            except Exception as e:  # noqa: BLE001 - shown to the user, the app goes on
-                state.show_error(e)
-            else:
-                st.rerun()
+        _build_button(root, defaults.DIGITS, primary=True)
+    _second_demo(root, defaults.PAIRS)
     with st.expander("Start here: a 30-minute class", expanded=not ready):
         st.markdown(TOUR.read_text())
     st.markdown(
@@ -106,12 +96,55 @@ def _mean_std(values: list[float]) -> str:
     return f"{mean:.1f}% ± {statistics.stdev(values):.1f} ({len(values)} seeds)"
 
 
+def _second_demo(root: Path, demo: defaults.Demo) -> None:
+    """A demo built only when asked (never on the first launch): its state, or its button."""
+    with st.container(border=True):
+        st.markdown(f"**Second demo: {demo.title}**")
+        if defaults.defaults_ready(root, demo):
+            st.success(
+                f"Built in `{root / demo.folder}`: pick its teacher and students on the "
+                "Functional gap page."
+            )
+        elif demo_build.building(root, demo):
+            _build_progress(demo.name)
+        else:
+            _stopped_build(root, demo)
+            st.markdown(
+                "The paper's setting: a resnet56 teacher and its ce, kd and fcfd resnet20 "
+                "students (one seed) on the 100-class digit-pairs, the teacher and the three "
+                "students the Functional gap page needs, with their connectors "
+                f"(`fcfd defaults --demo {demo.name}`; runs under `{demo.folder}/`)."
+            )
+            _build_button(root, demo)
+
+
+def _build_button(root: Path, demo: defaults.Demo, primary: bool = False) -> None:
+    """The button that starts ``demo``'s build in the background; its text states the
+    measured build time (:attr:`~fcfd_viz.experiments.demo.Demo.build_label`)."""
+    kind = "primary" if primary else "secondary"
+    if st.button(demo.build_label, type=kind, key=f"build_{demo.name}"):
+        try:
+            demo_build.start_defaults(root, demo)
+        except Exception as e:  # noqa: BLE001 - shown to the user, the app goes on
+            state.show_error(e)
+        else:
+            st.rerun()
+
+
+def _stopped_build(root: Path, demo: defaults.Demo) -> None:
+    """Why the last build of ``demo`` stopped, when one died before the end."""
+    p = defaults.defaults_progress(root, demo)
+    if p and p["fraction"] < 1:  # a build that died: say why before offering another
+        log = log_path(root, demo.folder)
+        st.error(f"The last build stopped at: {p['message']}. {last_log_line(log)}")
+
+
 @st.fragment(run_every=1.0)
-def _build_progress() -> None:
-    root = state.runs_dir()
-    p = defaults.defaults_progress(root) or {"fraction": 0.0, "message": "starting"}
+def _build_progress(name: str) -> None:
+    root, demo = state.runs_dir(), defaults.DEMOS[name]
+    p = defaults.defaults_progress(root, demo) or {"fraction": 0.0, "message": "starting"}
     st.progress(p["fraction"], text=p["message"])
-    if not demo_build.building(root):
+    if not demo_build.building(root, demo):
         st.rerun()  # done (or failed): redraw the whole page once
 
 

@@ -18,6 +18,10 @@ folder.
     python benchmarks/connector_fit.py --runs-dir /tmp/runs [--adam-students ce kd fcfd]
     python benchmarks/connector_fit.py --runs-dir /tmp/runs --students --end-to-end \
         --name connector_fit_e2e --heading "fcfd defaults end to end"
+
+``--teacher RUN`` fits other students instead (``--students`` run names under ``--runs-dir``,
+e.g. benchmarks/accuracy.py's 5-seed digits students); the section then adds, per method
+over its seeds, the functional KL of both fits (mean ± std) and the worst MSE ratio.
 """
 
 from __future__ import annotations
@@ -149,7 +153,14 @@ def main() -> None:
         default=None,
         help="run names (default: all nine; none: only --end-to-end)",
     )
-    ap.add_argument("--adam-students", nargs="*", default=["ce", "kd", "fcfd"])
+    ap.add_argument(
+        "--teacher",
+        default=None,
+        help="a teacher run (then --students are any runs under --runs-dir)",
+    )
+    ap.add_argument(
+        "--adam-students", nargs="*", default=["ce", "kd", "fcfd"], help="'all': every student"
+    )
     ap.add_argument("--adam-epochs", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
@@ -173,14 +184,24 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     load = os.getloadavg()
-    ensure_defaults(args.runs_dir)
-    teacher = default_paths(args.runs_dir)["teacher"]
-    # keyed by run name (ce, kd-s1, ...): the page's labels ("kd: defaults/kd-s1") are long
-    students = {p.name: p for p in default_gap_students(args.runs_dir).values()}
+    runs_dir = Path(args.runs_dir)
+    if args.teacher:
+        if not args.students:
+            raise SystemExit("--teacher needs --students (run names under --runs-dir)")
+        teacher = runs_dir / args.teacher
+        students = {name: runs_dir / name for name in args.students}
+    else:
+        ensure_defaults(runs_dir)
+        teacher = default_paths(runs_dir)["teacher"]
+        # keyed by run name (ce, kd-s1, ...): the page's labels ("kd: defaults/kd-s1") are long
+        students = {p.name: p for p in default_gap_students(runs_dir).values()}
     labels = list(students) if args.students is None else args.students  # []: none
+    if args.adam_students == ["all"]:
+        args.adam_students = labels
     lstsq, adam = FitConfig(), FitConfig(max_epochs=args.adam_epochs, method="adam")
     result = {
         "heading": args.heading,
+        "teacher": args.teacher and str(teacher),
         "machine": machine(),
         "load_average": [round(v, 2) for v in load],
         "adam_epochs": args.adam_epochs,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import statistics
+
 from benchmarks.common import table
 
 
@@ -15,8 +18,9 @@ def markdown(result: dict) -> str:
         f"`python benchmarks/connector_fit.py {result.get('argv', '')}` on {m['cpu']}, "
         f"{m['threads']} thread(s), torch {m['torch']}; load average {result['load_average']} "
         f"at the start, {result.get('load_average_end')} at the end (a shared 2-core machine: "
-        "other jobs ran beside it, so wall times are inflated; compare CPU times). The nine "
-        "default students of `fcfd defaults` against the default teacher, connectors fitted "
+        "other jobs ran beside it, so wall times are inflated; compare CPU times). "
+        + _who(result)
+        + ", connectors fitted "
         "on digits' whole training split as the Functional gap page fits them; Adam at the "
         f"page's budget of {result['adam_epochs']} epochs, the closed form with its defaults "
         f"(ridge {result['lstsq']['ridge']}, then at most "
@@ -69,9 +73,46 @@ def markdown(result: dict) -> str:
     n = len(next(iter(studs.values()))["methods"]["lstsq"]["functional"]["eval"])
     lines += ["Functional KL per stage:", ""]
     lines += [table(["student", "fit", "BN", *[f"stage {k + 1}" for k in range(n)]], kl_rows)]
+    lines += _per_method(studs)
     if result.get("end_to_end"):
         lines += ["", _e2e_line(result["end_to_end"])]
     return "\n".join(lines)
+
+
+def _who(result: dict) -> str:
+    if not result.get("teacher"):
+        return "The nine default students of `fcfd defaults` against the default teacher"
+    return f"The students below against the teacher `{result['teacher']}`"
+
+
+def _per_method(studs: dict) -> list[str]:
+    """Per method (the run name without its ``-sN`` seed), when every seed has both fits:
+    the KL per stage, mean ± std over seeds, of each fit, and the worst MSE ratio."""
+    groups: dict[str, list[dict]] = {}
+    for label, s in studs.items():
+        groups.setdefault(re.sub(r"-s\d+", "", label), []).append(s["methods"])
+    groups = {g: ms for g, ms in groups.items() if len(ms) > 1 and all("adam" in m for m in ms)}
+    if not groups:
+        return []
+    rows = []
+    for g, ms in groups.items():
+        worst = max(
+            m["lstsq"]["mse"][k] / m["adam"]["mse"][k] for m in ms for k in m["adam"]["mse"]
+        )
+        for bn in ("eval", "batch"):
+            for fit in ("lstsq", "adam"):
+                per_stage = zip(*(m[fit]["functional"][bn] for m in ms))
+                cells = [_mean_std(list(v)) for v in per_stage]
+                rows.append([g, len(ms), bn, fit, *cells, f"{worst:.4f}" if fit == "lstsq" else ""])
+    n = len(next(iter(groups.values()))[0]["lstsq"]["functional"]["eval"])
+    head = ["method", "seeds", "BN", "fit", *[f"KL stage {k + 1}" for k in range(n)]]
+    head += ["worst MSE ratio lstsq/adam"]
+    return ["", "Per method over its seeds (KL: mean ± std):", "", table(head, rows)]
+
+
+def _mean_std(v: list[float]) -> str:
+    sd = statistics.stdev(v) if len(v) > 1 else 0.0
+    return f"{statistics.mean(v):.4f} ± {sd:.4f}"
 
 
 def _share_note(result: dict) -> str:

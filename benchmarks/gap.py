@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.anisotropy import anisotropy, anisotropy_markdown  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     ROOT,
     add_section_args,
@@ -41,15 +42,12 @@ from benchmarks.common import (  # noqa: E402
     write_json,
     write_section,
 )
-from fcfd_viz import models  # noqa: E402
-from fcfd_viz.analysis import Anisotropy, FitConfig  # noqa: E402
+from fcfd_viz.analysis import FitConfig  # noqa: E402
 from fcfd_viz.analysis.gap.connectors import load_connectors, save_connectors  # noqa: E402
 from fcfd_viz.analysis.gap.result import GapResult  # noqa: E402
 from fcfd_viz.analysis.gap.seeds import paired_gap  # noqa: E402
 from fcfd_viz.analysis.reports.gap import gap_inputs, gap_report  # noqa: E402
-from fcfd_viz.data.datasets import DataConfig, make_loaders  # noqa: E402
-from fcfd_viz.models.batchnorm import cumulative_running_stats  # noqa: E402
-from fcfd_viz.runs.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
+from fcfd_viz.runs.checkpoints import load_checkpoint  # noqa: E402
 from fcfd_viz.runs.layout import Run  # noqa: E402
 
 RUNS = ROOT / "benchmarks" / "runs" / "accuracy"
@@ -128,47 +126,6 @@ def gap_seed(
         out[bn] = report.result.to_dict(curves=bn == "eval")
         out[bn]["reading"] = report.reading
         print(f"  {bn}: {time.perf_counter() - t0:.0f} s  {out[bn]['reading']}", flush=True)
-    return out
-
-
-# ---------------------------------------------------------------- anisotropy
-def anisotropy(teacher_dir: Path, n_images: int, eps: float, seed: int) -> dict:
-    ckpt = load_checkpoint(teacher_dir)
-    trained = model_from_checkpoint(ckpt)
-    torch.manual_seed(seed)
-    random = models.create(ckpt["model"]["arch"], num_classes=ckpt["model"]["num_classes"])
-    train_loader, test_loader, _ = make_loaders(DataConfig(dataset="digits"), seed=seed)
-    with cumulative_running_stats(random):  # BN statistics: the average over 10 batches
-        for _, (x, _) in zip(range(10), train_loader):
-            random(x)
-    test = test_loader.dataset
-    idx = torch.linspace(0, len(test) - 1, n_images).round().long().tolist()
-    images = torch.stack([test[i][0] for i in idx])
-    out = {
-        "arch": ckpt["model"]["arch"],
-        "images": n_images,
-        "eps": eps,
-        "random_seed": seed,
-        "bn_reestimated_batches": 10,
-    }
-    for name, net in (("trained", trained), ("random", random)):
-        with torch.no_grad():
-            p = torch.softmax(net(images), 1)
-        out[name] = {"mean_max_prob": float(p.max(1).values.mean()), "stages": {}}
-        for stage in range(1, net.num_stages):
-            t0 = time.perf_counter()
-            r = Anisotropy(net, stage).compute(images, eps=eps, directions="channel")
-            out[name]["stages"][str(stage)] = {
-                "max_min": r.anisotropy_ratio,
-                "p95_p5": r.p95_p5_ratio,
-                "channels": int(r.feature_shape[0]),
-                "seconds": time.perf_counter() - t0,
-            }
-            print(
-                f"  anisotropy {name} stage {stage}: max/min {r.anisotropy_ratio:.3g} "
-                f"p95/p5 {r.p95_p5_ratio:.3g}",
-                flush=True,
-            )
     return out
 
 
@@ -340,39 +297,8 @@ def markdown(result: dict) -> str:
         "machine (about 40 s per student when idle, about 10 min under load).\n"
     )
     md.append(regime_notes(per_seed, stages))
-    an = result.get("anisotropy")
-    if an:
-        rows = []
-        for k in an["trained"]["stages"]:
-            tr, rd = an["trained"]["stages"][k], an["random"]["stages"][k]
-            rows.append(
-                [
-                    k,
-                    tr["channels"],
-                    f"{tr['max_min']:.3g}",
-                    f"{tr['p95_p5']:.3g}",
-                    f"{rd['max_min']:.3g}",
-                    f"{rd['p95_p5']:.3g}",
-                ]
-            )
-        md.append(
-            f"### Channel-sensitivity anisotropy of the teacher\n\nExact channel directions, eps = {an['eps']} "
-            f"relative, KL, {an['images']} test images; the random {an['arch']} had its BN statistics "
-            f"re-estimated on {an['bn_reestimated_batches']} training batches (mean max softmax prob: trained "
-            f"{an['trained']['mean_max_prob']:.2f}, random {an['random']['mean_max_prob']:.2f}).\n\n"
-            + table(
-                [
-                    "stage",
-                    "channels",
-                    "trained max/min",
-                    "trained p95/p5",
-                    "random max/min",
-                    "random p95/p5",
-                ],
-                rows,
-            )
-            + "\n"
-        )
+    if result.get("anisotropy"):
+        md.append(anisotropy_markdown(result["anisotropy"]))
     ref = REFERENCE
     md.append(
         "### Against the reference (authors' code, same setting, eval-mode tail, 100-epoch fits)\n\n"

@@ -58,7 +58,9 @@ PAIRS = [
     ("fcfd", "kd"),
     ("fcfd teacher_bn=batch", "kd"),
     ("dkd", "kd"),
+    ("fcfd", "dkd"),
     ("fitnet", "kd"),
+    ("fcfd teacher_bn=batch", "fcfd"),
     ("fcfd", "fcfd appearance only"),
     ("fcfd teacher_bn=batch", "fcfd appearance only"),
 ]
@@ -127,6 +129,16 @@ def finished(runs: Path, label: str, seeds: list[int]) -> list[dict]:
     return found
 
 
+def _recipe(train: dict) -> str:
+    """A preset's student schedule in words: "20 epochs, lr 0.05 cosine, ..."."""
+    parts = [f"{train.get('epochs')} epochs", f"lr {train.get('lr')} {train.get('schedule', '')}"]
+    if train.get("warmup_epochs"):
+        parts.append(f"{train['warmup_epochs']} warm-up epoch(s)")
+    if "weight_decay" in train:
+        parts.append(f"weight decay {train['weight_decay']:g}")
+    return ", ".join(p.strip() for p in parts)
+
+
 def section(preset: presets.Preset, teacher: dict, runs: Path, seeds: list[int], heading: str):
     rows, final = [], {}
     for label in METHODS:
@@ -146,8 +158,8 @@ def section(preset: presets.Preset, teacher: dict, runs: Path, seeds: list[int],
     return (
         f"## {heading} (`benchmarks/pairs_study.py`)\n\n"
         f"Preset `{preset.name}`: teacher {preset.teacher} ({teacher['top1']:.2f}% test top-1, "
-        f"{teacher['epochs']} epochs), student {preset.student}, {preset.train} on "
-        f"{preset.data or 'the default'} digit-pairs data; seeds {seeds}. Machine: {m['cpu']}, "
+        f"{teacher['epochs']} epochs), student {preset.student}, {_recipe(preset.train)}, "
+        f"batch {preset.data.get('batch_size', 64)}; seeds {seeds}. Machine: {m['cpu']}, "
         "runs sharing its 2 cores (wall times are of a shared machine). "
         f"'epoch past {PLATEAU_EXIT:.0f}%': the first epoch whose test top-1 passed it, per "
         "seed: every network starts on a plateau at chance whose length varies by seed "

@@ -16,6 +16,10 @@ Studies (the runs are read, never trained):
 * ``pairs``: benchmarks/pairs_study.py's resnet32x4 -> resnet8x4 students on digit-pairs.
 
     python benchmarks/spectrum.py --study digits [--runs DIR] [--seeds 0 1 2 3 4]
+        [--anisotropy 32]
+
+``--anisotropy N`` adds the teacher's per-stage channel-sensitivity anisotropy (against the
+same network at random initialisation) on N test images of the study's own data.
 """
 
 from __future__ import annotations
@@ -28,11 +32,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.anisotropy import anisotropy, anisotropy_markdown  # noqa: E402
 from benchmarks.common import ROOT, machine, table, write_json, write_section  # noqa: E402
 from fcfd_viz.analysis.gap.fit_config import FitConfig  # noqa: E402
 from fcfd_viz.analysis.gap.spectra import SpectrumResult, predictors  # noqa: E402
 from fcfd_viz.analysis.reports.gap import gap_inputs, gap_report  # noqa: E402
+from fcfd_viz.data.datasets import DataConfig  # noqa: E402
 from fcfd_viz.experiments.demo import is_done  # noqa: E402
+from fcfd_viz.runs.layout import Run  # noqa: E402
 
 RUNS = ROOT / "benchmarks" / "runs"
 # study -> (runs folder under RUNS, teacher run, student run name per (method, seed), methods)
@@ -136,6 +143,8 @@ def section(study: str, result: dict) -> str:
             f"[{p['l2']['low']:.2f}, {p['l2']['high']:.2f}], fisher {p['fisher']['spearman']:.2f} "
             f"[{p['fisher']['low']:.2f}, {p['fisher']['high']:.2f}].\n"
         )
+    if result.get("anisotropy"):
+        out.append(anisotropy_markdown(result["anisotropy"]))
     return "\n".join(out)
 
 
@@ -147,6 +156,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=128)
     ap.add_argument("--bn", nargs="+", default=["eval", "batch"], choices=["eval", "batch"])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--anisotropy", type=int, default=0, help="images for the teacher's anisotropy")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     runs = args.runs or RUNS / STUDIES[args.study][0]
@@ -158,6 +168,10 @@ def main() -> None:
             "predictors": predictors(list(per_seed.values())),
         }
         print(f"{bn}: {result['regimes'][bn]['predictors']}", flush=True)
+    if args.anisotropy:
+        teacher = runs / STUDIES[args.study][1]
+        data = DataConfig(**Run(teacher).config()["data"])
+        result["anisotropy"] = anisotropy(teacher, args.anisotropy, 0.05, seed=0, data=data)
     name = f"spectrum-{args.study}"
     write_json(name, result)
     write_section(name, section(args.study, result), ROOT / "docs" / "results.md")

@@ -6,7 +6,9 @@ plausible, wrong-typed or not JSON at all; metrics files mixing good, torn, junk
 non-UTF-8 lines; directories where files belong; junk checkpoints. Since issue #29 also
 runs nested in runs, folders holding another tool's ``config.json``, format markers and
 teacher hashes of every kind, and teachers reached through a symlink in the folder; and
-the writer's checks and ``jobs.delete`` answer such folders with a UserError or not at all.
+the writer's checks and ``jobs.delete`` answer such folders with a UserError or not at all;
+``runs_below``, ``enclosing_run`` and ``dependants`` find exactly the runs written (nested
+ones, not a foreign config.json, not through the link; a teacher named through the link).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fcfd_viz.cli import main
@@ -28,7 +30,8 @@ from fcfd_viz.experiments import demo as defaults
 from fcfd_viz.jobs import control as jobs
 from fcfd_viz.jobs import demo_build
 from fcfd_viz.jobs.spec import record_key
-from fcfd_viz.runs.listing import STATES, list_runs
+from fcfd_viz.runs.listing import STATES, group_runs, list_runs
+from fcfd_viz.runs.provenance import dependants, enclosing_run, is_run, runs_below
 from fcfd_viz.runs.writer import check_target
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
@@ -56,6 +59,13 @@ config = st.fixed_dictionaries(  # method: a name (since issue #12) or the older
               "format": st.sampled_from(["fcfd-viz/run-1", "other-tool/2"]) | junk,
               "teacher_sha256": st.just("0" * 64) | junk},
 )  # fmt: skip
+# a run's own config.json, half the time: nested runs, links and teachers need real runs
+ours = st.fixed_dictionaries(
+    {"method": method, "student": st.just("resnet8"), "data": st.just({"dataset": "digits"}),
+     "train": st.fixed_dictionaries({"epochs": st.integers(1, 5), "seed": st.integers(0, 3)}),
+     "teacher": st.none() | st.sampled_from(["<link>", "<link>/best.pt", "<a>", "<a/inner>"])},
+    optional={"format": st.just("fcfd-viz/run-1")},
+).map(lambda o: json.dumps(o).encode())  # fmt: skip
 # another tool's config.json: the same file name, none of our keys
 foreign = st.fixed_dictionaries({"model": st.text(max_size=8), "lr": st.floats() | junk},
                                 optional={"format": st.text(max_size=8)})  # fmt: skip
@@ -86,7 +96,7 @@ def content(obj_strategy):
 
 
 run_files = st.fixed_dictionaries(
-    {"config.json": content(config | foreign), "status.json": content(status),
+    {"config.json": ours | content(config | foreign), "status.json": content(status),
      "summary.json": content(summary),
      "metrics.jsonl": st.none() | st.just("<dir>")
      | st.lists(metrics_line, max_size=6).map(b"\n".join),
@@ -127,14 +137,46 @@ def write_folder(root: Path, spec: dict) -> None:
 
 def check_library(root: Path) -> None:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        assert main(["runs", str(root)]) == 0
-        assert main(["runs", str(root), "--json"]) == 0
+        for extra in ([], ["--json"], ["--group"], ["--group", "--json"]):
+            assert main(["runs", str(root), *extra]) == 0, extra
     rows = list_runs(root)
     assert all(r["state"] in (*STATES, "unknown", "unreadable") for r in rows)
+    completed = {r["run"] for r in rows if r["state"] == "completed"}
+    grouped = [run for g in group_runs(root) for run in g["runs"]]
+    assert len(grouped) == len(set(grouped)) and set(grouped) <= completed
     for job in jobs.list_jobs(root):
         assert jobs.get_job(root, job.name) is not None
     jobs.active_count(root)
     defaults.defaults_ready(root), demo_build.building(root), defaults.defaults_progress(root)
+
+
+def teacher_of(run: Path, root: Path, spec: dict) -> Path | None:
+    """The teacher a run's config.json names, with the folder's link followed by hand."""
+    try:
+        teacher = json.loads((run / "config.json").read_bytes()).get("teacher")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(teacher, str) or not teacher:
+        return None
+    if spec["link"] is not None and teacher.startswith(str(root / "link")):
+        teacher = str(root / spec["link"]) + teacher[len(str(root / "link")) :]
+    return Path(os.path.abspath(teacher))
+
+
+def check_provenance(root: Path, spec: dict) -> None:
+    """The runs found below the folder are exactly the runs written, nested ones included,
+    none through the link; each one's enclosing run is its nearest written run above it;
+    the dependants of a run are the runs naming a teacher in it, through the link too."""
+    ours = {root / name for name in spec["runs"] if is_run(root / name)}
+    assert set(runs_below(root)) == ours  # a foreign config.json is no run, the link not followed
+    for name in spec["runs"]:
+        above = [root.joinpath(*Path(name).parts[:i]) for i in range(1, len(Path(name).parts))]
+        nearest = next((p for p in reversed(above) if p in ours), None)
+        assert enclosing_run(root / name) == nearest, name
+        target = root / name
+        named = {r for r in ours - {target} if (t := teacher_of(r, root, spec)) is not None
+                 and (t == target or target in t.parents)}  # fmt: skip
+        assert set(dependants(target, [root])) == named, name
 
 
 def check_writer_and_delete(root: Path, spec: dict) -> None:
@@ -168,11 +210,29 @@ def junk_folder(spec: dict):
         yield Path(d)
 
 
+def _run(teacher: str | None) -> dict:
+    cfg = {"method": "kd", "student": "resnet8", "data": {"dataset": "digits"},
+           "train": {"epochs": 1, "seed": 0}, "teacher": teacher}  # fmt: skip
+    files = dict.fromkeys(["status.json", "summary.json", "metrics.jsonl", "best.pt", "last.pt"])
+    return {"config.json": json.dumps(cfg).encode(), **files}
+
+
+# every case at once: a run nested in a run, a foreign config.json, a teacher named through
+# the link (the random examples need not draw all of these together)
+EVERY_CASE = {
+    "runs": {"a": _run(None), "a/inner": _run("<a>"), "b": _run("<link>/best.pt"),
+             "x/y": {**_run(None), "config.json": b'{"model": "m", "lr": 0.1}'}},
+    "records": {}, "progress": None, "link": "a",
+}  # fmt: skip
+
+
 @junk_settings(60)
 @given(spec=folder)
+@example(spec=EVERY_CASE)
 def test_listings_never_raise_on_junk(spec):
     with junk_folder(spec) as root:
         check_library(root)
+        check_provenance(root, spec)
         check_writer_and_delete(root, spec)
 
 

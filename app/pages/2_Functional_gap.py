@@ -10,6 +10,7 @@ from fcfd_viz.analysis.gap.seeds import group_over_seeds, paired_gap, split_by_s
 from fcfd_viz.experiments.demo_gap import FIT_BUDGETS, default_gap_running, fit_epochs
 from fcfd_viz.viz import figures as viz
 from fcfd_viz.viz import gap as viz_gap
+from fcfd_viz.viz import spectrum as viz_spectrum
 
 OWN_BRIDGES_NOTE = (
     "Hatched: FCFD's own bridges, the ones it trained. Compare students on the fitted bars "
@@ -18,6 +19,17 @@ OWN_BRIDGES_NOTE = (
     "appearance term, so through an eval-mode teacher they look far worse than they work in "
     "training (docs/results.md, *Where the BN regime matters*)."
 )
+SPECTRUM_NOTE = (
+    "**l2** is ||e||², the squared size of a student's bridged error e = bridge(s) − t that "
+    "feature distillation minimises, and **fisher** is ½ eᵀFe, the second-order prediction of "
+    "the KL the teacher's later layers turn e into (F: the Fisher information of the teacher's "
+    "output at its own feature). The **share** is the fraction of ||e||² lying in the top-k "
+    "directions the teacher's tail is most sensitive to, against the dashed line of an error "
+    "spread evenly over all directions. A curve above the dashed line means the error sits "
+    "where the teacher looks, and a Spearman closer to 1 for fisher than for l2 means the "
+    "Fisher metric ranks the students' functional gap (KL) better than their L2 error does."
+)
+SPECTRUM_IMAGES = (0, 32, 128, 512)  # 0: off; `fcfd gap --spectrum` takes 128 by default
 
 
 st.title("Functional gap")
@@ -47,23 +59,34 @@ default = [lab for lab in others if by_label[lab]["name"] in defaults.values()] 
     lab for lab in others if by_label[lab]["teacher"]
 ][:3]
 s_labels = c2.multiselect("Students", others, default=default, key="g_students")
-c3, c4 = st.columns(2)
+c3, c4, c5 = st.columns(3)
 bn = c3.radio(
     "Teacher BN regime", list(BN_REGIMES), format_func=BN_REGIMES.get, horizontal=True, key="g_bn"
 )
 epochs = c4.select_slider(
     "Connector fit: at most epochs", FIT_BUDGETS, value=fit_epochs(), key="g_fit"
 )
+spectrum = (
+    c5.select_slider(
+        "Error spectrum: test images",
+        SPECTRUM_IMAGES,
+        format_func=lambda n: str(n or "off"),
+        key="g_spec",
+        help="Where the error lies (below): measured with the gap and kept with it in the runs "
+        "folder; its cost grows with the number of images.",
+    )
+    or None
+)
 if not s_labels:
     st.info("Pick at least one student.")
     st.stop()
 students = [by_label[s] for s in s_labels]
 try:
-    cached = gap_state.gap_cached(root, teacher["path"], students, bn, epochs)
+    cached = gap_state.gap_cached(root, teacher["path"], students, bn, epochs, spectrum)
 except Exception as e:  # noqa: BLE001 - e.g. a checkpoint deleted meanwhile
     state.show_error(e)
     st.stop()
-if st.button("Compute", type="primary", disabled=cached, key="g_go"):
+if st.button("Compute", type="primary", disabled=cached, key="g_go") or spectrum:
     st.session_state["g_auto"] = True  # from now on, changes recompute on their own
 if not (cached or st.session_state.get("g_auto")):
     if default_gap_running(root):
@@ -83,7 +106,7 @@ if not (cached or st.session_state.get("g_auto")):
 
 with st.spinner("fitting connectors and measuring the gap (kept afterwards) ..."):
     try:
-        gap = gap_state.gap(root, teacher["path"], students, bn, epochs)
+        gap = gap_state.gap(root, teacher["path"], students, bn, epochs, spectrum)
     except Exception as e:  # noqa: BLE001 - e.g. a student of another dataset
         state.show_error(e)
         st.stop()
@@ -124,6 +147,28 @@ right.dataframe(
     ],
     hide_index=True,
 )
+
+with st.expander("Where the error lies", expanded=gap.spectrum is not None):
+    if gap.spectrum is None:
+        st.caption("Pick a number of test images under *Error spectrum* above.")
+    else:
+        st.markdown(SPECTRUM_NOTE)
+        spec = gap.spectrum.without_own(own)
+        st.plotly_chart(viz_spectrum.share_figure([spec]), key="g_share")
+        pred = gap_state.spectrum_predictors(spec)
+        if pred is None:
+            st.info("Which metric predicts the KL needs at least two students: pick another.")
+        else:
+            st.plotly_chart(viz_spectrum.predictor_figure([spec], pred), key="g_predictors")
+            st.caption(
+                f"Spearman with the measured KL over {pred['points']['students']} students × "
+                f"stages ({pred['points']['pairs']} points, {spec.images} test images, 95% "
+                "bootstrap interval over students): "
+                + ", ".join(
+                    f"{m} {pred[m]['spearman']:.2f} [{pred[m]['low']:.2f}, {pred[m]['high']:.2f}]"
+                    for m in ("fisher", "l2")
+                )
+            )
 
 st.subheader("One picture")
 st.caption(

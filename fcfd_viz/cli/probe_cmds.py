@@ -13,7 +13,9 @@ first ``--images``, the model's preprocessing).
 summary (``stage``, ``layer``, ``eps``, ``relative``, ``mode``, ``divergence``, ``feature_shape``,
 ``num_images``, ``feature_norm_mean``, ``channel_sensitivity``, ``anisotropy_ratio``,
 ``p95_p5_ratio``, ``random_sensitivity``, ``random_p5``, ``random_median``, ``random_p95``,
-``jacobian``, ``seconds``) plus ``ckpt``, ``arch``, ``dataset``, ``attribution`` ({method:
+``jacobian``, ``seconds``, ``num_classes``, ``top_classes`` and ``neglected_mass``: the classes
+kept for the Jacobian / Fisher metric, null for all, and the mean clean probability outside
+them) plus ``ckpt``, ``arch``, ``dataset``, ``attribution`` ({method:
 per-channel importance}) and ``spearman`` ({method: rank correlation with the channel
 sensitivities}); with ``--model`` also ``weights``.
 """
@@ -71,6 +73,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--k-jacobian", type=int, default=5, help="top/bottom Jacobian directions (default 5)"
     )
     p.add_argument(
+        "--classes",
+        default="auto",
+        help="output classes of the Jacobian / Fisher metric: M (each image's top M plus a "
+        "merged rest class, a lower bound), all, or auto (all up to 100 classes, else 32)",
+    )
+    p.add_argument(
         "--attribution",
         default="grad_x_act,integrated_gradients,ablation",
         help="captum methods to rank-correlate with ('none' to skip)",
@@ -113,6 +121,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from fcfd_viz.analysis.cuts import make_cut
     from fcfd_viz.analysis.probe.anisotropy import check_options, parse_directions
     from fcfd_viz.analysis.probe.attribution import parse_methods
+    from fcfd_viz.analysis.probe.classes import parse_top_classes
     from fcfd_viz.analysis.reports.image_folder import folder_images, image_transform
     from fcfd_viz.analysis.reports.probe import probe_images, probe_report
     from fcfd_viz.viz import figures as viz
@@ -120,6 +129,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     check_options(args.eps, args.mode, args.divergence)
     directions = parse_directions(args.directions)
     methods = parse_methods(args.attribution)
+    top_classes = parse_top_classes(args.classes)
     net, ckpt, size = _network(args)
     make_cut(net, args.stage, args.layer)  # a bad stage or layer fails before any data loads
     if args.image_dir is not None:
@@ -146,6 +156,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         n_random=args.n_random,
         k_jacobian=args.k_jacobian,
         seed=args.seed,
+        top_classes=top_classes,
         progress=not args.no_progress and not args.json,
     )
     out = report.to_dict(full=False)

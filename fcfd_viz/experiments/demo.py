@@ -10,7 +10,8 @@ preset for :data:`STUDENT_EPOCHS` epochs, seeds 0, 1 and 2 (``RUNS/defaults/{ce,
 seed-to-seed noise, so the Functional gap page shows the spread). :data:`PAIRS`
 (``RUNS/pairs``): the paper's setting, 100 classes (digit-pairs), the
 ``pairs-resnet56-resnet20`` preset's teacher on digit-pairs' calibrated schedule and its ce /
-kd / fcfd students, one seed. Finished runs are reused, half-finished ones resumed; a second
+kd / fcfd students, one seed, built only when asked (the Home page's second button, never on the
+first launch). Each demo's :attr:`Demo.build_label` states its measured build time. Finished runs are reused, half-finished ones resumed; a second
 caller waits on a file lock and then finds everything done. Progress goes to the callback
 and to ``RUNS/<folder>/progress.json``, which the app polls while another process builds.
 """
@@ -57,6 +58,15 @@ class Demo:
     cost: dict  # relative cost of one epoch per run kind (the progress bar's weights)
     methods: tuple[str, ...] = STUDENT_METHODS
     seeds: tuple[int, ...] = SEEDS
+    # the build's measured wall time as the Home page's button states it ("about 4 min on 2
+    # idle CPU cores"), and where and how it was measured; None: not measured yet
+    measured_build: str | None = None
+    measured_how: str | None = None
+
+    @property
+    def build_label(self) -> str:
+        """The Home page's button: ``Build <title> (<measured time>)``."""
+        return f"Build {self.title} ({self.measured_build or 'build time not yet measured'})"
 
 
 DIGITS = Demo(
@@ -67,6 +77,9 @@ DIGITS = Demo(
     "digits",
     STUDENT_EPOCHS,
     _COST,
+    measured_build="about 80 s on 2 idle CPU cores",
+    measured_how="`fcfd defaults` from scratch, runs then the gap page's connectors and reports "
+    "(docs/benchmarks.md, 'Connector fit, 2 threads, shared teacher, idle machine')",
 )
 PAIRS = Demo(
     "pairs",
@@ -79,6 +92,7 @@ PAIRS = Demo(
     # resnet20 (docs/benchmarks.md, "Training step time"); every run sees all 10,000 canvases
     {"teacher": 1.0, "ce": 0.45, "kd": 0.7, "fcfd": 1.3},
     seeds=(0,),
+    measured_build=None,  # to measure: `time fcfd defaults --demo pairs` on 2 idle cores
 )
 DEMOS = {d.name: d for d in (DIGITS, PAIRS)}
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fcfd_viz.errors import UserError
+from fcfd_viz.experiments.demo import DEMOS
 from fcfd_viz.io.procs import record_alive
 from fcfd_viz.jobs.records import (
     job_record,
@@ -83,12 +84,13 @@ class Job:
 
 
 def active_count(runs_dir: str | os.PathLike) -> int:
-    """Active jobs in ``runs_dir``, the defaults build included."""
+    """Active jobs in ``runs_dir``, the demo builds included."""
     runs_dir = Path(runs_dir)
     pids = {j.pid for j in list_jobs(runs_dir) if j.active}
-    rec = job_record(runs_dir, "defaults")
-    if record_alive(rec):
-        pids.add(rec["pid"])  # its runs under defaults/ share that one process
+    for demo in DEMOS.values():
+        rec = job_record(runs_dir, demo.folder)
+        if record_alive(rec):
+            pids.add(rec["pid"])  # its runs under <demo folder>/ share that one process
     return len(pids)
 
 

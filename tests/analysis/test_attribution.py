@@ -132,3 +132,18 @@ def test_parse_methods():
     assert parse_methods("none") == parse_methods("") == parse_methods([]) == []
     with pytest.raises(UserError, match="lime.*or none"):
         parse_methods(["grad_x_act", "lime"])
+
+
+@pytest.mark.parametrize("cut", [dict(stage=2), dict(layer="stages.1")])
+def test_methods_at_the_cut_equal_captum(cut):
+    net = models.create("resnet8", num_classes=10).eval()
+    x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    methods = ["grad_x_act", "integrated_gradients", "ablation"]
+    stage = cut.get("stage")
+    ours = Attribution(net, stage, layer=cut.get("layer")).compute(x, methods, n_steps=5)
+    ref = Attribution(net, stage, layer=cut.get("layer")).compute(
+        x, methods, n_steps=5, captum=True
+    )
+    assert torch.equal(ours.target, ref.target)
+    for m in methods:
+        assert torch.allclose(ours.channels[m], ref.channels[m], rtol=1e-4, atol=1e-6), m

@@ -29,7 +29,8 @@ CLI_KEYS = {
     "stage", "eps", "relative", "mode", "divergence", "feature_shape", "num_images",
     "feature_norm_mean", "channel_sensitivity", "anisotropy_ratio", "p95_p5_ratio",
     "random_sensitivity", "random_p5", "random_median", "random_p95", "jacobian", "seconds",
-    "ckpt", "arch", "dataset", "attribution", "spearman", "layer",
+    "ckpt", "arch", "dataset", "attribution", "spearman", "layer", "num_classes", "top_classes",
+    "neglected_mass",
 }  # fmt: skip
 OPTIONS = dict(eps=0.1, mode="fisher", n_random=6, k_jacobian=2)
 

@@ -100,3 +100,13 @@ def test_predictors_find_the_metric_that_ranks_the_kl():
     assert p["points"] == {"students": 8, "pairs": 8}
     with pytest.raises(UserError, match="two students"):
         predictors([SpectrumResult("eval", [1], 10, {"s": entry([1.0], [1.0], [1.0])})])
+
+
+def test_without_own_leaves_out_the_own_bridges_views():
+    from dataclasses import replace
+
+    fitted = entry([1.0], [1.0], [1.0])
+    own = replace(entry([2.0], [2.0], [2.0]), bridges="own bridges")
+    res = SpectrumResult("eval", [1], 10, {"fcfd (fitted)": fitted, "fcfd (own bridges)": own})
+    assert list(res.without_own().entries) == ["fcfd (fitted)"]
+    assert res.without_own(keep=True) is res and len(res.entries) == 2  # nothing changed

@@ -24,7 +24,7 @@ def test_home_offers_to_build_defaults_in_an_empty_folder(monkeypatch, tmp_path)
 
     calls = []
     monkeypatch.setenv("FCFD_RUNS_DIR", str(tmp_path / "empty"))
-    monkeypatch.setattr(demo_build, "start_defaults", lambda root: calls.append(root) or True)
+    monkeypatch.setattr(demo_build, "start_defaults", lambda root, demo: calls.append(root) or True)
     at = open_page()
     assert "No default runs" in at.warning[0].value
     at.button[0].click()

@@ -107,3 +107,47 @@ def test_home_says_the_gap_fits_run_in_the_background(runs_copy, monkeypatch):
     progress_writer(runs_copy / DEFAULTS / PROGRESS_FILE, None)(0.25, "gap: fitting ce (eval BN)")
     at = open_page()
     assert any("Every page works now" in i.value for i in at.info)
+
+
+def test_where_the_error_lies_shows_the_spectrum_kept_with_the_gap(runs_copy, monkeypatch):
+    """Asking for the error spectrum computes it with the gap (no Compute to press), keeps it
+    in RUNS/.cache under the library's key, and draws the share curves and the l2 / fisher
+    scatters from that very result, with its Spearman correlations in words."""
+    from fcfd_viz.analysis.gap.spectra import predictors
+    from fcfd_viz.analysis.reports.gap import GapReport
+
+    monkeypatch.setenv("FCFD_RUNS_DIR", str(runs_copy))
+    at = open_page(GAP)
+    options = at.multiselect(key="g_students").options
+    picked = [o for o in options if o.startswith(("defaults/kd ", "defaults/fcfd "))]
+    at.multiselect(key="g_students").set_value(picked)
+    at.select_slider(key="g_fit").set_value(10)
+    assert "Press Compute" in rerun(at).info[0].value and not specs(at)  # off by default
+    at.select_slider(key="g_spec").set_value(32)  # asking for it computes, as Compute does
+    charts = specs(rerun(at))
+    assert len(charts) == 5  # gap bars, mixed paths, share, l2/fisher scatters, one picture
+    panel = next(e for e in at.expander if e.label == "Where the error lies")
+    assert "**fisher**" in panel.markdown[0].value and "dashed line" in panel.markdown[0].value
+    kept = [json.loads(f.read_text()) for f in (runs_copy / ".cache").glob("gap-*.json")]
+    spectra = [GapReport.from_dict(d).spectrum for d in kept if d.get("spectrum")]
+    assert len(spectra) == 2 and all(s.images == 32 for s in spectra)  # kd's and fcfd's
+    entries = {v: e for s in spectra for v, e in s.entries.items() if e.bridges == "fitted"}
+    assert set(entries) == {"kd (fitted)", "fcfd (fitted)"}  # own bridges hidden by default
+    share = json.loads(charts[2])
+    for e in entries.values():
+        trace = next(t for t in share["data"] if t["name"].startswith(f"{e.method} (fitted)"))
+        assert trace["y"] == pytest.approx(e.share[0])  # first stage, from the kept result
+    spectrum = spectra[0]
+    spectrum.entries = entries
+    expected = predictors([spectrum])
+    words = panel.caption[0].value
+    assert f"over {expected['points']['students']} students" in words
+    for m in ("fisher", "l2"):
+        assert f"{m} {expected[m]['spearman']:.2f} [" in words
+        assert f"{m} vs KL: Spearman {expected[m]['spearman']:.2f}" in charts[3]
+    at.toggle(key="g_own").set_value(True)  # FCFD's own bridges join the curves
+    names = [t["name"] for t in json.loads(specs(rerun(at))[2])["data"]]
+    assert any(n.startswith("fcfd (own bridges)") for n in names)
+    at.select_slider(key="g_spec").set_value(0)  # off again: the gap alone, the panel says how
+    panel = next(e for e in rerun(at).expander if e.label == "Where the error lies")
+    assert len(specs(at)) == 3 and "Error spectrum" in panel.caption[0].value

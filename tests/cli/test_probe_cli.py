@@ -77,6 +77,8 @@ def test_probe_json(ckpt, capsys):
     assert set(d["spearman"]) == {"grad_x_act", "ablation"}
     assert all(-1 <= v <= 1 for v in d["spearman"].values())
     assert len(d["jacobian"]["top_singular_values"]) == 2
+    # 10 classes: "auto" keeps them all, nothing neglected
+    assert d["num_classes"] == 10 and d["top_classes"] is None and d["neglected_mass"] == 0
 
 
 def test_probe_fisher_absolute_and_html(ckpt, tmp_path, capsys):
@@ -118,6 +120,8 @@ def test_probe_fisher_absolute_and_html(ckpt, tmp_path, capsys):
         (["--stage", "1", "--eps", "-0.1"], "eps"),
         (["--stage", "1", "--directions", "channel,up"], "up"),
         (["--stage", "1", "--attribution", "lime"], "lime"),
+        (["--stage", "1", "--classes", "0"], "classes"),
+        (["--stage", "1", "--classes", "many"], "classes"),
     ],
 )
 def test_probe_errors_exit_2(ckpt, capsys, extra, match):

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import free_port
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
@@ -112,12 +112,6 @@ def train(method: str, rank: int = 0, world: int = 1) -> dict:
         "loss": trainer.history[0]["loss"],
         "losses": trainer.history[0]["losses"],
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def torchrun(args: list[str], cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:

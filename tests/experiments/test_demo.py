@@ -98,3 +98,18 @@ def test_the_pairs_demo_is_the_papers_setting_on_digit_pairs(tmp_path):
     assert set(names.values()) == {f"pairs/{k}" for k in ("teacher", "ce", "kd", "fcfd")}
     assert not defaults.defaults_ready(tmp_path, pairs)
     assert defaults.default_names() == defaults.default_names(defaults.DIGITS)  # unchanged
+
+
+def test_each_demo_button_states_its_measured_build_time():
+    """The Home page's buttons read their text from the demo: the time when measured, and
+    that it is not measured yet otherwise (the pairs demo, for now)."""
+    from dataclasses import replace
+
+    digits, pairs = defaults.DIGITS, defaults.PAIRS
+    assert digits.measured_build and digits.measured_how
+    assert digits.build_label == f"Build digits (10 classes) ({digits.measured_build})"
+    assert pairs.measured_build is None
+    assert pairs.build_label.endswith("(build time not yet measured)")
+    assert replace(pairs, measured_build="12 min").build_label == (
+        "Build the paper's setting (100 classes) (12 min)"
+    )

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import torch
@@ -34,6 +34,7 @@ from fcfd_viz.models.base import StagedNet
 from fcfd_viz.models.batchnorm import batchnorms, frozen
 
 METRICS = ("l2", "fisher", "kl")
+FITTED = "fitted"  # SpectrumEntry.bridges of a view through post-hoc connectors
 
 
 @dataclass
@@ -68,6 +69,13 @@ class SpectrumResult(Result):
     def from_dict(cls, d: dict) -> SpectrumResult:
         entries = {v: SpectrumEntry(**e) for v, e in d["entries"].items()}
         return cls(d["bn"], list(d["stages"]), int(d["images"]), entries)
+
+    def without_own(self, keep: bool = False) -> SpectrumResult:
+        """Without the views through a student's own bridges (unless ``keep``), as
+        :func:`~fcfd_viz.analysis.gap.seeds.without_own` leaves them out of a gap result."""
+        if keep:
+            return self
+        return replace(self, entries={v: e for v, e in self.entries.items() if e.bridges == FITTED})
 
 
 @contextlib.contextmanager

@@ -19,8 +19,7 @@ outputs (``"kl"``) or the Euclidean norm of the logit change (``"l2"``); ``eps``
 along the batch; ``mode="fisher"`` uses the second-order expansion and needs only a fixed
 number of backward passes (see :mod:`fcfd_viz.analysis.probe.fisher`).
 
->>> probe = Anisotropy(model, stage=2)                       # doctest: +SKIP
->>> res = probe.compute(images, eps=0.05, mode="fisher")     # doctest: +SKIP
+>>> res = Anisotropy(model, stage=2).compute(images, eps=0.05, mode="fisher")  # doctest: +SKIP
 >>> Anisotropy(vit, layer="encoder.layers.encoder_layer_0").compute(images)  # doctest: +SKIP
 >>> res.anisotropy_ratio, res.to_dict()["p95_p5_ratio"]      # doctest: +SKIP
 
@@ -39,6 +38,7 @@ from torch import Tensor
 
 from fcfd_viz.analysis.cuts import CutAnalysis, Rest, channel_axis
 from fcfd_viz.analysis.probe.anisotropy_result import AnisotropyResult
+from fcfd_viz.analysis.probe.classes import OutputReduction, parse_top_classes, resolve_top_classes
 from fcfd_viz.analysis.probe.fisher import fisher_projections, linearised
 from fcfd_viz.analysis.probe.jacobian import jacobian_svd
 from fcfd_viz.errors import UserError
@@ -122,6 +122,7 @@ class Anisotropy(CutAnalysis[AnisotropyResult]):
         chunk_size: int | None = None,
         seed: int = 0,
         progress: bool = False,
+        top_classes: int | str | None = "auto",
     ) -> AnisotropyResult:
         """Probe the cut on ``images`` (N, 3, H, W), or whatever the model takes.
 
@@ -138,8 +139,15 @@ class Anisotropy(CutAnalysis[AnisotropyResult]):
                 on a GPU; the Fisher mode's backward passes take 1024 rows.
             seed: seeds the random directions and the Lanczos start.
             progress: show a tqdm bar over forward passes (exact mode).
+            top_classes: the output space of the Jacobian and of the Fisher mode (their cost
+                grows with the number of classes ``K``): ``"auto"`` (all classes up to 100,
+                else the top 32), ``"all"`` / None, or ``m``: each image's ``m`` most probable
+                classes plus one merged "rest" class (``kl``; a lower bound of the full
+                metric, :mod:`~fcfd_viz.analysis.probe.classes`). The exact mode's KL is
+                always over all classes. ``res.neglected_mass`` is the clean mass left out.
         """
         check_options(eps, mode, divergence)
+        parse_top_classes(top_classes)
         eps = float(eps)
         families = parse_directions(directions)
         if "random" in families and n_random < 1:
@@ -157,6 +165,13 @@ class Anisotropy(CutAnalysis[AnisotropyResult]):
             res = AnisotropyResult(
                 self.stage, eps, relative, mode, divergence, shape, norm, eps_abs, layer=self.layer
             )
+            with torch.no_grad():
+                z0 = rest(f)  # (N, K) clean logits: the kept classes
+            k = z0.shape[1]
+            reduce = OutputReduction(z0, resolve_top_classes(top_classes, k), divergence)
+            res.num_classes, res.top_classes = k, reduce.m
+            res.neglected_mass = reduce.neglected_mass
+            reduced = reduce.wrap(rest)  # feature -> the reduced logits (Jacobian, Fisher)
             rand = None
             if "random" in families:
                 gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -164,12 +179,12 @@ class Anisotropy(CutAnalysis[AnisotropyResult]):
                 rand = rand / rand.reshape(n_random, -1).norm(dim=1).view(-1, *[1] * len(shape))
             svd = None
             if "jacobian" in families:
-                svd = jacobian_svd(rest, f, divergence, k_jacobian, lanczos_steps, seed)
+                svd = jacobian_svd(reduced, f, divergence, k_jacobian, lanczos_steps, seed)
                 res.jacobian_top_values, res.jacobian_steps = svd.top_values, svd.steps
                 res.jacobian_bottom_values, res.jacobian_rank = svd.bottom_values, svd.rank
             channels = "channel" in families
             if mode == "fisher":
-                self._fisher(res, f, rest, channels, rand, svd, chunk_size or 1024)
+                self._fisher(res, f, reduced, channels, rand, svd, chunk_size or 1024)
             else:
                 self._exact(res, f, rest, channels, rand, svd, chunk_size, progress)
         res.seconds = time.perf_counter() - t0

@@ -39,6 +39,9 @@ class AnisotropyResult(Result):
     jacobian_rank: int | None = None
     seconds: float = 0.0
     layer: str | None = None  # the dotted module name of a layer cut
+    num_classes: int | None = None  # K, the network's output classes
+    top_classes: int | None = None  # m classes kept for the Jacobian / Fisher (None: all)
+    neglected_mass: Tensor | None = None  # (N,) clean probability outside the top m
 
     @property
     def num_images(self) -> int:
@@ -138,6 +141,11 @@ class AnisotropyResult(Result):
                 "per_image": True,
             },
             "seconds": self.seconds,
+            "num_classes": self.num_classes,
+            "top_classes": self.top_classes,
+            "neglected_mass": None
+            if self.neglected_mass is None
+            else float(self.neglected_mass.double().mean()),
         }
         if per_image:
             out["per_image"] = {
@@ -164,4 +172,6 @@ class AnisotropyResult(Result):
             jacobian_rank=jac.get("rank"),
             seconds=float(d["seconds"]),
             layer=d.get("layer"),
+            num_classes=d.get("num_classes"),
+            top_classes=d.get("top_classes"),
         )

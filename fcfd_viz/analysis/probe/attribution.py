@@ -4,7 +4,10 @@ with sensitivities (:func:`spearman`).
 Every method attributes the logit of the predicted (or given) class to the output of
 ``model.stages[stage]`` (or of the layer named by its dotted path); the attribution becomes
 one number per channel (:func:`~fcfd_viz.analysis.cuts.cut.channel_axis`): the mean of
-``|attribution|`` over images and positions (or tokens). Methods (all captum):
+``|attribution|`` over images and positions (or tokens). Methods (captum's; all but
+``conductance`` are evaluated through the cut's rest of the network, the layers before the
+cut run once: the same numbers at a fraction of the cost, see
+:mod:`~fcfd_viz.analysis.probe.cut_attribution`; ``captum=True`` runs captum itself):
 
 - ``grad_x_act``: ``LayerGradientXActivation``;
 - ``integrated_gradients``: ``LayerIntegratedGradients`` (zero-image baseline);
@@ -25,6 +28,7 @@ from torch import Tensor, nn
 
 from fcfd_viz.analysis.base import Result, require, to_list, to_tensor
 from fcfd_viz.analysis.cuts import CutAnalysis, channel_axis
+from fcfd_viz.analysis.probe import cut_attribution
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.batchnorm import frozen
 
@@ -169,6 +173,7 @@ class Attribution(CutAnalysis[AttributionResult]):
         target: Tensor | int | None = None,
         n_steps: int = 16,
         perturbations_per_eval: int = 8,
+        captum: bool = False,
     ) -> AttributionResult:
         """Attribute the target logit to the cut's feature on ``images`` (N, 3, H, W).
 
@@ -176,7 +181,10 @@ class Attribution(CutAnalysis[AttributionResult]):
             methods: names from :data:`METHODS` (a sequence or a comma list).
             target: class per image (or one for all); default the predicted class.
             n_steps: integration steps for integrated gradients / conductance.
-            perturbations_per_eval: channels ablated per forward pass (``ablation``).
+            perturbations_per_eval: channels ablated per forward pass (``ablation`` with
+                ``captum``).
+            captum: run captum on the whole network for every method, instead of evaluating
+                grad_x_act, integrated_gradients and ablation at the cut (same numbers, slower).
         """
         methods = parse_methods(methods)
         if not methods:
@@ -185,6 +193,9 @@ class Attribution(CutAnalysis[AttributionResult]):
         out: dict[str, Tensor] = {}
         seconds: dict[str, float] = {}
         with frozen(model, self.eval_mode):
+            base = None
+            if "integrated_gradients" in methods and not captum:  # the zero image's feature
+                base = self.cut.features(torch.zeros_like(images))
             with torch.no_grad():
                 feat, rest = self.cut.split(images)
                 if target is None:
@@ -197,15 +208,20 @@ class Attribution(CutAnalysis[AttributionResult]):
             mask = torch.arange(c, device=feat.device).view(shape)
             for name in methods:
                 t0 = time.perf_counter()
-                attr = METHODS[name](
-                    model,
-                    layer,
-                    images,
-                    target,
-                    n_steps=n_steps,
-                    mask=mask,
-                    perturbations_per_eval=perturbations_per_eval,
-                )
+                if name == "conductance" or captum:
+                    attr = METHODS[name](
+                        model,
+                        layer,
+                        images,
+                        target,
+                        n_steps=n_steps,
+                        mask=mask,
+                        perturbations_per_eval=perturbations_per_eval,
+                    )
+                elif name == "integrated_gradients":
+                    attr = cut_attribution.integrated_gradients(rest, feat, base, target, n_steps)
+                else:  # grad_x_act, ablation
+                    attr = getattr(cut_attribution, name)(rest, feat, target)
                 per_channel = attr.detach().abs().double().movedim(axis, -1).reshape(-1, c)
                 out[name] = per_channel.mean(0).float()
                 seconds[name] = time.perf_counter() - t0
