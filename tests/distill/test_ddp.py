@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import free_port
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
@@ -115,6 +114,10 @@ def train(method: str, rank: int = 0, world: int = 1) -> dict:
 
 
 def torchrun(args: list[str], cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:
+    # here, not at the top: torchrun's workers run this file as a script, without tests/ on
+    # their path
+    from helpers import free_port
+
     env = {
         k: v
         for k, v in os.environ.items()
