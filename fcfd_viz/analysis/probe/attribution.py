@@ -218,7 +218,7 @@ class Attribution(CutAnalysis[AttributionResult]):
                         mask=mask,
                         perturbations_per_eval=perturbations_per_eval,
                     )
-                elif name == "integrated_gradients":
+                elif name == "integrated_gradients" and base is not None:
                     attr = cut_attribution.integrated_gradients(rest, feat, base, target, n_steps)
                 else:  # grad_x_act, ablation
                     attr = getattr(cut_attribution, name)(rest, feat, target)

@@ -60,7 +60,7 @@ def resolve_top_classes(value: int | str | None, num_classes: int) -> int | None
     value = parse_top_classes(value)
     if value == "auto":
         value = None if num_classes <= AUTO_ALL else AUTO_TOP
-    if value is None or value >= num_classes:
+    if value is None or int(value) >= num_classes:
         return None
     return int(value)
 

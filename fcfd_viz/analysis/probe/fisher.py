@@ -27,7 +27,7 @@ from torch.func import vjp, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from fcfd_viz.analysis.cuts import channel_axis
-from fcfd_viz.analysis.probe.jacobian import metric_factor
+from fcfd_viz.analysis.probe.jacobian import metric_factor, vjp_pair
 
 
 def _cotangents(z0: Tensor, divergence: str) -> Tensor:
@@ -70,7 +70,7 @@ def fisher_projections(
     c = f.shape[axis - 1]
     spread = f[0].numel() // c  # positions (or tokens) one channel direction covers
     with sdpa_kernel(SDPBackend.MATH):  # attention: a backward that vmap can batch
-        z0, vjp_fn = vjp(rest, f)
+        z0, vjp_fn = vjp_pair(vjp(rest, f))
     cot = _cotangents(z0.detach(), divergence)  # (r, N, K)
     per_chunk = max(1, chunk_size // n)
     chan_q = torch.zeros(n, c, dtype=torch.float64, device=f.device) if channels else None
@@ -99,7 +99,7 @@ def fisher_rows(rest: Callable[[Tensor], Tensor], f: Tensor, divergence: str) ->
     for small batches and few classes."""
     f = f.detach()
     with sdpa_kernel(SDPBackend.MATH):  # attention: a backward that vmap can batch
-        z0, vjp_fn = vjp(rest, f)
+        z0, vjp_fn = vjp_pair(vjp(rest, f))
     return vmap(lambda u: vjp_fn(u)[0])(_cotangents(z0.detach(), divergence)).detach()
 
 

@@ -38,6 +38,11 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 Rest = Callable[[Tensor], Tensor]
 
 
+def vjp_pair(out: tuple) -> tuple[Tensor, Callable]:
+    """``torch.func.vjp``'s (output, vjp_fn) without aux (its stub also allows a third)."""
+    return out[0], out[1]
+
+
 def metric_rank(num_classes: int, feature_dim: int, divergence: str) -> int:
     """Number of non-zero singular values ``G`` can have."""
     k = num_classes - 1 if divergence == "kl" else num_classes
@@ -116,7 +121,7 @@ def jacobian_svd(
     f = f.detach()
     n, shape = f.shape[0], f.shape[1:]
     dim = f[0].numel()
-    z0, vjp_fn = vjp(rest, f)
+    z0, vjp_fn = vjp_pair(vjp(rest, f))
     z0 = z0.detach()
     rank = metric_rank(z0.shape[1], dim, divergence)
     if steps is None:

@@ -144,6 +144,7 @@ class PerturbationExplorer(CutAnalysis[PerturbationResult]):
             with torch.no_grad():  # row j is compared with perturbed row j
                 clean = rest(f.repeat(len(DIRECTIONS), *[1] * len(shape)))  # (D, K)
             chan_q, _ = fisher_projections(rest, f, "kl", channels=True)  # (1, C)
+            assert chan_q is not None  # channels=True always gives it
             sens = chan_q[0]  # (C,) d^T F d of each channel direction
             most, least = int(sens.argmax()), int(sens.argmin())
             gen = torch.Generator(device="cpu").manual_seed(self.seed)
@@ -165,17 +166,17 @@ class PerturbationExplorer(CutAnalysis[PerturbationResult]):
     def __call__(self, eps: float, relative: bool = True) -> PerturbationResult:
         """The four perturbations of size ``eps`` (relative to ``||f||`` unless
         ``relative=False``): one forward pass of the rest of the network."""
-        if not self.prepared:
+        if self._rest is None:  # not prepared
             raise UserError("call prepare(image) before asking for a perturbation size")
         if not isinstance(eps, int | float) or not math.isfinite(eps) or eps < 0:
             raise UserError(f"eps must be a number >= 0, got {eps!r}")
         t0 = time.perf_counter()
-        f, dirs = self._f, self._dirs
+        f, dirs, rest = self._f, self._dirs, self._rest
         norm = float(f.norm())
         size = float(eps) * norm if relative else float(eps)
         deltas = size * dirs  # (D, *feature), each of norm `size`
         with full_precision(), frozen(self.model, self.eval_mode), torch.no_grad():
-            z = self._rest(f[None] + deltas)  # (D, K)
+            z = rest(f[None] + deltas)  # (D, K)
         clean = self._clean  # (D, K): the same rows unperturbed
         return PerturbationResult(
             stage=self.stage,
