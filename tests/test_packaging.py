@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import tomllib
 import yaml
 
@@ -73,3 +75,20 @@ def test_presets_ship_as_package_data():
     assert "presets/*.yaml" in data["fcfd_viz.experiments"]
     assert "presets/detection/*.yaml" in data["fcfd_viz.experiments"]
     assert list((ROOT / "fcfd_viz" / "experiments" / "presets").glob("*.yaml"))
+
+
+# The public imports that predate the layout by layer (#28): README, docs/library.md and
+# notebooks use these names, so the move into subpackages must not have changed them
+PUBLIC = {
+    "fcfd_viz.models": ["StagedNet", "create", "names", "register", "stage"],
+    "fcfd_viz.distill": ["Distiller", "FCFD", "KD", "DKD", "FitNet", "CE", "create", "register"],
+    "fcfd_viz.analysis": ["Anisotropy", "FunctionalGap", "FitConfig", "Attribution", "gap_report"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC))
+def test_public_imports_of_before_the_layout_still_work(module):
+    mod = importlib.import_module(module)
+    missing = [n for n in PUBLIC[module] if not hasattr(mod, n)]
+    assert not missing, f"{module} lost {missing}"
+    assert set(PUBLIC[module]) <= set(mod.__all__)  # exported, not only reachable
