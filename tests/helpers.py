@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from fcfd_viz.training.callbacks import Callback
+
 if TYPE_CHECKING:
     from streamlit.testing.v1 import AppTest
 
@@ -220,3 +222,19 @@ def stop_server(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+class Interrupt(Exception):
+    """Stands in for a kill in the middle of training."""
+
+
+class CrashAt(Callback):
+    """Raise :class:`Interrupt` after ``step`` of the 0-based ``epoch`` (the epoch's
+    checkpoint is never written)."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        self.epoch, self.step = epoch, step
+
+    def on_step_end(self, trainer, step, losses) -> None:
+        if len(trainer.history) == self.epoch and step == self.step:
+            raise Interrupt

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import CrashAt, Interrupt
 
 from fcfd_viz.data.datasets import DataConfig
 from fcfd_viz.detection import data as det_data
@@ -15,7 +16,6 @@ from fcfd_viz.detection import models as det_models
 from fcfd_viz.errors import UserError
 from fcfd_viz.experiments.experiment import ExperimentConfig, run_experiment
 from fcfd_viz.runs.layout import Run
-from fcfd_viz.training.callbacks import Callback
 from fcfd_viz.training.config import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread", "few_test_canvases")
@@ -24,19 +24,6 @@ pytestmark = pytest.mark.usefixtures("one_thread", "few_test_canvases")
 @pytest.fixture
 def few_test_canvases(monkeypatch):
     monkeypatch.setattr(det_data, "TEST_CANVASES", 8)  # evaluation in a second, not a minute
-
-
-class Interrupt(Exception):
-    """Stands in for a kill in the middle of training."""
-
-
-class CrashAt(Callback):
-    def __init__(self, epoch: int, step: int) -> None:
-        self.epoch, self.step = epoch, step
-
-    def on_step_end(self, trainer, step, losses) -> None:
-        if len(trainer.history) == self.epoch and step == self.step:
-            raise Interrupt
 
 
 def same_run(a: Path, b: Path, epochs: int) -> None:

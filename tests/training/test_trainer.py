@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import CrashAt, Interrupt
 
 from fcfd_viz.data.datasets import DataConfig
 from fcfd_viz.experiments.experiment import ExperimentConfig, run_experiment
@@ -29,21 +30,6 @@ def tiny(
         train=TrainConfig(epochs=epochs, device="cpu", seed=3, lr=0.05),
         method_kwargs=knobs,
     )
-
-
-class Interrupt(Exception):
-    """Stands in for a kill in the middle of training."""
-
-
-class CrashAt(Callback):
-    """Raise after ``step`` of the 0-based ``epoch`` (the epoch's checkpoint is never written)."""
-
-    def __init__(self, epoch: int, step: int) -> None:
-        self.epoch, self.step = epoch, step
-
-    def on_step_end(self, trainer, step, losses) -> None:
-        if len(trainer.history) == self.epoch and step == self.step:
-            raise Interrupt
 
 
 def without_seconds(records: list[dict]) -> list[dict]:
