@@ -127,6 +127,18 @@ def file_layer(args: argparse.Namespace, extra: tuple[str, ...] = ()) -> dict:
     return read_config_file(args.config, extra)
 
 
+SPECTRUM_IMAGES = 128  # test images of the error spectrum when --spectrum has no count
+
+
+def add_spectrum_arg(p, help: str) -> None:
+    """``--spectrum [IMAGES]`` (off by default; bare: :data:`SPECTRUM_IMAGES`) on ``p``, a
+    parser or an argument group, as ``fcfd gap`` and ``fcfd report`` take it."""
+    p.add_argument(
+        "--spectrum", nargs="?", type=int, const=SPECTRUM_IMAGES, default=None,
+        metavar="IMAGES", help=help,
+    )  # fmt: skip
+
+
 def add_output_args(p: argparse.ArgumentParser) -> None:
     """``--json``, ``--html OUT`` and ``--no-progress``: how an analysis command reports."""
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fcfd_viz.cli.common import add_output_args, report_out
+from fcfd_viz.cli.common import add_output_args, add_spectrum_arg, report_out
 from fcfd_viz.errors import UserError
 
 
@@ -105,14 +105,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="detection: fit connectors on the first N training images (default: all)",
     )
-    p.add_argument(
-        "--spectrum",
-        nargs="?",
-        type=int,
-        const=128,
-        default=None,
-        metavar="IMAGES",
-        help="also where each student's error lies along the teacher's sensitive directions, "
+    add_spectrum_arg(
+        p,
+        "also where each student's error lies along the teacher's sensitive directions, "
         "and whether its Fisher metric predicts the KL better than its L2 norm, on the first "
         "IMAGES test images (default 128)",
     )

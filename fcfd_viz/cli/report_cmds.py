@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fcfd_viz.cli.common import add_spectrum_arg
+
 DESCRIPTION = (
     "Write one self-contained HTML page (plotly.js inlined: it opens offline, e.g. as an "
     "e-mail attachment) of the runs RUN...: test/train top-1 (detection runs: test mAP) "
@@ -67,14 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="cap on the post-hoc connector fit of each student (default 100, as in the app)",
     )
-    g.add_argument(
-        "--spectrum",
-        nargs="?",
-        type=int,
-        const=128,
-        default=None,
-        metavar="IMAGES",
-        help="also each student's error spectrum (as fcfd gap --spectrum) on IMAGES test images",
+    add_spectrum_arg(
+        g, "also each student's error spectrum (as fcfd gap --spectrum) on IMAGES test images"
     )
     p.add_argument(
         "--data-dir", default=None, metavar="DIR", help="folder with CIFAR / ImageNet data"
