@@ -67,16 +67,23 @@ TOP_K = 5  # the share reported in the tables: in the top-5 sensitive directions
 
 
 def seed_spectra(
-    runs: Path, study: str, seed: int, bn: str, images: int, steps: int | None = None
+    runs: Path,
+    study: str,
+    seed: int,
+    bn: str,
+    images: int,
+    steps: int | None = None,
+    fit_images: int | None = None,
 ) -> SpectrumResult:
     """The spectrum of one seed's students (those whose runs finished); ``steps``: Lanczos
-    steps per image, and so the top directions the share runs over (None: all, exact)."""
+    steps per image, and so the top directions the share runs over (None: all, exact);
+    ``fit_images``: connectors fitted on the first N training images (None: all)."""
     _, teacher, pattern, methods = STUDIES[study]
     paths = {m: runs / pattern.format(method=m, seed=seed) for m in methods}
     paths = {m: p for m, p in paths.items() if is_done(p)}
     if not paths:
         raise SystemExit(f"no finished student of seed {seed} under {runs}")
-    inputs = gap_inputs(list(paths.values()), runs / teacher, list(paths))
+    inputs = gap_inputs(list(paths.values()), runs / teacher, list(paths), fit_images=fit_images)
     gap_report(inputs, bn=bn, fit=FitConfig())  # fits every student's connectors
     return gap_spectra(inputs.gap, inputs.test_loader, bn=bn, images=images, k=steps, steps=steps)
 
@@ -128,7 +135,9 @@ def section(study: str, result: dict) -> str:
     m = result["machine"]
     out.append(
         f"{m['cpu']}, torch {m['torch']}; seeds {result['seeds']}, {result['images']} test "
-        f"images per seed; share = error energy in the top-{TOP_K} sensitive directions"
+        f"images per seed; connectors fitted on "
+        + (f"the first {result['fit_images']}" if result.get("fit_images") else "all")
+        + f" training images; share = error energy in the top-{TOP_K} sensitive directions"
         + (
             f" (from {result['steps']} Lanczos steps per image, not the exact decomposition)"
             if result.get("steps")
@@ -169,14 +178,18 @@ def main() -> None:
         "--steps", type=int, default=None, help="Lanczos steps per image (default: exact, K - 1)"
     )
     ap.add_argument("--anisotropy", type=int, default=0, help="images for the teacher's anisotropy")
+    ap.add_argument(
+        "--fit-images", type=int, default=None, help="fit connectors on N training images (all)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     runs = args.runs or RUNS / STUDIES[args.study][0]
     result = {"machine": machine(), "seeds": args.seeds, "images": args.images, "regimes": {}}
-    result["steps"] = args.steps
+    result["steps"], result["fit_images"] = args.steps, args.fit_images
     for bn in args.bn:
         per_seed = {
-            s: seed_spectra(runs, args.study, s, bn, args.images, args.steps) for s in args.seeds
+            s: seed_spectra(runs, args.study, s, bn, args.images, args.steps, args.fit_images)
+            for s in args.seeds
         }
         result["regimes"][bn] = {
             "per_seed": {str(s): r.to_dict() for s, r in per_seed.items()},

@@ -103,7 +103,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--fit-images",
         type=int,
         default=None,
-        help="detection: fit connectors on the first N training images (default: all)",
+        help="fit connectors on the first N images of the fit data (default: all; the splits "
+        "are in shuffled order, so every class is in a prefix)",
     )
     add_spectrum_arg(
         p,
@@ -133,8 +134,9 @@ def _cmd_classification_gap(args: argparse.Namespace) -> int:
     if isinstance(fit, FitConfig):
         fit.validate()
     inputs = gap_inputs(
-        args.student, args.teacher, args.label, args.fit_data, args.data_dir, args.batch_size
-    )
+        args.student, args.teacher, args.label, args.fit_data, args.data_dir, args.batch_size,
+        args.fit_images,
+    )  # fmt: skip
     progress = not args.no_progress and not args.json
     if args.spectrum is not None and args.spectrum < 1:
         raise UserError(f"--spectrum takes a number of images >= 1, got {args.spectrum}")

@@ -20,11 +20,11 @@ from functools import partial
 from pathlib import Path
 
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from fcfd_viz.analysis.base import Result
 from fcfd_viz.analysis.gap.fit_config import FitConfig
-from fcfd_viz.analysis.gap.inputs import student_labels
+from fcfd_viz.analysis.gap.inputs import first_items, student_labels
 from fcfd_viz.detection.gap import DetectionGap, bridges_of
 from fcfd_viz.detection.gap_result import DetGapResult, det_gap_reading
 from fcfd_viz.errors import UserError
@@ -123,14 +123,6 @@ class DetGapInputs:
         return self
 
 
-def _first(ds, n: int | None):
-    if n is None or n >= len(ds):
-        return ds
-    if n < 1:
-        raise UserError(f"the number of images must be >= 1, got {n}")
-    return Subset(ds, range(n))
-
-
 def det_gap_inputs(
     students: Sequence[str | Path],
     teacher: str | Path | None = None,
@@ -184,8 +176,8 @@ def det_gap_inputs(
     dataset = t_ckpt.get("dataset") or "digit-boxes"
     train, test, _ = det_data.detection_datasets(dataset, data_dir, shape[-1])
     loader = partial(DataLoader, batch_size=batch_size, shuffle=False, collate_fn=det_data.collate)
-    test_loader = loader(_first(test, test_images))
-    train_loader = loader(_first(train, fit_images))
+    test_loader = loader(first_items(test, test_images))
+    train_loader = loader(first_items(train, fit_images))
     info = {
         "teacher": t_ckpt["path"],
         "dataset": dataset,

@@ -143,6 +143,7 @@ def test_gap_batch_html_no_fit(ckpts, tmp_path, capsys):
         (["--student", "KD", "--fit-max-epochs", "0"], "max_epochs"),
         (["--student", "KD", "--fit-method", "sgd"], "fit method"),
         (["--student", "KD", "--fit-ridge", "-1"], "ridge"),
+        (["--student", "KD", "--fit-images", "0"], "number of images"),
     ],
 )
 def test_gap_errors_exit_2(ckpts, capsys, extra, match):
@@ -161,6 +162,14 @@ def test_fit_data_choice(ckpts):
     _, own = gap_loaders(loaded, "student")
     assert len(test.dataset) == 360 and len(full["kd"].dataset) == 1437
     assert len(own["kd"].dataset) < 200  # the student's 10% digits-hard subset
+    # --fit-images: a prefix of that data, the same images for every student
+    _, few = gap_loaders(loaded, fit_images=50)
+    _, y_few = next(iter(few["kd"]))
+    _, y_full = next(iter(full["kd"]))  # (the training split's images are augmented)
+    assert len(few["kd"].dataset) == 50 and torch.equal(y_few, y_full[:50])
+    assert len(set(y_few.tolist())) == 10  # the split is shuffled: every class in a prefix
+    _, same = gap_loaders(loaded, fit_images=10_000)
+    assert len(same["kd"].dataset) == 1437
 
 
 def test_gap_spectrum_json_text_and_html(ckpts, capsys, tmp_path):

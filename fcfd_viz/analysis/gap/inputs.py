@@ -194,12 +194,28 @@ def fit_options(**changes) -> FitConfig:
     return replace(FitConfig(), **changes)
 
 
+def first_items(ds, n: int | None):
+    """The first ``n`` items of dataset ``ds`` (all of it for ``None`` or ``n >= len``).
+
+    Every split the toolkit builds is in shuffled order (digits and digit-pairs draw their
+    order from the seed, CIFAR ships shuffled, detection scenes are independent), so a prefix
+    is a deterministic sample with every class in it in proportion."""
+    from torch.utils.data import Subset
+
+    if n is None or n >= len(ds):
+        return ds
+    if n < 1:
+        raise UserError(f"the number of images must be >= 1, got {n}")
+    return Subset(ds, range(n))
+
+
 def gap_loaders(
     loaded: LoadedModels,
     fit_data: str = "full",
     data_dir: str | None = None,
     batch_size: int = 256,
     fit_batch_size: int = 64,
+    fit_images: int | None = None,
 ):
     """``(test_loader, {label: train_loader})`` for :meth:`FunctionalGap.compute`.
 
@@ -207,7 +223,8 @@ def gap_loaders(
     connectors on the dataset's whole training split (what the teacher saw: the most data, so
     the connectors overfit least); ``"student"`` on each student's own training data (its
     run's data config: subset and subset seed; a 10% digits subset is ~140 images, on which
-    a wide stage-3 connector visibly overfits).
+    a wide stage-3 connector visibly overfits). ``fit_images``: fit on the first N images of
+    that data only (:func:`first_items`; the closed-form fit's cost grows with the rows).
     """
     from torch.utils.data import DataLoader
 
@@ -241,5 +258,6 @@ def gap_loaders(
             if cfg.subset_seed is None:
                 cfg.subset_seed = meta.get("seed") or 0
         train, _, _ = datasets(cfg)
+        train = first_items(train, fit_images)
         train_loaders[label] = DataLoader(train, batch_size=fit_batch_size, shuffle=False)
     return test_loader, train_loaders

@@ -106,11 +106,12 @@ def gap_inputs(
     fit_data: str = "full",
     data_dir: str | None = None,
     batch_size: int = 256,
+    fit_images: int | None = None,
 ) -> GapInputs:
     """Teacher and students from checkpoints (files or run directories), bound in a
     :class:`FunctionalGap` with each student's method, and the loaders of
     :func:`~fcfd_viz.analysis.gap.inputs.gap_loaders` (``fit_data``: ``"full"`` training
-    split or each ``"student"``'s own subset)."""
+    split or each ``"student"``'s own subset; ``fit_images``: only its first N images)."""
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
     loaded = load_students(students, teacher, labels)
@@ -118,7 +119,9 @@ def gap_inputs(
     gap = FunctionalGap(
         loaded.teacher, loaded.students, loaded.bridges, shape, methods=loaded.methods
     )
-    test_loader, train_loaders = gap_loaders(loaded, fit_data, data_dir, batch_size)
+    test_loader, train_loaders = gap_loaders(
+        loaded, fit_data, data_dir, batch_size, fit_images=fit_images
+    )
     return GapInputs(gap, test_loader, train_loaders, loaded.info)
 
 
