@@ -36,7 +36,7 @@ from benchmarks.anisotropy import anisotropy, anisotropy_markdown  # noqa: E402
 from benchmarks.common import ROOT, machine, table, write_json, write_section  # noqa: E402
 from fcfd_viz.analysis.gap.fit_config import FitConfig  # noqa: E402
 from fcfd_viz.analysis.gap.spectra import SpectrumResult, gap_spectra, predictors  # noqa: E402
-from fcfd_viz.analysis.reports.gap import gap_inputs, gap_report  # noqa: E402
+from fcfd_viz.analysis.reports.gap import gap_inputs  # noqa: E402
 from fcfd_viz.data.datasets import DataConfig  # noqa: E402
 from fcfd_viz.experiments.demo import is_done  # noqa: E402
 from fcfd_viz.runs.layout import Run  # noqa: E402
@@ -70,22 +70,27 @@ def seed_spectra(
     runs: Path,
     study: str,
     seed: int,
-    bn: str,
+    regimes: list[str],
     images: int,
     steps: int | None = None,
     fit_images: int | None = None,
-) -> SpectrumResult:
-    """The spectrum of one seed's students (those whose runs finished); ``steps``: Lanczos
-    steps per image, and so the top directions the share runs over (None: all, exact);
-    ``fit_images``: connectors fitted on the first N training images (None: all)."""
-    _, teacher, pattern, methods = STUDIES[study]
-    paths = {m: runs / pattern.format(method=m, seed=seed) for m in methods}
+    methods: list[str] | None = None,
+) -> dict[str, SpectrumResult]:
+    """The spectrum of one seed's students (those whose runs finished) in each BN regime;
+    ``steps``: Lanczos steps per image, and so the top directions the share runs over (None:
+    all, exact); ``fit_images``: connectors fitted on the first N training images (None: all).
+    The connectors are fitted once (the fit does not depend on the regime)."""
+    _, teacher, pattern, all_methods = STUDIES[study]
+    paths = {m: runs / pattern.format(method=m, seed=seed) for m in methods or all_methods}
     paths = {m: p for m, p in paths.items() if is_done(p)}
     if not paths:
         raise SystemExit(f"no finished student of seed {seed} under {runs}")
     inputs = gap_inputs(list(paths.values()), runs / teacher, list(paths), fit_images=fit_images)
-    gap_report(inputs, bn=bn, fit=FitConfig())  # fits every student's connectors
-    return gap_spectra(inputs.gap, inputs.test_loader, bn=bn, images=images, k=steps, steps=steps)
+    inputs.gap.fit(inputs.train_loaders, config=FitConfig())
+    return {
+        bn: gap_spectra(inputs.gap, inputs.test_loader, bn=bn, images=images, k=steps, steps=steps)
+        for bn in regimes
+    }
 
 
 def method_rows(per_seed: dict[int, SpectrumResult]) -> list[list]:
@@ -178,6 +183,7 @@ def main() -> None:
         "--steps", type=int, default=None, help="Lanczos steps per image (default: exact, K - 1)"
     )
     ap.add_argument("--anisotropy", type=int, default=0, help="images for the teacher's anisotropy")
+    ap.add_argument("--methods", nargs="+", default=None, help="these of the study's methods")
     ap.add_argument(
         "--fit-images", type=int, default=None, help="fit connectors on N training images (all)"
     )
@@ -186,11 +192,15 @@ def main() -> None:
     runs = args.runs or RUNS / STUDIES[args.study][0]
     result = {"machine": machine(), "seeds": args.seeds, "images": args.images, "regimes": {}}
     result["steps"], result["fit_images"] = args.steps, args.fit_images
+    result["methods"] = args.methods or STUDIES[args.study][3]
+    spectra = {
+        s: seed_spectra(
+            runs, args.study, s, args.bn, args.images, args.steps, args.fit_images, args.methods
+        )
+        for s in args.seeds
+    }
     for bn in args.bn:
-        per_seed = {
-            s: seed_spectra(runs, args.study, s, bn, args.images, args.steps, args.fit_images)
-            for s in args.seeds
-        }
+        per_seed = {s: by_bn[bn] for s, by_bn in spectra.items()}
         result["regimes"][bn] = {
             "per_seed": {str(s): r.to_dict() for s, r in per_seed.items()},
             "predictors": predictors(list(per_seed.values())),
