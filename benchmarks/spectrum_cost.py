@@ -87,7 +87,7 @@ def section(result: dict, heading: str) -> str:
         )  # fmt: skip
     return (
         f"## {heading}\n\n"
-        f"{m['cpu']}, torch {m['torch']}, {result['threads']} threads; the nine `fcfd defaults` "
+        f"{m['cpu']}, torch {m['torch']}, {result['threads']} thread(s); the nine `fcfd defaults` "
         f"students in one gap; spectrum on {result['images']} test images, exact; medians over "
         f"{result['repeats']} repeats. Times are wall / CPU seconds.\n\n"
         + table(
