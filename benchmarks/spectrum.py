@@ -25,6 +25,7 @@ same network at random initialisation) on N test images of the study's own data.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -33,9 +34,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.anisotropy import anisotropy, anisotropy_markdown  # noqa: E402
-from benchmarks.common import ROOT, machine, table, write_json, write_section  # noqa: E402
+from benchmarks.common import RESULTS, ROOT, machine, table, write_json, write_section  # noqa: E402
 from fcfd_viz.analysis.gap.fit_config import FitConfig  # noqa: E402
-from fcfd_viz.analysis.gap.spectra import SpectrumResult, gap_spectra, predictors  # noqa: E402
+from fcfd_viz.analysis.gap.spectra import (  # noqa: E402
+    SpectrumResult,
+    gap_spectra,
+    predictor_text,
+    predictors,
+    stage_predictor_text,
+)
 from fcfd_viz.analysis.reports.gap import gap_inputs  # noqa: E402
 from fcfd_viz.data.datasets import DataConfig  # noqa: E402
 from fcfd_viz.experiments.demo import is_done  # noqa: E402
@@ -159,12 +166,11 @@ def section(study: str, result: dict) -> str:
         if pair:
             out.append("FCFD's share minus KD's, paired by seed (fitted connectors):\n")
             out.append(table(["stage", "FCFD below KD", "difference"], pair) + "\n")
-        p = block["predictors"]
+        p = predictors(list(per_seed.values()))  # as stored, plus per_stage for older files
         out.append(
             f"Spearman with the measured KL over {p['points']['students']} student entries "
-            f"({p['points']['pairs']} stage points): l2 {p['l2']['spearman']:.2f} "
-            f"[{p['l2']['low']:.2f}, {p['l2']['high']:.2f}], fisher {p['fisher']['spearman']:.2f} "
-            f"[{p['fisher']['low']:.2f}, {p['fisher']['high']:.2f}].\n"
+            f"({p['points']['pairs']} stage points): {predictor_text(p)}; "
+            f"{stage_predictor_text(p)}.\n"
         )
     if result.get("anisotropy"):
         out.append(anisotropy_markdown(result["anisotropy"]))
@@ -187,7 +193,15 @@ def main() -> None:
     ap.add_argument(
         "--fit-images", type=int, default=None, help="fit connectors on N training images (all)"
     )
+    ap.add_argument(
+        "--rewrite", action="store_true", help="re-render from results/spectrum-STUDY.json"
+    )
     args = ap.parse_args()
+    name = f"spectrum-{args.study}"
+    if args.rewrite:
+        old = json.loads((RESULTS / f"{name}.json").read_text())
+        write_section(name, section(args.study, old), ROOT / "docs" / "results.md")
+        return
     torch.set_num_threads(args.threads)
     runs = args.runs or RUNS / STUDIES[args.study][0]
     result = {"machine": machine(), "seeds": args.seeds, "images": args.images, "regimes": {}}
@@ -210,7 +224,6 @@ def main() -> None:
         teacher = runs / STUDIES[args.study][1]
         data = DataConfig(**Run(teacher).config()["data"])
         result["anisotropy"] = anisotropy(teacher, args.anisotropy, 0.05, seed=0, data=data)
-    name = f"spectrum-{args.study}"
     write_json(name, result)
     write_section(name, section(args.study, result), ROOT / "docs" / "results.md")
 

@@ -7,6 +7,7 @@ import streamlit as st
 
 from fcfd_viz.analysis.gap.result import BN_REGIMES
 from fcfd_viz.analysis.gap.seeds import group_over_seeds, paired_gap, split_by_seed, without_own
+from fcfd_viz.analysis.gap.spectra import predictor_text, stage_predictor_text
 from fcfd_viz.experiments.demo_gap import FIT_BUDGETS, default_gap_running, fit_epochs
 from fcfd_viz.viz import figures as viz
 from fcfd_viz.viz import gap as viz_gap
@@ -164,11 +165,10 @@ with st.expander("Where the error lies", expanded=gap.spectrum is not None):
                 f"Spearman with the measured KL over {pred['points']['students']} students × "
                 f"stages ({pred['points']['pairs']} points, {spec.images} test images, 95% "
                 "bootstrap interval over students): "
-                + ", ".join(
-                    f"{m} {pred[m]['spearman']:.2f} [{pred[m]['low']:.2f}, {pred[m]['high']:.2f}]"
-                    for m in ("fisher", "l2")
-                )
-            )
+                + predictor_text(pred, ("fisher", "l2"))
+                + (f". Stage by stage ({within}): pooled over stages, l2 is also ranked by "
+                   "each stage's feature size" if (within := stage_predictor_text(pred)) else "")
+            )  # fmt: skip
 
 st.subheader("One picture")
 st.caption(

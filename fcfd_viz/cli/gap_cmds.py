@@ -12,7 +12,8 @@ label: path, method, dataset, seed) and ``reading`` (one plain-English line). Wi
 ``bridges``, ``method``, ``means`` ({``l2`` | ``fisher`` | ``kl``: one value per stage}),
 ``share`` and ``isotropic`` (per stage, the error-energy share in the top-1..k sensitive
 directions, and an isotropic error's), ``channel_share``}}, ``predictors`` ({``l2`` |
-``fisher``: {``spearman``, ``low``, ``high``}, ``points``}; null for one student)}.
+``fisher``: {``spearman``, ``low``, ``high``}, ``points``, ``per_stage`` ({stage: the same
+pair for that stage alone}, with two or more stages)}; null for one student)}.
 
 Detector checkpoints (``--task detection`` runs) get the detection gap instead
 (:mod:`fcfd_viz.detection.gap`): ``--json`` prints :meth:`DetGapReport.to_dict()
@@ -214,13 +215,11 @@ def _print_spectrum(spec: dict) -> None:
             )
     p = spec.get("predictors")
     if p:
-        print(
-            "  Spearman with the KL over students and stages: "
-            + ", ".join(
-                f"{m} {p[m]['spearman']:.2f} [{p[m]['low']:.2f}, {p[m]['high']:.2f}]"
-                for m in ("l2", "fisher")
-            )
-        )
+        from fcfd_viz.analysis.gap.spectra import predictor_text
+
+        print(f"  Spearman with the KL over students and stages: {predictor_text(p)}")
+        for k, q in (p.get("per_stage") or {}).items():
+            print(f"    within stage {k}: {predictor_text(q)}")
 
 
 def _cmd_det_gap(args: argparse.Namespace) -> int:

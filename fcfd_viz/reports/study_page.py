@@ -157,7 +157,7 @@ def gap_section(
 def spectrum_reading(report) -> str:
     """One paragraph on the report's error spectrum: what it is and, for two or more
     students, which appearance metric ranks the functional gap."""
-    from fcfd_viz.analysis.gap.spectra import predictors
+    from fcfd_viz.analysis.gap.spectra import predictor_text, predictors, stage_predictor_text
 
     spec = report.spectrum
     line = (
@@ -167,10 +167,11 @@ def spectrum_reading(report) -> str:
     if len(spec.entries) < 2:
         return line
     p = predictors([spec])
-    return line + (
-        f" Spearman with the measured KL over students and stages: l2 {p['l2']['spearman']:.2f}"
-        f" [{p['l2']['low']:.2f}, {p['l2']['high']:.2f}], fisher {p['fisher']['spearman']:.2f}"
-        f" [{p['fisher']['low']:.2f}, {p['fisher']['high']:.2f}]."
+    within = stage_predictor_text(p)
+    return (
+        line
+        + f" Spearman with the measured KL over students and stages: {predictor_text(p)}."
+        + (f" {within[0].upper()}{within[1:]}." if within else "")
     )
 
 

@@ -102,6 +102,31 @@ def test_predictors_find_the_metric_that_ranks_the_kl():
         predictors([SpectrumResult("eval", [1], 10, {"s": entry([1.0], [1.0], [1.0])})])
 
 
+def test_per_stage_predictors_undo_the_pooling_of_unlike_stages():
+    """Within each stage l2 ranks the KL exactly, fisher backwards; pooled over the two stages
+    the wide stage's large l2 and small KL reverse l2's ranking. ``per_stage`` says so."""
+    entries = {}
+    for i in range(6):
+        l2 = [1000.0 + i, 1.0 + i]  # stage 1: a wide feature; stage 2: a narrow one
+        kl = [0.01 * (i + 1), 1.0 + 0.1 * i]
+        fisher = [0.001 * (6 - i), 0.5 + 0.01 * (6 - i)]  # backwards within each stage
+        entries[f"s{i}"] = entry(l2, fisher, kl)
+    p = predictors([SpectrumResult("eval", [1, 2], 10, entries)], boot=100)
+    assert p["l2"]["spearman"] < 0  # pooled: the stage scale dominates
+    for k in ("1", "2"):
+        assert p["per_stage"][k]["l2"]["spearman"] == pytest.approx(1.0)
+        assert p["per_stage"][k]["fisher"]["spearman"] == pytest.approx(-1.0)
+    assert p["points"] == {"students": 6, "pairs": 12}
+    one_stage = predictors(
+        [
+            SpectrumResult(
+                "eval", [1], 10, {"a": entry([1.0], [1.0], [1.0]), "b": entry([2.0], [2.0], [2.0])}
+            )
+        ]
+    )
+    assert "per_stage" not in one_stage  # one stage: the pooled value is that stage's
+
+
 def test_without_own_leaves_out_the_own_bridges_views():
     from dataclasses import replace
 

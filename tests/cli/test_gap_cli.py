@@ -188,7 +188,8 @@ def test_gap_spectrum_json_text_and_html(ckpts, capsys, tmp_path):
         assert all(len(e["means"][m]) == len(d["stages"]) for m in e["means"])
         # the cumulative share runs up to the rank of the tail's Fisher metric: K - 1 = 9
         assert all(len(s) == 9 and s == sorted(s) for s in e["share"])
-    assert set(spec["predictors"]) == {"l2", "fisher", "points"}
+    assert set(spec["predictors"]) == {"l2", "fisher", "points", "per_stage"}
+    assert set(spec["predictors"]["per_stage"]) == {str(k) for k in d["stages"]}
     page = html.read_text()
     assert "Where the appearance error lies" in page and "predicts function" in page
     assert main([*args, "--spectrum", "8"]) == 0

@@ -202,10 +202,16 @@ def _accumulate(acc: dict, stage: int, spec) -> None:
 
 def predictors(
     results: Sequence[SpectrumResult], boot: int = 1000, seed: int = 0
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict]:
     """Across every (entry, stage) of ``results``: the Spearman correlation of ``l2`` and of
     ``fisher`` with the measured ``kl``, each with a 95% bootstrap interval over entries
-    (students resampled with replacement, their stages kept together)."""
+    (students resampled with replacement, their stages kept together).
+
+    ``per_stage`` ({stage: the same for that stage's points alone}) is the fairer reading when
+    stages differ in size: pooled, ``l2`` is penalised by the stages' feature dimensions (a
+    wide early stage has a large ``||e||^2`` and a small KL) whatever it says within a stage.
+    """
+    stages = results[0].stages if results else []
     groups = [
         [(e.means["l2"][j], e.means["fisher"][j], e.means["kl"][j]) for j in range(len(r.stages))]
         for r in results
@@ -213,6 +219,33 @@ def predictors(
     ]
     if len(groups) < 2:
         raise UserError("which metric predicts the gap needs at least two students")
+    out: dict[str, dict] = _rank_predictors(groups, boot, seed)
+    out["points"] = {"students": len(groups), "pairs": sum(len(g) for g in groups)}
+    if len(stages) > 1 and all(r.stages == stages for r in results):
+        out["per_stage"] = {
+            str(k): _rank_predictors([[g[j]] for g in groups], boot, seed)
+            for j, k in enumerate(stages)
+        }
+    return out
+
+
+def predictor_text(p: dict, metrics: Sequence[str] = ("l2", "fisher")) -> str:
+    """``l2 0.12 [-0.30, 0.50], fisher ...``: one :func:`predictors` entry (or one of its
+    ``per_stage`` values) as text, as the CLI, the app and the study page print it."""
+    return ", ".join(
+        f"{m} {p[m]['spearman']:.2f} [{p[m]['low']:.2f}, {p[m]['high']:.2f}]" for m in metrics
+    )
+
+
+def stage_predictor_text(p: dict) -> str:
+    """``within stage 1: l2 ..., fisher ...; within stage 2: ...`` (empty without stages)."""
+    per = p.get("per_stage") or {}
+    return "; ".join(f"within stage {k}: {predictor_text(q)}" for k, q in per.items())
+
+
+def _rank_predictors(groups: list[list[tuple]], boot: int, seed: int) -> dict[str, dict]:
+    """``{l2 | fisher: {spearman, low, high}}`` over ``groups`` of (l2, fisher, kl) points,
+    bootstrapped by group."""
     gen = torch.Generator().manual_seed(seed)
     out = {}
     for col, name in ((0, "l2"), (1, "fisher")):
@@ -228,7 +261,8 @@ def predictors(
             ]
         )
         draws = draws[~draws.isnan()]
-        low, high = (float(q) for q in torch.quantile(draws, torch.tensor([0.025, 0.975])))
+        low, high = float("nan"), float("nan")  # no resample ranked anything (ties only)
+        if len(draws):
+            low, high = (float(q) for q in torch.quantile(draws, torch.tensor([0.025, 0.975])))
         out[name] = {"spearman": rho(range(len(groups))), "low": low, "high": high}
-    out["points"] = {"students": len(groups), "pairs": sum(len(g) for g in groups)}
     return out
