@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> dict:
         folder = Path(args.image_dir or tmp)
         if args.image_dir is None:
             make_images(folder, args.images, 256)
+        torch.manual_seed(0)  # the random weights: the same network in every run
         net = probe_network(ARCH, None, None, False)
         tf = image_transform(ARCH, None, args.size, args.size == 224)  # as the CLI does
         x = folder_images(str(folder), args.images, tf)
