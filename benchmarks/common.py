@@ -74,17 +74,27 @@ def mean_std(xs: list[float]) -> str:
     return f"{statistics.mean(xs):.2f} ± {statistics.stdev(xs) if len(xs) > 1 else 0.0:.2f}"
 
 
-def paired_table(values: dict[str, list[float]], pairs: list[tuple[str, str]]) -> str:
-    """Per-seed differences ``a - b`` of ``values[a]`` and ``values[b]`` (lists in seed order)
-    for each pair present in ``values``, as a table; ``""`` when no pair is."""
+def paired_table(
+    values: dict[str, list[float] | dict[int, float]],
+    pairs: list[tuple[str, str]],
+    seeds_column: bool = False,
+) -> str:
+    """Per-seed differences ``a - b`` for each pair present in ``values``, as a table (``""``
+    when no pair is). ``values[label]``: a list in seed order, or ``{seed: value}``; a pair is
+    compared over the seeds both have (a study in progress compares what it can), and
+    ``seeds_column`` says over how many."""
+    as_dict = {k: v if isinstance(v, dict) else dict(enumerate(v)) for k, v in values.items()}
     rows = []
     for a, b in pairs:
-        if a in values and b in values and len(values[a]) == len(values[b]):
-            d = [x - y for x, y in zip(values[a], values[b])]
-            rows.append([f"{a} - {b}", mean_std(d), f"{sum(v > 0 for v in d)}/{len(d)}"])
+        common = sorted(set(as_dict.get(a, {})) & set(as_dict.get(b, {})))
+        if common:
+            d = [as_dict[a][s] - as_dict[b][s] for s in common]
+            count = [len(common)] if seeds_column else []
+            rows.append([f"{a} - {b}", *count, mean_std(d), f"{sum(v > 0 for v in d)}/{len(d)}"])
     if not rows:
         return ""
-    return table(["difference", "mean ± std", "seeds where first is higher"], rows)
+    head = ["difference", *(["seeds"] if seeds_column else []), "mean ± std"]
+    return table([*head, "seeds where first is higher"], rows)
 
 
 def add_section_args(ap: argparse.ArgumentParser, name: str, heading: str) -> None:

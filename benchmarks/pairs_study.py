@@ -26,6 +26,7 @@ from benchmarks.common import (  # noqa: E402
     add_section_args,
     machine,
     mean_std,
+    paired_table,
     table,
     write_json,
     write_section,
@@ -138,20 +139,6 @@ def _recipe(train: dict) -> str:
     return ", ".join(p.strip() for p in parts)
 
 
-def paired_on_common_seeds(final: dict[str, dict[int, float]], pairs: list) -> str:
-    """Per pair, the differences ``a - b`` over the seeds both methods have finished (a study
-    in progress compares what it can, and says over how many seeds)."""
-    rows = []
-    for a, b in pairs:
-        common = sorted(set(final.get(a, {})) & set(final.get(b, {})))
-        if len(common) > 1:
-            d = [final[a][s] - final[b][s] for s in common]
-            higher = f"{sum(v > 0 for v in d)}/{len(d)}"
-            rows.append([f"{a} - {b}", len(common), mean_std(d), higher])
-    head = ["difference", "seeds", "mean ± std", "seeds where first is higher"]
-    return table(head, rows) if rows else ""
-
-
 def section(preset: presets.Preset, teacher: dict, runs: Path, seeds: list[int], heading: str):
     rows, final = [], {}  # final: {label: {seed: final top-1}}
     for label in METHODS:
@@ -165,7 +152,7 @@ def section(preset: presets.Preset, teacher: dict, runs: Path, seeds: list[int],
         row = [label, len(done), mean_std(top1), mean_std(best), per_seed, exits, f"{minutes:.1f}"]
         rows.append(row)
         final[label] = {d["seed"]: d["top1"] for d in done}
-    diffs = paired_on_common_seeds(final, PAIRS)
+    diffs = paired_table(final, PAIRS, seeds_column=True)
     m = machine()
     return (
         f"## {heading} (`benchmarks/pairs_study.py`)\n\n"
