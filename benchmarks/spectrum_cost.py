@@ -40,6 +40,7 @@ from benchmarks.common import (  # noqa: E402
 from fcfd_viz.analysis.gap.fit_config import FitConfig  # noqa: E402
 from fcfd_viz.analysis.gap.spectra import gap_spectra  # noqa: E402
 from fcfd_viz.analysis.reports.gap import gap_inputs, gap_report  # noqa: E402
+from fcfd_viz.cli.common import SPECTRUM_IMAGES  # noqa: E402
 from fcfd_viz.experiments.demo import default_paths, defaults_ready  # noqa: E402
 
 
@@ -109,7 +110,9 @@ def section(result: dict, heading: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs-dir", type=Path, required=True, help="the default runs (or where)")
-    ap.add_argument("--images", type=int, default=128, help="spectrum test images (as the CLI)")
+    ap.add_argument(
+        "--images", type=int, default=SPECTRUM_IMAGES, help="spectrum test images (the CLI's)"
+    )
     ap.add_argument("--bn", nargs="+", default=["eval", "batch"], choices=["eval", "batch"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)

@@ -161,14 +161,13 @@ with st.expander("Where the error lies", expanded=gap.spectrum is not None):
             st.info("Which metric predicts the KL needs at least two students: pick another.")
         else:
             st.plotly_chart(viz_spectrum.predictor_figure([spec], pred), key="g_predictors")
+            within = stage_predictor_text(pred)  # pooled, l2 also ranks the stages' sizes
             st.caption(
                 f"Spearman with the measured KL over {pred['points']['students']} students × "
                 f"stages ({pred['points']['pairs']} points, {spec.images} test images, 95% "
-                "bootstrap interval over students): "
-                + predictor_text(pred, ("fisher", "l2"))
-                + (f". Stage by stage ({within}): pooled over stages, l2 is also ranked by "
-                   "each stage's feature size" if (within := stage_predictor_text(pred)) else "")
-            )  # fmt: skip
+                f"bootstrap interval over students): {predictor_text(pred, ('fisher', 'l2'))}"
+                + (f". Stage by stage, as l2 grows with a stage's size: {within}" if within else "")
+            )
 
 st.subheader("One picture")
 st.caption(
