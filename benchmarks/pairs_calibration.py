@@ -9,8 +9,9 @@ be tried in minutes: ``--n`` training canvases drawn at random with replacement 
 of 64, SGD (momentum 0.9, Nesterov, weight decay 5e-4) under a one-cycle lr (5% warm-up, then
 cosine) for ``--steps`` steps, bf16 autocast where the CPU has it; train and test top-1 (on
 2000 canvases of each split) at six points of the run. The chosen level is then confirmed by
-real runs (``benchmarks/pairs_study.py``: the study's teacher and its seed-0 CE student).
-Trials are appended to benchmarks/results/pairs_calibration.json.
+real runs (``benchmarks/pairs_study.py``: the teacher and CE students of each setting in
+:data:`LIBRARY`, read from their runs folders). Trials and library runs are recorded in
+benchmarks/results/pairs_calibration.json.
 
     python benchmarks/pairs_calibration.py --style hard --arch resnet8x4 --steps 3000
 """
@@ -29,7 +30,15 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import RESULTS, ROOT, machine, table, write_json, write_section  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    RESULTS,
+    ROOT,
+    machine,
+    mean_std,
+    table,
+    write_json,
+    write_section,
+)
 from fcfd_viz import models
 from fcfd_viz.data import digit_pairs  # noqa: E402
 from fcfd_viz.training.runtime import cpu_has_fast_bf16  # noqa: E402
@@ -139,24 +148,90 @@ def trial(
     }
 
 
-def confirmation() -> list[list]:
-    """Rows of the real runs that confirm the chosen level: the study's teacher and its
-    seed-0 CE student (benchmarks/pairs_study.py), when they have finished."""
-    from fcfd_viz.experiments import presets
+# The calibration's library runs (benchmarks/pairs_study.py, each setting from its own clone of
+# the code; runs folders under benchmarks/runs): setting -> (runs folder, teacher run). The
+# last is the chosen one: the study's own folder and teacher. The two fresh-canvas settings
+# share their CE students (CE needs no teacher).
+LIBRARY = {
+    "100 per class, fixed canvases": ("pairs-fixed100", "teacher-resnet32x4"),
+    "200 per class, fixed canvases": ("pairs-fixed200", "teacher-resnet32x4"),
+    "100 per class, fresh canvases, teacher 40 epochs": ("pairs", "teacher-resnet32x4-e40"),
+    "100 per class, fresh canvases, teacher 100 epochs": ("pairs", "teacher-resnet32x4"),
+}
+
+
+def _last_train_top1(run) -> float | None:
+    records = [r for r in run.metrics() if "train_top1" in r]
+    return records[-1]["train_top1"] if records else None
+
+
+def library_runs() -> dict[str, dict]:
+    """Per :data:`LIBRARY` setting whose runs are here: the teacher's and the CE students'
+    final test and train top-1 and epochs (the students of every finished seed)."""
+    from fcfd_viz.experiments.demo import is_done
     from fcfd_viz.runs.layout import Run
 
-    preset = presets.load("pairs-resnet32x4-resnet8x4")
-    runs = ROOT / "benchmarks" / "runs" / "pairs" / "resnet32x4-resnet8x4"
+    found = {}
+    for setting, (folder, teacher_run) in LIBRARY.items():
+        runs = ROOT / "benchmarks" / "runs" / folder / "resnet32x4-resnet8x4"
+        teacher = Run(runs / teacher_run)
+        if not is_done(teacher.path):
+            continue
+        students = [Run(p) for p in sorted(runs.glob("ce-s*")) if is_done(p)]
+        found[setting] = {
+            "teacher": {
+                "top1": teacher.summary()["top1"],
+                "train_top1": _last_train_top1(teacher),
+                "epochs": teacher.summary()["epochs"],
+            },
+            "ce": [
+                {
+                    "seed": r.summary()["seed"],
+                    "top1": r.summary()["top1"],
+                    "train_top1": _last_train_top1(r),
+                    "epochs": r.summary()["epochs"],
+                }
+                for r in students
+            ],
+        }
+    return found
+
+
+def library_table(library: dict[str, dict]) -> str:
+    """The library runs of each setting: teacher and CE resnet8x4, final train and test top-1,
+    and the gap the target names."""
     rows = []
-    for name, arch, train in (
-        (f"teacher-{preset.teacher}", preset.teacher, digit_pairs.TEACHER_TRAIN),
-        ("ce-s0", preset.student, preset.train),
-    ):
-        summary = Run(runs / name).summary()
-        if summary:
-            how = f"{train['epochs']} epochs, lr {train['lr']}, {train['schedule']}"
-            rows.append([arch, how, f"{summary['top1']:.2f}", f"{summary['best_top1']:.2f}"])
-    return rows
+    for setting, r in library.items():
+        t, ce = r["teacher"], r["ce"]
+        if not ce:
+            continue
+        tests = [c["top1"] for c in ce]
+        trains = [c["train_top1"] for c in ce if c["train_top1"] is not None]
+        rows.append(
+            [
+                setting,
+                f"{t['epochs']} / {ce[0]['epochs']}",
+                f"{t['top1']:.2f}",
+                f"{t['train_top1']:.1f}" if t["train_top1"] is not None else "-",
+                len(ce),
+                mean_std(tests),
+                mean_std(trains) if trains else "-",
+                f"{t['top1'] - sum(tests) / len(tests):.2f}",
+            ]
+        )
+    return table(
+        [
+            "setting",
+            "epochs (teacher / CE)",
+            "teacher test top-1",
+            "teacher train top-1",
+            "CE seeds",
+            "CE test top-1",
+            "CE train top-1",
+            "gap (teacher - CE mean)",
+        ],
+        rows,
+    )
 
 
 def section(result: dict) -> str:
@@ -189,7 +264,7 @@ def section(result: dict) -> str:
     knobs = "\n".join(
         f"- `{name}`: {json.dumps(style.to_dict())}" for name, style in digit_pairs.STYLES.items()
     )
-    confirm = confirmation()
+    library = result.get("library") or {}
     m = result["machine"]
     text = (
         "## digit-pairs calibration (`benchmarks/pairs_calibration.py`)\n\n"
@@ -218,13 +293,14 @@ def section(result: dict) -> str:
         + "\n\nThe levels (fractions of the canvas side; rotation in degrees):\n\n"
         + knobs
     )
-    if confirm:
+    if library:
         text += (
             "\n\nThe chosen level, `"
             + digit_pairs.DEFAULT_STYLE
-            + "`, in real runs (`benchmarks/pairs_study.py`; 100 canvases per class, 5000 test "
-            "canvases, `--precision auto`):\n\n"
-            + table(["arch", "schedule", "final top-1", "best top-1"], confirm)
+            + "`, in the library's runs (`benchmarks/pairs_study.py`: resnet32x4 teacher and "
+            "CE resnet8x4 students with the study's schedules, 5000 test canvases, "
+            "`--precision auto`; train top-1 is the last epoch's running accuracy on that "
+            "epoch's batches):\n\n" + library_table(library)
         )
     return text
 
@@ -262,8 +338,10 @@ def main() -> None:
         )
         # read again: trials of other processes may have finished meanwhile
         earlier = json.loads(path.read_text())["trials"] if path.exists() else []
-        result = {"machine": machine(), "trials": [*earlier, t]}
-        write_json(NAME, result)
+        result = {**result, "machine": machine(), "trials": [*earlier, t]}
+    # the library runs found now, over those recorded (a setting's runs may be gone)
+    result["library"] = {**result.get("library", {}), **library_runs()}
+    write_json(NAME, result)
     write_section(NAME, section(result), ROOT / "docs" / "results.md")
 
 

@@ -62,6 +62,11 @@ class DataConfig:
     # None: the training seed (a subset fixed per seed)
     subset_seed: int | None = setting(None, "seed of --subset (default: --seed)")
     num_workers: int | None = setting(None, "data loader workers", flag="--workers")
+    # digit-pairs: the generator draws new training canvases every epoch unless this is set
+    # (the calibration's first setting; docs/results.md, "digit-pairs calibration")
+    fixed_canvases: bool = setting(
+        False, "digit-pairs: train on the same canvases every epoch instead of new ones"
+    )
 
     def validate(self) -> None:
         """Raise a one-line :class:`UserError` for a value no loader can use."""
@@ -205,7 +210,7 @@ def build_datasets(cfg: DataConfig) -> tuple[Dataset, Dataset, DataInfo]:
         if name == "digits-hard" and subset is None:
             subset = DIGITS_HARD_SUBSET
     elif name == "digit-pairs":
-        train, test = DigitPairs(True, size), DigitPairs(False, size)
+        train, test = DigitPairs(True, size, fresh=not cfg.fixed_canvases), DigitPairs(False, size)
         info = DataInfo(name, NUM_PAIR_CLASSES, (3, size, size))
     elif name in CIFAR_STATS:
         train = _cifar(name, True, cfg.data_dir, cfg.download)
@@ -277,8 +282,14 @@ def make_loaders(
         else (0 if in_memory else min(4, os.cpu_count() or 1))
     )
     pin = device.startswith("cuda")
+    # workers hold copies of the dataset: one that changes every epoch (digit-pairs' fresh
+    # canvases) needs them started again each epoch, after set_epoch
+    changes = getattr(base_dataset(train), "fresh", False)
     loader = partial(
-        DataLoader, num_workers=workers, pin_memory=pin, persistent_workers=workers > 0
+        DataLoader,
+        num_workers=workers,
+        pin_memory=pin,
+        persistent_workers=workers > 0 and not changes,
     )
     if world_size > 1:
         sampler: DistributedSampler[Any] = DistributedSampler(
@@ -292,8 +303,19 @@ def make_loaders(
     return train_loader, test_loader, info
 
 
+def base_dataset(data: Dataset) -> Dataset:
+    """The dataset under any :class:`~torch.utils.data.Subset` wrappers."""
+    while isinstance(data, Subset):
+        data = data.dataset
+    return data
+
+
 def set_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
-    """Make the epoch's shuffling (and augmentation in the main process) a function of (seed, epoch)."""
+    """Make the epoch's data a function of (seed, epoch): its shuffling, augmentation in the
+    main process, and a dataset's own per-epoch canvases (digit-pairs' ``fresh``)."""
+    data = base_dataset(loader.dataset)
+    if hasattr(data, "set_epoch"):
+        data.set_epoch(epoch)
     if isinstance(loader.sampler, DistributedSampler):
         loader.sampler.set_epoch(epoch)
     elif loader.generator is not None:

@@ -142,20 +142,24 @@ def render(
     size: int = NATIVE_SIZE,
     seed: int = SPLIT_SEED,
     style: PairStyle | None = None,
+    view: int = 0,
 ) -> tuple[Tensor, Tensor, np.ndarray]:
     """``n`` canvases of the train (or test) split, deterministic per ``(seed, split, n,
-    size, style)``.
+    size, style, view)``.
 
     Returns (images (n, 3, size, size) uint8, labels (n,) int64 in 0..99 with every class
     ``n // 100`` or ``n // 100 + 1`` times, sources (n, 2) the sklearn indices of the tens and
-    the units digit). ``style`` None: the module's :data:`STYLE`.
+    the units digit). ``style`` None: the module's :data:`STYLE`. ``view`` k > 0 draws the
+    same labels in the same order from the same source pool, with everything else (which
+    source digits, placement, colours, clutter, noise) drawn anew: what a training epoch
+    of :class:`DigitPairs` with ``fresh=True`` sees.
     """
-    return _render(train, n, size, seed, style or STYLE)
+    return _render(train, n, size, seed, style or STYLE, view)
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)
 def _render(
-    train: bool, n: int, size: int, seed: int, s: PairStyle
+    train: bool, n: int, size: int, seed: int, s: PairStyle, view: int = 0
 ) -> tuple[Tensor, Tensor, np.ndarray]:
     """:func:`render` for one resolved style, kept for the process (a few MB per split)."""
     glyphs, digit_of = _glyphs()
@@ -163,6 +167,8 @@ def _render(
     by_digit = [pool[digit_of[pool] == d] for d in range(10)]
     rng = np.random.default_rng([seed, 0 if train else 1, size, n])
     labels = rng.permutation(np.arange(n) % NUM_CLASSES)  # balanced classes, shuffled
+    if view:  # view 0 keeps drawing from the labels' generator (the canvases it always had)
+        rng = np.random.default_rng([seed, 0 if train else 1, size, n, view])
     sources = np.zeros((n, 2), np.int64)  # sklearn indices of the tens and the units digit
     for k, col in enumerate((labels // 10, labels % 10)):
         for d in range(10):
@@ -219,10 +225,13 @@ class DigitPairs(Dataset):
     """The embedded 100-class task: ``size`` x ``size`` RGB canvases of two-digit numbers.
 
     ``n`` canvases (default :data:`TRAIN_PER_CLASS` / :data:`TEST_PER_CLASS` per class), each
-    standardised on its own (:func:`standardise`). No augmentation by
-    default: the generator already moves every digit, and a further random shift of up to
-    size/8 pixels (CIFAR's padded crop; ``augment=True``) kept resnet8x4 on the task's early
-    plateau (loss ~ln 100) past 1500 steps where it otherwise left it by 1000
+    standardised on its own (:func:`standardise`). ``fresh`` (training split only; what
+    training runs use unless ``--fixed-canvases``): every epoch trains on new canvases of
+    the same labels (:meth:`set_epoch`), the generator serving as the augmentation, as
+    CIFAR's crops and flips do (docs/results.md, "digit-pairs calibration"). The test split
+    never changes. ``augment=True`` adds a random shift of up to size/8 pixels (CIFAR's padded
+    crop); it is off by default: under the split's statistics it kept resnet8x4 on the task's
+    early plateau (loss ~ln 100) past 1500 steps where it otherwise left it by 1000
     (docs/results.md, "digit-pairs calibration").
     """
 
@@ -233,6 +242,7 @@ class DigitPairs(Dataset):
         n: int | None = None,
         augment: bool = False,
         style: PairStyle | None = None,
+        fresh: bool = False,
     ) -> None:
         if size < 16:
             raise UserError(
@@ -242,11 +252,26 @@ class DigitPairs(Dataset):
         n = n if n is not None else per_class * NUM_CLASSES
         if n < 1:
             raise UserError(f"digit-pairs needs at least one canvas, got {n}")
-        style = style or STYLE  # the module's style at build time (calibration sets it)
-        images, self.targets, self.sources = render(train, n, size, SPLIT_SEED, style)
+        self.style = style or STYLE  # the module's style at build time (calibration sets it)
+        images, self.targets, self.sources = render(train, n, size, SPLIT_SEED, self.style)
         self.images = images  # (n, 3, size, size) uint8: 4x less memory than floats
         self.augment = bool(augment)
         self.pad = max(1, size // 8)
+        self.fresh = bool(train and fresh)
+        self.view = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """With ``fresh``, render the training canvases of ``epoch`` (:func:`render`'s view
+        ``epoch``: the same labels in the same order, new digits, placement, colours, clutter
+        and noise), so an epoch's canvases depend only on the epoch and a resumed run sees
+        what an uninterrupted one would. Without it, nothing changes. (The trainer calls
+        this through :func:`fcfd_viz.data.datasets.set_epoch` before each epoch.)"""
+        if not self.fresh or epoch == self.view:
+            return
+        n, size = len(self.targets), self.images.shape[-1]
+        self.images, targets, self.sources = render(True, n, size, SPLIT_SEED, self.style, epoch)
+        assert torch.equal(targets, self.targets)  # a view keeps every canvas's label
+        self.view = epoch
 
     def __len__(self) -> int:
         return len(self.targets)

@@ -144,6 +144,8 @@ def resume_config(out: str | Path) -> ExperimentConfig:
             f"cannot resume {out}: config.json does not describe a run ({type(e).__name__}: "
             f"{e}); start a new run in another --out"
         ) from None
+    if cfg.data.dataset == "digit-pairs" and "fixed_canvases" not in obj.get("data", {}):
+        cfg.data.fixed_canvases = True  # recorded before the knob: its canvases were fixed
     if cfg.teacher:
         fix = "put that teacher back, or start a new run in another --out"
         check_teacher(cfg.teacher, obj.get(SHA_KEY), f"the run {out}", fix)

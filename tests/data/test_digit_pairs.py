@@ -13,6 +13,7 @@ from fcfd_viz.cli import main
 from fcfd_viz.data import digit_pairs as dp
 from fcfd_viz.data.datasets import DataConfig, build_datasets, data_info
 from fcfd_viz.errors import UserError
+from fcfd_viz.experiments.experiment import resume_config
 
 
 def test_render_is_deterministic_per_seed_and_differs_across_seeds():
@@ -75,6 +76,50 @@ def test_no_augmentation_unless_asked():
     assert any(not torch.equal(shifted[i][0], plain(shifted, i)) for i in range(10))
 
 
+def test_a_fresh_view_keeps_labels_and_pool_and_redraws_the_rest():
+    """``render(view=k)``: the labels and their order are the split's, the digits still come
+    from the split's source pool, everything else is drawn anew, deterministically per view;
+    view 0 is the split's canvases."""
+    base = dp.render(True, 400, 16)
+    one, again, two = (dp._render.__wrapped__(True, 400, 16, 0, dp.STYLE, v) for v in (1, 1, 2))
+    assert all(torch.equal(v[1], base[1]) for v in (one, two))
+    assert torch.equal(one[0], again[0]) and np.array_equal(one[2], again[2])
+    assert not torch.equal(one[0], base[0]) and not torch.equal(one[0], two[0])
+    assert not np.array_equal(one[2], base[2])
+    assert set(one[2].ravel()) <= set(dp.source_split()[0])
+    digit = dp._glyphs()[1]
+    assert np.array_equal(digit[one[2][:, 0]] * 10 + digit[one[2][:, 1]], base[1].numpy())
+    assert torch.equal(dp._render.__wrapped__(True, 400, 16, 0, dp.STYLE, 0)[0], base[0])
+
+
+def test_fresh_training_canvases_follow_the_loaders_epoch_and_test_never_changes():
+    """The trainer's ``set_epoch`` reaches a fresh dataset under a Subset: epoch e shows view
+    e whatever happened before (a resumed run sees what an uninterrupted one would)."""
+    from torch.utils.data import DataLoader, Subset
+
+    from fcfd_viz.data.datasets import set_epoch
+
+    train = dp.DigitPairs(True, n=300, fresh=True)
+    loader = DataLoader(Subset(train, list(range(0, 300, 3))), batch_size=50)
+    first = train.images.clone()
+    set_epoch(loader, 0, 3)
+    assert train.view == 3 and torch.equal(train.images, dp.render(True, 300, view=3)[0])
+    set_epoch(loader, 0, 5)
+    set_epoch(loader, 0, 3)  # back to epoch 3: the same canvases again
+    assert torch.equal(train.images, dp.render(True, 300, view=3)[0])
+    assert not torch.equal(train.images, first)
+    x, y = next(iter(loader))
+    assert torch.equal(y, train.targets[:150:3])
+    assert torch.equal(x[1], dp.standardise(train.images[3:4])[0])
+    test = dp.DigitPairs(False, n=300, fresh=True)  # the test split is never redrawn
+    kept = test.images.clone()
+    test.set_epoch(4)
+    assert not test.fresh and torch.equal(test.images, kept)
+    static = dp.DigitPairs(True, n=300, fresh=False)
+    static.set_epoch(4)
+    assert torch.equal(static.images, first)
+
+
 def test_dataset_config_builds_it_with_100_classes_and_subset():
     cfg = DataConfig(dataset="digit-pairs", subset=0.05)
     train, test, info = build_datasets(cfg)
@@ -82,6 +127,10 @@ def test_dataset_config_builds_it_with_100_classes_and_subset():
     assert data_info(cfg) == info
     assert len(train) == 100 * dp.TRAIN_PER_CLASS // 20 and len(test) == 100 * dp.TEST_PER_CLASS
     assert data_info(DataConfig(dataset="digit-pairs", image_size=32)).input_shape == (3, 32, 32)
+    # training canvases are new every epoch unless --fixed-canvases; test canvases never change
+    assert train.dataset.fresh and not test.fresh
+    fixed, _, _ = build_datasets(DataConfig(dataset="digit-pairs", fixed_canvases=True))
+    assert not fixed.fresh
 
 
 def test_a_too_small_image_size_is_one_line():
@@ -97,6 +146,12 @@ def test_a_paper_preset_runs_on_digit_pairs(tmp_path, capsys, one_thread):
     teacher = tmp_path / "teacher"
     argv = ["train-teacher", "--dataset", "digit-pairs", "--arch", "resnet56", *fast]
     assert main([*argv, "--out", str(teacher)]) == 0
+    recorded = json.loads((teacher / "config.json").read_text())
+    assert recorded["data"]["fixed_canvases"] is False  # new canvases every epoch, recorded
+    # a run recorded before the knob existed trained on fixed canvases, and resumes so
+    del recorded["data"]["fixed_canvases"]
+    (teacher / "config.json").write_text(json.dumps(recorded))
+    assert resume_config(teacher).data.fixed_canvases is True
     student = tmp_path / "student"
     argv = ["distill", "--preset", "resnet56-resnet20", "--dataset", "digit-pairs", *fast]
     assert main([*argv, "--teacher", str(teacher), "--out", str(student)]) == 0
