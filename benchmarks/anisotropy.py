@@ -12,7 +12,8 @@ import torch
 from benchmarks.common import table
 from fcfd_viz import models
 from fcfd_viz.analysis import Anisotropy
-from fcfd_viz.data.datasets import DataConfig, make_loaders
+from fcfd_viz.data.datasets import DataConfig
+from fcfd_viz.data.loaders import make_loaders
 from fcfd_viz.models.batchnorm import cumulative_running_stats
 from fcfd_viz.runs.checkpoints import load_checkpoint, model_from_checkpoint
 

@@ -150,13 +150,14 @@ def trial(
 
 # The calibration's library runs (benchmarks/pairs_study.py, each setting from its own clone of
 # the code; runs folders under benchmarks/runs): setting -> (runs folder, teacher run). The
-# last is the chosen one: the study's own folder and teacher. The two fresh-canvas settings
-# share their CE students (CE needs no teacher).
+# fresh-canvas settings share their CE students (CE needs no teacher) and differ in the
+# teacher's schedule; `teacher-resnet32x4` is the study's, at TEACHER_TRAIN.
 LIBRARY = {
     "100 per class, fixed canvases": ("pairs-fixed100", "teacher-resnet32x4"),
     "200 per class, fixed canvases": ("pairs-fixed200", "teacher-resnet32x4"),
-    "100 per class, fresh canvases, teacher 40 epochs": ("pairs", "teacher-resnet32x4-e40"),
-    "100 per class, fresh canvases, teacher 100 epochs": ("pairs", "teacher-resnet32x4"),
+    "fresh canvases, teacher lr 0.02": ("pairs", "teacher-resnet32x4-e40"),
+    "fresh canvases, teacher lr 0.05": ("pairs", "teacher-resnet32x4-e60-lr005"),
+    "fresh canvases, teacher lr 0.02, longer": ("pairs", "teacher-resnet32x4"),
 }
 
 

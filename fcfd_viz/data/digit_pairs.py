@@ -7,7 +7,8 @@ when the dataset is built: nothing is written to disk. What makes it hard, per c
 and rotation; stroke and background colours (a smooth colour gradient behind); faint, small
 distractor digits (clutter); pixel noise. The test canvases are drawn from source digits
 (sklearn's writers' samples) that no training canvas uses, so a test canvas shows digits the
-network has never seen, in new combinations.
+network has never seen, in new combinations. A training run draws new canvases of the same
+labels every epoch (:class:`DigitPairs` ``fresh``; ``--fixed-canvases`` turns it off).
 
 The difficulty knobs live in :class:`PairStyle`; :data:`STYLE` is the level the calibration chose
 (docs/results.md, "digit-pairs calibration").
@@ -149,10 +150,8 @@ def render(
 
     Returns (images (n, 3, size, size) uint8, labels (n,) int64 in 0..99 with every class
     ``n // 100`` or ``n // 100 + 1`` times, sources (n, 2) the sklearn indices of the tens and
-    the units digit). ``style`` None: the module's :data:`STYLE`. ``view`` k > 0 draws the
-    same labels in the same order from the same source pool, with everything else (which
-    source digits, placement, colours, clutter, noise) drawn anew: what a training epoch
-    of :class:`DigitPairs` with ``fresh=True`` sees.
+    the units digit). ``style`` None: the module's :data:`STYLE`. ``view`` k > 0: the same
+    labels in the same order and source pool, everything else drawn anew (a fresh epoch).
     """
     return _render(train, n, size, seed, style or STYLE, view)
 
@@ -261,11 +260,8 @@ class DigitPairs(Dataset):
         self.view = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """With ``fresh``, render the training canvases of ``epoch`` (:func:`render`'s view
-        ``epoch``: the same labels in the same order, new digits, placement, colours, clutter
-        and noise), so an epoch's canvases depend only on the epoch and a resumed run sees
-        what an uninterrupted one would. Without it, nothing changes. (The trainer calls
-        this through :func:`fcfd_viz.data.datasets.set_epoch` before each epoch.)"""
+        """With ``fresh``, show :func:`render`'s view ``epoch`` (a resumed run sees what an
+        uninterrupted one would); the trainer calls it via :func:`~fcfd_viz.data.loaders.set_epoch`."""
         if not self.fresh or epoch == self.view:
             return
         n, size = len(self.targets), self.images.shape[-1]

@@ -15,12 +15,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from fcfd_viz.data.datasets import (
-    DETECTION_DATASETS,
-    DataConfig,
-    dataset_size,
-    rank_batch_size,
-)
+from fcfd_viz.data.datasets import DETECTION_DATASETS, DataConfig, dataset_size
+from fcfd_viz.data.loaders import rank_batch_size
 from fcfd_viz.detection import data as det_data
 from fcfd_viz.detection import methods
 from fcfd_viz.detection import models as det_models

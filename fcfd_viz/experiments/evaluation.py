@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from fcfd_viz.data.datasets import DataConfig, dataset_size, make_loaders
+from fcfd_viz.data.datasets import DataConfig, dataset_size
+from fcfd_viz.data.loaders import make_loaders
 from fcfd_viz.errors import UserError
 from fcfd_viz.models.input_size import checkpoint_input_size
 from fcfd_viz.runs.checkpoints import model_from_checkpoint

@@ -14,13 +14,8 @@ from pathlib import Path
 import torch
 
 from fcfd_viz import distill, models
-from fcfd_viz.data.datasets import (
-    DETECTION_DATASETS,
-    DataConfig,
-    batch_record,
-    data_info,
-    make_loaders,
-)
+from fcfd_viz.data.datasets import DETECTION_DATASETS, DataConfig, data_info
+from fcfd_viz.data.loaders import batch_record, make_loaders
 from fcfd_viz.errors import UserError
 from fcfd_viz.io.files import read_object
 from fcfd_viz.runs.checkpoints import load_checkpoint, model_from_checkpoint

@@ -17,7 +17,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from fcfd_viz.data.datasets import set_epoch
+from fcfd_viz.data.loaders import set_epoch
 from fcfd_viz.distill.base import Distiller
 from fcfd_viz.errors import Diverged
 from fcfd_viz.io.files import fault_point

@@ -16,14 +16,8 @@ import os
 from pathlib import Path
 
 from fcfd_viz import distill, models
-from fcfd_viz.data.datasets import (
-    DATASETS,
-    EMBEDDED,
-    DataConfig,
-    data_info,
-    dataset_size,
-    make_loaders,
-)
+from fcfd_viz.data.datasets import DATASETS, EMBEDDED, DataConfig, data_info, dataset_size
+from fcfd_viz.data.loaders import make_loaders
 from fcfd_viz.errors import UserError
 from fcfd_viz.experiments.experiment import ExperimentConfig
 from fcfd_viz.io.files import atomic_write_with, user_os_errors

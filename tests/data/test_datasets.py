@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from fcfd_viz.data.datasets import (
-    DataConfig,
-    batch_record,
-    build_datasets,
-    make_loaders,
-    set_epoch,
-    stratified_subset,
-)
+from fcfd_viz.data.datasets import DataConfig, build_datasets, stratified_subset
+from fcfd_viz.data.loaders import batch_record, make_loaders, set_epoch
 from fcfd_viz.errors import UserError
 
 

@@ -97,7 +97,7 @@ def test_fresh_training_canvases_follow_the_loaders_epoch_and_test_never_changes
     e whatever happened before (a resumed run sees what an uninterrupted one would)."""
     from torch.utils.data import DataLoader, Subset
 
-    from fcfd_viz.data.datasets import set_epoch
+    from fcfd_viz.data.loaders import set_epoch
 
     train = dp.DigitPairs(True, n=300, fresh=True)
     loader = DataLoader(Subset(train, list(range(0, 300, 3))), batch_size=50)

@@ -22,7 +22,8 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from fcfd_viz import distill
-from fcfd_viz.data.datasets import DataConfig, make_loaders
+from fcfd_viz.data.datasets import DataConfig
+from fcfd_viz.data.loaders import make_loaders
 from fcfd_viz.models.base import Head, StagedNet
 from fcfd_viz.training.callbacks import Callback
 from fcfd_viz.training.config import TrainConfig

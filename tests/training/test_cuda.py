@@ -11,7 +11,8 @@ import torch
 
 from fcfd_viz import distill, models
 from fcfd_viz.analysis import Anisotropy
-from fcfd_viz.data.datasets import DataConfig, make_loaders
+from fcfd_viz.data.datasets import DataConfig
+from fcfd_viz.data.loaders import make_loaders
 from fcfd_viz.experiments.experiment import ExperimentConfig, run_experiment
 from fcfd_viz.runs.checkpoints import model_from_checkpoint
 from fcfd_viz.runs.layout import Run
