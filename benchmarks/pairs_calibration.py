@@ -298,10 +298,12 @@ def section(result: dict) -> str:
         text += (
             "\n\nThe chosen level, `"
             + digit_pairs.DEFAULT_STYLE
-            + "`, in the library's runs (`benchmarks/pairs_study.py`: resnet32x4 teacher and "
-            "CE resnet8x4 students with the study's schedules, 5000 test canvases, "
-            "`--precision auto`; train top-1 is the last epoch's running accuracy on that "
-            "epoch's batches):\n\n" + library_table(library)
+            + "`, in the library's runs (`benchmarks/pairs_study.py` and `fcfd train-teacher`: "
+            "a resnet32x4 teacher and CE resnet8x4 students, cosine schedules of the epochs "
+            "shown with one warm-up epoch, students at lr 0.05; 200 per class ran half the "
+            "epochs, the same steps; 5000 test canvases, `--precision auto`, 1 thread each, "
+            "two runs sharing the 2 cores; train top-1 is the last epoch's running accuracy on "
+            "that epoch's batches):\n\n" + library_table(library)
         )
     return text
 
