@@ -179,21 +179,14 @@ def library_runs() -> dict[str, dict]:
         if not is_done(teacher.path):
             continue
         students = [Run(p) for p in sorted(runs.glob("ce-s*")) if is_done(p)]
+
+        def record(run: Run, *keys: str) -> dict:
+            summary = run.summary() or {}  # read once per run
+            return {**{k: summary[k] for k in keys}, "train_top1": _last_train_top1(run)}
+
         found[setting] = {
-            "teacher": {
-                "top1": teacher.summary()["top1"],
-                "train_top1": _last_train_top1(teacher),
-                "epochs": teacher.summary()["epochs"],
-            },
-            "ce": [
-                {
-                    "seed": r.summary()["seed"],
-                    "top1": r.summary()["top1"],
-                    "train_top1": _last_train_top1(r),
-                    "epochs": r.summary()["epochs"],
-                }
-                for r in students
-            ],
+            "teacher": record(teacher, "top1", "epochs"),
+            "ce": [record(r, "seed", "top1", "epochs") for r in students],
         }
     return found
 

@@ -153,10 +153,12 @@ def render(
     the units digit). ``style`` None: the module's :data:`STYLE`. ``view`` k > 0: the same
     labels in the same order and source pool, everything else drawn anew (a fresh epoch).
     """
-    return _render(train, n, size, seed, style or STYLE, view)
+    if view:  # a fresh epoch's canvases are drawn once: not kept, so they evict nothing
+        return _render.__wrapped__(train, n, size, seed, style or STYLE, view)
+    return _render(train, n, size, seed, style or STYLE)
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=8)
 def _render(
     train: bool, n: int, size: int, seed: int, s: PairStyle, view: int = 0
 ) -> tuple[Tensor, Tensor, np.ndarray]:
@@ -229,9 +231,7 @@ class DigitPairs(Dataset):
     the same labels (:meth:`set_epoch`), the generator serving as the augmentation, as
     CIFAR's crops and flips do (docs/results.md, "digit-pairs calibration"). The test split
     never changes. ``augment=True`` adds a random shift of up to size/8 pixels (CIFAR's padded
-    crop); it is off by default: under the split's statistics it kept resnet8x4 on the task's
-    early plateau (loss ~ln 100) past 1500 steps where it otherwise left it by 1000
-    (docs/results.md, "digit-pairs calibration").
+    crop), off by default: it kept resnet8x4 on the early plateau past 1500 steps (ibid.).
     """
 
     def __init__(
