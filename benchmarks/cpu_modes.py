@@ -33,7 +33,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import RESULTS, machine, table, write_json, write_section  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    RESULTS,
+    add_section_args,
+    machine,
+    table,
+    write_json,
+    write_section,
+)
 from fcfd_viz import distill, models  # noqa: E402
 
 MODES = {  # name -> (channels_last, compile)
@@ -77,13 +84,14 @@ def make_step(pair: str, method: str, mode: str, size: int, draw=None, batch: in
     return step
 
 
-def measure(pair: str, size: int, repeats: int) -> dict:
+def measure(pair: str, size: int, repeats: int, modes: list[str] | None = None) -> dict:
     """Median ms of KD's step and of FCFD's expected step in every mode, interleaved."""
     # every variant is its own module instance: dynamo's default cap of 8 compiled versions
     # of one frame would leave the later ones running eagerly
     torch._dynamo.config.cache_size_limit = 64
+    modes = modes or list(MODES)
     steps = {}
-    for mode in MODES:
+    for mode in modes:
         steps[("kd", mode, None)] = make_step(pair, "kd", mode, size)
         for draw in DRAWS:
             steps[("fcfd", mode, draw)] = make_step(pair, "fcfd", mode, size, draw)
@@ -101,7 +109,7 @@ def measure(pair: str, size: int, repeats: int) -> dict:
             times[key].append(time.perf_counter() - t0)
     med = {k: 1000 * statistics.median(v) for k, v in times.items()}
     out = {}
-    for mode in MODES:
+    for mode in modes:
         fcfd = [med[("fcfd", mode, d)] for d in DRAWS]
         warm = sum(compile_s[k] for k in steps if k[1] == mode)
         out[mode] = {
@@ -157,7 +165,7 @@ DECISION = (
 )
 
 
-def section(result: dict) -> str:
+def section(result: dict, heading: str) -> str:
     rows = []
     for pair, modes in result["pairs"].items():
         base = modes["fp32"]
@@ -180,7 +188,7 @@ def section(result: dict) -> str:
         else "native"
     )
     return (
-        "## fp32 modes on an AVX2 CPU (`benchmarks/cpu_modes.py`)\n\n"
+        f"## {heading} (`benchmarks/cpu_modes.py`)\n\n"
         f"{m['cpu']}, {m['threads']} threads, AVX2 {how}; batch 64, {result['size']}x"
         f"{result['size']} inputs, 100 classes, median of {result['repeats']} interleaved "
         "repeats; FCFD: the mean over its 6 equally likely path draws. Ratios are to fp32 "
@@ -207,33 +215,39 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--native", action="store_true", help="do not emulate AVX2")
+    ap.add_argument(
+        "--modes", nargs="+", default=list(MODES), choices=list(MODES), help="fp32 first"
+    )
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument(
         "--invariance-only",
         action="store_true",
         help="add the thread invariance to the last results",
     )
+    ap.add_argument("--report", action="store_true", help="re-render the section, measure nothing")
+    add_section_args(ap, "cpu_modes", "fp32 modes on an AVX2 CPU")
     args = ap.parse_args()
     emulate = not args.native and "avx512f" in Path("/proc/cpuinfo").read_text()
     if emulate and not args.child:  # the ISA caps only take effect in a fresh process
         env = {**os.environ, **AVX2_ENV}
         sys.exit(subprocess.call([sys.executable, __file__, *sys.argv[1:], "--child"], env=env))
-    if args.invariance_only:
-        result = json.loads((RESULTS / "cpu_modes.json").read_text())
-        result["invariance"] = {p: thread_invariance(p, args.size) for p in args.pairs}
-        write_json("cpu_modes", result)
-        write_section("cpu_modes", section(result))
+    if args.invariance_only or args.report:
+        result = json.loads((RESULTS / f"{args.name}.json").read_text())
+        if args.invariance_only:
+            result["invariance"] = {p: thread_invariance(p, args.size) for p in args.pairs}
+            write_json(args.name, result)
+        write_section(args.name, section(result, args.heading))
         return
     torch.set_num_threads(args.threads)
     result = {"machine": machine(), "size": args.size, "repeats": args.repeats}
     result["emulated"] = bool(os.environ.get("ONEDNN_MAX_CPU_ISA"))
     result["pairs"] = {}
     for pair in args.pairs:
-        result["pairs"][pair] = measure(pair, args.size, args.repeats)
+        result["pairs"][pair] = measure(pair, args.size, args.repeats, args.modes)
         print(pair, json.dumps(result["pairs"][pair]), flush=True)
     result["invariance"] = {p: thread_invariance(p, args.size) for p in args.pairs}
-    write_json("cpu_modes", result)
-    write_section("cpu_modes", section(result))
+    write_json(args.name, result)
+    write_section(args.name, section(result, args.heading))
 
 
 if __name__ == "__main__":

@@ -64,7 +64,9 @@ class TrainConfig:
     )
     amp: str | None = setting(None, "old name of --precision (off: fp32)", choices=AMP)
     channels_last: bool | None = setting(
-        None, "channels_last memory format (default: on CUDA, and on CPU with bf16/fp16)"
+        None,
+        "channels_last memory format (default: on CUDA, on CPU with bf16/fp16, and on an x86 "
+        "CPU in fp32 under --precision auto)",
     )
     compile: bool = setting(False, "torch.compile the training step")
 

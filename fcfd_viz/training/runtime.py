@@ -128,28 +128,80 @@ def precision_name(dtype: torch.dtype | None) -> str:
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
+# /proc/cpuinfo flag of the x86 CPUs on which fp32 channels_last training steps were
+# measured faster than contiguous ones: 17-21% on a native AVX2 CPU, 2-15% with AVX2
+# emulated on an AVX-512 one (docs/benchmarks.md, "fp32 modes on an AVX2 CPU")
+CHANNELS_LAST_FP32_FLAGS = ("avx2",)
+
+
 def uses_channels_last(
-    setting: bool | None, amp_dtype: torch.dtype | None, device: torch.device
+    setting: bool | None,
+    amp_dtype: torch.dtype | None,
+    device: torch.device,
+    precision: str = "auto",
+    flags: frozenset[str] | set[str] | None = None,
 ) -> bool:
     """Whether training runs channels_last: ``setting`` when given (``--channels-last``); by
-    default on CUDA, and on CPU with autocast (``amp_dtype`` bf16/fp16). A CPU run in fp32
-    stays contiguous: the exact fp32 path of old, whose numbers do not depend on the thread
-    count (channels_last convolutions sum in a thread-dependent order on CPU)."""
+    default on CUDA, on CPU with autocast (``amp_dtype`` bf16/fp16), and on an x86 CPU in
+    fp32 when ``precision`` is ``auto`` (:data:`CHANNELS_LAST_FP32_FLAGS` in ``flags``,
+    default this machine's :func:`cpu_flags`): a hardware fact, never a timing. ``--precision
+    fp32`` stays contiguous: the exact fp32 path of old, whose numbers do not depend on the
+    thread count (channels_last convolutions sum in a thread-dependent order on CPU)."""
     if setting is not None:
         return setting
-    return device.type == "cuda" or amp_dtype is not None
+    if device.type == "cuda" or amp_dtype is not None:
+        return True
+    if device.type != "cpu" or precision != "auto":
+        return False
+    flags = cpu_flags() if flags is None else flags
+    return any(f in flags for f in CHANNELS_LAST_FP32_FLAGS)
 
 
-def runtime_record(device: torch.device, precision: str, channels_last: bool | None) -> dict:
+# oneDNN's fp32 CPU 1x1 convolution with stride > 1 computes its weight gradient through a
+# workspace that it overruns when a channels_last input has fewer channels than its block (8
+# on AVX2, 16 on AVX-512): heap corruption or wrong gradients (oneDNN issue 6035, open; here
+# resnet8_w025's 4-channel shortcut aborted the process on an AVX2 CPU, torch 2.14.1)
+CHANNELS_LAST_MIN_SHORTCUT_CHANNELS = 16
+
+
+def channels_last_hazard(model: torch.nn.Module) -> str | None:
+    """The first convolution of ``model`` whose fp32 channels_last backward oneDNN gets
+    wrong on CPU (1x1, stride > 1, fewer than 16 input channels), named; None: none."""
+    for name, m in model.named_modules():
+        if (
+            isinstance(m, torch.nn.Conv2d)
+            and m.kernel_size == (1, 1)
+            and max(m.stride) > 1
+            and m.in_channels < CHANNELS_LAST_MIN_SHORTCUT_CHANNELS
+        ):
+            return f"{name} (1x1, stride {max(m.stride)}, {m.in_channels} input channels)"
+    return None
+
+
+def runtime_record(
+    device: torch.device,
+    precision: str,
+    channels_last: bool | None,
+    model: torch.nn.Module | None = None,
+) -> dict:
     """What a run's ``auto`` settings resolve to on ``device`` (config.json's ``runtime``):
     the autocast ``precision`` (fp32/bf16/fp16), the ``precision_setting`` asked for and
-    ``channels_last``."""
+    ``channels_last``. An fp32 CPU run of a ``model`` with a :func:`channels_last_hazard`
+    stays contiguous under ``auto``; asked for with ``--channels-last``, a UserError."""
     dtype = autocast_dtype(precision, device)
+    cl = uses_channels_last(channels_last, dtype, device, precision)
+    hazard = model is not None and cl and device.type == "cpu" and dtype is None
+    bad = channels_last_hazard(model) if hazard and model is not None else None
+    if bad and channels_last:
+        raise UserError(
+            f"--channels-last: the model's {bad} has an fp32 channels_last backward that "
+            "corrupts memory on CPU (oneDNN issue 6035); run without --channels-last"
+        )
     return {
         "device": str(device),
         "precision": precision_name(dtype),
         "precision_setting": precision,
-        "channels_last": uses_channels_last(channels_last, dtype, device),
+        "channels_last": cl and not bad,
     }
 
 

@@ -67,8 +67,8 @@ class Trainer:
         if self.device.type == "cuda" and task.fixed_input_shape:
             torch.backends.cudnn.benchmark = True  # one batch shape: time cuDNN's kernels once
         self.distiller = distiller.to(self.device)
-        self.runtime = runtime.runtime_record(self.device, cfg.precision, cfg.channels_last)
-        self.channels_last = self.runtime["channels_last"]
+        rt = runtime.runtime_record(self.device, cfg.precision, cfg.channels_last, distiller)
+        self.runtime, self.channels_last = rt, rt["channels_last"]
         if self.channels_last:
             self.distiller.to(memory_format=torch.channels_last)
         self.amp_dtype = runtime.autocast_dtype(cfg.precision, self.device)
