@@ -33,6 +33,16 @@ SAPPHIRE = {"avx512f", "amx_tile", "amx_bf16"}
 SKYLAKE = {"avx2", "avx512f", "avx512bw"}  # AVX512, but bf16 only emulated
 
 
+def cpu_runtime(precision: str, setting: str, channels_last: bool) -> dict:
+    """config.json's ``runtime`` record of a CPU run."""
+    return {
+        "device": "cpu",
+        "precision": precision,
+        "precision_setting": setting,
+        "channels_last": channels_last,
+    }
+
+
 @pytest.mark.parametrize(
     "precision, flags, dtype",
     [
@@ -70,12 +80,7 @@ def test_channels_last_default_and_the_runtime_record(monkeypatch):
     assert not runtime_record(CPU, "fp32", None)["channels_last"]
     monkeypatch.setenv("FCFD_CPU_FLAGS", "fpu avx512_bf16")
     assert cpu_flags() == {"fpu", "avx512_bf16"}
-    assert runtime_record(CPU, "auto", None) == {
-        "device": "cpu",
-        "precision": "bf16",
-        "precision_setting": "auto",
-        "channels_last": True,
-    }
+    assert runtime_record(CPU, "auto", None) == cpu_runtime("bf16", "auto", channels_last=True)
 
 
 def test_amp_is_the_old_name_of_precision():
@@ -118,12 +123,7 @@ def test_a_bf16_run_on_cpu_trains_with_fp32_weights(tmp_path, capsys):
     floats = [t for t in ckpt["state_dict"].values() if t.is_floating_point()]
     assert floats and all(t.dtype == torch.float32 for t in floats)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["runtime"] == {
-        "device": "cpu",
-        "precision": "bf16",
-        "precision_setting": "bf16",
-        "channels_last": True,
-    }
+    assert config["runtime"] == cpu_runtime("bf16", "bf16", channels_last=True)
     assert config["train"]["precision"] == "bf16" and "amp" not in config["train"]
     assert ExperimentConfig.from_dict(config).train.precision == "bf16"  # reads back
 
@@ -174,12 +174,7 @@ def test_auto_on_an_avx2_cpu_trains_channels_last_the_same_computation(tmp_path,
     run_experiment(cfg("auto"), tmp_path / "auto", tensorboard=False, progress=False)
     run_experiment(cfg("fp32"), tmp_path / "fp32", tensorboard=False, progress=False)
     config = json.loads((tmp_path / "auto" / "config.json").read_text())
-    assert config["runtime"] == {
-        "device": "cpu",
-        "precision": "fp32",
-        "precision_setting": "auto",
-        "channels_last": True,
-    }
+    assert config["runtime"] == cpu_runtime("fp32", "auto", channels_last=True)
     (auto,), (fp32,) = (
         list(map(json.loads, open(tmp_path / name / "metrics.jsonl"))) for name in ("auto", "fp32")
     )
