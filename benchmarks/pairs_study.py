@@ -7,6 +7,9 @@ so methods are paired by seed. Every run is cached under ``benchmarks/runs/pairs
 finished run is read back, an interrupted one resumed (its last completed epoch), so the
 chain can be stopped and started again, or split over processes with ``--methods`` /
 ``--seeds`` / ``--threads``. A call writes the section from every finished run so far.
+Finished runs of resnet56 -> resnet20 are kept in the repository (their ``best.pt`` and
+records, added with ``git add -f``: the runs folder is ignored), so a later work session, on
+a new machine, goes on from them instead of training the teacher again.
 
     python benchmarks/pairs_study.py [--pair resnet32x4-resnet8x4] [--seeds 0 1 2 3 4]
         [--methods ce kd ...] [--threads 1] [--teacher-only]
