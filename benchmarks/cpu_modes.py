@@ -208,8 +208,8 @@ def section(result: dict, heading: str, name: str = "cpu_modes") -> str:
         f"{m['cpu']}, {m['threads']} threads, AVX2 {how}; batch 64, {result['size']}x"
         f"{result['size']} inputs, 100 classes, median of {result['repeats']} interleaved "
         "repeats; FCFD: the mean over its 6 equally likely path draws. Ratios are to fp32 "
-        "contiguous (`--precision fp32`; `auto` until the native measurement). Warm-up: the first two steps "
-        "of every variant (compilation, for compiled modes).\n\n"
+        "contiguous (`--precision fp32`; `auto` until the native measurement). Warm-up: the "
+        "first two steps of every variant (compilation, for compiled modes).\n\n"
         + table(["pair", "mode", "KD ms", "vs fp32", "FCFD ms", "vs fp32", "warm-up s"], rows)
         + invariance_text(result, DECISIONS.get(name, ""))
     )

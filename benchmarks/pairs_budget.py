@@ -5,8 +5,8 @@ Times, side by side in one interleaved loop, every step the study (``benchmarks/
 takes at digit-pairs' native size: the teacher's own cross-entropy step, and one step of each
 student method (FCFD: the mean over its 6 equally likely draws of mixed paths), batch 64,
 with the test pass per batch (the student's forward, no gradient) and the rendering of one
-epoch's new canvases; in fp32 contiguous (``--precision auto`` on a CPU without bf16) and
-channels_last, or as ``auto`` trains on a CPU with bf16 hardware. Multiplied by the
+epoch's new canvases; in fp32, contiguous (``--precision fp32``) and channels_last (what
+``--precision auto`` trains on an x86 CPU without bf16). Multiplied by the
 protocol's steps (:data:`~fcfd_viz.data.digit_pairs.TEACHER_TRAIN` and the ``pairs-*``
 preset's schedule, 10,000 training and 5,000 test canvases), it gives the wall time of the
 teacher, of one run per method, and of the whole 5-seed study on one thread: the study runs
@@ -37,6 +37,7 @@ from benchmarks.common import (  # noqa: E402
     write_section,
 )
 from benchmarks.cpu_modes import DRAWS, make_step  # noqa: E402
+from benchmarks.cpu_modes import MODES as MODES_ALL  # noqa: E402
 from benchmarks.pairs_study import METHODS  # noqa: E402
 from fcfd_viz import models  # noqa: E402
 from fcfd_viz.data import digit_pairs  # noqa: E402
@@ -48,10 +49,9 @@ SEEDS = 5
 STUDENT_METHODS = ("ce", "kd", "dkd", "fitnet", "fcfd")  # fcfd's variants cost as fcfd does
 
 
-def modes() -> dict[str, bool]:
-    """name -> channels_last: the fp32 modes a CPU without bf16 can run (the bf16 path is
-    ``auto``'s on a CPU with bf16 hardware and is timed by ``benchmarks/step_time.py``)."""
-    return {"fp32": False, "fp32 channels_last": True}
+# name -> channels_last: the eager fp32 modes of cpu_modes.py (bf16, auto's path on a CPU
+# with bf16 hardware, is timed by benchmarks/step_time.py)
+MODES = {m: MODES_ALL[m][0] for m in ("fp32", "fp32 channels_last")}
 
 
 def eval_step(arch: str, size: int, channels_last: bool):
@@ -75,7 +75,8 @@ def measure(pair: str, size: int, repeats: int) -> dict:
     """Median ms per batch of every step of ``pair``'s study, per mode."""
     teacher, student = pair.split("-")
     steps = {}
-    for mode, cl in modes().items():
+    for mode, cl in MODES.items():
+        # the teacher's own CE step (make_step builds a teacher beside it that CE never calls)
         steps[("teacher", mode)] = make_step(f"{teacher}-{teacher}", "ce", mode, size)
         steps[("teacher eval", mode)] = eval_step(teacher, size, cl)
         steps[("student eval", mode)] = eval_step(student, size, cl)
@@ -92,7 +93,7 @@ def measure(pair: str, size: int, repeats: int) -> dict:
                 times[key].append(1000 * (time.perf_counter() - t0))
     med = {k: statistics.median(v) for k, v in times.items()}
     out: dict = {}
-    for mode in modes():
+    for mode in MODES:
         row = {k[0]: v for k, v in med.items() if k[1] == mode and k[0] != "fcfd"}
         row["fcfd"] = statistics.mean(med[("fcfd", mode, d)] for d in DRAWS)
         out[mode] = row
@@ -143,7 +144,10 @@ def section(result: dict, heading: str) -> str:
                 ]
             )
             b = result["budget"][pair][mode]
-            teach = " / ".join(f"{h:.1f} ({e} ep)" for e, h in b["teacher_h"].items())
+            by_epochs = sorted(
+                b["teacher_h"].items(), key=lambda kv: int(kv[0])
+            )  # JSON sorts "100" < "40"
+            teach = " / ".join(f"{h:.1f} ({e} ep)" for e, h in by_epochs)
             runs = " / ".join(f"{60 * b['run_h'][k]:.0f}" for k in STUDENT_METHODS)
             cost_rows.append([pair, mode, teach, runs, f"{b['students_h']:.1f}"])
     return (

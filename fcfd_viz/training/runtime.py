@@ -129,8 +129,8 @@ def precision_name(dtype: torch.dtype | None) -> str:
 
 
 # /proc/cpuinfo flag of the x86 CPUs on which fp32 channels_last training steps were
-# measured faster than contiguous ones: 17-21% on a native AVX2 CPU, 2-15% with AVX2
-# emulated on an AVX-512 one (docs/benchmarks.md, "fp32 modes on an AVX2 CPU")
+# measured faster than contiguous ones: 6-29% of a KD or FCFD step on a native AVX2 CPU,
+# 2-15% with AVX2 emulated on an AVX-512 one (docs/benchmarks.md, "fp32 modes on ... AVX2 CPU")
 CHANNELS_LAST_FP32_FLAGS = ("avx2",)
 
 
@@ -190,8 +190,8 @@ def runtime_record(
     stays contiguous under ``auto``; asked for with ``--channels-last``, a UserError."""
     dtype = autocast_dtype(precision, device)
     cl = uses_channels_last(channels_last, dtype, device, precision)
-    hazard = model is not None and cl and device.type == "cpu" and dtype is None
-    bad = channels_last_hazard(model) if hazard and model is not None else None
+    fp32_cpu = cl and device.type == "cpu" and dtype is None
+    bad = channels_last_hazard(model) if fp32_cpu and model is not None else None
     if bad and channels_last:
         raise UserError(
             f"--channels-last: the model's {bad} has an fp32 channels_last backward that "
